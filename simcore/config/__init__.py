@@ -1,0 +1,1 @@
+"""Loading and validation of models, hardware and experiments."""

@@ -1,0 +1,197 @@
+"""Experiment files: schema, loading, --set overrides, and cross-field checks.
+
+An Experiment is plain validated data; `resolve` joins it with the catalogs into a Run
+(model spec + system + checked parallelism) that the rest of simcore consumes.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import Field, PositiveInt
+
+from simcore.config.hardware import System, load_system
+from simcore.config.model import ModelSpec, load_model
+from simcore.config.validation import Strict, read_yaml, validate
+from simcore.errors import SimcoreError
+
+WeightDtype = Literal["auto", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4"]
+ActDtype = Literal["bf16", "fp16", "fp8"]
+KVDtype = Literal["auto", "bf16", "fp16", "fp8"]
+
+
+class Parallelism(Strict):
+    tp: PositiveInt = 1
+    pp: PositiveInt = 1
+    dp: PositiveInt = 1
+    ep: PositiveInt = 1
+
+
+class Precision(Strict):
+    weights: WeightDtype = "auto"  # auto: the checkpoint's quantization_config, else bf16
+    activations: ActDtype = "bf16"
+
+
+class Inference(Strict):
+    kvcache_precision: KVDtype = "auto"  # auto: same as activations
+    kvcache_type: Literal["hbm", "host"] = "hbm"  # the tier the cache lives in
+    kvcache_fetch_overlap: bool = False
+
+
+class StaticWorkload(Strict):
+    kind: Literal["static"] = "static"
+    batch_size: PositiveInt  # sequences per data-parallel replica
+    prompt_tokens: PositiveInt
+    output_tokens: PositiveInt
+
+
+class Engine(Strict):
+    mode: Literal["analytical"] = "analytical"
+    decode_sample_steps: int = Field(default=32, ge=0)  # 0: price every decode step
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    runtime_overhead_gib: float = Field(default=1.5, ge=0)  # CUDA context, graphs, comm buffers
+
+
+class Experiment(Strict):
+    name: str | None = None
+    description: str | None = None
+    model: str
+    hardware: str
+    cluster: str | None = None
+    parallelism: Parallelism = Parallelism()
+    precision: Precision = Precision()
+    inference: Inference = Inference()
+    workload: StaticWorkload
+    engine: Engine = Engine()
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise SimcoreError(f"--set {text!r}: expected path.to.field=value")
+    path, _, value = text.partition("=")
+    keys = path.strip().split(".")
+    if not all(keys):
+        raise SimcoreError(f"--set {text!r}: empty field name in '{path}'")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return keys, parsed
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    data = copy.deepcopy(raw)
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for k in keys[:-1]:
+            child = node.get(k)
+            if child is None:
+                child = node[k] = {}
+            if not isinstance(child, dict):
+                raise SimcoreError(f"--set {text!r}: '{k}' is a value, not a section")
+            node = child
+        node[keys[-1]] = value
+    return data
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
+    path = Path(path)
+    if not path.is_file():
+        raise SimcoreError(f"experiment file not found: {path}")
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise SimcoreError(f"{path}: expected a mapping of experiment fields")
+    return validate(Experiment, apply_overrides(raw, overrides or []), str(path))
+
+
+@dataclass(frozen=True)
+class Run:
+    """An experiment joined with its catalog entries and checked for consistency."""
+
+    experiment: Experiment
+    model: ModelSpec
+    system: System
+    weight_dtype: str  # dense (non-expert) weights
+    expert_dtype: str  # routed-expert weights
+    act_dtype: str
+    kv_dtype: str
+
+    @property
+    def par(self) -> Parallelism:
+        return self.experiment.parallelism
+
+    @property
+    def gpus(self) -> int:
+        p = self.par
+        return p.tp * p.pp * p.dp
+
+
+def _check_parallelism(m: ModelSpec, p: Parallelism) -> None:
+    if m.heads % p.tp:
+        raise SimcoreError(
+            f"parallelism.tp = {p.tp} does not divide num_attention_heads = {m.heads} of {m.name}; "
+            f"allowed tp: {', '.join(str(t) for t in range(1, m.heads + 1) if m.heads % t == 0)}"
+        )
+    if not m.is_mla and p.tp > m.kv_heads and p.tp % m.kv_heads:
+        raise SimcoreError(
+            f"parallelism.tp = {p.tp} exceeds num_key_value_heads = {m.kv_heads} of {m.name} "
+            f"and is not a multiple of it, so KV heads cannot be replicated evenly"
+        )
+    if not m.is_mla and p.tp < m.kv_heads and m.kv_heads % p.tp:
+        raise SimcoreError(f"parallelism.tp = {p.tp} does not divide num_key_value_heads = {m.kv_heads}")
+    if p.pp > m.layers:
+        raise SimcoreError(f"parallelism.pp = {p.pp} exceeds num_hidden_layers = {m.layers} of {m.name}")
+    if p.ep > 1:
+        if not m.is_moe:
+            raise SimcoreError(f"parallelism.ep = {p.ep} but {m.name} has no experts; use ep: 1")
+        if m.num_experts % p.ep:
+            raise SimcoreError(
+                f"parallelism.ep = {p.ep} does not divide the {m.num_experts} experts of {m.name}"
+            )
+        if (p.tp * p.dp) % p.ep:
+            raise SimcoreError(
+                f"parallelism.ep = {p.ep} must divide tp x dp = {p.tp * p.dp} (experts are spread over the "
+                f"GPUs of one pipeline stage)"
+            )
+
+
+def _dtypes(e: Experiment, m: ModelSpec, system: System) -> tuple[str, str, str, str]:
+    act = e.precision.activations
+    w = e.precision.weights
+    q = m.quantization
+    if w == "auto":
+        if q is None:
+            dense = experts = "bf16" if "bfloat" in m.torch_dtype or m.torch_dtype == "auto" else "fp16"
+        elif q.experts_only:
+            dense, experts = "bf16", q.weight_dtype
+        else:
+            dense = experts = q.weight_dtype
+    else:
+        dense = experts = w
+    kv = act if e.inference.kvcache_precision == "auto" else e.inference.kvcache_precision
+    for field, dtype in (("precision.activations", act), ("inference.kvcache_precision", kv)):
+        if dtype == "fp8" and not system.gpu.supports("fp8"):
+            raise SimcoreError(
+                f"{field} = fp8 but {system.gpu.name} has no fp8 support; allowed: bf16, fp16"
+            )
+    return dense, experts, act, kv
+
+
+def resolve(e: Experiment) -> Run:
+    model = load_model(e.model)
+    system = load_system(e.hardware, e.cluster)
+    _check_parallelism(model, e.parallelism)
+    w = e.workload
+    total = w.prompt_tokens + w.output_tokens
+    if model.max_position and total > model.max_position:
+        raise SimcoreError(
+            f"workload.prompt_tokens + workload.output_tokens = {total} exceeds max_position_embeddings = "
+            f"{model.max_position} of {model.name}"
+        )
+    dense, experts, act, kv = _dtypes(e, model, system)
+    return Run(e, model, system, dense, experts, act, kv)

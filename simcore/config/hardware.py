@@ -1,0 +1,221 @@
+"""Hardware catalog: GPUs, clusters (topology) and efficiency profiles, from hardware/*.
+
+Units in the YAML are named in the keys: GB/s = 1e9 bytes/s, GiB = 2**30 bytes,
+Gb/s (network NICs) = 1e9 bits/s, TFLOP/s = 1e12. In memory everything is SI base units.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from simcore.config.catalog import entries, resolve
+from simcore.config.validation import Strict, read_yaml, validate
+from simcore.errors import SimcoreError
+
+GIB = 2**30
+DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
+
+
+class Link(Strict):
+    kind: str
+    bandwidth_gbps: PositiveFloat  # per direction
+    latency_us: float = Field(ge=0)
+
+    @property
+    def bandwidth(self) -> float:
+        return self.bandwidth_gbps * 1e9
+
+    @property
+    def latency(self) -> float:
+        return self.latency_us * 1e-6
+
+
+class Links(Strict):
+    gpu: Link
+    host: Link
+
+
+class Memory(Strict):
+    capacity_gib: PositiveFloat
+    bandwidth_gbps: PositiveFloat
+    l2_mib: PositiveFloat
+
+    @property
+    def capacity(self) -> float:
+        return self.capacity_gib * GIB
+
+    @property
+    def bandwidth(self) -> float:
+        return self.bandwidth_gbps * 1e9
+
+
+class GPU(Strict):
+    kind: Literal["gpu"]
+    name: str
+    description: str
+    vendor: Literal["nvidia", "amd"]
+    architecture: str
+    sm_count: PositiveInt
+    peak_tflops: dict[Literal[DTYPES], PositiveFloat]  # type: ignore[valid-type]
+    memory: Memory
+    links: Links
+    efficiency: str
+    cost_per_hour_usd: PositiveFloat
+    default_cluster: str
+
+    def peak_flops(self, dtype: str) -> float:
+        return self.peak_tflops[dtype] * 1e12
+
+    def supports(self, dtype: str) -> bool:
+        return dtype in self.peak_tflops
+
+
+class IntraNode(Strict):
+    fabric: Literal["nvswitch", "nvlink-bridge", "pcie", "infinity-fabric"]
+    nvls: bool = False
+    bandwidth_gbps: PositiveFloat | None = None
+    latency_us: float | None = Field(default=None, ge=0)
+
+
+class InterNode(Strict):
+    fabric: Literal["infiniband", "roce", "ethernet"]
+    nics_per_node: PositiveInt
+    nic_gbps: PositiveFloat  # bits per second, as NICs are sold
+    latency_us: float = Field(ge=0)
+
+
+class Host(Strict):
+    memory_gib: PositiveFloat
+    dram_bandwidth_gbps: PositiveFloat
+
+
+class Cluster(Strict):
+    kind: Literal["cluster"]
+    name: str
+    gpu: str
+    gpus_per_node: PositiveInt
+    intra_node: IntraNode
+    inter_node: InterNode
+    host: Host
+
+
+class GemmEfficiency(Strict):
+    compute_max: float = Field(gt=0, le=1)  # fraction of peak for large GEMMs
+    m_half: float = Field(ge=0)  # tokens at which small-M GEMMs reach half of compute_max
+    memory: float = Field(gt=0, le=1)  # fraction of HBM bandwidth when streaming weights
+
+
+class PrefillAttentionEfficiency(Strict):
+    compute_max: float = Field(gt=0, le=1)
+    s_half: float = Field(ge=0)  # sequence length at half of compute_max
+
+
+class CollectiveEfficiency(Strict):
+    ring_link: float = Field(gt=0, le=1)  # achieved / line rate for ring and direct algorithms
+    nvls_link: float = Field(gt=0, le=1)  # same for in-switch reduction (NVLS)
+    nvls_latency_us: float = Field(ge=0)  # fixed cost of an NVLS collective
+    network_link: float = Field(gt=0, le=1)  # achieved / NIC line rate across nodes
+
+
+class Efficiency(Strict):
+    kind: Literal["efficiency"]
+    name: str
+    source: str
+    kernel_floor_us: float = Field(ge=0)  # GEMM and attention kernels: launch, ramp and tail
+    elementwise_floor_us: float = Field(ge=0)  # small memory-bound kernels (norms, rope, cache stores)
+    gemm: GemmEfficiency
+    attention_prefill: PrefillAttentionEfficiency
+    attention_decode_memory: float = Field(gt=0, le=1)
+    memory: float = Field(gt=0, le=1)  # elementwise ops and KV cache stores
+    host_link: float = Field(gt=0, le=1)  # achieved / line rate of the GPU-host link (KV on host)
+    collectives: CollectiveEfficiency
+
+    @property
+    def kernel_floor(self) -> float:
+        return self.kernel_floor_us * 1e-6
+
+    @property
+    def elementwise_floor(self) -> float:
+        return self.elementwise_floor_us * 1e-6
+
+
+class System(Strict):
+    """What one experiment runs on: a cluster of one GPU kind and its efficiency profile."""
+
+    gpu: GPU
+    cluster: Cluster
+    efficiency: Efficiency
+
+    @model_validator(mode="after")
+    def _same_gpu(self) -> "System":
+        if self.cluster.gpu != self.gpu.name:
+            raise ValueError(
+                f"cluster '{self.cluster.name}' is built from '{self.cluster.gpu}', not '{self.gpu.name}'"
+            )
+        return self
+
+    @property
+    def intra_link(self) -> Link:
+        """GPU-to-GPU inside a node: the cluster may override the GPU's own link."""
+        own = self.gpu.links.gpu
+        c = self.cluster.intra_node
+        return Link(
+            kind=c.fabric,
+            bandwidth_gbps=c.bandwidth_gbps or own.bandwidth_gbps,
+            latency_us=own.latency_us if c.latency_us is None else c.latency_us,
+        )
+
+    @property
+    def inter_link(self) -> Link:
+        """Per-GPU share of the node's network, per direction."""
+        n = self.cluster.inter_node
+        per_node_gbps = n.nics_per_node * n.nic_gbps / 8  # bits -> bytes
+        return Link(
+            kind=n.fabric,
+            bandwidth_gbps=per_node_gbps / self.cluster.gpus_per_node,
+            latency_us=n.latency_us,
+        )
+
+
+def _load(model, kind: str, folder: str, name: str):
+    path = resolve(kind, folder, ".yaml", name)
+    obj = validate(model, read_yaml(path), str(path))
+    if obj.name != path.stem and path.parent.name == folder.split("/")[-1]:
+        raise SimcoreError(f"{path}: field 'name' = {obj.name!r} must equal the file name {path.stem!r}")
+    return obj
+
+
+@cache
+def load_gpu(name: str) -> GPU:
+    return _load(GPU, "GPU", "hardware/gpus", name)
+
+
+@cache
+def load_cluster(name: str) -> Cluster:
+    return _load(Cluster, "cluster", "hardware/clusters", name)
+
+
+@cache
+def load_efficiency(name: str) -> Efficiency:
+    return _load(Efficiency, "efficiency profile", "hardware/efficiency", name)
+
+
+@cache
+def load_system(gpu: str, cluster: str | None = None) -> System:
+    g = load_gpu(gpu)
+    c = load_cluster(cluster or g.default_cluster)
+    try:
+        return System(gpu=g, cluster=c, efficiency=load_efficiency(g.efficiency))
+    except ValueError as exc:
+        raise SimcoreError(str(exc).splitlines()[-1].removeprefix("  Value error, ")) from None
+
+
+def gpu_names() -> list[str]:
+    return list(entries("hardware/gpus", ".yaml"))
+
+
+def cluster_names() -> list[str]:
+    return list(entries("hardware/clusters", ".yaml"))

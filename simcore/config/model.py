@@ -1,0 +1,235 @@
+"""ModelSpec: the architecture facts simcore needs, read from a Hugging Face config.json.
+
+Reads the fields under their several HF names (text_config nesting, head_dim fallback,
+MoE keys per family, MLA keys, sliding_window + layer_types, quantization_config).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from simcore.config.catalog import entries, resolve
+from simcore.errors import SimcoreError
+
+MLA_FIELDS = ("kv_lora_rank", "qk_rope_head_dim")
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """Weight quantization from quantization_config; None fields mean 'not quantized'."""
+
+    method: str  # fp8 | mxfp4 | awq | gptq | none
+    weight_dtype: str  # dtype name of quantized weights: fp8 | mxfp4 | int4
+    experts_only: bool  # mxfp4 in gpt-oss quantizes only the expert weights
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    path: str
+    architecture: str
+    model_type: str
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    intermediate: int
+    vocab: int
+    max_position: int
+    tie_embeddings: bool
+    torch_dtype: str
+    attention_bias: bool  # q/k/v (and o) projections carry a bias
+    qk_norm: bool  # per-head RMSNorm on q and k (Qwen3)
+    # Sliding window: per-layer kinds ('full' | 'sliding') and the window in tokens.
+    layer_kinds: tuple[str, ...]
+    sliding_window: int | None
+    # MLA (DeepSeek): latent KV; zero when the model has no MLA.
+    kv_lora_rank: int
+    q_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    # MoE: per-layer flags; zero experts means dense.
+    moe_layers: tuple[bool, ...]
+    num_experts: int
+    experts_per_token: int
+    moe_intermediate: int
+    shared_experts: int
+    quantization: Quantization | None
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def attention_type(self) -> str:
+        if self.is_mla:
+            return "MLA"
+        if self.kv_heads == 1:
+            return "MQA"
+        return "MHA" if self.kv_heads == self.heads else "GQA"
+
+    @property
+    def q_dim(self) -> int:
+        """Width of the query projection output (heads x per-head query dim)."""
+        if self.is_mla:
+            return self.heads * (self.qk_nope_head_dim + self.qk_rope_head_dim)
+        return self.heads * self.head_dim
+
+    def kv_elements_per_token(self, layer: int) -> int:
+        """Cached elements per token in one layer: K and V, or the MLA latent + rope key."""
+        if self.is_mla:
+            return self.kv_lora_rank + self.qk_rope_head_dim
+        return 2 * self.kv_heads * self.head_dim
+
+    def window(self, layer: int) -> int | None:
+        return self.sliding_window if self.layer_kinds[layer] == "sliding" else None
+
+
+def _text_config(raw: dict) -> dict:
+    inner = raw.get("text_config")
+    if isinstance(inner, dict):
+        merged = {**raw, **inner}
+        merged.pop("text_config", None)
+        return merged
+    return raw
+
+
+def _first(cfg: dict, *names: str, default=None):
+    for n in names:
+        if cfg.get(n) is not None:
+            return cfg[n]
+    return default
+
+
+def _quantization(cfg: dict, source: str) -> Quantization | None:
+    q = cfg.get("quantization_config")
+    if not q:
+        return None
+    method = str(q.get("quant_method", "")).lower()
+    if method == "fp8":
+        return Quantization("fp8", "fp8", experts_only=False)
+    if method == "mxfp4":
+        return Quantization("mxfp4", "mxfp4", experts_only=True)
+    if method in ("awq", "gptq"):
+        bits = q.get("bits", q.get("w_bit", 4))
+        if bits != 4:
+            raise SimcoreError(f"{source}: quantization_config.bits = {bits!r}: only 4-bit {method} is modeled")
+        return Quantization(method, "int4", experts_only=False)
+    if method == "compressed-tensors":
+        return Quantization("fp8", "fp8", experts_only=False)
+    raise SimcoreError(
+        f"{source}: quantization_config.quant_method = {method!r}: allowed fp8, mxfp4, awq, gptq, compressed-tensors"
+    )
+
+
+def _layer_kinds(cfg: dict, layers: int) -> tuple[tuple[str, ...], int | None]:
+    window = cfg.get("sliding_window")
+    types = cfg.get("layer_types")
+    if types:
+        kinds = tuple("sliding" if "sliding" in str(t) else "full" for t in types)[:layers]
+        return kinds, (int(window) if window and "sliding" in kinds else None)
+    use = cfg.get("use_sliding_window", True)
+    if window and use:
+        max_window_layers = cfg.get("max_window_layers")
+        if cfg.get("model_type", "").startswith("qwen") and max_window_layers is not None:
+            kinds = tuple("sliding" if i >= max_window_layers else "full" for i in range(layers))
+        else:
+            kinds = ("sliding",) * layers
+        return kinds, int(window)
+    return ("full",) * layers, None
+
+
+def _moe_layers(cfg: dict, layers: int, experts: int) -> tuple[bool, ...]:
+    if not experts:
+        return (False,) * layers
+    first_dense = int(cfg.get("first_k_dense_replace", 0) or 0)
+    freq = int(_first(cfg, "moe_layer_freq", "decoder_sparse_step", default=1) or 1)
+    sparse_skip = set(cfg.get("mlp_only_layers") or [])
+    return tuple(i >= first_dense and i % freq == 0 and i not in sparse_skip for i in range(layers))
+
+
+def parse_config(raw: dict, name: str, source: str) -> ModelSpec:
+    cfg = _text_config(raw)
+
+    def need(*keys: str) -> int:
+        value = _first(cfg, *keys)
+        if value is None:
+            raise SimcoreError(f"{source}: missing field '{keys[0]}' in config.json")
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise SimcoreError(f"{source}: field '{keys[0]}' = {value!r}: must be a positive integer")
+        return value
+
+    hidden = need("hidden_size", "d_model", "n_embd")
+    layers = need("num_hidden_layers", "n_layer", "num_layers")
+    heads = need("num_attention_heads", "n_head")
+    kv_heads = int(_first(cfg, "num_key_value_heads", "num_kv_heads", default=heads))
+    if heads % kv_heads:
+        raise SimcoreError(f"{source}: num_key_value_heads = {kv_heads} must divide num_attention_heads = {heads}")
+    head_dim = int(_first(cfg, "head_dim", default=hidden // heads))
+    experts = int(_first(cfg, "num_local_experts", "n_routed_experts", "num_experts", default=0) or 0)
+    top_k = int(_first(cfg, "num_experts_per_tok", "experts_per_token", "moe_topk", default=0) or 0)
+    if experts and not 0 < top_k <= experts:
+        raise SimcoreError(f"{source}: num_experts_per_tok = {top_k!r} must be in 1..{experts}")
+    intermediate = int(_first(cfg, "intermediate_size", "ffn_dim", default=4 * hidden))
+    kinds, window = _layer_kinds(cfg, layers)
+    arch = (cfg.get("architectures") or [cfg.get("model_type", "unknown")])[0]
+    model_type = str(cfg.get("model_type", ""))
+    mla = all(cfg.get(f) for f in MLA_FIELDS)
+    return ModelSpec(
+        name=name,
+        path=source,
+        architecture=arch,
+        model_type=model_type,
+        hidden=hidden,
+        layers=layers,
+        heads=heads,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        intermediate=intermediate,
+        vocab=need("vocab_size"),
+        max_position=int(_first(cfg, "max_position_embeddings", "n_positions", "seq_length", default=0) or 0),
+        tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        torch_dtype=str(_first(cfg, "torch_dtype", "dtype", default="bfloat16")),
+        attention_bias=bool(cfg.get("attention_bias", False)) or arch.startswith("Qwen2"),
+        qk_norm=model_type.startswith("qwen3"),
+        layer_kinds=kinds,
+        sliding_window=window,
+        kv_lora_rank=int(cfg["kv_lora_rank"]) if mla else 0,
+        q_lora_rank=int(cfg.get("q_lora_rank") or 0) if mla else 0,
+        qk_nope_head_dim=int(cfg.get("qk_nope_head_dim", 0)) if mla else 0,
+        qk_rope_head_dim=int(cfg["qk_rope_head_dim"]) if mla else 0,
+        v_head_dim=int(cfg.get("v_head_dim", head_dim)) if mla else 0,
+        moe_layers=_moe_layers(cfg, layers, experts),
+        num_experts=experts,
+        experts_per_token=top_k,
+        moe_intermediate=int(_first(cfg, "moe_intermediate_size", default=intermediate)) if experts else 0,
+        shared_experts=int(_first(cfg, "n_shared_experts", "num_shared_experts", default=0) or 0),
+        quantization=_quantization(cfg, source),
+    )
+
+
+@cache
+def load_model(name: str) -> ModelSpec:
+    """A catalog name (models/<name>.json) or a path to any config.json."""
+    path = resolve("model", "models", ".json", name)
+    try:
+        raw = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise SimcoreError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    if not isinstance(raw, dict):
+        raise SimcoreError(f"{path}: expected a JSON object")
+    label = path.parent.name if path.stem == "config" else path.stem
+    return parse_config(raw, label, str(path))
+
+
+def model_names() -> list[str]:
+    return list(entries("models", ".json"))

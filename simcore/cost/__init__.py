@@ -1,0 +1,1 @@
+"""Pricing: the roofline for kernels and the alpha-beta model for collectives."""

@@ -1,0 +1,55 @@
+"""Alpha-beta cost of collectives over the cluster topology.
+
+Each algorithm is steps x latency + bytes on the busiest link / achieved bandwidth; the
+cheapest algorithm the fabric offers is used, as NCCL's tuner and the engines' custom
+all-reduce kernels do. Algorithms:
+- ring: 2(n-1) steps moving 2(n-1)/n of the message (all-reduce); n-1 steps and (n-1)/n
+  for all-gather, reduce-scatter and all-to-all.
+- tree (double binary tree, multi-node): 2 log2(n) steps moving 2x the message.
+- direct (one-shot / two-shot through peer memory, full-mesh fabrics inside a node):
+  2 steps moving 2(n-1)/n of the message.
+- nvls (in-switch reduction, NVSwitch with SHARP): one fixed cost, (n-1)/n of the message.
+"""
+
+from __future__ import annotations
+
+import math
+
+from simcore.config.hardware import System
+
+FULL_MESH = ("nvswitch", "infinity-fabric")
+
+
+def _link(system: System, inter_node: bool) -> tuple[float, float]:
+    """(achieved bandwidth bytes/s, per-step latency s) of the busiest link."""
+    eff = system.efficiency.collectives
+    if inter_node:
+        link = system.inter_link
+        return link.bandwidth * eff.network_link, link.latency
+    link = system.intra_link
+    return link.bandwidth * eff.ring_link, link.latency
+
+
+def collective_time(kind: str, nbytes: float, n: int, system: System, inter_node: bool) -> float:
+    """Seconds for one collective of `nbytes` (the per-rank message) among n ranks, without the kernel floor."""
+    if n <= 1 or nbytes <= 0:
+        return 0.0
+    bw, lat = _link(system, inter_node)
+    frac = (n - 1) / n
+    if kind == "send_recv":
+        return lat + nbytes / bw
+    if kind in ("all_gather", "reduce_scatter", "all_to_all"):
+        return (n - 1) * lat + frac * nbytes / bw
+    if kind != "all_reduce":
+        raise ValueError(f"unknown collective {kind!r}")
+    options = [2 * (n - 1) * lat + 2 * frac * nbytes / bw]  # ring
+    if inter_node:
+        options.append(2 * math.ceil(math.log2(n)) * lat + 2 * nbytes / bw)  # tree
+    else:
+        fabric = system.cluster.intra_node
+        if fabric.fabric in FULL_MESH:
+            options.append(2 * lat + 2 * frac * nbytes / bw)  # direct two-shot
+        if fabric.nvls:
+            eff = system.efficiency.collectives
+            options.append(eff.nvls_latency_us * 1e-6 + frac * nbytes / (system.intra_link.bandwidth * eff.nvls_link))
+    return min(options)

@@ -1,0 +1,85 @@
+"""The one roofline function that prices every op on a system.
+
+time = max(FLOPs / (peak x compute efficiency), bytes / (bandwidth x memory efficiency))
+       + kernel floor
+Efficiencies depend on the op's shape and come from the GPU's efficiency profile
+(hardware/efficiency/*.yaml, fitted against real microbenchmarks by benchmarks/calibrate.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simcore.config.hardware import System
+from simcore.cost.collectives import collective_time
+from simcore.ops.op import ATTN_DECODE, ATTN_PREFILL, COLLECTIVE, GEMM, KV_FETCH, MEMORY, Op
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    compute_s: float  # FLOP-limited time
+    memory_s: float  # byte-limited time (HBM, host link or network)
+    floor_s: float  # fixed per-kernel cost (launch, ramp, tail)
+
+    @property
+    def total(self) -> float:
+        return max(self.compute_s, self.memory_s) + self.floor_s
+
+    @property
+    def bound(self) -> str:
+        if self.floor_s > max(self.compute_s, self.memory_s):
+            return "latency"
+        return "compute" if self.compute_s >= self.memory_s else "memory"
+
+
+def gemm_compute_efficiency(system: System, m: float) -> float:
+    g = system.efficiency.gemm
+    return g.compute_max * m / (m + g.m_half)
+
+
+def prefill_attention_efficiency(system: System, tiles: float, seq: float) -> float:
+    a = system.efficiency.attention_prefill
+    fill = min(1.0, tiles / system.gpu.sm_count)  # fewer tiles than SMs leaves SMs idle
+    return a.compute_max * seq / (seq + a.s_half) * fill
+
+
+class Pricer:
+    """Prices ops on one system; memoized because the same op shapes recur every layer and step."""
+
+    def __init__(self, system: System):
+        self.system = system
+        self._cache: dict[Op, Cost] = {}
+
+    def time(self, op: Op) -> float:
+        return self.cost(op).total
+
+    def cost(self, op: Op) -> Cost:
+        found = self._cache.get(op)
+        if found is None:
+            found = self._cache[op] = self._price(op)
+        return found
+
+    def _price(self, op: Op) -> Cost:
+        sys = self.system
+        eff = sys.efficiency
+        floor = 0.0
+        if op.kernel:
+            floor = eff.elementwise_floor if op.family == MEMORY else eff.kernel_floor
+        if op.family == COLLECTIVE:
+            return Cost(0.0, collective_time(op.collective, op.bytes, op.group, sys, op.inter_node), floor)
+        if op.tier == "host":
+            return Cost(0.0, op.bytes / (sys.gpu.links.host.bandwidth * eff.host_link), floor)
+        bw = sys.gpu.memory.bandwidth
+        peak = sys.gpu.peak_flops(op.dtype) if op.flops else 1.0
+        if op.family == GEMM:
+            m, _, _ = op.shape
+            c = op.flops / (peak * gemm_compute_efficiency(sys, m))
+            return Cost(c, op.bytes / (bw * eff.gemm.memory), floor)
+        if op.family == ATTN_PREFILL:
+            tiles, seq = op.shape
+            c = op.flops / (peak * prefill_attention_efficiency(sys, tiles, seq))
+            return Cost(c, op.bytes / (bw * eff.gemm.memory), floor)
+        if op.family == ATTN_DECODE or op.kind == KV_FETCH:
+            c = op.flops / (peak * eff.attention_prefill.compute_max) if op.flops else 0.0
+            return Cost(c, op.bytes / (bw * eff.attention_decode_memory), floor)
+        return Cost(0.0, op.bytes / (bw * eff.memory), floor)

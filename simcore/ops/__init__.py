@@ -1,0 +1,1 @@
+"""Operator lists: what each rank computes and moves, with FLOPs and bytes."""

@@ -1,0 +1,235 @@
+"""Per-rank operator lists for prefill and decode passes.
+
+One pipeline stage's ops are the same on every GPU of its TP group, so a stage's list is
+the list of each of its ranks. Dense/GQA/MQA/MHA, MLA (DeepSeek), sliding-window and MoE
+layers are built here from the Linear specs in simcore.ops.linears.
+"""
+
+from __future__ import annotations
+
+import math
+
+from simcore.config.experiment import Run
+from simcore.config.model import ModelSpec
+from simcore.ops.kv import cached_tokens, kv_elements_per_token, kv_heads_per_gpu
+from simcore.ops.linears import Linear, Sharding, attention_linears, mlp_linears
+from simcore.ops.op import (
+    ATTN_DECODE,
+    ATTN_PREFILL,
+    COLLECTIVE,
+    COMM,
+    COMPUTE,
+    GEMM,
+    KV_FETCH,
+    KV_STORE,
+    MEMORY,
+    Op,
+    nbytes,
+)
+from simcore.ops.passes import Pass, crosses_node, stage_layers
+
+FLASH_TILE = 128  # query rows per FlashAttention thread block
+
+
+def attended_pairs(past: int, new: int, window: int | None) -> int:
+    """Sum over the new tokens of how many keys each attends to (causal, optionally windowed)."""
+    first, last = past + 1, past + new  # keys visible to the first and last new token
+    if not window or last <= window:
+        return (first + last) * new // 2
+    if first >= window:
+        return window * new
+    below = window - first  # tokens before the window saturates
+    return (first + window - 1) * below // 2 + window * (new - below)
+
+
+class StageBuilder:
+    """Builds the op list of one pipeline stage for a pass."""
+
+    def __init__(self, run: Run, stage: int):
+        self.run = run
+        self.m: ModelSpec = run.model
+        p = run.par
+        self.stage = stage
+        self.layers = stage_layers(self.m.layers, p.pp)[stage]
+        self.shard = Sharding(tp=p.tp, ep=p.ep, dp=p.dp)
+        self.act = run.act_dtype
+        self.a = nbytes(run.act_dtype)
+        self.kv = nbytes(run.kv_dtype)
+        per_node = run.system.cluster.gpus_per_node
+        first_gpu = stage * p.tp
+        self.tp_inter = crosses_node(run, first_gpu, p.tp)
+        self.ep_inter = p.tp * p.dp > per_node
+        self.next_inter = stage + 1 < p.pp and crosses_node(run, first_gpu + p.tp - 1, 2)
+        self.kv_tier = run.experiment.inference.kvcache_type
+
+    # -- primitives -------------------------------------------------------------------
+    def compute_dtype(self, weight_dtype: str) -> str:
+        gpu = self.run.system.gpu
+        native = {"fp8": "fp8", "int8": "int8", "mxfp4": "fp4"}.get(weight_dtype)
+        return native if native and gpu.supports(native) else self.act
+
+    def gemm(self, lin: Linear, tokens: int, layer: int, routed_tokens: int = 0) -> Op:
+        """`tokens` rows through `lin`; for routed experts, `routed_tokens` of the whole group."""
+        wb = nbytes(lin.dtype)
+        if lin.routed:
+            rows = routed_tokens * self.m.experts_per_token // self.shard.ep
+            active = lin.experts * (1 - (1 - self.m.experts_per_token / self.m.num_experts) ** routed_tokens)
+            per_expert = max(1.0, rows / max(active, 1e-9))
+        else:
+            rows, active, per_expert = tokens, 1.0, tokens
+        weights = active * lin.k * lin.n * wb
+        acts = rows * (lin.k + lin.n) * self.a
+        return Op(
+            lin.name, COMPUTE, GEMM, layer,
+            flops=2.0 * rows * lin.k * lin.n,
+            bytes=weights + acts,
+            dtype=self.compute_dtype(lin.dtype),
+            shape=(per_expert, lin.n, lin.k),
+            weight_bytes=weights,
+            act_bytes=acts,
+        )
+
+    def elementwise(self, name: str, layer: int, nbytes_: float, kind: str = COMPUTE) -> Op:
+        return Op(name, kind, MEMORY, layer, bytes=nbytes_, dtype=self.act, act_bytes=nbytes_)
+
+    def collective(self, name: str, kind: str, layer: int, size: float, group: int, inter: bool) -> Op | None:
+        if group <= 1 or size <= 0:
+            return None
+        return Op(name, COMM, COLLECTIVE, layer, bytes=size, collective=kind, group=group, inter_node=inter)
+
+    def tp_all_reduce(self, name: str, layer: int, tokens: int) -> Op | None:
+        return self.collective(name, "all_reduce", layer, tokens * self.m.hidden * self.a, self.run.par.tp, self.tp_inter)
+
+    # -- attention ----------------------------------------------------------------------
+    def kv_ops(self, layer: int, ps: Pass) -> list[Op]:
+        """Store this pass's new K/V; fetch what attention must read back from the cache."""
+        elems = kv_elements_per_token(self.m, layer, self.run.par.tp)
+        stored = ps.batch * min(ps.new_tokens, cached_tokens(self.m, layer, ps.new_tokens)) * elems * self.kv
+        ops = [Op("kv_cache_store", KV_STORE, MEMORY, layer, bytes=stored, kv_bytes=stored, tier=self.kv_tier)]
+        # Prefill reads the prompt's K/V straight from the projection; earlier tokens come from the cache.
+        read_tokens = ps.context if ps.phase == "decode" else ps.past
+        fetched = ps.batch * cached_tokens(self.m, layer, read_tokens) * elems * self.kv
+        if fetched:
+            ops.append(
+                # The fetch is the attention kernel's read stream: it pays no launch floor of its own.
+                Op("kv_cache_fetch", KV_FETCH, MEMORY, layer, bytes=fetched, kv_bytes=fetched,
+                   kernel=False, tier=self.kv_tier)
+            )
+        return ops
+
+    def attention_core(self, layer: int, ps: Pass, dk: int, dv: int, q_heads: int) -> Op:
+        pairs = ps.batch * attended_pairs(ps.past, ps.new_tokens, self.m.window(layer))
+        flops = 2.0 * q_heads * pairs * (dk + dv)
+        qo = ps.tokens * q_heads * (dk + dv) * self.a
+        if ps.phase == "decode":
+            span = cached_tokens(self.m, layer, ps.context)
+            return Op("attention", COMPUTE, ATTN_DECODE, layer, flops=flops, bytes=qo, dtype=self.act,
+                      shape=(ps.batch, q_heads, span), act_bytes=qo)
+        kv_heads = 1 if self.m.is_mla else kv_heads_per_gpu(self.m, self.run.par.tp)
+        kv_in = ps.tokens * kv_heads * (dk + dv) * self.a if not self.m.is_mla else ps.tokens * q_heads * (dk + dv) * self.a
+        tiles = ps.batch * q_heads * math.ceil(ps.new_tokens / FLASH_TILE)
+        seq = attended_pairs(ps.past, ps.new_tokens, self.m.window(layer)) / ps.new_tokens * 2
+        return Op("attention", COMPUTE, ATTN_PREFILL, layer, flops=flops, bytes=qo + kv_in, dtype=self.act,
+                  shape=(tiles, seq), act_bytes=qo + kv_in)
+
+    def attention(self, layer: int, ps: Pass) -> list[Op]:
+        m, t, a = self.m, ps.tokens, self.a
+        lins = {l.name: l for l in attention_linears(m, self.shard, self.run.weight_dtype)}
+        heads = m.heads // self.run.par.tp
+        ops: list[Op | None] = [self.elementwise("input_norm", layer, 4 * t * m.hidden * a)]
+        if m.is_mla:
+            ops.append(self.gemm(lins["qkv_a_proj"], t, layer))
+            ops.append(self.elementwise("latent_norm", layer, 2 * t * (m.q_lora_rank + m.kv_lora_rank) * a))
+            ops.append(self.gemm(lins["q_b_proj"], t, layer))
+            ops.append(self.elementwise("rope", layer, 2 * t * (heads + 1) * m.qk_rope_head_dim * a))
+            ops += self.kv_ops(layer, ps)
+            kv_b = lins["kv_b_proj"]
+            if ps.phase == "decode":
+                # Weight absorption: queries move into the latent space, attention runs there (MQA-like).
+                k_part = Linear("q_absorb", m.qk_nope_head_dim, m.kv_lora_rank, kv_b.dtype, experts=heads)
+                v_part = Linear("v_absorb", m.kv_lora_rank, m.v_head_dim, kv_b.dtype, experts=heads)
+                ops.append(self.batched(k_part, t, layer))
+                ops.append(self.attention_core(layer, ps, m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank, heads))
+                ops.append(self.batched(v_part, t, layer))
+            else:
+                ops.append(self.gemm(kv_b, ps.batch * ps.context, layer))  # expand latent to per-head K, V
+                ops.append(self.attention_core(layer, ps, m.qk_nope_head_dim + m.qk_rope_head_dim, m.v_head_dim, heads))
+        else:
+            ops.append(self.gemm(lins["qkv_proj"], t, layer))
+            qk_width = (heads + kv_heads_per_gpu(m, self.run.par.tp)) * m.head_dim
+            if m.qk_norm:
+                ops.append(self.elementwise("qk_norm", layer, 2 * t * qk_width * a))
+            ops.append(self.elementwise("rope", layer, 2 * t * qk_width * a))
+            ops += self.kv_ops(layer, ps)
+            ops.append(self.attention_core(layer, ps, m.head_dim, m.head_dim, heads))
+        ops.append(self.gemm(lins["o_proj"], t, layer))
+        ops.append(self.tp_all_reduce("attn_all_reduce", layer, t))
+        return [op for op in ops if op is not None]
+
+    def batched(self, lin: Linear, tokens: int, layer: int) -> Op:
+        """Per-head batched matmul (one small GEMM per head, all weights read)."""
+        weights = lin.experts * lin.k * lin.n * nbytes(lin.dtype)
+        acts = tokens * lin.experts * (lin.k + lin.n) * self.a
+        return Op(lin.name, COMPUTE, GEMM, layer, flops=2.0 * tokens * lin.experts * lin.k * lin.n,
+                  bytes=weights + acts, dtype=self.act, shape=(tokens, lin.n, lin.k),
+                  weight_bytes=weights, act_bytes=acts)
+
+    # -- MLP / MoE ---------------------------------------------------------------------
+    def mlp(self, layer: int, ps: Pass) -> list[Op]:
+        m, t, a = self.m, ps.tokens, self.a
+        p = self.run.par
+        lins = mlp_linears(m, layer, self.shard, self.run.weight_dtype, self.run.expert_dtype)
+        by = {l.name: l for l in lins}
+        ops: list[Op | None] = [self.elementwise("post_attn_norm", layer, 4 * t * m.hidden * a)]
+        if not m.moe_layers[layer]:
+            up, down = by["gate_up_proj"], by["down_proj"]
+            ops += [self.gemm(up, t, layer), self.elementwise("act_fn", layer, 3 * t * down.k * a),
+                    self.gemm(down, t, layer), self.tp_all_reduce("mlp_all_reduce", layer, t)]
+            return [op for op in ops if op is not None]
+        group_tokens = t * p.dp if p.ep > 1 else t  # tokens routed to this GPU's expert set
+        routed = t * m.experts_per_token * m.hidden * a
+        ops.append(self.gemm(by["router"], t, layer))
+        ops.append(self.elementwise("topk", layer, t * m.num_experts * 4))
+        a2a = p.ep > 1 and p.dp > 1
+        if a2a:
+            ops.append(self.collective("moe_dispatch", "all_to_all", layer, routed / p.tp, p.tp * p.dp, self.ep_inter))
+        up, down = by["experts_gate_up"], by["experts_down"]
+        ops.append(self.gemm(up, t, layer, routed_tokens=group_tokens))
+        rows = group_tokens * m.experts_per_token // p.ep
+        ops.append(self.elementwise("experts_act_fn", layer, 3 * rows * down.k * a))
+        ops.append(self.gemm(down, t, layer, routed_tokens=group_tokens))
+        if a2a:
+            ops.append(self.collective("moe_combine", "all_to_all", layer, routed / p.tp, p.tp * p.dp, self.ep_inter))
+        if "shared_gate_up" in by:
+            sup, sdown = by["shared_gate_up"], by["shared_down"]
+            ops += [self.gemm(sup, t, layer), self.elementwise("shared_act_fn", layer, 3 * t * sdown.k * a),
+                    self.gemm(sdown, t, layer)]
+        if not a2a or p.tp > 1:
+            ops.append(self.tp_all_reduce("moe_all_reduce", layer, t))
+        return [op for op in ops if op is not None]
+
+    # -- whole stage -------------------------------------------------------------------
+    def ops(self, ps: Pass) -> list[Op]:
+        m, t, a = self.m, ps.tokens, self.a
+        p = self.run.par
+        out: list[Op | None] = []
+        if self.stage == 0:
+            out.append(self.elementwise("embedding", -1, 2 * t * m.hidden * a))
+            out.append(self.tp_all_reduce("embedding_all_reduce", -1, t))
+        for layer in self.layers:
+            out += self.attention(layer, ps)
+            out += self.mlp(layer, ps)
+        if self.stage == p.pp - 1:
+            out.append(self.elementwise("final_norm", m.layers, 2 * ps.batch * m.hidden * a))
+            head = Linear("lm_head", m.hidden, m.vocab // p.tp, self.act)  # checkpoints keep the head unquantized
+            out.append(self.gemm(head, ps.batch, m.layers))  # logits for the last token of each sequence
+            out.append(self.collective("logits_gather", "all_gather", m.layers, ps.batch * m.vocab // p.tp * 4,
+                                       p.tp, self.tp_inter))
+            out.append(self.elementwise("sampling", m.layers, ps.batch * m.vocab * 4))
+        else:
+            out.append(self.collective("pp_send", "send_recv", self.layers[-1], t * m.hidden * a, 2, self.next_inter))
+        return [op for op in out if op is not None]
+
+
+def stage_ops(run: Run, stage: int, ps: Pass) -> list[Op]:
+    return StageBuilder(run, stage).ops(ps)

@@ -1,0 +1,119 @@
+"""Weight matrices of a layer as one GPU holds them. Op lists and parameter counts share this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simcore.config.model import ModelSpec
+from simcore.ops.kv import kv_heads_per_gpu
+
+
+@dataclass(frozen=True)
+class Sharding:
+    """How a pipeline stage's GPUs split one layer: tp for attention and dense MLPs, ep x moe_tp for experts."""
+
+    tp: int = 1
+    ep: int = 1
+    dp: int = 1
+
+    @property
+    def moe_tp(self) -> int:
+        return self.tp * self.dp // self.ep if self.ep > 1 else self.tp
+
+
+@dataclass(frozen=True)
+class Linear:
+    name: str
+    k: int  # input features on this GPU
+    n: int  # output features on this GPU
+    dtype: str
+    experts: int = 1  # copies held on this GPU (local experts)
+    bias: bool = False
+    routed: bool = False  # a routed expert: only the experts that get tokens are read
+
+    @property
+    def params(self) -> int:
+        return self.experts * (self.k * self.n + (self.n if self.bias else 0))
+
+
+def attention_linears(m: ModelSpec, s: Sharding, dense_dtype: str) -> list[Linear]:
+    tp = s.tp
+    if m.is_mla:
+        qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+        heads = m.heads // tp
+        q_in = m.q_lora_rank or m.hidden
+        out = [
+            # q_a and kv_a run as one replicated GEMM (every TP rank computes the whole latent).
+            Linear("qkv_a_proj", m.hidden, (m.q_lora_rank or 0) + m.kv_lora_rank + m.qk_rope_head_dim, dense_dtype),
+            Linear("q_b_proj", q_in, heads * qk, dense_dtype),
+            Linear("kv_b_proj", m.kv_lora_rank, heads * (m.qk_nope_head_dim + m.v_head_dim), dense_dtype),
+            Linear("o_proj", heads * m.v_head_dim, m.hidden, dense_dtype),
+        ]
+        return out
+    q = m.heads // tp * m.head_dim
+    kv = kv_heads_per_gpu(m, tp) * m.head_dim
+    return [
+        Linear("qkv_proj", m.hidden, q + 2 * kv, dense_dtype, bias=m.attention_bias),
+        Linear("o_proj", q, m.hidden, dense_dtype, bias=m.attention_bias and m.model_type == "gpt_oss"),
+    ]
+
+
+def mlp_linears(m: ModelSpec, layer: int, s: Sharding, dense_dtype: str, expert_dtype: str) -> list[Linear]:
+    if not m.moe_layers[layer]:
+        inter = m.intermediate // s.tp
+        return [
+            Linear("gate_up_proj", m.hidden, 2 * inter, dense_dtype),
+            Linear("down_proj", inter, m.hidden, dense_dtype),
+        ]
+    local = m.num_experts // s.ep
+    inter = m.moe_intermediate // s.moe_tp
+    bias = m.model_type == "gpt_oss"
+    out = [
+        Linear("router", m.hidden, m.num_experts, "bf16", bias=bias),
+        Linear("experts_gate_up", m.hidden, 2 * inter, expert_dtype, experts=local, bias=bias, routed=True),
+        Linear("experts_down", inter, m.hidden, expert_dtype, experts=local, bias=bias, routed=True),
+    ]
+    if m.shared_experts:
+        shared = m.shared_experts * m.moe_intermediate // s.tp
+        out += [
+            Linear("shared_gate_up", m.hidden, 2 * shared, dense_dtype),
+            Linear("shared_down", shared, m.hidden, dense_dtype),
+        ]
+    return out
+
+
+def norm_params(m: ModelSpec) -> int:
+    """Per-layer norm weights (two RMSNorms; MLA's latent norms; Qwen3's per-head q/k norms; gpt-oss sinks)."""
+    n = 2 * m.hidden
+    if m.is_mla:
+        n += (m.q_lora_rank or 0) + m.kv_lora_rank
+    if m.qk_norm:
+        n += 2 * m.head_dim
+    if m.model_type == "gpt_oss":
+        n += m.heads  # one learned attention-sink logit per head
+    return n
+
+
+def layer_params(m: ModelSpec, layer: int, s: Sharding, dense_dtype="bf16", expert_dtype="bf16") -> int:
+    linears = attention_linears(m, s, dense_dtype) + mlp_linears(m, layer, s, dense_dtype, expert_dtype)
+    return sum(l.params for l in linears) + norm_params(m)
+
+
+def total_params(m: ModelSpec) -> int:
+    """Parameters of the checkpoint's main model (embedding, layers, final norm, untied lm head)."""
+    s = Sharding()
+    body = sum(layer_params(m, layer, s) for layer in range(m.layers))
+    embed = m.vocab * m.hidden
+    return body + embed + m.hidden + (0 if m.tie_embeddings else embed)
+
+
+def active_params(m: ModelSpec) -> int:
+    """Parameters one token touches: routed experts count top-k of E."""
+    if not m.is_moe:
+        return total_params(m)
+    inactive = 0
+    for layer in range(m.layers):
+        for lin in mlp_linears(m, layer, Sharding(), "bf16", "bf16"):
+            if lin.routed:
+                inactive += lin.params * (m.num_experts - m.experts_per_token) // m.num_experts
+    return total_params(m) - inactive

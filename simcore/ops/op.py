@@ -1,0 +1,57 @@
+"""The Op record and dtype sizes. Ops are plain data; simcore.cost prices them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Bytes per element. mxfp4: 4-bit values plus one 8-bit scale per 32 values (OCP MX spec).
+DTYPE_BYTES = {
+    "fp32": 4.0,
+    "tf32": 4.0,
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "int4": 0.5,
+    "fp4": 0.5,
+    "mxfp4": 4.25 / 8,
+}
+
+# Op kinds (the graph's node kinds) and families (which efficiency curve prices them).
+COMPUTE, COMM, KV_STORE, KV_FETCH = "compute", "comm", "kv_cache_store", "kv_cache_fetch"
+KINDS = (COMPUTE, COMM, KV_STORE, KV_FETCH)
+GEMM, ATTN_PREFILL, ATTN_DECODE, MEMORY, COLLECTIVE = "gemm", "attn_prefill", "attn_decode", "memory", "collective"
+
+
+def nbytes(dtype: str) -> float:
+    return DTYPE_BYTES[dtype]
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One kernel (or one collective) on one rank.
+
+    bytes: all HBM traffic of the op (reads + writes). For kv_cache_* ops `kv_bytes` is the
+    part of it that is KV cache; attention never carries the cache bytes its fetch op carries.
+    shape: what the efficiency curve needs: gemm (M, N, K); attn_prefill (tiles, S_q);
+    attn_decode (B, heads, L); collective (algorithm scope, group size).
+    kernel: False for work that runs inside another op's kernel (the decode KV fetch is the
+    memory stream of the attention kernel), so it pays no launch floor of its own.
+    """
+
+    name: str
+    kind: str
+    family: str
+    layer: int
+    flops: float = 0.0
+    bytes: float = 0.0
+    dtype: str = "bf16"
+    shape: tuple = ()
+    kernel: bool = True
+    kv_bytes: float = 0.0
+    weight_bytes: float = 0.0
+    act_bytes: float = 0.0  # activation bytes in + out (for the activation-memory peak)
+    collective: str = ""  # all_reduce | all_gather | reduce_scatter | all_to_all | send_recv
+    group: int = 1  # ranks taking part in a collective
+    inter_node: bool = False  # the collective crosses nodes
+    tier: str = "hbm"  # where a kv_cache op's bytes live: hbm | host

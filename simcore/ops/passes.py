@@ -1,0 +1,50 @@
+"""What a forward pass processes, and how a job's ranks split the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from simcore.config.experiment import Run
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One forward pass over a batch: `new_tokens` per sequence appended to `past` cached tokens."""
+
+    phase: str  # prefill | decode
+    batch: int
+    new_tokens: int
+    past: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.batch * self.new_tokens
+
+    @property
+    def context(self) -> int:
+        """Tokens in the cache once this pass has stored its own."""
+        return self.past + self.new_tokens
+
+
+def prefill(batch: int, prompt: int) -> Pass:
+    return Pass("prefill", batch, prompt, 0)
+
+
+def decode(batch: int, past: int) -> Pass:
+    return Pass("decode", batch, 1, past)
+
+
+def stage_layers(layers: int, pp: int) -> list[range]:
+    """Even split of layers over pipeline stages; earlier stages take the remainder."""
+    base, extra = divmod(layers, pp)
+    out, start = [], 0
+    for s in range(pp):
+        n = base + (1 if s < extra else 0)
+        out.append(range(start, start + n))
+        start += n
+    return out
+
+
+def crosses_node(run: Run, first_gpu: int, count: int) -> bool:
+    per_node = run.system.cluster.gpus_per_node
+    return first_gpu // per_node != (first_gpu + count - 1) // per_node

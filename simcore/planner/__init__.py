@@ -1,0 +1,1 @@
+"""Capacity planning: memory per GPU, KV cache capacity, GPU recommendations."""
