@@ -1,0 +1,88 @@
+"""The `simcore` command. Bad input prints one line on stderr and exits 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from simcore.errors import SimcoreError
+
+EXIT_BAD_INPUT = 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from simcore.config.experiment import load_experiment, resolve
+    from simcore.engine.static import simulate
+    from simcore.report.summary import summary, write_breakdown
+    from simcore.report.tables import print_run
+
+    exp = load_experiment(args.experiment, args.set)
+    res = simulate(resolve(exp))
+    s = summary(res)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "summary.json").write_text(json.dumps(s, indent=2) + "\n")
+        write_breakdown(res, out / "breakdown.csv")
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        console = Console()
+        print_run(res, s, console)
+        if args.out:
+            console.print(f"wrote {args.out}/summary.json and {args.out}/breakdown.csv")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from simcore.report.catalog_tables import models_table
+
+    Console().print(models_table())
+    return 0
+
+
+def _hardware(args: argparse.Namespace) -> int:
+    from simcore.report.catalog_tables import hardware_table
+
+    Console().print(hardware_table())
+    return 0
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # argparse's usage errors also exit 2, on one line
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see '{self.prog} --help')\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="simcore", description="Simulate LLM inference on GPU clusters, with the KV cache explicit.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    r = sub.add_parser("run", help="run an experiment YAML")
+    r.add_argument("experiment", help="path to an experiment YAML")
+    r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a field by dotted path, e.g. --set workload.batch_size=64 (repeatable)")
+    r.add_argument("--out", metavar="DIR", help="write summary.json and breakdown.csv here")
+    r.add_argument("--json", action="store_true", help="print the JSON summary on stdout instead of tables")
+    r.set_defaults(func=_run)
+    sub.add_parser("models", help="list the model catalog").set_defaults(func=_models)
+    sub.add_parser("hardware", help="list the hardware catalog").set_defaults(func=_hardware)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SimcoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""What users read: the JSON summary, tables, CSV breakdowns."""

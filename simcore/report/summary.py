@@ -1,0 +1,88 @@
+"""The JSON summary of a static-batch run. Its keys are a contract: docs/results.md documents each."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from simcore import __version__
+from simcore.engine.static import PassResult, StaticResult
+from simcore.ops.kv import kv_bytes_per_token
+
+
+def _kinds(p: PassResult) -> dict[str, float]:
+    return {k: round(v, 12) for k, v in sorted(p.by_kind().items())}
+
+
+def summary(res: StaticResult) -> dict:
+    run, e = res.run, res.run.experiment
+    p, wl = run.par, e.workload
+    steps = res.step_times
+    sequences = wl.batch_size * p.dp
+    ranks_per_stage = p.tp * p.dp  # every rank of a stage moves its own share of the cache
+    mem = res.memory
+    return {
+        "simcore_version": __version__,
+        "name": e.name,
+        "mode": e.engine.mode,
+        "model": run.model.name,
+        "hardware": run.system.gpu.name,
+        "cluster": run.system.cluster.name,
+        "parallelism": {"tp": p.tp, "pp": p.pp, "dp": p.dp, "ep": p.ep, "gpus": run.gpus},
+        "precision": {
+            "weights": run.weight_dtype,
+            "experts": run.expert_dtype,
+            "activations": run.act_dtype,
+            "kv_cache": run.kv_dtype,
+        },
+        "workload": {"batch_size": wl.batch_size, "prompt_tokens": wl.prompt_tokens, "output_tokens": wl.output_tokens},
+        "ttft_s": res.ttft,
+        "decode_step_s": {
+            "first": float(steps[0]) if len(steps) else 0.0,
+            "mean": float(steps.mean()) if len(steps) else 0.0,
+            "last": float(steps[-1]) if len(steps) else 0.0,
+        },
+        "e2e_s": res.e2e,
+        "output_tokens_per_s": sequences * wl.output_tokens / res.e2e,
+        "output_tokens_per_s_per_gpu": sequences * wl.output_tokens / res.e2e / run.gpus,
+        "kv_cache_bytes_read": res.kv_read_per_rank * ranks_per_stage,
+        "kv_cache_bytes_written": res.kv_written_per_rank * ranks_per_stage,
+        "kv_cache_bytes_per_token": kv_bytes_per_token(run.model, run.kv_dtype),
+        "memory_per_gpu_bytes": {
+            **mem.as_dict(),
+            "runtime_overhead": mem.overhead,
+            "total": mem.total,
+            "capacity": mem.capacity,
+        },
+        "time_by_kind_s": {
+            "prefill": _kinds(res.prefill),
+            "decode_first_step": _kinds(res.decode_first) if res.decode_first else {},
+            "decode_last_step": _kinds(res.decode_last) if res.decode_last else {},
+        },
+        "decode_steps_priced": len(res.sampled_steps),
+    }
+
+
+BREAKDOWN_FIELDS = ("phase", "stage", "layer", "op", "kind", "family", "duration_s", "exposed_s",
+                    "flops", "bytes", "kv_bytes", "bound")
+
+
+def breakdown_rows(res: StaticResult):
+    passes = [("prefill", res.prefill), ("decode_first_step", res.decode_first), ("decode_last_step", res.decode_last)]
+    for phase, p in passes:
+        if p is None:
+            continue
+        for stage, w in enumerate(p.stages):
+            for t in w.ops:
+                yield {
+                    "phase": phase, "stage": stage, "layer": t.op.layer, "op": t.op.name, "kind": t.op.kind,
+                    "family": t.op.family, "duration_s": t.duration, "exposed_s": t.exposed, "flops": t.op.flops,
+                    "bytes": t.op.bytes, "kv_bytes": t.op.kv_bytes, "bound": t.bound,
+                }
+
+
+def write_breakdown(res: StaticResult, path: Path) -> None:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=BREAKDOWN_FIELDS)
+        w.writeheader()
+        w.writerows(breakdown_rows(res))

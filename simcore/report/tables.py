@@ -1,0 +1,66 @@
+"""Rich tables for the terminal."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from simcore.engine.static import PassResult, StaticResult
+
+GIB = 2**30
+
+
+def _ms(s: float) -> str:
+    return f"{s * 1e3:,.3f}"
+
+
+def summary_table(s: dict) -> Table:
+    t = Table(title=f"{s['name'] or s['model']}: {s['model']} on {s['parallelism']['gpus']}x {s['hardware']}",
+              show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    p, w, d, m = s["parallelism"], s["workload"], s["decode_step_s"], s["memory_per_gpu_bytes"]
+    rows = [
+        ("parallelism", f"tp {p['tp']}  pp {p['pp']}  dp {p['dp']}  ep {p['ep']}"),
+        ("precision", "weights {weights}, experts {experts}, activations {activations}, KV {kv_cache}".format(**s["precision"])),
+        ("workload", f"batch {w['batch_size']}, prompt {w['prompt_tokens']}, output {w['output_tokens']}"),
+        ("TTFT", f"{_ms(s['ttft_s'])} ms"),
+        ("decode step first / mean / last", f"{_ms(d['first'])} / {_ms(d['mean'])} / {_ms(d['last'])} ms"),
+        ("end to end", f"{s['e2e_s']:,.3f} s"),
+        ("output throughput", f"{s['output_tokens_per_s']:,.0f} tok/s ({s['output_tokens_per_s_per_gpu']:,.0f} per GPU)"),
+        ("KV cache read / written", f"{s['kv_cache_bytes_read'] / 1e9:,.2f} / {s['kv_cache_bytes_written'] / 1e9:,.3f} GB"),
+        ("KV bytes per token", f"{s['kv_cache_bytes_per_token']:,.0f}"),
+        ("memory per GPU", f"weights {m['weights'] / GIB:.2f} + KV {m['kv_cache'] / GIB:.2f} + act {m['activations'] / GIB:.2f}"
+                           f" + runtime {m['runtime_overhead'] / GIB:.2f} = {m['total'] / GIB:.2f} of {m['capacity'] / GIB:.2f} GiB"),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
+def ops_table(title: str, p: PassResult) -> Table:
+    agg: dict[str, list] = {}
+    for w in p.stages:
+        for x in w.ops:
+            a = agg.setdefault(x.op.name, [x.op.kind, 0, 0.0, 0.0, 0.0, {}])
+            a[1] += 1
+            a[2] += x.exposed
+            a[3] += x.op.flops
+            a[4] += x.op.bytes
+            a[5][x.bound] = a[5].get(x.bound, 0.0) + x.duration
+    total = p.time or 1.0
+    t = Table(title=title, title_justify="left")
+    for col in ("op", "kind", "count", "time ms", "share", "GFLOP", "GB", "bound"):
+        t.add_column(col, justify="left" if col in ("op", "kind", "bound") else "right")
+    for name, (kind, n, tm, fl, by, bounds) in sorted(agg.items(), key=lambda kv: -kv[1][2]):
+        t.add_row(name, kind, str(n), _ms(tm), f"{100 * tm / total:.1f}%", f"{fl / 1e9:,.2f}", f"{by / 1e9:,.3f}",
+                  max(bounds, key=bounds.get))
+    t.add_row("total", "", "", _ms(p.time), "100%", "", "", "", style="bold")
+    return t
+
+
+def print_run(res: StaticResult, s: dict, console: Console) -> None:
+    console.print(summary_table(s))
+    console.print(ops_table("prefill (all stages)", res.prefill))
+    if res.decode_first is not None:
+        console.print(ops_table("first decode step (all stages)", res.decode_first))
