@@ -1,0 +1,79 @@
+"""The roofline and the collective model, against hand computation from the catalog's numbers."""
+
+import pytest
+
+from simcore.config.hardware import load_system
+from simcore.cost.collectives import collective_time
+from simcore.cost.roofline import Pricer
+from simcore.ops.op import Op
+
+H100 = load_system("h100-sxm")
+EFF = H100.efficiency
+
+
+def gemm(m, n, k):
+    return Op("g", "compute", "gemm", 0, flops=2 * m * n * k, bytes=2 * (m * k + k * n + m * n), shape=(m, n, k))
+
+
+def test_small_gemm_is_memory_bound_at_weight_stream_efficiency():
+    op = gemm(1, 4096, 4096)
+    expected = op.bytes / (3350e9 * EFF.gemm.memory) + EFF.kernel_floor_us * 1e-6
+    cost = Pricer(H100).cost(op)
+    assert cost.bound == "memory" and cost.total == pytest.approx(expected)
+
+
+def test_large_gemm_is_compute_bound_at_shape_dependent_efficiency():
+    m = 8192
+    op = gemm(m, 8192, 8192)
+    eff = EFF.gemm.compute_max * m / (m + EFF.gemm.m_half)
+    expected = op.flops / (989.4e12 * eff) + EFF.kernel_floor_us * 1e-6
+    cost = Pricer(H100).cost(op)
+    assert cost.bound == "compute" and cost.total == pytest.approx(expected)
+
+
+def test_no_op_beats_its_roofline():
+    p = Pricer(H100)
+    for m in (1, 16, 256, 4096):
+        op = gemm(m, 4096, 14336)
+        assert p.time(op) > max(op.flops / 989.4e12, op.bytes / 3350e9)
+
+
+def test_fp8_gemm_uses_the_fp8_peak():
+    bf = gemm(8192, 8192, 8192)
+    f8 = Op("g", "compute", "gemm", 0, flops=bf.flops, bytes=bf.bytes / 2, dtype="fp8", shape=bf.shape)
+    p = Pricer(H100)
+    assert p.cost(f8).compute_s == pytest.approx(p.cost(bf).compute_s * 989.4 / 1978.9)
+
+
+def test_kv_on_host_moves_over_the_host_link():
+    op = Op("kv_cache_fetch", "kv_cache_fetch", "memory", 0, bytes=1e9, kv_bytes=1e9, kernel=False, tier="host")
+    assert Pricer(H100).time(op) == pytest.approx(1e9 / (64e9 * EFF.host_link))
+
+
+def test_fetch_inside_attention_pays_no_floor():
+    op = Op("kv_cache_fetch", "kv_cache_fetch", "memory", 0, bytes=1e6, kernel=False)
+    assert Pricer(H100).time(op) == pytest.approx(1e6 / (3350e9 * EFF.attention_decode_memory))
+
+
+def test_ring_all_reduce_by_hand():
+    # 64 MiB across 2 H100s through NVSwitch: ring = 2(n-1) latency + 2(n-1)/n bytes / achieved link bandwidth
+    size, n = 64 * 2**20, 2
+    bw = 450e9 * EFF.collectives.ring_link
+    ring = 2 * (n - 1) * 1e-6 + 2 * (n - 1) / n * size / bw
+    assert collective_time("all_reduce", size, n, H100, inter_node=False) <= ring + 1e-12
+
+
+def test_collectives_grow_with_size_and_cost_more_across_nodes():
+    for kind in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv"):
+        small = collective_time(kind, 1e6, 8, H100, False)
+        big = collective_time(kind, 1e8, 8, H100, False)
+        inter = collective_time(kind, 1e8, 8, H100, True)
+        assert 0 < small < big < inter
+    assert collective_time("all_reduce", 1e6, 1, H100, False) == 0.0
+
+
+def test_nvls_wins_only_for_large_messages():
+    n, eff = 8, EFF.collectives
+    nvls = lambda s: eff.nvls_latency_us * 1e-6 + (n - 1) / n * s / (450e9 * eff.nvls_link)  # noqa: E731
+    assert collective_time("all_reduce", 1e4, n, H100, False) < nvls(1e4)
+    assert collective_time("all_reduce", 4e9, n, H100, False) == pytest.approx(nvls(4e9))

@@ -1,0 +1,123 @@
+"""Hand-computed FLOPs and bytes for small cases, and the every-byte-once invariant."""
+
+import pytest
+
+from simcore.ops.builder import StageBuilder, attended_pairs
+from simcore.ops.kv import kv_bytes, kv_layer_bytes
+from simcore.ops.passes import decode, prefill, stage_layers
+from tests.helpers import make_run
+
+
+def ops_by_name(ops, layer=0):
+    return {op.name: op for op in ops if op.layer == layer}
+
+
+@pytest.mark.parametrize(
+    "past, new, window, pairs",
+    [(0, 4, None, 10), (0, 4, 2, 7), (5, 1, 4, 4), (5, 1, None, 6), (3, 3, 5, 4 + 5 + 5), (0, 1, None, 1)],
+)
+def test_attended_pairs(past, new, window, pairs):
+    # brute force: the token at absolute position p sees min(p + 1, window) keys
+    brute = sum(min(p + 1, window or 10**9) for p in range(past, past + new))
+    assert attended_pairs(past, new, window) == pairs == brute
+
+
+def test_llama_3_2_1b_decode_layer_by_hand():
+    run = make_run("llama-3.2-1b", batch=2, prompt=10, output=2)
+    ops = ops_by_name(StageBuilder(run, 0).ops(decode(2, past=10)))
+    # hidden 2048, 32 q heads, 8 kv heads, head_dim 64, bf16
+    qkv = ops["qkv_proj"]
+    assert qkv.shape == (2, (32 + 16) * 64, 2048)
+    assert qkv.flops == 2 * 2 * 2048 * 3072
+    assert qkv.weight_bytes == 2048 * 3072 * 2
+    assert qkv.bytes == 2048 * 3072 * 2 + 2 * (2048 + 3072) * 2
+    store, fetch, attn = ops["kv_cache_store"], ops["kv_cache_fetch"], ops["attention"]
+    assert store.kind == "kv_cache_store" and fetch.kind == "kv_cache_fetch"
+    assert store.kv_bytes == store.bytes == 2 * 1 * (2 * 8 * 64) * 2  # one new token per sequence
+    assert fetch.kv_bytes == fetch.bytes == 2 * 11 * (2 * 8 * 64) * 2  # 10 cached + the new one
+    assert not fetch.kernel  # the attention kernel's own read stream
+    assert attn.flops == 2 * 32 * (2 * 11) * (64 + 64)
+    assert attn.bytes == 2 * 32 * (64 + 64) * 2  # q and o only: the cache bytes are the fetch's
+    down = ops["down_proj"]
+    assert down.flops == 2 * 2 * 8192 * 2048
+
+
+def test_prefill_stores_every_prompt_token_and_fetches_nothing():
+    run = make_run("llama-3.2-1b", batch=3, prompt=64, output=2)
+    ops = StageBuilder(run, 0).ops(prefill(3, 64))
+    stores = [op for op in ops if op.kind == "kv_cache_store"]
+    assert len(stores) == 16 and not [op for op in ops if op.kind == "kv_cache_fetch"]
+    assert sum(op.kv_bytes for op in stores) == kv_bytes(run.model, 3, 64, "bf16")
+    attn = ops_by_name(ops)["attention"]
+    assert attn.flops == 2 * 32 * 3 * (64 * 65 // 2) * 128
+
+
+def test_every_kv_byte_counted_once_across_a_decode_pass():
+    run = make_run("llama-3.1-8b", batch=4, prompt=100, output=2)
+    ops = StageBuilder(run, 0).ops(decode(4, past=100))
+    fetched = sum(op.kv_bytes for op in ops if op.kind == "kv_cache_fetch")
+    assert fetched == kv_bytes(run.model, 4, 101, "bf16")
+    assert sum(op.kv_bytes for op in ops if op.kind not in ("kv_cache_fetch", "kv_cache_store")) == 0
+    attn_bytes = sum(op.bytes for op in ops if op.name == "attention")
+    assert attn_bytes == 32 * 4 * 32 * 256 * 2  # layers x batch x heads x (q + o) x 2 B
+
+
+def test_sliding_window_caps_the_fetch():
+    run = make_run("mistral-7b", batch=1, prompt=5000, output=2)
+    fetch = ops_by_name(StageBuilder(run, 0).ops(decode(1, past=5000)))["kv_cache_fetch"]
+    assert fetch.kv_bytes == 4096 * 2 * 8 * 128 * 2
+    assert kv_layer_bytes(run.model, 0, 1, 5001, "bf16") == fetch.kv_bytes
+
+
+def test_tp_shards_kv_heads_and_replicates_beyond_them():
+    m = make_run("llama-3.1-70b", batch=1, prompt=8, output=2, parallelism={"tp": 8}).model
+    assert kv_layer_bytes(m, 0, 1, 1, "bf16", tp=8) == 2 * 1 * 128 * 2
+    assert kv_layer_bytes(m, 0, 1, 1, "bf16", tp=16) == 2 * 1 * 128 * 2  # replicated, not halved
+    ds = make_run("deepseek-v3", hardware="h200-sxm", parallelism={"tp": 8}).model
+    assert kv_layer_bytes(ds, 0, 1, 1, "bf16", tp=8) == 576 * 2  # MLA latent is not sharded
+
+
+def test_fp8_kv_halves_cache_traffic():
+    bf = make_run("llama-3.1-8b", batch=2, prompt=64, output=2)
+    f8 = make_run("llama-3.1-8b", batch=2, prompt=64, output=2, inference={"kvcache_precision": "fp8"})
+    total = lambda r: sum(o.kv_bytes for o in StageBuilder(r, 0).ops(decode(2, 64)))  # noqa: E731
+    assert total(f8) == total(bf) / 2
+
+
+def test_tp_all_reduces_carry_the_hidden_state():
+    run = make_run("llama-3.1-70b", batch=4, prompt=8, output=2, parallelism={"tp": 8})
+    ops = ops_by_name(StageBuilder(run, 0).ops(decode(4, past=8)))
+    ar = ops["attn_all_reduce"]
+    assert ar.kind == "comm" and ar.group == 8 and ar.bytes == 4 * 8192 * 2 and not ar.inter_node
+    assert ops["qkv_proj"].shape[1] == (64 // 8 + 2 * 8 // 8) * 128
+
+
+def test_moe_reads_only_activated_experts():
+    run = make_run("mixtral-8x7b", batch=1, prompt=8, output=2)
+    ops = ops_by_name(StageBuilder(run, 0).ops(decode(1, past=8)))
+    up = ops["experts_gate_up"]
+    # one token activates exactly top-2 of 8 experts: 2 x (4096 x 2 x 14336) weights
+    assert up.weight_bytes == pytest.approx(2 * 4096 * 2 * 14336 * 2)
+    assert up.flops == 2 * 2 * 4096 * 2 * 14336
+
+
+def test_mla_decode_runs_in_latent_space():
+    run = make_run("deepseek-v3", hardware="h200-sxm", batch=2, prompt=16, output=2, parallelism={"tp": 8})
+    ops = ops_by_name(StageBuilder(run, 0).ops(decode(2, past=16)))
+    assert ops["kv_cache_fetch"].kv_bytes == 2 * 17 * 576 * 2
+    assert ops["attention"].flops == 2 * 16 * (2 * 17) * (576 + 512)  # 128 heads / tp 8 = 16
+    assert "kv_b_proj" not in ops and "q_absorb" in ops and "v_absorb" in ops
+
+
+def test_stage_split_even_with_remainder_first():
+    assert [len(r) for r in stage_layers(10, 4)] == [3, 3, 2, 2]
+    assert stage_layers(80, 1) == [range(0, 80)]
+
+
+def test_pipeline_stages_split_the_ops():
+    run = make_run("llama-3.1-8b", batch=1, prompt=8, output=2, parallelism={"pp": 2})
+    first = StageBuilder(run, 0).ops(decode(1, 8))
+    last = StageBuilder(run, 1).ops(decode(1, 8))
+    assert first[0].name == "embedding" and first[-1].name == "pp_send"
+    assert last[-1].name == "sampling" and "embedding" not in {o.name for o in last}
+    assert sum(o.kind == "kv_cache_store" for o in first + last) == 32
