@@ -1,0 +1,161 @@
+"""Op-level fidelity: the catalog's H100 profile against the H100 microbenchmarks.
+
+    python benchmarks/op_fidelity.py [--data PATH]
+
+Prices every microbench row through Pricer with the system exactly as the simulator loads it
+(load_system("h100-sxm")), prints a table per family and a summary against the targets
+(median |err| <= 10% overall, no family's max |err| over 25%), then a cross-check against
+Vidur's GEMM profiles (facts.md §2e) on H100 and A100 that the fit never saw. Always exits 0:
+this is a report, not a gate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from simcore.config.hardware import load_system  # noqa: E402
+from simcore.cost import calibration as cal  # noqa: E402
+from simcore.cost.roofline import Pricer  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "calibration" / "h100_microbench.json"
+MEDIAN_TARGET, MAX_TARGET = 0.10, 0.25
+L2_NOTE = "L2-resident in the benchmark"
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:+.1f}%"
+
+
+def apct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def summary_table(table: dict) -> Table:
+    """family -> {"all", "hbm"} Stats (calibration.error_table) as a rich table."""
+    t = Table(title="Summary: |relative error| (HBM-resident = excluding decode rows whose KV fit in L2)")
+    for col in ("family", "rows", "median", "max", "HBM rows", "HBM median", "HBM max"):
+        t.add_column(col, justify="left" if col == "family" else "right")
+    for fam, s in table.items():
+        a, h = s["all"], s["hbm"]
+        t.add_row(fam, str(a.count), apct(a.median_abs), apct(a.max_abs), str(h.count), apct(h.median_abs),
+                  apct(h.max_abs), style="bold" if fam == "overall" else None)
+    return t
+
+
+def family_table(fam: str, preds: list, l2: float, system) -> Table:
+    pricer = Pricer(system)
+    t = Table(title=f"{fam}: measured vs predicted ({len(preds)} rows)")
+    for col in ("shape", "measured us", "predicted us", "error", "bound", "note"):
+        t.add_column(col, justify="left" if col in ("shape", "note") else "right")
+    for p in preds:
+        ops = cal.OPS[fam](p.row)
+        main = max(ops, key=lambda op: pricer.time(op))  # the op that dominates the row's time
+        note = L2_NOTE if cal.l2_resident(fam, p.row, l2) else ""
+        err = abs(p.rel_err)
+        style = "red" if err > MAX_TARGET else ("yellow" if err > MEDIAN_TARGET else None)
+        t.add_row(cal.shape_label(fam, p.row), f"{p.measured_s * 1e6:.2f}", f"{p.predicted_s * 1e6:.2f}",
+                  pct(p.rel_err), pricer.cost(main).bound, note, style=style)
+    return t
+
+
+def verdicts(table: dict) -> list[str]:
+    out = []
+    for scope, label in (("hbm", "HBM-resident rows"), ("all", "all rows")):
+        med = table["overall"][scope].median_abs
+        out.append(f"{label}: overall median |err| {apct(med)} "
+                   f"{'meets' if med <= MEDIAN_TARGET else 'MISSES'} the <= {apct(MEDIAN_TARGET)} target")
+        for fam in cal.FAMILIES:
+            mx = table[fam][scope].max_abs
+            if mx > MAX_TARGET:
+                why = (" (the L2-resident decode rows: the benchmark's KV stayed in L2, which a real decode "
+                       "step never sees)" if scope == "all" and fam == "decode_attn" else "")
+                out.append(f"{label}: {fam} max |err| {apct(mx)} MISSES the <= {apct(MAX_TARGET)} target{why}")
+            else:
+                out.append(f"{label}: {fam} max |err| {apct(mx)} meets the <= {apct(MAX_TARGET)} target")
+    return out
+
+
+# -- cross-check (not fitted): Vidur per-layer GEMM medians, facts.md §2e --------------------------
+def llama_gemms(hidden: int, inter: int, heads: int, kv_heads: int, head_dim: int, tp: int) -> dict:
+    """name -> (K, N) of the four GEMMs of one Llama layer on one TP rank."""
+    return {
+        "QKV": (hidden, (heads + 2 * kv_heads) * head_dim // tp),
+        "O": (heads * head_dim // tp, hidden),
+        "gate+up": (hidden, 2 * inter // tp),
+        "down": (inter // tp, hidden),
+    }
+
+
+L2_7B = llama_gemms(4096, 11008, 32, 32, 128, 1)
+L2_70B = llama_gemms(8192, 28672, 64, 8, 128, 1)
+L2_70B_TP8 = llama_gemms(8192, 28672, 64, 8, 128, 8)
+# (label, gpu, gemms, tokens, Vidur sum ms, Vidur per-GEMM ms in QKV, O, gate+up, down order or None)
+VIDUR = [
+    ("Llama-2-7B TP1", "h100-sxm", L2_7B, 1, 0.156, (0.038, 0.016, 0.064, 0.038)),
+    ("Llama-2-7B TP1", "h100-sxm", L2_7B, 128, 0.180, (0.041, 0.020, 0.071, 0.048)),
+    ("Llama-2-7B TP1", "h100-sxm", L2_7B, 512, 0.329, (0.090, 0.029, 0.134, 0.075)),
+    ("Llama-2-7B TP1", "h100-sxm", L2_7B, 4096, 2.205, (0.584, 0.193, 0.987, 0.441)),
+    ("Llama-2-70B TP1", "h100-sxm", L2_70B, 1, 0.593, (0.063, 0.048, 0.311, 0.171)),
+    ("Llama-2-70B TP1", "h100-sxm", L2_70B, 4096, 10.09, (0.982, 0.788, 5.668, 2.647)),
+    ("Llama-2-70B TP8", "h100-sxm", L2_70B_TP8, 1, 0.087, (0.013, 0.009, 0.043, 0.022)),
+    ("Llama-2-70B TP8", "h100-sxm", L2_70B_TP8, 4096, 1.183, (0.151, 0.094, 0.643, 0.296)),
+    ("Llama-2-7B TP1", "a100-80gb-sxm", L2_7B, 1, 0.266, None),
+    ("Llama-2-7B TP1", "a100-80gb-sxm", L2_7B, 4096, 7.49, None),
+]
+
+
+def cross_check(con: Console) -> list[float]:
+    t = Table(title="Cross-check (not fitted): Vidur per-layer GEMM medians, facts.md §2e")
+    for col in ("model", "gpu", "tokens", "Vidur ms", "predicted ms", "error", "per-GEMM errors (QKV, O, gate+up, down)"):
+        t.add_column(col, justify="left" if col in ("model", "gpu") or col.startswith("per") else "right")
+    errs = []
+    for label, gpu, gemms, tokens, vidur, parts in VIDUR:
+        pricer = Pricer(load_system(gpu))
+        each = [pricer.time(cal.gemm_ops({"M": tokens, "K": k, "N": n})[0]) for k, n in gemms.values()]
+        err = sum(each) * 1e3 / vidur - 1
+        errs.append(err)
+        detail = ", ".join(pct(e * 1e3 / v - 1) for e, v in zip(each, parts)) if parts else "(only the sum published)"
+        t.add_row(label, gpu, str(tokens), f"{vidur:.3f}", f"{sum(each) * 1e3:.3f}", pct(err), detail)
+    con.print(t)
+    con.print("A100 uses the H100-fitted profile (the only one in the catalog): its row tests how the "
+              "fractions transfer across GPUs from spec sheets alone.")
+    return errs
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    args = ap.parse_args(argv)
+    con = Console()
+    system = load_system("h100-sxm")
+    bench = cal.load_bench(args.data)
+    l2 = bench["meta"]["l2_bytes"]
+    con.print(f"[bold]Op fidelity[/]: {args.data} priced with profile '{system.efficiency.name}' "
+              f"({system.efficiency.source})")
+    preds = cal.predict(cal.bench_rows(bench), system)
+    for fam in cal.FAMILIES:
+        con.print(family_table(fam, [p for p in preds if p.family == fam], l2, system))
+    n_l2 = sum(cal.l2_resident(p.family, p.row, l2) for p in preds)
+    con.print(f"Note: {n_l2} decode_attn rows are '{L2_NOTE}': their KV ({'<='} {l2 / 2**20:.0f} MiB L2) was reused "
+              "across timing iterations, so they ran partly from L2 at above-HBM speed. A real decode step never has "
+              "a layer's KV in L2 (the weight stream evicts it); they are reported but excluded from the fit and "
+              "from the HBM-resident statistics.")
+    table = cal.error_table(preds, l2)
+    con.print(summary_table(table))
+    for v in verdicts(table):
+        con.print(("[red]" if "MISSES" in v else "[green]") + v)
+    errs = cross_check(con)
+    con.print(f"cross-check |err|: median {apct(sorted(map(abs, errs))[len(errs) // 2])}, max {apct(max(map(abs, errs)))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
