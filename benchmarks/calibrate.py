@@ -124,6 +124,8 @@ def render(p: dict, keep, memory: float, host: float, head: list[str], source: s
         f"  compute_max: {p['gemm.compute_max']}  # fitted",
         f"  m_half: {p['gemm.m_half']}  # fitted (tokens)",
         f"  memory: {p['gemm.memory']}  # fitted (weight streaming, small M)",
+        f"  compute_max_fp8: {keep.gemm.compute_max_fp8}  # kept: from facts.md §4, cuBLASLt FP8 1,290-1,382 TFLOPS"
+        " at 8k^3-32k^3 = 65-70% of 1,979 (not in the bf16 microbench)",
         "attention_prefill:",
         f"  compute_max: {p['attention_prefill.compute_max']}  # fitted (4 rows; also prices decode-attention FLOPs)",
         f"  s_half: {p['attention_prefill.s_half']}  # fitted (tokens)",
@@ -135,6 +137,8 @@ def render(p: dict, keep, memory: float, host: float, head: list[str], source: s
         f"  ring_link: {c.ring_link}  # facts.md §4: NCCL maintainer, ring ~370 of 450 GB/s NVLink4 line rate",
         f"  nvls_link: {c.nvls_link}  # facts.md §4: NVLS peak busbw ~480 GB/s on 8 GPUs -> algbw 274 x 7/8 / 450",
         f"  nvls_latency_us: {c.nvls_latency_us}  # estimate, kept (8-GPU 64 MiB all-reduce -> ~304 us vs facts.md §4's ~325 us)",
+        f"  nccl_step_latency_us: {c.nccl_step_latency_us}  # estimate, kept: 1 KiB all-reduce on 8 H100s ="
+        " 14 steps x (1.0 link + 0.5) + floor ~ 26 us (facts.md §4)",
         f"  network_link: {c.network_link}  # estimate, kept (facts.md has no measured inter-node figure)",
     ]
     return "\n".join(lines) + "\n"

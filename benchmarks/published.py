@@ -4,6 +4,10 @@ Usage: python benchmarks/published.py
 Prints one row per published figure with the relative error, and the median / max |error|.
 FP8 rows run fp8 weights, activations and KV cache (TensorRT-LLM's FP8 builds quantize the
 KV cache too; the largest published batches only fit that way).
+
+Engine features of those releases, set per row: neither v0.5 nor v0.6.1 replayed CUDA
+graphs (the host enqueues every kernel); v0.5 reduced through NCCL, v0.6.1 could use its
+own all-reduce kernel. These are our reading of the release notes, not measured.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from simcore.errors import SimcoreError  # noqa: E402
 SRC_05 = "TRT-LLM v0.5 performance.md"
 SRC_061 = "TRT-LLM v0.6.1 performance.md"
 FOUR = ((128, 128), (128, 2048), (2048, 128), (2048, 2048))
+
+ENGINE = {SRC_05: {"cuda_graphs": False, "all_reduce": "nccl"}, SRC_061: {"cuda_graphs": False, "all_reduce": "custom"}}
 
 # (source, gpu, precision, model, batch, tp, isl, osl, published, unit)
 THROUGHPUT = [
@@ -51,13 +57,13 @@ FIRST_TOKEN = [
 ]
 
 
-def experiment(gpu, precision, model, batch, tp, isl, osl):
+def experiment(gpu, precision, model, batch, tp, isl, osl, source=SRC_05):
     data = {
         "model": model, "hardware": gpu, "parallelism": {"tp": tp},
         "precision": {"weights": precision, "activations": precision if precision == "fp8" else "fp16"},
         "inference": {"kvcache_precision": precision},
         "workload": {"kind": "static", "batch_size": batch, "prompt_tokens": isl, "output_tokens": osl},
-        "engine": {"gpu_memory_utilization": 0.95},
+        "engine": {"gpu_memory_utilization": 0.95, **ENGINE[source]},
     }
     return resolve(validate(Experiment, data, "benchmark"))
 
@@ -70,7 +76,7 @@ def main() -> None:
     errors = []
     for src, gpu, prec, model, b, tp, isl, osl, pub, unit in THROUGHPUT:
         try:
-            res = simulate(experiment(gpu, prec, model, b, tp, isl, osl))
+            res = simulate(experiment(gpu, prec, model, b, tp, isl, osl, src))
         except SimcoreError as exc:
             t.add_row(src, gpu, prec, model, str(b), str(tp), f"{isl}/{osl}", f"{pub:,}", "-", str(exc)[:40])
             continue

@@ -38,11 +38,13 @@ def test_no_op_beats_its_roofline():
         assert p.time(op) > max(op.flops / 989.4e12, op.bytes / 3350e9)
 
 
-def test_fp8_gemm_uses_the_fp8_peak():
+def test_fp8_gemm_uses_the_fp8_peak_at_its_own_efficiency():
     bf = gemm(8192, 8192, 8192)
     f8 = Op("g", "compute", "gemm", 0, flops=bf.flops, bytes=bf.bytes / 2, dtype="fp8", shape=bf.shape)
     p = Pricer(H100)
-    assert p.cost(f8).compute_s == pytest.approx(p.cost(bf).compute_s * 989.4 / 1978.9)
+    ratio = (989.4 / 1978.9) * EFF.gemm.compute_max / EFF.gemm.compute_max_fp8
+    assert p.cost(f8).compute_s == pytest.approx(p.cost(bf).compute_s * ratio)
+    assert p.cost(f8).compute_s < p.cost(bf).compute_s
 
 
 def test_kv_on_host_moves_over_the_host_link():
@@ -59,7 +61,7 @@ def test_ring_all_reduce_by_hand():
     # 64 MiB across 2 H100s through NVSwitch: ring = 2(n-1) latency + 2(n-1)/n bytes / achieved link bandwidth
     size, n = 64 * 2**20, 2
     bw = 450e9 * EFF.collectives.ring_link
-    ring = 2 * (n - 1) * 1e-6 + 2 * (n - 1) / n * size / bw
+    ring = 2 * (n - 1) * (1e-6 + EFF.collectives.nccl_step_latency_us * 1e-6) + 2 * (n - 1) / n * size / bw
     assert collective_time("all_reduce", size, n, H100, inter_node=False) <= ring + 1e-12
 
 
@@ -70,6 +72,14 @@ def test_collectives_grow_with_size_and_cost_more_across_nodes():
         inter = collective_time(kind, 1e8, 8, H100, True)
         assert 0 < small < big < inter
     assert collective_time("all_reduce", 1e6, 1, H100, False) == 0.0
+
+
+def test_small_all_reduce_latency_with_and_without_the_engines_custom_kernel():
+    # NCCL ring on 8 GPUs: 14 steps of (link + protocol) latency; custom kernel: 2 link latencies
+    step = 1e-6 + EFF.collectives.nccl_step_latency_us * 1e-6
+    nccl = collective_time("all_reduce", 1024, 8, H100, False, custom=False)
+    assert nccl == pytest.approx(14 * step + 1.75 * 1024 / (450e9 * EFF.collectives.ring_link))
+    assert collective_time("all_reduce", 1024, 8, H100, False, custom=True) < nccl / 5
 
 
 def test_nvls_wins_only_for_large_messages():

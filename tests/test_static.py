@@ -84,3 +84,14 @@ def test_tensor_parallel_speeds_up_decode():
     one = simulate(make_run("llama-3.1-70b", batch=8, prompt=512, output=4, parallelism={"tp": 2}))
     eight = simulate(make_run("llama-3.1-70b", batch=8, prompt=512, output=4, parallelism={"tp": 8}))
     assert eight.step_times[0] < one.step_times[0] / 2
+
+
+def test_without_cuda_graphs_small_batches_become_host_bound():
+    graphs = simulate(make_run("llama-3.2-1b", batch=1, prompt=32, output=4))
+    eager = simulate(make_run("llama-3.2-1b", batch=1, prompt=32, output=4,
+                              engine={"cuda_graphs": False, "kernel_launch_us": 20.0}))
+    kernels = sum(1 for op in eager.decode_first.stages[0].ops if op.op.kernel)
+    assert eager.step_times[0] == pytest.approx(kernels * 20e-6)
+    assert graphs.step_times[0] < eager.step_times[0]
+    big = dict(model="llama-3.1-8b", batch=64, prompt=2048, output=2)  # GPU-bound: launches hide behind work
+    assert simulate(make_run(**big, engine={"cuda_graphs": False})).ttft == simulate(make_run(**big)).ttft

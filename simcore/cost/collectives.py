@@ -21,17 +21,22 @@ FULL_MESH = ("nvswitch", "infinity-fabric")
 
 
 def _link(system: System, inter_node: bool) -> tuple[float, float]:
-    """(achieved bandwidth bytes/s, per-step latency s) of the busiest link."""
+    """(achieved bandwidth bytes/s, per-step latency s) of the busiest link, as NCCL drives it."""
     eff = system.efficiency.collectives
+    step = eff.nccl_step_latency_us * 1e-6
     if inter_node:
         link = system.inter_link
-        return link.bandwidth * eff.network_link, link.latency
+        return link.bandwidth * eff.network_link, link.latency + step
     link = system.intra_link
-    return link.bandwidth * eff.ring_link, link.latency
+    return link.bandwidth * eff.ring_link, link.latency + step
 
 
-def collective_time(kind: str, nbytes: float, n: int, system: System, inter_node: bool) -> float:
-    """Seconds for one collective of `nbytes` (the per-rank message) among n ranks, without the kernel floor."""
+def collective_time(kind: str, nbytes: float, n: int, system: System, inter_node: bool, custom: bool = True) -> float:
+    """Seconds for one collective of `nbytes` (the per-rank message) among n ranks, without the kernel floor.
+
+    custom: the engine's own all-reduce kernel (vLLM, TensorRT-LLM) may be used inside a
+    full-mesh node; it synchronizes through peer memory at the bare link latency.
+    """
     if n <= 1 or nbytes <= 0:
         return 0.0
     bw, lat = _link(system, inter_node)
@@ -47,8 +52,8 @@ def collective_time(kind: str, nbytes: float, n: int, system: System, inter_node
         options.append(2 * math.ceil(math.log2(n)) * lat + 2 * nbytes / bw)  # tree
     else:
         fabric = system.cluster.intra_node
-        if fabric.fabric in FULL_MESH:
-            options.append(2 * lat + 2 * frac * nbytes / bw)  # direct two-shot
+        if custom and fabric.fabric in FULL_MESH:
+            options.append(2 * system.intra_link.latency + 2 * frac * nbytes / bw)  # direct two-shot
         if fabric.nvls:
             eff = system.efficiency.collectives
             options.append(eff.nvls_latency_us * 1e-6 + frac * nbytes / (system.intra_link.bandwidth * eff.nvls_link))

@@ -32,9 +32,9 @@ class Cost:
         return "compute" if self.compute_s >= self.memory_s else "memory"
 
 
-def gemm_compute_efficiency(system: System, m: float) -> float:
+def gemm_compute_efficiency(system: System, m: float, dtype: str = "bf16") -> float:
     g = system.efficiency.gemm
-    return g.compute_max * m / (m + g.m_half)
+    return g.compute_max_for(dtype) * m / (m + g.m_half)
 
 
 def prefill_attention_efficiency(system: System, tiles: float, seq: float) -> float:
@@ -46,8 +46,9 @@ def prefill_attention_efficiency(system: System, tiles: float, seq: float) -> fl
 class Pricer:
     """Prices ops on one system; memoized because the same op shapes recur every layer and step."""
 
-    def __init__(self, system: System):
+    def __init__(self, system: System, custom_all_reduce: bool = True):
         self.system = system
+        self.custom_all_reduce = custom_all_reduce
         self._cache: dict[Op, Cost] = {}
 
     def time(self, op: Op) -> float:
@@ -66,14 +67,15 @@ class Pricer:
         if op.kernel:
             floor = eff.elementwise_floor if op.family == MEMORY else eff.kernel_floor
         if op.family == COLLECTIVE:
-            return Cost(0.0, collective_time(op.collective, op.bytes, op.group, sys, op.inter_node), floor)
+            t = collective_time(op.collective, op.bytes, op.group, sys, op.inter_node, self.custom_all_reduce)
+            return Cost(0.0, t, floor)
         if op.tier == "host":
             return Cost(0.0, op.bytes / (sys.gpu.links.host.bandwidth * eff.host_link), floor)
         bw = sys.gpu.memory.bandwidth
         peak = sys.gpu.peak_flops(op.dtype) if op.flops else 1.0
         if op.family == GEMM:
             m, _, _ = op.shape
-            c = op.flops / (peak * gemm_compute_efficiency(sys, m))
+            c = op.flops / (peak * gemm_compute_efficiency(sys, m, op.dtype))
             return Cost(c, op.bytes / (bw * eff.gemm.memory), floor)
         if op.family == ATTN_PREFILL:
             tiles, seq = op.shape

@@ -65,12 +65,14 @@ class StaticResult:
 class StaticSimulator:
     def __init__(self, run: Run):
         self.run = run
-        self.pricer = Pricer(run.system)
+        engine = run.experiment.engine
+        self.pricer = Pricer(run.system, custom_all_reduce=engine.all_reduce == "custom")
         self.builders = [StageBuilder(run, s) for s in range(run.par.pp)]
         self.overlap = run.experiment.inference.kvcache_fetch_overlap
+        self.launch_s = 0.0 if engine.cuda_graphs else engine.kernel_launch_us * 1e-6
 
     def pass_(self, ps: Pass) -> PassResult:
-        return PassResult([walk(b.ops(ps), self.pricer, self.overlap) for b in self.builders])
+        return PassResult([walk(b.ops(ps), self.pricer, self.overlap, self.launch_s) for b in self.builders])
 
     def sample_points(self, steps: int, prompt: int) -> list[int]:
         """Decode steps (1-based) to price: evenly spaced, plus where a sliding window fills."""
