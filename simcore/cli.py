@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,14 @@ from rich.console import Console
 from simcore.errors import SimcoreError
 
 EXIT_BAD_INPUT = 2
+PIPED_WIDTH = 240  # rich falls back to 80 columns off a terminal, which truncates catalog names
+
+
+def _console() -> Console:
+    """A terminal keeps its own width; piped or captured output gets room for the widest table."""
+    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
+        return Console()
+    return Console(width=PIPED_WIDTH)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -20,35 +29,41 @@ def _run(args: argparse.Namespace) -> int:
     from simcore.report.summary import summary, write_breakdown
     from simcore.report.tables import print_run
 
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise SimcoreError(f"--out {args.out}: is a file; --out takes a folder (created if missing)")
     exp = load_experiment(args.experiment, args.set)
     res = simulate(resolve(exp))
     s = summary(res)
     if args.out:
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "summary.json").write_text(json.dumps(s, indent=2) + "\n")
-        write_breakdown(res, out / "breakdown.csv")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "summary.json").write_text(json.dumps(s, indent=2) + "\n")
+            write_breakdown(res, out / "breakdown.csv")
+        except OSError as exc:
+            where = exc.filename or out
+            raise SimcoreError(f"--out {args.out}: cannot write {where}: {exc.strerror}") from None
     if args.json:
         print(json.dumps(s, indent=2))
     else:
-        console = Console()
+        console = _console()
         print_run(res, s, console)
         if args.out:
-            console.print(f"wrote {args.out}/summary.json and {args.out}/breakdown.csv")
+            console.print(f"wrote {args.out}/summary.json and {args.out}/breakdown.csv", soft_wrap=True)
     return 0
 
 
 def _models(args: argparse.Namespace) -> int:
     from simcore.report.catalog_tables import models_table
 
-    Console().print(models_table())
+    _console().print(models_table())
     return 0
 
 
 def _hardware(args: argparse.Namespace) -> int:
     from simcore.report.catalog_tables import hardware_table
 
-    Console().print(hardware_table())
+    _console().print(hardware_table())
     return 0
 
 
@@ -73,11 +88,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    """Exit status: 0 ok, 2 bad input (one 'error: ...' line on stderr), 130 interrupted."""
+    try:
+        args = parser().parse_args(argv)
+    except SystemExit as exc:  # --help (0) and usage errors (2): returned, so callers in-process see it
+        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     try:
         return args.func(args)
     except SimcoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {' '.join(line.strip() for line in str(exc).splitlines())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -10,7 +10,7 @@ import os
 from functools import cache
 from pathlib import Path
 
-from simcore.errors import unknown
+from simcore.errors import SimcoreError, close_matches, unknown
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,10 @@ def catalog_root() -> Path:
     for root in candidates:
         if (root / "models").is_dir() and (root / "hardware").is_dir():
             return root
-    raise FileNotFoundError(f"no simcore catalog in {', '.join(map(str, candidates))}")
+    raise SimcoreError(
+        f"no simcore catalog (a folder holding models/ and hardware/) in {', '.join(map(str, candidates))}; "
+        f"set SIMCORE_CATALOG to one"
+    )
 
 
 def entries(folder: str, suffix: str) -> dict[str, Path]:
@@ -33,12 +36,23 @@ def entries(folder: str, suffix: str) -> dict[str, Path]:
 
 
 def resolve(kind: str, folder: str, suffix: str, name: str) -> Path:
-    """A catalog name or a path to a file; unknown names list close matches."""
+    """A catalog name or a path to a file (or to a folder holding config<suffix>); unknown
+    names list close matches, missing paths say so."""
     path = Path(name).expanduser()
-    if name.endswith(suffix) or os.sep in name:
+    looks_like_path = name.endswith(suffix) or os.sep in name or (os.altsep or os.sep) in name
+    if looks_like_path:
         if path.is_file():
             return path
+        if path.is_dir() and (path / f"config{suffix}").is_file():
+            return path / f"config{suffix}"
     found = entries(folder, suffix)
     if name in found:
         return found[name]
+    if looks_like_path and (os.sep in name or path.exists()):
+        what = "is a folder without config" + suffix if path.is_dir() else "does not exist"
+        stem = path.name.removesuffix(suffix)
+        raise SimcoreError(
+            f"{kind} file '{name}' {what}{close_matches(stem, found)}; give a path to a {suffix} file "
+            f"or a catalog name: {', '.join(sorted(found))}"
+        )
     raise unknown(kind, name, found)

@@ -14,9 +14,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import Field, PositiveInt
 
-from simcore.config.hardware import System, load_system
+from simcore.config.hardware import System, load_cluster, load_gpu, load_system
 from simcore.config.model import ModelSpec, load_model
-from simcore.config.validation import Strict, read_yaml, validate
+from simcore.config.validation import Strict, read_yaml, validate, yaml_kind
 from simcore.errors import SimcoreError
 
 WeightDtype = Literal["auto", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4"]
@@ -54,6 +54,9 @@ class Engine(Strict):
     decode_sample_steps: int = Field(default=32, ge=0)  # 0: price every decode step
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     runtime_overhead_gib: float = Field(default=1.5, ge=0)  # CUDA context, graphs, comm buffers
+    all_reduce: Literal["custom", "nccl"] = "custom"  # custom: the engine's own in-node all-reduce kernel
+    cuda_graphs: bool = True  # False: the host launches every kernel and can become the bottleneck
+    kernel_launch_us: float = Field(default=5.0, ge=0)  # host time per kernel launch without CUDA graphs
 
 
 class Experiment(Strict):
@@ -105,7 +108,9 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
         raise SimcoreError(f"experiment file not found: {path}")
     raw = read_yaml(path)
     if not isinstance(raw, dict):
-        raise SimcoreError(f"{path}: expected a mapping of experiment fields")
+        raise SimcoreError(
+            f"{path}: expected a mapping of experiment fields (model, hardware, workload, ...), got {yaml_kind(raw)}"
+        )
     return validate(Experiment, apply_overrides(raw, overrides or []), str(path))
 
 
@@ -131,32 +136,57 @@ class Run:
         return p.tp * p.pp * p.dp
 
 
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def _listed(values) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def allowed_tp(m: ModelSpec) -> list[int]:
+    """TP degrees that split the attention heads evenly (and the KV heads, or replicate them evenly)."""
+
+    def kv_ok(t: int) -> bool:
+        if m.is_mla:
+            return True
+        return m.kv_heads % t == 0 if t <= m.kv_heads else t % m.kv_heads == 0
+
+    return [t for t in _divisors(m.heads) if kv_ok(t)]
+
+
 def _check_parallelism(m: ModelSpec, p: Parallelism) -> None:
-    if m.heads % p.tp:
-        raise SimcoreError(
-            f"parallelism.tp = {p.tp} does not divide num_attention_heads = {m.heads} of {m.name}; "
-            f"allowed tp: {', '.join(str(t) for t in range(1, m.heads + 1) if m.heads % t == 0)}"
-        )
-    if not m.is_mla and p.tp > m.kv_heads and p.tp % m.kv_heads:
-        raise SimcoreError(
-            f"parallelism.tp = {p.tp} exceeds num_key_value_heads = {m.kv_heads} of {m.name} "
-            f"and is not a multiple of it, so KV heads cannot be replicated evenly"
-        )
-    if not m.is_mla and p.tp < m.kv_heads and m.kv_heads % p.tp:
-        raise SimcoreError(f"parallelism.tp = {p.tp} does not divide num_key_value_heads = {m.kv_heads}")
+    tps = allowed_tp(m)
+    if p.tp not in tps:
+        if m.heads % p.tp:
+            why = f"does not divide num_attention_heads = {m.heads} of {m.name}"
+        elif p.tp > m.kv_heads:
+            why = (f"exceeds num_key_value_heads = {m.kv_heads} of {m.name} and is not a multiple of it, "
+                   f"so KV heads cannot be replicated evenly")
+        else:
+            why = f"does not divide num_key_value_heads = {m.kv_heads} of {m.name}"
+        raise SimcoreError(f"field 'parallelism.tp' = {p.tp}: {why}; allowed tp: {_listed(tps)}")
     if p.pp > m.layers:
-        raise SimcoreError(f"parallelism.pp = {p.pp} exceeds num_hidden_layers = {m.layers} of {m.name}")
+        raise SimcoreError(
+            f"field 'parallelism.pp' = {p.pp}: exceeds num_hidden_layers = {m.layers} of {m.name}; "
+            f"allowed pp: 1 to {m.layers}"
+        )
     if p.ep > 1:
         if not m.is_moe:
-            raise SimcoreError(f"parallelism.ep = {p.ep} but {m.name} has no experts; use ep: 1")
+            raise SimcoreError(
+                f"field 'parallelism.ep' = {p.ep}: {m.name} is a dense model with no experts; allowed ep: 1"
+            )
+        group = p.tp * p.dp
+        eps = [d for d in _divisors(m.num_experts) if group % d == 0]
         if m.num_experts % p.ep:
             raise SimcoreError(
-                f"parallelism.ep = {p.ep} does not divide the {m.num_experts} experts of {m.name}"
+                f"field 'parallelism.ep' = {p.ep}: does not divide the {m.num_experts} experts of {m.name}; "
+                f"allowed ep (divides {m.num_experts} experts and tp x dp = {group}): {_listed(eps)}"
             )
-        if (p.tp * p.dp) % p.ep:
+        if group % p.ep:
             raise SimcoreError(
-                f"parallelism.ep = {p.ep} must divide tp x dp = {p.tp * p.dp} (experts are spread over the "
-                f"GPUs of one pipeline stage)"
+                f"field 'parallelism.ep' = {p.ep}: must divide tp x dp = {group} (experts are spread over the "
+                f"GPUs of one pipeline stage); allowed ep: {_listed(eps)}"
             )
 
 
@@ -174,24 +204,39 @@ def _dtypes(e: Experiment, m: ModelSpec, system: System) -> tuple[str, str, str,
     else:
         dense = experts = w
     kv = act if e.inference.kvcache_precision == "auto" else e.inference.kvcache_precision
+    gpu = system.gpu
     for field, dtype in (("precision.activations", act), ("inference.kvcache_precision", kv)):
-        if dtype == "fp8" and not system.gpu.supports("fp8"):
+        if not gpu.supports(dtype):
+            ok = [d for d in ("bf16", "fp16", "fp8") if gpu.supports(d)]
             raise SimcoreError(
-                f"{field} = fp8 but {system.gpu.name} has no fp8 support; allowed: bf16, fp16"
+                f"field '{field}' = {dtype!r}: {gpu.name} has no {dtype} support; allowed on {gpu.name}: "
+                f"{_listed(ok)}"
             )
     return dense, experts, act, kv
 
 
+def _field(name: str, load, *args):
+    """Call a catalog loader; its error names the experiment field that asked for it."""
+    try:
+        return load(*args)
+    except SimcoreError as exc:
+        raise SimcoreError(f"field '{name}': {exc}") from None
+
+
 def resolve(e: Experiment) -> Run:
-    model = load_model(e.model)
-    system = load_system(e.hardware, e.cluster)
+    model = _field("model", load_model, e.model)
+    _field("hardware", load_gpu, e.hardware)
+    if e.cluster is not None:
+        _field("cluster", load_cluster, e.cluster)
+    system = _field("cluster" if e.cluster is not None else "hardware", load_system, e.hardware, e.cluster)
     _check_parallelism(model, e.parallelism)
     w = e.workload
     total = w.prompt_tokens + w.output_tokens
     if model.max_position and total > model.max_position:
         raise SimcoreError(
-            f"workload.prompt_tokens + workload.output_tokens = {total} exceeds max_position_embeddings = "
-            f"{model.max_position} of {model.name}"
+            f"fields 'workload.prompt_tokens' + 'workload.output_tokens' = {w.prompt_tokens} + {w.output_tokens} "
+            f"= {total}: exceeds max_position_embeddings = {model.max_position} of {model.name}; "
+            f"allowed: a total of at most {model.max_position}"
         )
     dense, experts, act, kv = _dtypes(e, model, system)
     return Run(e, model, system, dense, experts, act, kv)

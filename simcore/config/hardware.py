@@ -106,6 +106,10 @@ class GemmEfficiency(Strict):
     compute_max: float = Field(gt=0, le=1)  # fraction of peak for large GEMMs
     m_half: float = Field(ge=0)  # tokens at which small-M GEMMs reach half of compute_max
     memory: float = Field(gt=0, le=1)  # fraction of HBM bandwidth when streaming weights
+    compute_max_fp8: float = Field(gt=0, le=1)  # fp8 tensor-core GEMMs reach a lower fraction of their peak
+
+    def compute_max_for(self, dtype: str) -> float:
+        return self.compute_max_fp8 if dtype == "fp8" else self.compute_max
 
 
 class PrefillAttentionEfficiency(Strict):
@@ -117,6 +121,7 @@ class CollectiveEfficiency(Strict):
     ring_link: float = Field(gt=0, le=1)  # achieved / line rate for ring and direct algorithms
     nvls_link: float = Field(gt=0, le=1)  # same for in-switch reduction (NVLS)
     nvls_latency_us: float = Field(ge=0)  # fixed cost of an NVLS collective
+    nccl_step_latency_us: float = Field(ge=0)  # per algorithm step inside NCCL (protocol + sync), beyond the link
     network_link: float = Field(gt=0, le=1)  # achieved / NIC line rate across nodes
 
 
@@ -207,10 +212,20 @@ def load_efficiency(name: str) -> Efficiency:
 def load_system(gpu: str, cluster: str | None = None) -> System:
     g = load_gpu(gpu)
     c = load_cluster(cluster or g.default_cluster)
+    if c.gpu != g.name:
+        fitting = sorted(n for n in cluster_names() if _cluster_gpu(n) == g.name)
+        raise SimcoreError(
+            f"cluster '{c.name}' is built from {c.gpu} GPUs, not {g.name}; allowed clusters for {g.name}: "
+            f"{', '.join(fitting) or 'none in the catalog (leave cluster out to use ' + g.default_cluster + ')'}"
+        )
+    return System(gpu=g, cluster=c, efficiency=load_efficiency(g.efficiency))
+
+
+def _cluster_gpu(name: str) -> str | None:
     try:
-        return System(gpu=g, cluster=c, efficiency=load_efficiency(g.efficiency))
-    except ValueError as exc:
-        raise SimcoreError(str(exc).splitlines()[-1].removeprefix("  Value error, ")) from None
+        return load_cluster(name).gpu
+    except SimcoreError:
+        return None
 
 
 def gpu_names() -> list[str]:

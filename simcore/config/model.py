@@ -114,6 +114,8 @@ def _quantization(cfg: dict, source: str) -> Quantization | None:
     q = cfg.get("quantization_config")
     if not q:
         return None
+    if not isinstance(q, dict):
+        raise SimcoreError(f"{source}: field 'quantization_config' = {q!r}: must be a JSON object")
     method = str(q.get("quant_method", "")).lower()
     if method == "fp8":
         return Quantization("fp8", "fp8", experts_only=False)
@@ -168,18 +170,28 @@ def parse_config(raw: dict, name: str, source: str) -> ModelSpec:
             raise SimcoreError(f"{source}: field '{keys[0]}' = {value!r}: must be a positive integer")
         return value
 
+    def opt(*keys: str, default: int, minimum: int = 1) -> int:
+        value = _first(cfg, *keys, default=default)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise SimcoreError(
+                f"{source}: field '{keys[0]}' = {value!r}: must be an integer >= {minimum}"
+            )
+        return value
+
     hidden = need("hidden_size", "d_model", "n_embd")
     layers = need("num_hidden_layers", "n_layer", "num_layers")
     heads = need("num_attention_heads", "n_head")
-    kv_heads = int(_first(cfg, "num_key_value_heads", "num_kv_heads", default=heads))
+    kv_heads = opt("num_key_value_heads", "num_kv_heads", default=heads)
     if heads % kv_heads:
         raise SimcoreError(f"{source}: num_key_value_heads = {kv_heads} must divide num_attention_heads = {heads}")
-    head_dim = int(_first(cfg, "head_dim", default=hidden // heads))
-    experts = int(_first(cfg, "num_local_experts", "n_routed_experts", "num_experts", default=0) or 0)
-    top_k = int(_first(cfg, "num_experts_per_tok", "experts_per_token", "moe_topk", default=0) or 0)
+    head_dim = opt("head_dim", default=max(hidden // heads, 1))
+    experts = opt("num_local_experts", "n_routed_experts", "num_experts", default=0, minimum=0)
+    top_k = opt("num_experts_per_tok", "experts_per_token", "moe_topk", default=0, minimum=0)
     if experts and not 0 < top_k <= experts:
         raise SimcoreError(f"{source}: num_experts_per_tok = {top_k!r} must be in 1..{experts}")
-    intermediate = int(_first(cfg, "intermediate_size", "ffn_dim", default=4 * hidden))
+    intermediate = opt("intermediate_size", "ffn_dim", default=4 * hidden)
     kinds, window = _layer_kinds(cfg, layers)
     arch = (cfg.get("architectures") or [cfg.get("model_type", "unknown")])[0]
     model_type = str(cfg.get("model_type", ""))
@@ -196,7 +208,7 @@ def parse_config(raw: dict, name: str, source: str) -> ModelSpec:
         head_dim=head_dim,
         intermediate=intermediate,
         vocab=need("vocab_size"),
-        max_position=int(_first(cfg, "max_position_embeddings", "n_positions", "seq_length", default=0) or 0),
+        max_position=opt("max_position_embeddings", "n_positions", "seq_length", default=0, minimum=0),
         tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         torch_dtype=str(_first(cfg, "torch_dtype", "dtype", default="bfloat16")),
         attention_bias=bool(cfg.get("attention_bias", False)) or arch.startswith("Qwen2"),
@@ -223,12 +235,24 @@ def load_model(name: str) -> ModelSpec:
     path = resolve("model", "models", ".json", name)
     try:
         raw = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise SimcoreError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SimcoreError(f"{path}: not a UTF-8 text file") from None
     except json.JSONDecodeError as exc:
         raise SimcoreError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     if not isinstance(raw, dict):
-        raise SimcoreError(f"{path}: expected a JSON object")
+        raise SimcoreError(f"{path}: expected a JSON object of config fields, got a JSON {_json_kind(raw)}")
     label = path.parent.name if path.stem == "config" else path.stem
-    return parse_config(raw, label, str(path))
+    try:
+        return parse_config(raw, label, str(path))
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError) as exc:
+        # A config.json is user input: a field of the wrong shape must not end in a traceback.
+        raise SimcoreError(f"{path}: unsupported value in config.json ({type(exc).__name__}: {exc})") from None
+
+
+def _json_kind(value) -> str:
+    return {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
 
 
 def model_names() -> list[str]:
