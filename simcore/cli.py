@@ -24,16 +24,15 @@ def _console() -> Console:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from simcore.config.experiment import load_experiment, resolve
-    from simcore.engine.static import simulate
-    from simcore.report.summary import summary, write_breakdown
+    from simcore.config.experiment import load_experiment
+    from simcore.report.summary import write_breakdown
     from simcore.report.tables import print_run
+    from simcore.runner import run
 
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise SimcoreError(f"--out {args.out}: is a file; --out takes a folder (created if missing)")
     exp = load_experiment(args.experiment, args.set)
-    res = simulate(resolve(exp))
-    s = summary(res)
+    res, s = run(exp)
     if args.out:
         out = Path(args.out)
         try:

@@ -111,7 +111,12 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
         raise SimcoreError(
             f"{path}: expected a mapping of experiment fields (model, hardware, workload, ...), got {yaml_kind(raw)}"
         )
-    return validate(Experiment, apply_overrides(raw, overrides or []), str(path))
+    return experiment_from_dict(raw, overrides, str(path))
+
+
+def experiment_from_dict(raw: dict, overrides: list[str] | None = None, source: str = "experiment") -> Experiment:
+    """Validate an experiment given as plain data (sweeps build them this way)."""
+    return validate(Experiment, apply_overrides(raw, overrides or []), source)
 
 
 @dataclass(frozen=True)
