@@ -31,8 +31,16 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise SimcoreError(f"--out {args.out}: is a file; --out takes a folder (created if missing)")
-    exp = load_experiment(args.experiment, args.set)
+    overrides = list(args.set) + ([f"engine.mode={args.mode}"] if args.mode else [])
+    exp = load_experiment(args.experiment, overrides)
     res, s = run(exp)
+    if args.trace:
+        from simcore.report.trace import write_trace
+
+        try:
+            write_trace(res, Path(args.trace))
+        except OSError as exc:
+            raise SimcoreError(f"--trace {args.trace}: cannot write: {exc.strerror}") from None
     if args.out:
         out = Path(args.out)
         try:
@@ -49,6 +57,8 @@ def _run(args: argparse.Namespace) -> int:
         print_run(res, s, console)
         if args.out:
             console.print(f"wrote {args.out}/summary.json and {args.out}/breakdown.csv", soft_wrap=True)
+        if args.trace:
+            console.print(f"wrote {args.trace}: open it at https://ui.perfetto.dev", soft_wrap=True)
     return 0
 
 
@@ -80,6 +90,9 @@ def parser() -> argparse.ArgumentParser:
                    help="override a field by dotted path, e.g. --set workload.batch_size=64 (repeatable)")
     r.add_argument("--out", metavar="DIR", help="write summary.json and breakdown.csv here")
     r.add_argument("--json", action="store_true", help="print the JSON summary on stdout instead of tables")
+    r.add_argument("--mode", choices=("analytical", "hybrid", "flattened"),
+                   help="timing mode (same as --set engine.mode=MODE)")
+    r.add_argument("--trace", metavar="PATH", help="write a Chrome/Perfetto trace JSON of the simulated passes")
     r.set_defaults(func=_run)
     sub.add_parser("models", help="list the model catalog").set_defaults(func=_models)
     sub.add_parser("hardware", help="list the hardware catalog").set_defaults(func=_hardware)

@@ -72,12 +72,16 @@ def test_fetch_overlap_never_slows_and_hides_more_from_a_host_tier():
     assert t["host", False] > t["hbm", False]  # PCIe is slower than HBM
 
 
-def test_pipeline_adds_stage_transfers_but_keeps_work():
+def test_pipeline_adds_stage_transfers_and_micro_batches_fill_it():
     one = simulate(make_run("llama-3.1-8b", batch=4, prompt=512, output=4))
-    two = simulate(make_run("llama-3.1-8b", batch=4, prompt=512, output=4, parallelism={"pp": 2}))
-    assert two.ttft > one.ttft
+    two = simulate(make_run("llama-3.1-8b", batch=4, prompt=512, output=4, parallelism={"pp": 2},
+                            engine={"micro_batches": 1}))
+    assert two.ttft > one.ttft  # one batch walks both stages in turn, plus the send
     assert two.ttft == pytest.approx(one.ttft, rel=0.05)
     assert two.memory.weights < one.memory.weights
+    piped = simulate(make_run("llama-3.1-8b", batch=4, prompt=512, output=4, parallelism={"pp": 2}))
+    assert piped.ttft < 0.8 * one.ttft  # two micro-batches keep both stages busy
+    assert piped.prefill.bubble > 0
 
 
 def test_tensor_parallel_speeds_up_decode():

@@ -17,6 +17,7 @@ from pydantic import Field, PositiveInt
 from simcore.config.hardware import System, load_cluster, load_gpu, load_system
 from simcore.config.model import ModelSpec, load_model
 from simcore.config.validation import Strict, read_yaml, validate, yaml_kind
+from simcore.engine.policies import get_policy
 from simcore.errors import SimcoreError
 
 WeightDtype = Literal["auto", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4"]
@@ -50,7 +51,9 @@ class StaticWorkload(Strict):
 
 
 class Engine(Strict):
-    mode: Literal["analytical"] = "analytical"
+    mode: Literal["analytical", "hybrid", "flattened"] = "analytical"
+    overlap_policy: str = "none"  # a policy in simcore/engine/policies/
+    micro_batches: int = Field(default=0, ge=0)  # 0: one per pipeline stage
     decode_sample_steps: int = Field(default=32, ge=0)  # 0: price every decode step
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     runtime_overhead_gib: float = Field(default=1.5, ge=0)  # CUDA context, graphs, comm buffers
@@ -160,17 +163,22 @@ def allowed_tp(m: ModelSpec) -> list[int]:
     return [t for t in _divisors(m.heads) if kv_ok(t)]
 
 
+def tp_problem(m: ModelSpec, tp: int) -> str | None:
+    """Why `tp` cannot shard m's attention (None when it can); the capacity planner shares it."""
+    if tp in allowed_tp(m):
+        return None
+    if m.heads % tp:
+        return f"does not divide num_attention_heads = {m.heads} of {m.name}"
+    if tp > m.kv_heads:
+        return (f"exceeds num_key_value_heads = {m.kv_heads} of {m.name} and is not a multiple of it, "
+                f"so KV heads cannot be replicated evenly")
+    return f"does not divide num_key_value_heads = {m.kv_heads} of {m.name}"
+
+
 def _check_parallelism(m: ModelSpec, p: Parallelism) -> None:
-    tps = allowed_tp(m)
-    if p.tp not in tps:
-        if m.heads % p.tp:
-            why = f"does not divide num_attention_heads = {m.heads} of {m.name}"
-        elif p.tp > m.kv_heads:
-            why = (f"exceeds num_key_value_heads = {m.kv_heads} of {m.name} and is not a multiple of it, "
-                   f"so KV heads cannot be replicated evenly")
-        else:
-            why = f"does not divide num_key_value_heads = {m.kv_heads} of {m.name}"
-        raise SimcoreError(f"field 'parallelism.tp' = {p.tp}: {why}; allowed tp: {_listed(tps)}")
+    why = tp_problem(m, p.tp)
+    if why:
+        raise SimcoreError(f"field 'parallelism.tp' = {p.tp}: {why}; allowed tp: {_listed(allowed_tp(m))}")
     if p.pp > m.layers:
         raise SimcoreError(
             f"field 'parallelism.pp' = {p.pp}: exceeds num_hidden_layers = {m.layers} of {m.name}; "
@@ -235,6 +243,7 @@ def resolve(e: Experiment) -> Run:
         _field("cluster", load_cluster, e.cluster)
     system = _field("cluster" if e.cluster is not None else "hardware", load_system, e.hardware, e.cluster)
     _check_parallelism(model, e.parallelism)
+    _field("engine.overlap_policy", get_policy, e.engine.overlap_policy)
     w = e.workload
     total = w.prompt_tokens + w.output_tokens
     if model.max_position and total > model.max_position:

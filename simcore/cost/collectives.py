@@ -14,6 +14,7 @@ all-reduce kernels do. Algorithms:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from simcore.config.hardware import System
 
@@ -31,30 +32,51 @@ def _link(system: System, inter_node: bool) -> tuple[float, float]:
     return link.bandwidth * eff.ring_link, link.latency + step
 
 
-def collective_time(kind: str, nbytes: float, n: int, system: System, inter_node: bool, custom: bool = True) -> float:
-    """Seconds for one collective of `nbytes` (the per-rank message) among n ranks, without the kernel floor.
+@dataclass(frozen=True)
+class Schedule:
+    """A collective as `steps` equal rounds; in each round every rank moves data to `peers`."""
+
+    algorithm: str  # ring | tree | direct | nvls | p2p
+    steps: int
+    step_time: float
+    peers: str  # "next": data comes from the ring predecessor; "all": a round needs every rank's previous one
+
+    @property
+    def time(self) -> float:
+        return self.steps * self.step_time
+
+
+def schedule(kind: str, nbytes: float, n: int, system: System, inter_node: bool, custom: bool = True) -> Schedule:
+    """The cheapest algorithm for one collective of `nbytes` (the per-rank message) among n ranks.
 
     custom: the engine's own all-reduce kernel (vLLM, TensorRT-LLM) may be used inside a
     full-mesh node; it synchronizes through peer memory at the bare link latency.
     """
-    if n <= 1 or nbytes <= 0:
-        return 0.0
     bw, lat = _link(system, inter_node)
-    frac = (n - 1) / n
     if kind == "send_recv":
-        return lat + nbytes / bw
+        return Schedule("p2p", 1, lat + nbytes / bw, "next")
     if kind in ("all_gather", "reduce_scatter", "all_to_all"):
-        return (n - 1) * lat + frac * nbytes / bw
+        return Schedule("ring", n - 1, lat + nbytes / n / bw, "next")
     if kind != "all_reduce":
         raise ValueError(f"unknown collective {kind!r}")
-    options = [2 * (n - 1) * lat + 2 * frac * nbytes / bw]  # ring
+    frac = (n - 1) / n
+    options = [Schedule("ring", 2 * (n - 1), lat + nbytes / n / bw, "next")]
     if inter_node:
-        options.append(2 * math.ceil(math.log2(n)) * lat + 2 * nbytes / bw)  # tree
+        depth = 2 * math.ceil(math.log2(n))
+        options.append(Schedule("tree", depth, lat + 2 * nbytes / bw / depth, "next"))
     else:
         fabric = system.cluster.intra_node
         if custom and fabric.fabric in FULL_MESH:
-            options.append(2 * system.intra_link.latency + 2 * frac * nbytes / bw)  # direct two-shot
+            options.append(Schedule("direct", 2, system.intra_link.latency + frac * nbytes / bw, "all"))
         if fabric.nvls:
             eff = system.efficiency.collectives
-            options.append(eff.nvls_latency_us * 1e-6 + frac * nbytes / (system.intra_link.bandwidth * eff.nvls_link))
-    return min(options)
+            t = eff.nvls_latency_us * 1e-6 + frac * nbytes / (system.intra_link.bandwidth * eff.nvls_link)
+            options.append(Schedule("nvls", 1, t, "all"))
+    return min(options, key=lambda o: o.time)
+
+
+def collective_time(kind: str, nbytes: float, n: int, system: System, inter_node: bool, custom: bool = True) -> float:
+    """Seconds for one collective among n ranks, without the kernel floor (see `schedule`)."""
+    if n <= 1 or nbytes <= 0:
+        return 0.0
+    return schedule(kind, nbytes, n, system, inter_node, custom).time

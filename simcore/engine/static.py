@@ -1,21 +1,27 @@
 """Static-batch inference: prefill, then decode steps with a growing context.
 
-Each pass walks every pipeline stage's op list (a batch moves through the stages one
-after another). Decode may be priced at sampled steps: the step time and KV traffic are
-piecewise linear in the context length, so sampling at evenly spaced steps plus the
-sliding-window knees and interpolating linearly reproduces the full run closely; the
-error is measured in tests and in benchmarks/.
+Every pass is simulated by the engine: the pipeline graph of the pass (micro-batches x
+stages x ops) is flattened at the mode's granularity into per-rank event streams that
+SimPy runs. With pipeline parallelism a decode step is simulated as two consecutive
+steps and timed between their ends, so the pipeline is full as in steady state.
+Decode may be priced at sampled steps: step time, KV traffic and critical-path times are
+piecewise linear in the context length, so sampling evenly spaced steps plus the
+sliding-window knees and interpolating linearly reproduces the full run closely (tested).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from simcore.config.experiment import Run
 from simcore.cost.roofline import Pricer
+from simcore.engine.des import Event, busiest_rank_idle, critical_path, execute
+from simcore.engine.policies import get_policy
 from simcore.engine.walk import Walk, walk
+from simcore.graph.build import build_graph
+from simcore.graph.flatten import flatten
 from simcore.ops.builder import StageBuilder
 from simcore.ops.op import KV_FETCH, KV_STORE
 from simcore.ops.passes import Pass, decode, prefill
@@ -24,21 +30,17 @@ from simcore.planner.memory import MemoryPerGPU, check_fits, memory_per_gpu
 
 @dataclass
 class PassResult:
-    stages: list[Walk]
-
-    @property
-    def time(self) -> float:
-        return sum(w.time for w in self.stages)
+    stages: list[Walk]  # per-op breakdown of the whole batch, one TP rank per stage
+    time: float  # simulated time of the pass
+    critical: dict[str, float]  # critical-path time by kind
+    bubble: float  # time the busiest rank sits idle
+    events: list[Event] = field(default_factory=list)
 
     def kv_bytes(self, kind: str) -> float:
         return sum(w.kv_bytes(kind) for w in self.stages)
 
     def by_kind(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        for w in self.stages:
-            for k, v in w.by_kind().items():
-                out[k] = out.get(k, 0.0) + v
-        return out
+        return self.critical
 
 
 @dataclass
@@ -52,6 +54,9 @@ class StaticResult:
     sampled_steps: list[int]
     kv_read_per_rank: float  # summed over stages of one TP rank, whole run
     kv_written_per_rank: float
+    critical_path: dict[str, float]  # whole run, by kind
+    events_simulated: int
+    ranks: int
 
     @property
     def ttft(self) -> float:
@@ -66,13 +71,36 @@ class StaticSimulator:
     def __init__(self, run: Run):
         self.run = run
         engine = run.experiment.engine
+        self.mode = engine.mode
         self.pricer = Pricer(run.system, custom_all_reduce=engine.all_reduce == "custom")
         self.builders = [StageBuilder(run, s) for s in range(run.par.pp)]
-        self.overlap = run.experiment.inference.kvcache_fetch_overlap
+        policy = get_policy(engine.overlap_policy)
+        if run.experiment.inference.kvcache_fetch_overlap:
+            policy = policy.with_overlap("kv_fetch")
+        self.policy = policy
         self.launch_s = 0.0 if engine.cuda_graphs else engine.kernel_launch_us * 1e-6
+        self.micro_batches = engine.micro_batches or run.par.pp
+        self.events_simulated = 0
+        self.ranks = 0
 
     def pass_(self, ps: Pass) -> PassResult:
-        return PassResult([walk(b.ops(ps), self.pricer, self.overlap, self.launch_s) for b in self.builders])
+        pp = self.run.par.pp
+        steps = 2 if ps.phase == "decode" and pp > 1 and min(self.micro_batches, ps.batch) > 1 else 1
+        g = build_graph(self.run, ps, self.micro_batches, steps, self.builders)
+        plan = flatten(g, self.run, self.mode, self.pricer, self.policy, self.launch_s)
+        makespan = execute(plan.events, contention=self.mode != "analytical", hbm_gpus=plan.hbm_gpus)
+        self.events_simulated += len(plan.events)
+        self.ranks = plan.ranks
+        crit = critical_path(plan.events)
+        bubble = busiest_rank_idle(plan.events)
+        time = makespan
+        if steps == 2:  # steady state: from the end of one step to the end of the next
+            time = makespan - max(e.end for e in plan.events if e.step == 0)
+            scale = time / makespan
+            crit = {k: v * scale for k, v in crit.items()}
+            bubble *= scale
+        walks = [walk(b.ops(ps), self.pricer, self.policy, self.launch_s) for b in self.builders]
+        return PassResult(walks, time, crit, bubble, plan.events)
 
     def sample_points(self, steps: int, prompt: int) -> list[int]:
         """Decode steps (1-based) to price: evenly spaced, plus where a sliding window fills."""
@@ -89,8 +117,7 @@ class StaticSimulator:
         return sorted(points)
 
     def simulate(self) -> StaticResult:
-        e = self.run.experiment
-        wl = e.workload
+        wl = self.run.experiment.workload
         b, s, n = wl.batch_size, wl.prompt_tokens, wl.output_tokens
         mem = memory_per_gpu(self.run, b, s, s + n)
         check_fits(self.run, mem)
@@ -98,6 +125,7 @@ class StaticSimulator:
         steps = n - 1  # the prefill produces the first output token
         read = pre.kv_bytes(KV_FETCH)
         written = pre.kv_bytes(KV_STORE)
+        crit = dict(pre.critical)
         first = last = None
         times = np.zeros(0)
         sampled: list[int] = []
@@ -107,10 +135,17 @@ class StaticSimulator:
             first, last = results[sampled[0]], results[sampled[-1]]
             xs = np.array(sampled, dtype=float)
             every = np.arange(1, steps + 1, dtype=float)
+
+            def total(values) -> float:
+                return float(np.interp(every, xs, values).sum())
+
             times = np.interp(every, xs, [results[i].time for i in sampled])
-            read += float(np.interp(every, xs, [results[i].kv_bytes(KV_FETCH) for i in sampled]).sum())
-            written += float(np.interp(every, xs, [results[i].kv_bytes(KV_STORE) for i in sampled]).sum())
-        return StaticResult(self.run, mem, pre, first, last, times, sampled, read, written)
+            read += total([results[i].kv_bytes(KV_FETCH) for i in sampled])
+            written += total([results[i].kv_bytes(KV_STORE) for i in sampled])
+            for kind in {k for r in results.values() for k in r.critical}:
+                crit[kind] = crit.get(kind, 0.0) + total([results[i].critical.get(kind, 0.0) for i in sampled])
+        return StaticResult(self.run, mem, pre, first, last, times, sampled, read, written, crit,
+                            self.events_simulated, self.ranks)
 
 
 def simulate(run: Run) -> StaticResult:

@@ -1,9 +1,13 @@
-"""Analytical walk over one rank's ordered op list: the single timing path of a pass.
+"""Closed-form walk over one rank's ordered op list: the analytical mode's stage time.
 
-Ops run back to back on the rank's stream. With kvcache_fetch_overlap, a layer's KV fetch
-may run under the compute that precedes it, but only in the bandwidth that compute leaves
-idle: for a cache in HBM that is the time the preceding ops are not memory-bound; for a
-cache in host memory (its own link) it is their whole duration.
+Ops run back to back on the rank's stream, except what the overlap policy lets overlap:
+- kv_fetch: a layer's KV fetch runs under the ops since the previous fetch, but only in
+  bandwidth they leave idle: for a cache in HBM, the time they are not memory-bound; for a
+  cache in host memory (its own link), their whole duration;
+- tp_comm: a collective cut into k chunks overlaps the ops that consume it, up to and
+  including the next GEMM: collective a and consumers b take max(a, b) + min(a, b) / k;
+- pp_comm: the pipeline send leaves the stage's stream (the engine puts it on the comm
+  stream between stages), so it adds nothing here.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from simcore.cost.roofline import Pricer
-from simcore.ops.op import KV_FETCH, Op
+from simcore.engine.policies import COMM_STREAM, COPY, OverlapPolicy
+from simcore.ops.op import COMM, GEMM, Op
 
 
 @dataclass
@@ -20,6 +25,7 @@ class Timed:
     duration: float  # the op's own time
     exposed: float  # the part that adds to the rank's time (less than duration when overlapped)
     bound: str
+    memory_s: float = 0.0  # the HBM (or link) part of the duration
 
 
 @dataclass
@@ -43,23 +49,38 @@ class Walk:
         return sum(t.op.kv_bytes for t in self.ops if t.op.kind == kind)
 
 
-def walk(ops: list[Op], pricer: Pricer, fetch_overlap: bool, launch_s: float = 0.0) -> Walk:
+def consumer_end(ops: list[Op], i: int) -> int:
+    """Index of the last op that consumes collective i in chunks: through the next GEMM."""
+    for j in range(i + 1, len(ops)):
+        if ops[j].family == GEMM or ops[j].kind == COMM:
+            return j if ops[j].family == GEMM else j - 1
+    return len(ops) - 1
+
+
+def walk(ops: list[Op], pricer: Pricer, policy: OverlapPolicy, launch_s: float = 0.0) -> Walk:
     """launch_s: host time per kernel launch when kernels are not replayed from a CUDA graph;
     the host runs ahead of the GPU, so it only adds time when launching outlasts the work."""
     out = Walk()
     hbm_slack = link_slack = 0.0  # time since the last fetch that HBM / the host link sat idle
     for op in ops:
         cost = pricer.cost(op)
-        duration = cost.total
-        exposed = duration
-        if op.kind == KV_FETCH:
-            if fetch_overlap:
-                exposed = max(0.0, duration - (link_slack if op.tier == "host" else hbm_slack))
+        out.ops.append(Timed(op, cost.total, cost.total, cost.bound, cost.memory_s))
+    timed = out.ops
+    for i, t in enumerate(timed):
+        stream = policy.stream_for(t.op)
+        if stream == COPY:
+            t.exposed = max(0.0, t.duration - (link_slack if t.op.tier == "host" else hbm_slack))
             hbm_slack = link_slack = 0.0
-        else:
-            hbm_slack += duration - cost.memory_s
-            link_slack += duration
-        out.ops.append(Timed(op, duration, exposed, cost.bound))
+            continue
+        if stream == COMM_STREAM:
+            k = policy.chunks_for(t.op)
+            if k == 1:  # a pipeline send: it travels between stages, off this stream
+                t.exposed = 0.0
+            else:
+                a, b = t.duration, sum(c.duration for c in timed[i + 1 : consumer_end(ops, i) + 1])
+                t.exposed = max(a, b) + min(a, b) / k - b
+        hbm_slack += t.duration - t.memory_s
+        link_slack += t.duration
     if launch_s:
         kernels = sum(1 for op in ops if op.kernel)
         out.host_stall = max(0.0, kernels * launch_s - out.time)

@@ -61,6 +61,7 @@ class StageBuilder:
         self.ep_inter = p.tp * p.dp > per_node
         self.next_inter = stage + 1 < p.pp and crosses_node(run, first_gpu + p.tp - 1, 2)
         self.kv_tier = run.experiment.inference.kvcache_type
+        self._memo: dict[Pass, list[Op]] = {}
 
     # -- primitives -------------------------------------------------------------------
     def compute_dtype(self, weight_dtype: str) -> str:
@@ -210,6 +211,13 @@ class StageBuilder:
 
     # -- whole stage -------------------------------------------------------------------
     def ops(self, ps: Pass) -> list[Op]:
+        """The stage's ops for a pass (memoized: micro-batches and repeated steps share lists; do not mutate)."""
+        found = self._memo.get(ps)
+        if found is None:
+            found = self._memo[ps] = self._build(ps)
+        return found
+
+    def _build(self, ps: Pass) -> list[Op]:
         m, t, a = self.m, ps.tokens, self.a
         p = self.run.par
         out: list[Op | None] = []

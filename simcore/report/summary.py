@@ -60,6 +60,14 @@ def summary(res: StaticResult) -> dict:
             "decode_last_step": _kinds(res.decode_last) if res.decode_last else {},
         },
         "decode_steps_priced": len(res.sampled_steps),
+        "critical_path_s": {k: v for k, v in sorted(res.critical_path.items())},
+        "pipeline_bubble_s": {
+            "prefill": res.prefill.bubble,
+            "decode_first_step": res.decode_first.bubble if res.decode_first else 0.0,
+        },
+        "overlap_policy": e.engine.overlap_policy,
+        "events_simulated": res.events_simulated,
+        "ranks_simulated": res.ranks,
     }
 
 

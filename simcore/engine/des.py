@@ -1,0 +1,129 @@
+"""The discrete-event engine: one SimPy process per (rank, stream) walks its ordered events.
+
+An event waits for its dependencies (events on other streams or ranks), then for the
+resources it needs: the link it sends on (held for its whole duration) and, when other
+streams on the same GPU could use HBM at the same time, the GPU's HBM channel (held for
+the event's memory-bound part). Without contention the time is the longest dependency
+chain; with it, waits for a busy link or HBM show up as 'contention' on the critical path.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import simpy
+
+
+@dataclass(slots=True, eq=False)
+class Event:
+    id: int
+    rank: int
+    stream: str
+    name: str
+    kind: str
+    duration: float
+    memory_s: float = 0.0
+    gpu: int = 0
+    link: str | None = None
+    deps: list[int] = field(default_factory=list)
+    step: int = 0
+    mb: int = 0
+    stage: int = 0
+    layer: int = -1
+    kinds: dict[str, float] | None = None  # time by op kind for merged (stage- or layer-level) events
+    ready: float = 0.0  # when its dependencies were met
+    start: float = 0.0  # when it got its link (HBM waits fall inside start..end)
+    end: float = 0.0
+    pred: int = -1  # the event whose end let this one start (critical-path back pointer)
+
+
+def execute(events: list[Event], contention: bool = True, hbm_gpus: set[int] | frozenset = frozenset()) -> float:
+    """Run every event; fills start/end/pred; returns the makespan."""
+    env = simpy.Environment()
+    done = [env.event() for _ in events]
+    lanes: dict[tuple[int, str], list[Event]] = defaultdict(list)
+    for ev in events:
+        lanes[ev.rank, ev.stream].append(ev)
+    links: dict[str, simpy.Resource] = {}
+    hbm = {g: simpy.Resource(env, 1) for g in hbm_gpus} if contention else {}
+    if contention:
+        for ev in events:
+            if ev.link and ev.link not in links:
+                links[ev.link] = simpy.Resource(env, 1)
+
+    def lane(evs: list[Event]):
+        prev: Event | None = None
+        for ev in evs:
+            ready, pred = (prev.end, prev.id) if prev else (0.0, -1)
+            for d in ev.deps:
+                if not done[d].processed:
+                    yield done[d]
+                if events[d].end > ready:
+                    ready, pred = events[d].end, d
+            ev.pred, ev.ready = pred, env.now
+            link = links.get(ev.link) if ev.link else None
+            req = None
+            if link is not None:
+                req = link.request()
+                yield req
+            ev.start = env.now
+            channel = hbm.get(ev.gpu) if ev.memory_s > 0 else None
+            if channel is not None:
+                with channel.request() as r:
+                    yield r
+                    yield env.timeout(ev.memory_s)
+                if ev.duration > ev.memory_s:
+                    yield env.timeout(ev.duration - ev.memory_s)
+            else:
+                yield env.timeout(ev.duration)
+            if req is not None:
+                link.release(req)
+            ev.end = env.now
+            done[ev.id].succeed()
+            prev = ev
+
+    for evs in lanes.values():
+        env.process(lane(evs))
+    env.run()
+    return max((ev.end for ev in events), default=0.0)
+
+
+KIND_GROUP = {"compute": "compute", "comm": "comm", "kv_cache_store": "kv_cache", "kv_cache_fetch": "kv_cache",
+              "host_launch": "host_launch"}
+
+
+def critical_path(events: list[Event]) -> dict[str, float]:
+    """Time on the critical path by kind: compute, comm, kv_cache, host_launch, contention (waits for a
+    busy link or HBM) and idle (waits for nothing modeled). Sums to the makespan."""
+    out: dict[str, float] = defaultdict(float)
+    if not events:
+        return {}
+    ev = max(events, key=lambda e: e.end)
+    while True:
+        work = min(ev.duration, ev.end - ev.start)
+        if ev.kinds:
+            total = sum(ev.kinds.values()) or 1.0
+            for kind, t in ev.kinds.items():
+                out[KIND_GROUP.get(kind, kind)] += work * t / total
+        else:
+            out[KIND_GROUP.get(ev.kind, ev.kind)] += work
+        out["contention"] += (ev.start - ev.ready) + (ev.end - ev.start - work)
+        before = events[ev.pred].end if ev.pred >= 0 else 0.0
+        out["idle"] += max(0.0, ev.ready - before)
+        if ev.pred < 0:
+            break
+        ev = events[ev.pred]
+    return {k: v for k, v in out.items() if v > 1e-15}
+
+
+def busiest_rank_idle(events: list[Event]) -> float:
+    """Makespan minus the busy time of the busiest rank: the pipeline bubble that rank sits through."""
+    if not events:
+        return 0.0
+    busy: dict[int, float] = defaultdict(float)
+    for ev in events:
+        if ev.stream == "main":
+            busy[ev.rank] += ev.end - ev.start
+    makespan = max(ev.end for ev in events)
+    return max(0.0, makespan - max(busy.values(), default=makespan))

@@ -1,0 +1,81 @@
+"""Overlap policies: what may run concurrently on a rank. One policy per file in this package.
+
+A policy names the overlaps it allows; the engine implements each overlap once:
+- "kv_fetch": a layer's kv_cache_fetch runs on the copy stream and may start once the
+  previous layer's fetch is done (prefetch of layer l+1 under the compute of layer l),
+  sharing HBM bandwidth with the compute it overlaps;
+- "tp_comm": a tensor-parallel collective runs on the comm stream in chunks, and the op
+  after it starts on each chunk as it arrives (collective-GEMM overlap);
+- "pp_comm": a pipeline send runs on the comm stream, so the stage goes on with its next
+  micro-batch while the activations travel.
+A new policy is a new module here that calls `register` (it may also override
+`stream_for` / `chunks_for` for behaviour beyond these three).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+
+from simcore.errors import unknown
+from simcore.ops.op import COMM, KV_FETCH, Op
+
+OVERLAPS = ("kv_fetch", "tp_comm", "pp_comm")
+MAIN, COPY, COMM_STREAM = "main", "copy", "comm"
+
+
+@dataclass(frozen=True)
+class OverlapPolicy:
+    name: str
+    description: str
+    overlaps: frozenset[str] = field(default_factory=frozenset)
+    tp_chunks: int = 4
+    fetch_chunks: int = 8  # a KV fetch shares HBM with the compute it overlaps in this many pieces
+
+    def with_overlap(self, extra: str) -> "OverlapPolicy":
+        return OverlapPolicy(self.name, self.description, self.overlaps | {extra}, self.tp_chunks, self.fetch_chunks)
+
+    def stream_for(self, op: Op) -> str:
+        if op.kind == KV_FETCH and "kv_fetch" in self.overlaps:
+            return COPY
+        if op.kind == COMM and op.collective == "send_recv" and "pp_comm" in self.overlaps:
+            return COMM_STREAM
+        if op.kind == COMM and op.collective != "send_recv" and "tp_comm" in self.overlaps:
+            return COMM_STREAM
+        return MAIN
+
+    def chunks_for(self, op: Op) -> int:
+        """How many pieces a TP collective (and the op consuming it) is cut into."""
+        if op.kind == COMM and op.collective != "send_recv" and "tp_comm" in self.overlaps:
+            return self.tp_chunks
+        return 1
+
+
+_REGISTRY: dict[str, OverlapPolicy] = {}
+
+
+def register(policy: OverlapPolicy) -> OverlapPolicy:
+    bad = set(policy.overlaps) - set(OVERLAPS)
+    if bad:
+        raise ValueError(f"policy {policy.name}: unknown overlaps {sorted(bad)}; known: {OVERLAPS}")
+    _REGISTRY[policy.name] = policy
+    return policy
+
+
+def _load_all() -> None:
+    if not _REGISTRY:
+        for mod in pkgutil.iter_modules(__path__):
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def policy_names() -> list[str]:
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def get_policy(name: str) -> OverlapPolicy:
+    _load_all()
+    if name not in _REGISTRY:
+        raise unknown("overlap policy", name, _REGISTRY)
+    return _REGISTRY[name]

@@ -1,0 +1,210 @@
+"""The flattener: expand the pipeline graph into per-rank event streams, at the mode's granularity.
+
+- analytical: one event per (step, micro-batch, stage) whose time is the closed-form walk
+  of the stage's ops (collectives closed-form, no resources); a rank per stage.
+- hybrid: per stage, consecutive compute ops merge into layer-level events; every
+  collective and pipeline send is its own event holding the stage's link, so
+  communication contends; a rank per stage (one TP rank stands for its group).
+- flattened: every op on every GPU (tp x pp ranks); collectives become their algorithm's
+  rounds of transfers, each holding the sending GPU's link.
+Overlap policies place ops on streams (main, copy, comm) the same way in every mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+
+from simcore.config.experiment import Run
+from simcore.cost.collectives import schedule
+from simcore.cost.roofline import Pricer
+from simcore.engine.des import Event
+from simcore.engine.policies import COPY, MAIN, OverlapPolicy
+from simcore.engine.walk import consumer_end, walk
+from simcore.graph.build import stage_streams
+from simcore.ops.op import COMM, Op
+
+MODES = ("analytical", "hybrid", "flattened")
+
+
+@dataclass
+class Plan:
+    events: list[Event] = field(default_factory=list)
+    hbm_gpus: set[int] = field(default_factory=set)
+    ranks: int = 0
+
+    def add(self, **kw) -> Event:
+        ev = Event(id=len(self.events), **kw)
+        self.events.append(ev)
+        return ev
+
+
+class Flattener:
+    def __init__(self, run: Run, mode: str, pricer: Pricer, policy: OverlapPolicy, launch_s: float = 0.0):
+        self.run, self.mode, self.pricer, self.policy, self.launch_s = run, mode, pricer, policy, launch_s
+        self.tp = run.par.tp
+        self.lanes = self.tp if mode == "flattened" else 1  # ranks per stage that get their own events
+        self.plan = Plan()
+        self._walks: dict[tuple, object] = {}  # (stage, Pass) -> its walk: micro-batches and steps repeat
+
+    def flatten(self, g: nx.DiGraph) -> Plan:
+        exits: dict[tuple[int, int, int], list[int]] = {}
+        streams = stage_streams(g)
+        pp = self.run.par.pp
+        for (step, mb, stage), nodes in streams.items():
+            if stage > 0:
+                entry = exits[step, mb, stage - 1]
+            elif step > 0:
+                entry = exits[step - 1, mb, pp - 1]
+            else:
+                entry = [None] * self.lanes
+            ops = [g.nodes[n]["op"] for n in nodes]
+            meta = dict(step=step, mb=mb, stage=stage)
+            if self.mode == "analytical":
+                exits[step, mb, stage] = self._stage_event(ops, entry, meta, (stage, g.graph["passes"][step, mb, stage]))
+            else:
+                exits[step, mb, stage] = self._op_events(ops, entry, meta)
+        self.plan.ranks = pp * self.lanes
+        return self.plan
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _rank(self, stage: int, lane: int) -> int:
+        return stage * self.lanes + lane
+
+    def _stage_event(self, ops: list[Op], entry: list, meta: dict, key: tuple) -> list[int]:
+        send = ops[-1] if ops[-1].collective == "send_recv" else None
+        body = ops[:-1] if send else ops
+        w = self._walks.get(key)
+        if w is None:
+            w = self._walks[key] = walk(body, self.pricer, self.policy, self.launch_s)
+        rank = meta["stage"]
+        ev = self.plan.add(rank=rank, stream=MAIN, name=f"stage {rank}", kind="compute", duration=w.time,
+                           gpu=rank, deps=[d for d in entry if d is not None], kinds=w.by_kind(), **meta)
+        if not send:
+            return [ev.id]
+        s = self.plan.add(rank=rank, stream=self.policy.stream_for(send), name=send.name, kind=COMM,
+                          duration=self.pricer.time(send), gpu=rank, deps=[ev.id], layer=send.layer, **meta)
+        return [s.id]
+
+    def _op_events(self, ops: list[Op], entry: list, meta: dict) -> list[int]:
+        lanes = range(self.lanes)
+        stage = meta["stage"]
+        gpus = [self._rank(stage, t) for t in lanes]
+        last_main: list[int | None] = list(entry)  # the event a lane's next op must follow
+        first = [True] * self.lanes
+        segment: list[Event | None] = [None] * self.lanes
+        pending: list[list[int]] = [[] for _ in lanes]  # cross-stream deps for the next main event
+        anchor: list[int | None] = [None] * self.lanes  # where the previous fetch was issued
+        i = 0
+        while i < len(ops):
+            op = ops[i]
+            stream = self.policy.stream_for(op)
+            if op.kind == COMM:
+                segment = [None] * self.lanes
+                chunks = self.policy.chunks_for(op)
+                tails = self._collective(op, stream, gpus, last_main, first, chunks, meta)
+                if stream == MAIN:
+                    last_main = [t[-1] for t in tails]
+                    first = [False] * self.lanes
+                    i += 1
+                    continue
+                if chunks == 1:  # a pipeline send off the main stream: the next stage waits on it
+                    i += 1
+                    if i == len(ops):
+                        return [t[-1] for t in tails]
+                    continue
+                end = consumer_end(ops, i)
+                last_main = self._consumers(ops[i + 1 : end + 1], tails, gpus, last_main, first, chunks, meta)
+                first = [False] * self.lanes
+                i = end + 1
+                continue
+            cost = self.pricer.cost(op)
+            for t in lanes:
+                if stream == COPY:
+                    # layer l's fetch may start once the main stream reached layer l-1's fetch point
+                    after = anchor[t] if anchor[t] is not None else last_main[t]
+                    anchor[t] = last_main[t]
+                    deps = [after] if after is not None else []
+                    # in pieces, so the fetch can slip into every gap the main stream leaves in HBM
+                    pieces = self.policy.fetch_chunks
+                    for _ in range(pieces):
+                        ev = self.plan.add(rank=gpus[t], stream=COPY, name=op.name, kind=op.kind,
+                                           duration=cost.total / pieces, memory_s=cost.memory_s / pieces,
+                                           gpu=gpus[t], deps=deps, layer=op.layer, **meta)
+                        deps = []
+                    pending[t].append(ev.id)
+                    self.plan.hbm_gpus.add(gpus[t])
+                    continue
+                seg = segment[t]
+                merge = self.mode == "hybrid" and seg is not None and not pending[t] and seg.layer == op.layer
+                if merge:
+                    seg.duration += cost.total
+                    seg.memory_s += cost.memory_s
+                    seg.kinds[op.kind] = seg.kinds.get(op.kind, 0.0) + cost.total
+                    continue
+                deps = pending[t] + ([last_main[t]] if first[t] and last_main[t] is not None else [])
+                ev = self.plan.add(rank=gpus[t], stream=MAIN, name=op.name if self.mode != "hybrid" else f"layer {op.layer}",
+                                   kind=op.kind, duration=cost.total, memory_s=cost.memory_s, gpu=gpus[t], deps=deps,
+                                   layer=op.layer, kinds={op.kind: cost.total} if self.mode == "hybrid" else None, **meta)
+                pending[t] = []
+                segment[t] = ev
+                last_main[t] = ev.id
+                first[t] = False
+            i += 1
+        return [x for x in last_main]
+
+    def _collective(self, op: Op, stream: str, gpus: list[int], after: list, first: list, chunks: int, meta: dict):
+        """Events of one collective (in `chunks` pieces); returns per lane the ids of each piece's last event."""
+        floor = self.pricer.cost(op).floor_s
+        tails: list[list[int]] = [[] for _ in gpus]
+        lanes = len(gpus)
+        if self.mode == "hybrid" or lanes == 1:
+            dur = (self.pricer.time(op) - floor) / chunks
+            for c in range(chunks):
+                for t, gpu in enumerate(gpus):
+                    deps = [after[t]] if (c == 0 and after[t] is not None and (first[t] or stream != MAIN)) else []
+                    ev = self.plan.add(rank=gpu, stream=stream, name=op.name, kind=COMM, duration=dur + (floor if c == 0 else 0),
+                                       gpu=gpu, link=f"egress:{gpu}", deps=deps, layer=op.layer, **meta)
+                    tails[t].append(ev.id)
+            return tails
+        sched = schedule(op.collective, op.bytes / chunks, op.group, self.run.system, op.inter_node,
+                         self.pricer.custom_all_reduce)
+        for c in range(chunks):
+            prev_round: list[int] = []
+            for r in range(sched.steps):
+                now: list[int] = []
+                for t, gpu in enumerate(gpus):
+                    if r == 0:
+                        deps = [after[t]] if (c == 0 and after[t] is not None and (first[t] or stream != MAIN)) else []
+                    elif sched.peers == "next":
+                        deps = [prev_round[(t - 1) % lanes]]
+                    else:
+                        deps = list(prev_round)
+                    ev = self.plan.add(rank=gpu, stream=stream, name=op.name, kind=COMM,
+                                       duration=sched.step_time + (floor if c == 0 and r == 0 else 0.0),
+                                       gpu=gpu, link=f"egress:{gpu}", deps=deps, layer=op.layer, **meta)
+                    now.append(ev.id)
+                prev_round = now
+            for t in range(lanes):
+                tails[t].append(prev_round[t])
+        return tails
+
+    def _consumers(self, ops: list[Op], tails, gpus, after, first, chunks: int, meta: dict) -> list[int]:
+        """The ops fed by a chunked collective, chunk-major: piece c of each waits for the collective's piece c."""
+        last = list(after)
+        for c in range(chunks):
+            for k, op in enumerate(ops):
+                cost = self.pricer.cost(op)
+                for t, gpu in enumerate(gpus):
+                    deps = [tails[t][c]] if k == 0 else []
+                    if first[t] and last[t] is not None and c == 0 and k == 0:
+                        deps.append(last[t])
+                    ev = self.plan.add(rank=gpu, stream=MAIN, name=op.name, kind=op.kind, duration=cost.total / chunks,
+                                       memory_s=cost.memory_s / chunks, gpu=gpu, deps=deps, layer=op.layer, **meta)
+                    last[t] = ev.id
+        return last
+
+
+def flatten(g: nx.DiGraph, run: Run, mode: str, pricer: Pricer, policy: OverlapPolicy, launch_s: float = 0.0) -> Plan:
+    return Flattener(run, mode, pricer, policy, launch_s).flatten(g)

@@ -1,0 +1,164 @@
+"""The discrete-event engine: graph, flattener, modes, overlap policies, invariants."""
+
+import json
+
+import pytest
+
+from simcore.cost.roofline import Pricer
+from simcore.engine.des import critical_path, execute
+from simcore.engine.policies import OverlapPolicy, get_policy, policy_names, register
+from simcore.engine.static import simulate
+from simcore.errors import SimcoreError
+from simcore.graph.build import build_graph, split_batch
+from simcore.graph.flatten import flatten
+from simcore.ops import builder as builder_module
+from simcore.ops.passes import decode, prefill
+from simcore.report.trace import write_trace
+from tests.helpers import make_run
+
+MODES = ("analytical", "hybrid", "flattened")
+
+
+def run_modes(**kw):
+    engine = kw.pop("engine", {})
+    return {m: simulate(make_run(**kw, engine={**engine, "mode": m})) for m in MODES}
+
+
+@pytest.mark.parametrize("policy", ["none", "kv_fetch", "all"])
+def test_modes_agree_without_contention(policy):
+    res = run_modes(model="llama-3.1-8b", batch=8, prompt=512, output=16,
+                    engine={"overlap_policy": policy, "decode_sample_steps": 4})
+    base = res["analytical"]
+    for m in ("hybrid", "flattened"):
+        assert res[m].ttft == pytest.approx(base.ttft, rel=0.01)
+        assert res[m].e2e == pytest.approx(base.e2e, rel=0.01)
+
+
+def test_modes_agree_exactly_on_tp8_when_nothing_overlaps():
+    res = run_modes(model="llama-3.1-70b", batch=16, prompt=256, output=8, parallelism={"tp": 8},
+                    engine={"decode_sample_steps": 3})
+    assert res["flattened"].e2e == pytest.approx(res["analytical"].e2e, rel=1e-9)
+    assert res["hybrid"].e2e == pytest.approx(res["analytical"].e2e, rel=1e-9)
+
+
+def test_flattened_keeps_the_graphs_rank_count():
+    run = make_run("llama-3.1-70b", batch=4, prompt=64, output=2, parallelism={"tp": 4, "pp": 2})
+    g = build_graph(run, decode(4, 64), micro_batches=2)
+    assert g.graph["ranks"] == 8
+    plan = flatten(g, run, "flattened", Pricer(run.system), get_policy("none"))
+    assert plan.ranks == 8 and {e.rank for e in plan.events} == set(range(8))
+    assert flatten(g, run, "hybrid", Pricer(run.system), get_policy("none")).ranks == 2
+
+
+def test_graph_nodes_and_kv_cache_nodes():
+    run = make_run("llama-3.2-1b", batch=4, prompt=32, output=2, parallelism={"pp": 2})
+    g = build_graph(run, decode(4, 32), micro_batches=2, steps=2)
+    kinds = [d["op"].kind for _, d in g.nodes(data=True)]
+    assert kinds.count("kv_cache_store") == kinds.count("kv_cache_fetch") == 16 * 2 * 2  # layers x mbs x steps
+    for _, d in g.nodes(data=True):
+        if d["op"].kind.startswith("kv_cache"):
+            assert d["op"].collective == "" and d["op"].group == 1  # compute-like, no comm metadata
+    # micro-batch 0's first op of step 1 waits for its last op of step 0
+    last0 = max(n for n in g.nodes if n[:3] == (0, 0, 1))
+    assert g.has_edge(last0, (1, 0, 0, 0))
+    assert split_batch(10, 4) == [3, 3, 2, 2] and split_batch(2, 4) == [1, 1]
+
+
+def test_contention_never_makes_a_run_faster():
+    run = make_run("llama-3.1-70b", batch=32, prompt=1024, output=2, parallelism={"tp": 4, "pp": 2},
+                   engine={"overlap_policy": "all"})
+    pricer = Pricer(run.system)
+    for ps in (prefill(32, 1024), decode(32, 1024)):
+        for mode in ("hybrid", "flattened"):
+            g = build_graph(run, ps, micro_batches=2)
+            free = flatten(g, run, mode, pricer, get_policy("all"))
+            busy = flatten(g, run, mode, pricer, get_policy("all"))
+            t_free = execute(free.events, contention=False)
+            t_busy = execute(busy.events, contention=True, hbm_gpus=busy.hbm_gpus)
+            assert t_busy >= t_free * (1 - 1e-12)
+
+
+def test_runs_are_bit_identical():
+    kw = dict(model="mixtral-8x7b", batch=8, prompt=128, output=4, parallelism={"tp": 2, "dp": 2, "ep": 4, "pp": 2},
+              engine={"mode": "flattened", "overlap_policy": "all"})
+    a, b = simulate(make_run(**kw)), simulate(make_run(**kw))
+    assert a.e2e == b.e2e
+    assert [(e.start, e.end) for e in a.prefill.events] == [(e.start, e.end) for e in b.prefill.events]
+
+
+def test_critical_path_sums_to_the_pass_time():
+    for mode in MODES:
+        res = simulate(make_run("llama-3.1-70b", batch=8, prompt=256, output=2, parallelism={"tp": 4, "pp": 2},
+                                engine={"mode": mode, "overlap_policy": "all", "micro_batches": 2}))
+        assert sum(critical_path(res.prefill.events).values()) == pytest.approx(res.ttft, rel=1e-9)
+        assert sum(res.critical_path.values()) == pytest.approx(res.e2e, rel=1e-6)
+        assert res.critical_path["comm"] > 0 and res.critical_path["kv_cache"] > 0
+
+
+def test_kv_cache_delta_equals_the_cache_time_not_overlapped(monkeypatch):
+    """Price a short decode with the cache ops, then with them forced to zero bytes."""
+    for policy in ("none", "kv_fetch"):
+        kw = dict(model="llama-3.1-8b", batch=16, prompt=2048, output=6,
+                  engine={"overlap_policy": policy, "decode_sample_steps": 0, "mode": "flattened"})
+        priced = simulate(make_run(**kw))
+        original = builder_module.StageBuilder.kv_ops
+
+        def zero_bytes(self, layer, ps):
+            from dataclasses import replace
+            return [replace(op, bytes=0.0, kv_bytes=0.0) for op in original(self, layer, ps)]
+
+        monkeypatch.setattr(builder_module.StageBuilder, "kv_ops", zero_bytes)
+        free = simulate(make_run(**kw))
+        monkeypatch.undo()
+        assert free.kv_read_per_rank == 0 and priced.kv_read_per_rank > 0
+        for p, f in ((priced.decode_first, free.decode_first), (priced.prefill, free.prefill)):
+            # not-overlapped cache time: the cache ops on the critical path, plus the HBM waits they cause
+            cache = lambda r: r.critical.get("kv_cache", 0.0) + r.critical.get("contention", 0.0)  # noqa: E731
+            assert p.time - f.time == pytest.approx(cache(p) - cache(f), rel=0.02, abs=1e-7)
+        if policy == "kv_fetch":  # overlap hides part of the fetch, so the delta is smaller than its full time
+            full = sum(t.duration for w in priced.decode_first.stages for t in w.ops if t.op.kind == "kv_cache_fetch")
+            assert priced.decode_first.time - free.decode_first.time < full
+
+
+def test_overlap_policies_only_help_in_analytical_mode():
+    times = {}
+    for policy in policy_names():
+        res = simulate(make_run("llama-3.1-70b", batch=32, prompt=1024, output=4, parallelism={"tp": 8, "pp": 2},
+                                engine={"overlap_policy": policy, "decode_sample_steps": 2}))
+        times[policy] = res.e2e
+    assert set(times) >= {"none", "kv_fetch", "tp_comm", "pp_comm", "all"}
+    for policy, t in times.items():
+        assert t <= times["none"] * (1 + 1e-12)
+    assert times["all"] <= min(times.values()) * (1 + 1e-9)
+
+
+def test_tp_comm_closed_form_matches_the_simulated_chunks():
+    kw = dict(model="llama-3.1-70b", batch=64, prompt=512, output=2, parallelism={"tp": 8})
+    a = simulate(make_run(**kw, engine={"overlap_policy": "tp_comm", "mode": "analytical"}))
+    f = simulate(make_run(**kw, engine={"overlap_policy": "tp_comm", "mode": "flattened"}))
+    assert f.ttft == pytest.approx(a.ttft, rel=0.03)
+
+
+def test_policy_registry():
+    with pytest.raises(SimcoreError, match="did you mean: kv_fetch"):
+        get_policy("kv_fetc")
+    with pytest.raises(SimcoreError, match="engine.overlap_policy"):
+        make_run(engine={"overlap_policy": "bogus"})
+    custom = register(OverlapPolicy("test_fetch_and_pp", "test", frozenset({"kv_fetch", "pp_comm"})))
+    assert get_policy("test_fetch_and_pp") is custom
+    with pytest.raises(ValueError):
+        register(OverlapPolicy("bad", "x", frozenset({"teleport"})))
+
+
+def test_trace_is_perfetto_json_with_kv_cache_apart(tmp_path):
+    res = simulate(make_run("llama-3.2-1b", batch=2, prompt=64, output=3, parallelism={"pp": 2},
+                            engine={"mode": "flattened", "overlap_policy": "kv_fetch"}))
+    path = tmp_path / "trace.json"
+    write_trace(res, path)
+    events = json.loads(path.read_text())["traceEvents"]
+    spans = [e for e in events if e["ph"] == "X"]
+    assert {e["cat"] for e in spans} >= {"compute", "kv_cache", "comm"}
+    assert {e["pid"] for e in spans} == {0, 1}
+    kv = [e for e in spans if e["cat"] == "kv_cache"]
+    assert all(e["cname"] in ("yellow", "olive") for e in kv)
+    assert any(e["tid"] == 1 for e in kv)  # fetches on the copy stream under kv_fetch
