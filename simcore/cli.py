@@ -96,6 +96,9 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_run)
     sub.add_parser("models", help="list the model catalog").set_defaults(func=_models)
     sub.add_parser("hardware", help="list the hardware catalog").set_defaults(func=_hardware)
+    from simcore.sweep.cli import register as register_sweep
+
+    register_sweep(sub)
     return p
 
 

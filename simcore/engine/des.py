@@ -46,7 +46,8 @@ def execute(events: list[Event], contention: bool = True, hbm_gpus: set[int] | f
     for ev in events:
         lanes[ev.rank, ev.stream].append(ev)
     links: dict[str, simpy.Resource] = {}
-    hbm = {g: simpy.Resource(env, 1) for g in hbm_gpus} if contention else {}
+    # The main stream goes first on HBM: a prefetch only fills what compute leaves idle.
+    hbm = {g: simpy.PriorityResource(env, 1) for g in hbm_gpus} if contention else {}
     if contention:
         for ev in events:
             if ev.link and ev.link not in links:
@@ -70,7 +71,7 @@ def execute(events: list[Event], contention: bool = True, hbm_gpus: set[int] | f
             ev.start = env.now
             channel = hbm.get(ev.gpu) if ev.memory_s > 0 else None
             if channel is not None:
-                with channel.request() as r:
+                with channel.request(priority=0 if ev.stream == "main" else 1) as r:
                     yield r
                     yield env.timeout(ev.memory_s)
                 if ev.duration > ev.memory_s:
