@@ -121,3 +121,25 @@ def test_pipeline_stages_split_the_ops():
     assert first[0].name == "embedding" and first[-1].name == "pp_send"
     assert last[-1].name == "sampling" and "embedding" not in {o.name for o in last}
     assert sum(o.kind == "kv_cache_store" for o in first + last) == 32
+
+
+def test_mixed_batch_prices_one_kernel_per_phase_and_sums_the_cache():
+    from simcore.ops.passes import Batch, Group
+
+    run = make_run("llama-3.1-8b", batch=1, prompt=8, output=2)
+    b = StageBuilder(run, 0)
+    mixed = Batch((Group("prefill", 1, 256, 512), Group("decode", 3, 1, 100), Group("decode", 2, 1, 900)), emitting=5)
+    ops = [op for op in b.ops(mixed) if op.layer == 0]
+    names = [op.name for op in ops]
+    assert names.count("attention") == 2  # one varlen prefill kernel, one decode kernel
+    qkv = next(op for op in ops if op.name == "qkv_proj")
+    assert qkv.shape[0] == 256 + 3 + 2  # GEMMs see every token of the iteration
+    fetch = next(op for op in ops if op.kind == "kv_cache_fetch")
+    per_token = 2 * 8 * 128 * 2
+    assert fetch.kv_bytes == (512 + 3 * 101 + 2 * 901) * per_token  # chunk reads its prefix; decodes read all
+    store = next(op for op in ops if op.kind == "kv_cache_store")
+    assert store.kv_bytes == (256 + 5) * per_token
+    decode_attn = next(op for op in ops if op.name == "attention" and op.family == "attn_decode")
+    assert decode_attn.flops == 2 * 32 * (3 * 101 + 2 * 901) * 256
+    head = next(op for op in b.ops(mixed) if op.name == "lm_head")
+    assert head.shape[0] == 5

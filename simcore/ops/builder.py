@@ -26,7 +26,7 @@ from simcore.ops.op import (
     Op,
     nbytes,
 )
-from simcore.ops.passes import Pass, crosses_node, stage_layers
+from simcore.ops.passes import Batch, Pass, as_batch, crosses_node, stage_layers
 
 FLASH_TILE = 128  # query rows per FlashAttention thread block
 
@@ -102,14 +102,16 @@ class StageBuilder:
         return self.collective(name, "all_reduce", layer, tokens * self.m.hidden * self.a, self.run.par.tp, self.tp_inter)
 
     # -- attention ----------------------------------------------------------------------
-    def kv_ops(self, layer: int, ps: Pass) -> list[Op]:
+    def kv_ops(self, layer: int, b: Batch) -> list[Op]:
         """Store this pass's new K/V; fetch what attention must read back from the cache."""
-        elems = kv_elements_per_token(self.m, layer, self.run.par.tp)
-        stored = ps.batch * min(ps.new_tokens, cached_tokens(self.m, layer, ps.new_tokens)) * elems * self.kv
+        elems = kv_elements_per_token(self.m, layer, self.run.par.tp) * self.kv
+        stored = sum(g.seqs * cached_tokens(self.m, layer, g.new) for g in b.groups) * elems
         ops = [Op("kv_cache_store", KV_STORE, MEMORY, layer, bytes=stored, kv_bytes=stored, tier=self.kv_tier)]
-        # Prefill reads the prompt's K/V straight from the projection; earlier tokens come from the cache.
-        read_tokens = ps.context if ps.phase == "decode" else ps.past
-        fetched = ps.batch * cached_tokens(self.m, layer, read_tokens) * elems * self.kv
+        # A prompt's own K/V come straight from the projection; earlier tokens come from the cache,
+        # and a decode reads the whole cache including the token it just stored.
+        fetched = elems * sum(
+            g.seqs * cached_tokens(self.m, layer, g.past + g.new if g.phase == "decode" else g.past) for g in b.groups
+        )
         if fetched:
             ops.append(
                 # The fetch is the attention kernel's read stream: it pays no launch floor of its own.
@@ -118,51 +120,60 @@ class StageBuilder:
             )
         return ops
 
-    def attention_core(self, layer: int, ps: Pass, dk: int, dv: int, q_heads: int) -> Op:
-        pairs = ps.batch * attended_pairs(ps.past, ps.new_tokens, self.m.window(layer))
+    def attention_core(self, layer: int, groups: tuple[Group, ...], dk: int, dv: int, q_heads: int) -> Op:
+        """One attention kernel over every group of one phase (varlen, as FlashAttention runs a batch)."""
+        window = self.m.window(layer)
+        pairs = sum(g.seqs * attended_pairs(g.past, g.new, window) for g in groups)
+        tokens = sum(g.tokens for g in groups)
         flops = 2.0 * q_heads * pairs * (dk + dv)
-        qo = ps.tokens * q_heads * (dk + dv) * self.a
-        if ps.phase == "decode":
-            span = cached_tokens(self.m, layer, ps.context)
+        qo = tokens * q_heads * (dk + dv) * self.a
+        if groups[0].phase == "decode":
+            seqs = sum(g.seqs for g in groups)
+            span = sum(g.seqs * cached_tokens(self.m, layer, g.past + g.new) for g in groups) / seqs
             return Op("attention", COMPUTE, ATTN_DECODE, layer, flops=flops, bytes=qo, dtype=self.act,
-                      shape=(ps.batch, q_heads, span), act_bytes=qo)
-        kv_heads = 1 if self.m.is_mla else kv_heads_per_gpu(self.m, self.run.par.tp)
-        kv_in = ps.tokens * kv_heads * (dk + dv) * self.a if not self.m.is_mla else ps.tokens * q_heads * (dk + dv) * self.a
-        tiles = ps.batch * q_heads * math.ceil(ps.new_tokens / FLASH_TILE)
-        seq = attended_pairs(ps.past, ps.new_tokens, self.m.window(layer)) / ps.new_tokens * 2
+                      shape=(seqs, q_heads, span), act_bytes=qo)
+        kv_heads = q_heads if self.m.is_mla else kv_heads_per_gpu(self.m, self.run.par.tp)
+        kv_in = tokens * kv_heads * (dk + dv) * self.a
+        tiles = sum(g.seqs * q_heads * math.ceil(g.new / FLASH_TILE) for g in groups)
+        seq = 2 * pairs / tokens  # mean keys per query, doubled: S for a fresh causal prompt
         return Op("attention", COMPUTE, ATTN_PREFILL, layer, flops=flops, bytes=qo + kv_in, dtype=self.act,
                   shape=(tiles, seq), act_bytes=qo + kv_in)
 
-    def attention(self, layer: int, ps: Pass) -> list[Op]:
-        m, t, a = self.m, ps.tokens, self.a
+    def attention(self, layer: int, b: Batch) -> list[Op]:
+        m, t, a = self.m, b.tokens, self.a
         lins = {l.name: l for l in attention_linears(m, self.shard, self.run.weight_dtype)}
         heads = m.heads // self.run.par.tp
+        decodes, prefills = b.of("decode"), b.of("prefill")
         ops: list[Op | None] = [self.elementwise("input_norm", layer, 4 * t * m.hidden * a)]
         if m.is_mla:
             ops.append(self.gemm(lins["qkv_a_proj"], t, layer))
             ops.append(self.elementwise("latent_norm", layer, 2 * t * (m.q_lora_rank + m.kv_lora_rank) * a))
             ops.append(self.gemm(lins["q_b_proj"], t, layer))
             ops.append(self.elementwise("rope", layer, 2 * t * (heads + 1) * m.qk_rope_head_dim * a))
-            ops += self.kv_ops(layer, ps)
+            ops += self.kv_ops(layer, b)
             kv_b = lins["kv_b_proj"]
-            if ps.phase == "decode":
+            if decodes:
                 # Weight absorption: queries move into the latent space, attention runs there (MQA-like).
+                td = sum(g.tokens for g in decodes)
                 k_part = Linear("q_absorb", m.qk_nope_head_dim, m.kv_lora_rank, kv_b.dtype, experts=heads)
                 v_part = Linear("v_absorb", m.kv_lora_rank, m.v_head_dim, kv_b.dtype, experts=heads)
-                ops.append(self.batched(k_part, t, layer))
-                ops.append(self.attention_core(layer, ps, m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank, heads))
-                ops.append(self.batched(v_part, t, layer))
-            else:
-                ops.append(self.gemm(kv_b, ps.batch * ps.context, layer))  # expand latent to per-head K, V
-                ops.append(self.attention_core(layer, ps, m.qk_nope_head_dim + m.qk_rope_head_dim, m.v_head_dim, heads))
+                ops.append(self.batched(k_part, td, layer))
+                ops.append(self.attention_core(layer, decodes, m.kv_lora_rank + m.qk_rope_head_dim, m.kv_lora_rank, heads))
+                ops.append(self.batched(v_part, td, layer))
+            if prefills:
+                expanded = sum(g.seqs * (g.past + g.new) for g in prefills)
+                ops.append(self.gemm(kv_b, expanded, layer))  # expand latent to per-head K, V
+                ops.append(self.attention_core(layer, prefills, m.qk_nope_head_dim + m.qk_rope_head_dim, m.v_head_dim, heads))
         else:
             ops.append(self.gemm(lins["qkv_proj"], t, layer))
             qk_width = (heads + kv_heads_per_gpu(m, self.run.par.tp)) * m.head_dim
             if m.qk_norm:
                 ops.append(self.elementwise("qk_norm", layer, 2 * t * qk_width * a))
             ops.append(self.elementwise("rope", layer, 2 * t * qk_width * a))
-            ops += self.kv_ops(layer, ps)
-            ops.append(self.attention_core(layer, ps, m.head_dim, m.head_dim, heads))
+            ops += self.kv_ops(layer, b)
+            for groups in (prefills, decodes):
+                if groups:
+                    ops.append(self.attention_core(layer, groups, m.head_dim, m.head_dim, heads))
         ops.append(self.gemm(lins["o_proj"], t, layer))
         ops.append(self.tp_all_reduce("attn_all_reduce", layer, t))
         return [op for op in ops if op is not None]
@@ -176,8 +187,8 @@ class StageBuilder:
                   weight_bytes=weights, act_bytes=acts)
 
     # -- MLP / MoE ---------------------------------------------------------------------
-    def mlp(self, layer: int, ps: Pass) -> list[Op]:
-        m, t, a = self.m, ps.tokens, self.a
+    def mlp(self, layer: int, b: Batch) -> list[Op]:
+        m, t, a = self.m, b.tokens, self.a
         p = self.run.par
         lins = mlp_linears(m, layer, self.shard, self.run.weight_dtype, self.run.expert_dtype)
         by = {l.name: l for l in lins}
@@ -210,34 +221,34 @@ class StageBuilder:
         return [op for op in ops if op is not None]
 
     # -- whole stage -------------------------------------------------------------------
-    def ops(self, ps: Pass) -> list[Op]:
+    def ops(self, ps: Pass | Batch) -> list[Op]:
         """The stage's ops for a pass (memoized: micro-batches and repeated steps share lists; do not mutate)."""
         found = self._memo.get(ps)
         if found is None:
-            found = self._memo[ps] = self._build(ps)
+            found = self._memo[ps] = self._build(as_batch(ps))
         return found
 
-    def _build(self, ps: Pass) -> list[Op]:
-        m, t, a = self.m, ps.tokens, self.a
+    def _build(self, b: Batch) -> list[Op]:
+        m, t, a = self.m, b.tokens, self.a
         p = self.run.par
         out: list[Op | None] = []
         if self.stage == 0:
             out.append(self.elementwise("embedding", -1, 2 * t * m.hidden * a))
             out.append(self.tp_all_reduce("embedding_all_reduce", -1, t))
         for layer in self.layers:
-            out += self.attention(layer, ps)
-            out += self.mlp(layer, ps)
+            out += self.attention(layer, b)
+            out += self.mlp(layer, b)
         if self.stage == p.pp - 1:
-            out.append(self.elementwise("final_norm", m.layers, 2 * ps.batch * m.hidden * a))
+            out.append(self.elementwise("final_norm", m.layers, 2 * b.emitting * m.hidden * a))
             head = Linear("lm_head", m.hidden, m.vocab // p.tp, self.act)  # checkpoints keep the head unquantized
-            out.append(self.gemm(head, ps.batch, m.layers))  # logits for the last token of each sequence
-            out.append(self.collective("logits_gather", "all_gather", m.layers, ps.batch * m.vocab // p.tp * 4,
+            out.append(self.gemm(head, b.emitting, m.layers))  # logits for the last token of each sequence
+            out.append(self.collective("logits_gather", "all_gather", m.layers, b.emitting * m.vocab // p.tp * 4,
                                        p.tp, self.tp_inter))
-            out.append(self.elementwise("sampling", m.layers, ps.batch * m.vocab * 4))
+            out.append(self.elementwise("sampling", m.layers, b.emitting * m.vocab * 4))
         else:
             out.append(self.collective("pp_send", "send_recv", self.layers[-1], t * m.hidden * a, 2, self.next_inter))
         return [op for op in out if op is not None]
 
 
-def stage_ops(run: Run, stage: int, ps: Pass) -> list[Op]:
+def stage_ops(run: Run, stage: int, ps: Pass | Batch) -> list[Op]:
     return StageBuilder(run, stage).ops(ps)

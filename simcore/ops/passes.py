@@ -26,6 +26,44 @@ class Pass:
         return self.past + self.new_tokens
 
 
+@dataclass(frozen=True)
+class Group:
+    """Sequences in one pass that share a shape: `seqs` sequences, each adding `new` tokens after `past`."""
+
+    phase: str  # prefill (a prompt or a chunk of one) | decode (one token)
+    seqs: int
+    new: int
+    past: int
+
+    @property
+    def tokens(self) -> int:
+        return self.seqs * self.new
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What one forward pass (an engine iteration) processes: any mix of prefill chunks and decodes.
+
+    emitting: sequences that produce a token this pass (the LM head runs on their last position).
+    """
+
+    groups: tuple[Group, ...]
+    emitting: int
+
+    @property
+    def tokens(self) -> int:
+        return sum(g.tokens for g in self.groups)
+
+    def of(self, phase: str) -> tuple[Group, ...]:
+        return tuple(g for g in self.groups if g.phase == phase)
+
+
+def as_batch(ps: "Pass | Batch") -> Batch:
+    if isinstance(ps, Batch):
+        return ps
+    return Batch((Group(ps.phase, ps.batch, ps.new_tokens, ps.past),), emitting=ps.batch)
+
+
 def prefill(batch: int, prompt: int) -> Pass:
     return Pass("prefill", batch, prompt, 0)
 
