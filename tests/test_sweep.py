@@ -11,7 +11,7 @@ import yaml
 
 from simcore.errors import SimcoreError
 from simcore.sweep import Store, expand, pareto_front, plan, point_key, run_sweep, sweep_from_dict
-from simcore.sweep.cli import main
+from simcore.cli import main
 from simcore.sweep.spec import load_sweep
 from simcore.sweep.store import Row
 

@@ -1,5 +1,5 @@
 """A sweep killed with SIGKILL and restarted with --resume runs only the missing points:
-none lost, none run twice. The kill is real: a `python -m simcore.sweep.cli` subprocess."""
+none lost, none run twice. The kill is real: a `python -m simcore sweep` subprocess."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def rows(db: Path) -> list[tuple]:
 def start(sweep: Path, db: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
-        [sys.executable, "-m", "simcore.sweep.cli", str(sweep), "--db", str(db), "--workers", "2", "--no-progress"],
+        [sys.executable, "-m", "simcore", "sweep", str(sweep), "--db", str(db), "--workers", "2", "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=sweep.parent, start_new_session=True)
 
 
@@ -80,7 +80,7 @@ def test_sigkill_then_resume_runs_only_the_missing_points(tmp_path):
 
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, "-m", "simcore.sweep.cli", str(sweep), "--db", str(db), "--resume", "--workers", "2",
+        [sys.executable, "-m", "simcore", "sweep", str(sweep), "--db", str(db), "--resume", "--workers", "2",
          "--no-progress"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr
     missing = POINTS - len(before)

@@ -26,7 +26,7 @@ from simcore.ops.op import (
     Op,
     nbytes,
 )
-from simcore.ops.passes import Batch, Pass, as_batch, crosses_node, stage_layers
+from simcore.ops.passes import Batch, Group, Pass, as_batch, crosses_node, stage_layers
 
 FLASH_TILE = 128  # query rows per FlashAttention thread block
 

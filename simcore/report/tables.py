@@ -24,6 +24,8 @@ def summary_table(s: dict) -> Table:
         ("parallelism", f"tp {p['tp']}  pp {p['pp']}  dp {p['dp']}  ep {p['ep']}"),
         ("precision", "weights {weights}, experts {experts}, activations {activations}, KV {kv_cache}".format(**s["precision"])),
         ("workload", f"batch {w['batch_size']}, prompt {w['prompt_tokens']}, output {w['output_tokens']}"),
+        ("engine", f"{s['mode']} mode, overlap {s['overlap_policy']}, {s['events_simulated']:,} events on "
+                   f"{s['ranks_simulated']} ranks"),
         ("TTFT", f"{_ms(s['ttft_s'])} ms"),
         ("decode step first / mean / last", f"{_ms(d['first'])} / {_ms(d['mean'])} / {_ms(d['last'])} ms"),
         ("end to end", f"{s['e2e_s']:,.3f} s"),
@@ -33,6 +35,9 @@ def summary_table(s: dict) -> Table:
         ("memory per GPU", f"weights {m['weights'] / GIB:.2f} + KV {m['kv_cache'] / GIB:.2f} + act {m['activations'] / GIB:.2f}"
                            f" + runtime {m['runtime_overhead'] / GIB:.2f} = {m['total'] / GIB:.2f} of {m['capacity'] / GIB:.2f} GiB"),
     ]
+    crit = s["critical_path_s"]
+    total = sum(crit.values()) or 1.0
+    rows.append(("critical path", ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in sorted(crit.items(), key=lambda kv: -kv[1]))))
     for k, v in rows:
         t.add_row(k, v)
     return t

@@ -1,7 +1,6 @@
 """`simcore sweep SWEEP.yaml [...]` runs a sweep; `simcore sweep report RESULTS.sqlite [...]` reads one.
 
-`register(subparsers)` adds the `sweep` parser to the `simcore` command. `python -m simcore.sweep.cli`
-runs the same parser on its own.
+`register(subparsers)` adds the `sweep` parser to the `simcore` command (simcore/cli.py).
 """
 
 from __future__ import annotations
@@ -142,34 +141,3 @@ def register(subparsers) -> None:
     g.add_argument("--pareto", metavar="X,Y", help="mark the Pareto frontier of two metrics (max:/min: prefixes)")
     g.add_argument("--metrics", metavar="M1,M2", help="table and CSV metrics instead of the key ones")
     p.set_defaults(func=_dispatch)
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        self.exit(EXIT_BAD_INPUT, f"error: {message} (see '{self.prog} --help')\n")
-
-
-def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="simcore")
-    register(p.add_subparsers(dest="command", required=True, parser_class=_Parser))
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The `simcore` command with only `sweep`: the same exit codes and one-line errors."""
-    try:
-        args = parser().parse_args(argv)
-    except SystemExit as exc:
-        return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
-    try:
-        return args.func(args)
-    except SimcoreError as exc:
-        print(f"error: {' '.join(line.strip() for line in str(exc).splitlines())}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] if sys.argv[1:2] == ["sweep"] else ["sweep", *sys.argv[1:]]))
