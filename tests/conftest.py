@@ -62,6 +62,9 @@ class Result:
     out: str
     err: str
 
+    def __iter__(self):  # rc, out, err = cli(...)
+        return iter((self.rc, self.out, self.err))
+
 
 @pytest.fixture
 def cli(capsys, monkeypatch):

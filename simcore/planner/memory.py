@@ -1,7 +1,15 @@
-"""Memory per GPU the way an inference engine accounts it: weights, KV cache, activations, overhead."""
+"""Memory per GPU the way an inference engine accounts it: weights, KV cache, activations, overhead.
+
+Two questions share these parts. A static run asks "does this batch fit?" (`memory_per_gpu`,
+`check_fits`). The capacity planner asks what vLLM asks at start-up (`kv_budget`): after the
+weights, the profiled activation peak of a `max_num_batched_tokens` forward pass and the
+runtime overhead, how much of `device memory x gpu_memory_utilization` is left for the KV
+cache, how many blocks is that, how many requests fit. docs/planner.md gives the sources.
+"""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from simcore.config.experiment import Run
@@ -13,6 +21,10 @@ from simcore.ops.op import nbytes
 from simcore.ops.passes import Pass, stage_layers
 
 GIB = 2**30
+MAX_NUM_BATCHED_TOKENS = 8192  # vLLM's default token budget of one forward pass (its profile run)
+MAX_NUM_SEQS = 256  # vLLM's default sequences per step: the profile run samples this many
+BLOCK_SIZE = 16  # vLLM's default KV block, in tokens
+SAMPLER_FP32_COPIES = 3  # logits, probabilities and log-probabilities, fp32, one row per sequence
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,16 @@ def activation_peak(ops) -> float:
     return max((op.act_bytes for op in ops), default=0.0)
 
 
+def stage_activation_bytes(run: Run, stage: int, ps: Pass, seqs: int) -> float:
+    """Peak transient of a forward pass on one stage: the largest op, the residual stream, and on
+    the last stage the sampler's fp32 logits for `seqs` sequences."""
+    m = run.model
+    acts = activation_peak(stage_ops(run, stage, ps)) + 2 * ps.tokens * m.hidden * nbytes(run.act_dtype)
+    if stage == run.par.pp - 1:
+        acts += seqs * m.vocab * 4 * SAMPLER_FP32_COPIES
+    return acts
+
+
 def memory_per_gpu(run: Run, batch: int, prompt: int, context: int) -> MemoryPerGPU:
     """Per-GPU memory for `batch` sequences whose cache grows to `context` tokens."""
     m, p, e = run.model, run.par, run.experiment.engine
@@ -62,8 +84,7 @@ def memory_per_gpu(run: Run, batch: int, prompt: int, context: int) -> MemoryPer
         cache = kv_bytes(m, batch, context, run.kv_dtype, p.tp, layers)
         if run.experiment.inference.kvcache_type == "host":
             cache = 0.0  # the cache lives in host memory
-        acts = activation_peak(stage_ops(run, stage, Pass("prefill", batch, prompt)))
-        acts += 2 * batch * prompt * m.hidden * nbytes(run.act_dtype)  # residual stream
+        acts = stage_activation_bytes(run, stage, Pass("prefill", batch, prompt), batch)
         here = (weights, cache, acts)
         if worst is None or sum(here) > sum(worst):
             worst = here
@@ -86,3 +107,126 @@ def check_fits(run: Run, mem: MemoryPerGPU) -> None:
         f"({run.system.gpu.memory.capacity_gib:g} GiB x gpu_memory_utilization "
         f"{run.experiment.engine.gpu_memory_utilization:g}); raise tp or pp, lower the batch, or quantize"
     )
+
+
+# -- the engine's KV cache budget (capacity planner) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class StageBudget:
+    """One pipeline stage as each of its GPUs sees it."""
+
+    layers: range
+    weights: float
+    activations: float
+    kv_capacity: float  # bytes left for the cache (negative: the stage does not fit at all)
+
+
+@dataclass(frozen=True)
+class KVBudget:
+    """What is left for the KV cache once weights, activations and overhead are placed.
+
+    Every figure is per GPU. With pipeline stages each stage has its own budget; like vLLM
+    (which takes the smallest block count over its workers) the stage with the fewest blocks binds.
+    """
+
+    run: Run
+    capacity: float  # device memory x gpu_memory_utilization
+    overhead: float  # engine.runtime_overhead_gib: CUDA context, CUDA graphs, NCCL/cuBLAS workspaces
+    stages: tuple[StageBudget, ...]
+    block_size: int
+    max_num_batched_tokens: int
+    max_num_seqs: int
+
+    def bytes_per_token(self, stage: StageBudget, dtype: str | None = None) -> float:
+        """Cache bytes one token takes on a GPU of `stage` (no window cap: a block holds whole tokens)."""
+        return kv_bytes(self.run.model, 1, 1, dtype or self.run.kv_dtype, self.run.par.tp, stage.layers)
+
+    def stage_blocks(self, stage: StageBudget, dtype: str | None = None) -> int:
+        if stage.kv_capacity <= 0:
+            return 0
+        return math.floor(stage.kv_capacity / (self.block_size * self.bytes_per_token(stage, dtype)))
+
+    @property
+    def binding(self) -> StageBudget:
+        return min(self.stages, key=lambda s: (self.stage_blocks(s), s.kv_capacity))
+
+    @property
+    def weights(self) -> float:
+        return self.binding.weights
+
+    @property
+    def activations(self) -> float:
+        return self.binding.activations
+
+    @property
+    def kv_capacity(self) -> float:
+        return max(0.0, self.binding.kv_capacity)
+
+    @property
+    def fits(self) -> bool:
+        """The model itself fits: every stage has room for at least one cache block."""
+        return self.blocks() > 0
+
+    def blocks(self, dtype: str | None = None) -> int:
+        return min(self.stage_blocks(s, dtype) for s in self.stages)
+
+    def tokens(self, dtype: str | None = None) -> int:
+        return self.blocks(dtype) * self.block_size
+
+    def kv_bytes_per_token(self, dtype: str | None = None) -> float:
+        return self.bytes_per_token(self.binding, dtype)
+
+    def request_bytes(self, context: int, dtype: str | None = None, stage: StageBudget | None = None) -> float:
+        """Cache bytes of one request of `context` tokens on a GPU of `stage` (sliding layers capped)."""
+        s = stage or self.binding
+        return kv_bytes(self.run.model, 1, context, dtype or self.run.kv_dtype, self.run.par.tp, s.layers)
+
+    def max_concurrent(self, context: int, dtype: str | None = None) -> int:
+        """Requests of `context` tokens whose caches fit together: floor(capacity / per-request bytes)."""
+        return min(
+            max(0, math.floor(s.kv_capacity / self.request_bytes(context, dtype, s))) for s in self.stages
+        )
+
+    def max_model_len(self, limit: int, dtype: str | None = None) -> int:
+        """Longest context (at most `limit`) one request can hold alone; 0 when nothing fits."""
+        def fits(n: int) -> bool:
+            return all(self.request_bytes(n, dtype, s) <= s.kv_capacity for s in self.stages)
+
+        if not fits(1):
+            return 0
+        lo, hi = 1, limit
+        if fits(hi):
+            return hi
+        while hi - lo > 1:  # request bytes only grow with the context
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+        return lo
+
+    def needed(self, stage: StageBudget) -> float:
+        """Bytes a GPU of `stage` needs before any cache."""
+        return stage.weights + stage.activations + self.overhead
+
+
+def profile_activations(run: Run, max_num_batched_tokens: int = MAX_NUM_BATCHED_TOKENS,
+                        max_num_seqs: int = MAX_NUM_SEQS) -> tuple[float, ...]:
+    """Per-stage activation peak of vLLM's profile run: one forward pass of the whole token budget,
+    sampling min(max_num_seqs, tokens) sequences. Depends on the model, tp, pp and dtypes, not the GPU."""
+    seqs = min(max_num_seqs, max_num_batched_tokens)
+    profile = Pass("prefill", 1, max_num_batched_tokens)
+    return tuple(stage_activation_bytes(run, stage, profile, seqs) for stage in range(run.par.pp))
+
+
+def kv_budget(run: Run, max_num_batched_tokens: int = MAX_NUM_BATCHED_TOKENS, max_num_seqs: int = MAX_NUM_SEQS,
+              block_size: int = BLOCK_SIZE, activations: tuple[float, ...] | None = None) -> KVBudget:
+    """vLLM's start-up accounting: KV cache = usable memory - weights - activation peak - overhead.
+    activations: profile_activations(run, ...) when the caller already has them (they do not depend on the GPU)."""
+    e = run.experiment.engine
+    capacity = run.system.gpu.memory.capacity * e.gpu_memory_utilization
+    overhead = e.runtime_overhead_gib * GIB
+    acts = activations or profile_activations(run, max_num_batched_tokens, max_num_seqs)
+    stages = []
+    for stage, layers in enumerate(stage_layers(run.model.layers, run.par.pp)):
+        weights = stage_weight_bytes(run, stage)
+        stages.append(StageBudget(layers, weights, acts[stage], capacity - weights - acts[stage] - overhead))
+    return KVBudget(run, capacity, overhead, tuple(stages), block_size, max_num_batched_tokens, max_num_seqs)

@@ -1,0 +1,107 @@
+"""Planner plots (PNG, matplotlib's Agg backend): KV cache vs context length, and memory
+breakdown bars per deployment. Sizes come from the same helpers the tables use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from simcore.config.model import load_model
+from simcore.errors import SimcoreError
+from simcore.ops.kv import kv_bytes
+from simcore.planner.memory import GIB
+
+PARTS = (("weights", "weights", "#4c72b0"), ("activations", "activations", "#dd8452"),
+         ("runtime_overhead", "runtime overhead", "#8c8c8c"), ("kv_cache", "KV cache capacity", "#55a868"))
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _contexts(limit: int) -> list[int]:
+    out, n = [], 256
+    while n < limit:
+        out.append(n)
+        n *= 2
+    return out + [limit]
+
+
+def _save(fig, path) -> None:
+    try:
+        fig.savefig(Path(path), dpi=110, bbox_inches="tight")
+    except OSError as exc:
+        raise SimcoreError(f"--plot {path}: cannot write: {exc.strerror}") from None
+    finally:
+        _plt().close(fig)
+
+
+def kv_vs_context(ax, models, dtypes=("bf16", "fp8"), limit: int | None = None, tp: int = 1) -> None:
+    """Per-request KV cache (GiB per GPU at `tp`) against context length, one line per model x dtype."""
+    for name in models:
+        m = load_model(str(name))
+        xs = _contexts(limit or m.max_position or 131072)
+        for dtype, style in zip(dtypes, ("-", "--", ":")):
+            ys = [kv_bytes(m, 1, x, dtype, tp) / GIB for x in xs]
+            ax.plot(xs, ys, style, marker=".", label=f"{m.name} {dtype}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("KV cache per request (GiB per GPU)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def breakdown_bars(ax, labels: list[str], memories: list[dict], usable: list[float]) -> None:
+    """Stacked bars: weights, activations, runtime overhead, KV capacity (GiB per GPU)."""
+    bottoms = [0.0] * len(labels)
+    for key, name, color in PARTS:
+        vals = [m[key] / GIB for m in memories]
+        ax.bar(labels, vals, bottom=bottoms, label=name, color=color)
+        bottoms = [b + v for b, v in zip(bottoms, vals)]
+    ax.scatter(labels, [u / GIB for u in usable], marker="_", s=400, color="black", label="usable memory", zorder=3)
+    ax.set_ylabel("GiB per GPU")
+    ax.tick_params(axis="x", labelrotation=30)
+    ax.legend(fontsize=8)
+
+
+def plan_figure(cp, path) -> None:
+    """`simcore plan --plot`: this deployment's memory breakdown, and its KV per request vs context
+    against the cache capacity (where a line crosses it is the longest context that fits)."""
+    plt = _plt()
+    d = cp.as_dict()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1, 2]})
+    breakdown_bars(left, [f"{d['gpu']} tp{d['tp']} pp{d['pp']}"], [d["memory_per_gpu_bytes"]],
+                   [d["memory_per_gpu_bytes"]["usable"]])
+    left.set_title("memory per GPU")
+    dtypes = tuple(dict.fromkeys([d["precision"]["kv_cache"], "fp8"]))
+    kv_vs_context(right, [cp.run.model.path], dtypes, cp.limit, d["tp"])
+    right.axhline(d["memory_per_gpu_bytes"]["kv_cache"] / GIB, color="black", linestyle=":",
+                  label="KV cache capacity")
+    right.legend(fontsize=8)
+    right.set_title(f"{d['model']}: KV cache per request")
+    _save(fig, path)
+
+
+def options_figure(options, path, title: str = "memory per GPU") -> None:
+    """`simcore recommend --plot`: memory breakdown bars of the ranked options."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 + 0.9 * len(options)), 4.5))
+    labels = [f"{o.gpu} tp{o.tp} pp{o.pp} x{o.replicas}" for o in options]
+    memories = [{**o.memory_per_gpu_bytes, "kv_cache": o.memory_per_gpu_bytes["kv_cache_capacity"]} for o in options]
+    breakdown_bars(ax, labels, memories,
+                   [o.memory_per_gpu_bytes["usable"] for o in options])
+    ax.set_title(title)
+    _save(fig, path)
+
+
+def kv_context_figure(models, path, dtypes=("bf16", "fp8"), limit: int | None = None) -> None:
+    """KV memory vs context length for chosen models and precisions (Python API)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    kv_vs_context(ax, models, dtypes, limit)
+    _save(fig, path)
