@@ -11,7 +11,9 @@ sliding-window knees and interpolating linearly reproduces the full run closely 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -20,7 +22,7 @@ from simcore.cost.roofline import Pricer
 from simcore.engine.des import Event, busiest_rank_idle, critical_path, execute
 from simcore.engine.policies import get_policy
 from simcore.engine.walk import Walk, walk
-from simcore.graph.build import build_graph
+from simcore.graph.build import build_graph, pass_streams
 from simcore.graph.flatten import flatten
 from simcore.ops.builder import StageBuilder
 from simcore.ops.op import KV_FETCH, KV_STORE
@@ -30,11 +32,16 @@ from simcore.planner.memory import MemoryPerGPU, check_fits, memory_per_gpu
 
 @dataclass
 class PassResult:
-    stages: list[Walk]  # per-op breakdown of the whole batch, one TP rank per stage
+    breakdown: Callable[[], list[Walk]]  # per-op breakdown of the whole batch, one TP rank per stage
     time: float  # simulated time of the pass
     critical: dict[str, float]  # critical-path time by kind
     bubble: float  # time the busiest rank sits idle
     events: list[Event] = field(default_factory=list)
+
+    @cached_property
+    def stages(self) -> list[Walk]:
+        """Built on first use: callers that only need times (the recommender) skip it."""
+        return self.breakdown()
 
     def kv_bytes(self, kind: str) -> float:
         return sum(w.kv_bytes(kind) for w in self.stages)
@@ -86,7 +93,10 @@ class StaticSimulator:
     def pass_(self, ps: Pass) -> PassResult:
         pp = self.run.par.pp
         steps = 2 if ps.phase == "decode" and pp > 1 and min(self.micro_batches, ps.batch) > 1 else 1
-        g = build_graph(self.run, ps, self.micro_batches, steps, self.builders)
+        if self.mode == "analytical":  # stage-level events need no node per op: skip networkx
+            g = pass_streams(self.run, ps, self.micro_batches, steps, self.builders)
+        else:
+            g = build_graph(self.run, ps, self.micro_batches, steps, self.builders)
         plan = flatten(g, self.run, self.mode, self.pricer, self.policy, self.launch_s)
         makespan = execute(plan.events, contention=self.mode != "analytical", hbm_gpus=plan.hbm_gpus)
         self.events_simulated += len(plan.events)
@@ -99,8 +109,10 @@ class StaticSimulator:
             scale = time / makespan
             crit = {k: v * scale for k, v in crit.items()}
             bubble *= scale
-        walks = [walk(b.ops(ps), self.pricer, self.policy, self.launch_s) for b in self.builders]
-        return PassResult(walks, time, crit, bubble, plan.events)
+        def breakdown() -> list[Walk]:
+            return [walk(b.ops(ps), self.pricer, self.policy, self.launch_s) for b in self.builders]
+
+        return PassResult(breakdown, time, crit, bubble, plan.events)
 
     def sample_points(self, steps: int, prompt: int) -> list[int]:
         """Decode steps (1-based) to price: evenly spaced, plus where a sliding window fills."""

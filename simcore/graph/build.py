@@ -26,34 +26,47 @@ def split_batch(batch: int, micro_batches: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(m)]
 
 
+Streams = dict[tuple[int, int, int], tuple[Pass, list]]  # (step, micro-batch, stage) -> (its Pass, its ops)
+
+
+def pass_streams(run: Run, ps: Pass, micro_batches: int = 1, steps: int = 1,
+                 builders: list[StageBuilder] | None = None) -> Streams:
+    """The ops each (step, micro-batch, stage) runs, in execution order of the keys."""
+    builders = builders or [StageBuilder(run, s) for s in range(run.par.pp)]
+    out: Streams = {}
+    for step in range(steps):
+        step_pass = replace(ps, past=ps.past + step * ps.new_tokens) if step else ps
+        for mb, size in enumerate(split_batch(ps.batch, micro_batches)):
+            mb_pass = replace(step_pass, batch=size)
+            for stage, b in enumerate(builders):
+                out[step, mb, stage] = (mb_pass, b.ops(mb_pass))
+    return out
+
+
 def build_graph(run: Run, ps: Pass, micro_batches: int = 1, steps: int = 1,
                 builders: list[StageBuilder] | None = None) -> nx.DiGraph:
     """All ops of `steps` consecutive passes like `ps` (decode steps grow the context by one)."""
     g = nx.DiGraph(ranks=run.par.tp * run.par.pp, tp=run.par.tp, pp=run.par.pp, phase=ps.phase)
-    builders = builders or [StageBuilder(run, s) for s in range(run.par.pp)]
-    sizes = split_batch(ps.batch, micro_batches)
-    g.graph["micro_batches"] = sizes
+    g.graph["micro_batches"] = split_batch(ps.batch, micro_batches)
     g.graph["passes"] = passes = {}  # (step, micro-batch, stage) -> the Pass it runs
-    last_of_prev_step: dict[int, tuple] = {}
-    for step in range(steps):
-        step_pass = replace(ps, past=ps.past + step * ps.new_tokens) if step else ps
-        for mb, size in enumerate(sizes):
-            prev = last_of_prev_step.get(mb)
-            for stage, b in enumerate(builders):
-                passes[step, mb, stage] = mb_pass = replace(step_pass, batch=size)
-                for i, op in enumerate(b.ops(mb_pass)):
-                    node = (step, mb, stage, i)
-                    g.add_node(node, op=op, step=step, mb=mb, stage=stage)
-                    if prev is not None:
-                        g.add_edge(prev, node)
-                    prev = node
-            last_of_prev_step[mb] = prev
+    prev_of_mb: dict[int, tuple] = {}  # the last node of each micro-batch so far
+    for key, (mb_pass, ops) in pass_streams(run, ps, micro_batches, steps, builders).items():
+        step, mb, stage = key
+        passes[key] = mb_pass
+        prev = prev_of_mb.get(mb)
+        for i, op in enumerate(ops):
+            node = (step, mb, stage, i)
+            g.add_node(node, op=op, step=step, mb=mb, stage=stage)
+            if prev is not None:
+                g.add_edge(prev, node)
+            prev = node
+        prev_of_mb[mb] = prev
     return g
 
 
-def stage_streams(g: nx.DiGraph) -> dict[tuple[int, int, int], list[tuple]]:
-    """(step, micro-batch, stage) -> its nodes in order."""
-    out: dict[tuple[int, int, int], list[tuple]] = {}
+def stage_streams(g: nx.DiGraph) -> Streams:
+    """The graph back as (step, micro-batch, stage) -> (Pass, ops in order)."""
+    nodes: dict[tuple[int, int, int], list[tuple]] = {}
     for node in sorted(g.nodes):
-        out.setdefault(node[:3], []).append(node)
-    return out
+        nodes.setdefault(node[:3], []).append(node)
+    return {key: (g.graph["passes"][key], [g.nodes[n]["op"] for n in ns]) for key, ns in nodes.items()}

@@ -22,7 +22,7 @@ from simcore.cost.roofline import Pricer
 from simcore.engine.des import Event
 from simcore.engine.policies import COPY, MAIN, OverlapPolicy
 from simcore.engine.walk import consumer_end, walk
-from simcore.graph.build import stage_streams
+from simcore.graph.build import Streams, stage_streams
 from simcore.ops.op import COMM, Op
 
 MODES = ("analytical", "hybrid", "flattened")
@@ -48,21 +48,19 @@ class Flattener:
         self.plan = Plan()
         self._walks: dict[tuple, object] = {}  # (stage, Pass) -> its walk: micro-batches and steps repeat
 
-    def flatten(self, g: nx.DiGraph) -> Plan:
+    def flatten(self, streams: Streams) -> Plan:
         exits: dict[tuple[int, int, int], list[int]] = {}
-        streams = stage_streams(g)
         pp = self.run.par.pp
-        for (step, mb, stage), nodes in streams.items():
+        for (step, mb, stage), (mb_pass, ops) in streams.items():
             if stage > 0:
                 entry = exits[step, mb, stage - 1]
             elif step > 0:
                 entry = exits[step - 1, mb, pp - 1]
             else:
                 entry = [None] * self.lanes
-            ops = [g.nodes[n]["op"] for n in nodes]
             meta = dict(step=step, mb=mb, stage=stage)
             if self.mode == "analytical":
-                exits[step, mb, stage] = self._stage_event(ops, entry, meta, (stage, g.graph["passes"][step, mb, stage]))
+                exits[step, mb, stage] = self._stage_event(ops, entry, meta, (stage, mb_pass))
             else:
                 exits[step, mb, stage] = self._op_events(ops, entry, meta)
         self.plan.ranks = pp * self.lanes
@@ -206,5 +204,8 @@ class Flattener:
         return last
 
 
-def flatten(g: nx.DiGraph, run: Run, mode: str, pricer: Pricer, policy: OverlapPolicy, launch_s: float = 0.0) -> Plan:
-    return Flattener(run, mode, pricer, policy, launch_s).flatten(g)
+def flatten(g: nx.DiGraph | Streams, run: Run, mode: str, pricer: Pricer, policy: OverlapPolicy,
+            launch_s: float = 0.0) -> Plan:
+    """From the pipeline graph (or its streams, when the caller skipped building the graph)."""
+    streams = stage_streams(g) if isinstance(g, nx.DiGraph) else g
+    return Flattener(run, mode, pricer, policy, launch_s).flatten(streams)
