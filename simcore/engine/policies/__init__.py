@@ -14,12 +14,10 @@ A new policy is a new module here that calls `register` (it may also override
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 
-from simcore.errors import unknown
 from simcore.ops.op import COMM, KV_FETCH, Op
+from simcore.registry import Registry
 
 OVERLAPS = ("kv_fetch", "tp_comm", "pp_comm")
 MAIN, COPY, COMM_STREAM = "main", "copy", "comm"
@@ -52,30 +50,19 @@ class OverlapPolicy:
         return 1
 
 
-_REGISTRY: dict[str, OverlapPolicy] = {}
+_REGISTRY: Registry[OverlapPolicy] = Registry("overlap policy", __name__)
 
 
 def register(policy: OverlapPolicy) -> OverlapPolicy:
     bad = set(policy.overlaps) - set(OVERLAPS)
     if bad:
         raise ValueError(f"policy {policy.name}: unknown overlaps {sorted(bad)}; known: {OVERLAPS}")
-    _REGISTRY[policy.name] = policy
-    return policy
-
-
-def _load_all() -> None:
-    if not _REGISTRY:
-        for mod in pkgutil.iter_modules(__path__):
-            importlib.import_module(f"{__name__}.{mod.name}")
+    return _REGISTRY.register(policy.name, policy)
 
 
 def policy_names() -> list[str]:
-    _load_all()
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get_policy(name: str) -> OverlapPolicy:
-    _load_all()
-    if name not in _REGISTRY:
-        raise unknown("overlap policy", name, _REGISTRY)
-    return _REGISTRY[name]
+    return _REGISTRY.get(name)
