@@ -33,6 +33,8 @@ def _run(args: argparse.Namespace) -> int:
         raise SimcoreError(f"--out {args.out}: is a file; --out takes a folder (created if missing)")
     overrides = list(args.set) + ([f"engine.mode={args.mode}"] if args.mode else [])
     exp = load_experiment(args.experiment, overrides)
+    if exp.workload.kind == "requests":
+        return _serve(args, exp)
     res, s = run(exp)
     if args.trace:
         from simcore.report.trace import write_trace
@@ -59,6 +61,32 @@ def _run(args: argparse.Namespace) -> int:
             console.print(f"wrote {args.out}/summary.json and {args.out}/breakdown.csv", soft_wrap=True)
         if args.trace:
             console.print(f"wrote {args.trace}: open it at https://ui.perfetto.dev", soft_wrap=True)
+    return 0
+
+
+def _serve(args: argparse.Namespace, exp) -> int:
+    """A request-level run: summary table or JSON; --out adds summary.json, requests.csv, timeline.png."""
+    from simcore.serving.report import print_serving, write_outputs
+    from simcore.runner import run
+
+    if args.trace:
+        raise SimcoreError("--trace: request-level runs have no Perfetto trace yet; drop --trace")
+    out = Path(args.out) if args.out else None
+    try:
+        if out:
+            out.mkdir(parents=True, exist_ok=True)
+        res, s = run(exp, requests_csv=out / "requests.csv" if out else None)
+        if out:
+            write_outputs(res, s, out)
+    except OSError as exc:
+        raise SimcoreError(f"--out {args.out}: cannot write {exc.filename or out}: {exc.strerror}") from None
+    if args.json:
+        print(json.dumps(s, indent=2))
+    else:
+        console = _console()
+        print_serving(s, console)
+        if out:
+            console.print(f"wrote {out}/summary.json, {out}/requests.csv and {out}/timeline.png", soft_wrap=True)
     return 0
 
 

@@ -7,8 +7,16 @@ from simcore.engine.static import StaticResult, simulate
 from simcore.report.summary import summary
 
 
-def run(exp: Experiment) -> tuple[StaticResult, dict]:
-    res = simulate(resolve(exp))
+def run(exp: Experiment, requests_csv=None):
+    """(result, JSON summary). Request-level experiments (workload kind requests) go to the serving
+    simulator, which streams one CSV row per request to `requests_csv` when given."""
+    if exp.workload.kind == "requests":
+        from simcore.serving.report import serving_summary
+        from simcore.serving.simulate import simulate as serve
+
+        res = serve(resolve(exp), requests_csv, keep_series=requests_csv is not None)
+        return res, serving_summary(res)
+    res: StaticResult = simulate(resolve(exp))
     return res, summary(res)
 
 

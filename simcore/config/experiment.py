@@ -9,16 +9,18 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, PositiveInt
+from pydantic import Field, PlainSerializer, PlainValidator, PositiveInt, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from simcore.config.hardware import System, load_cluster, load_gpu, load_system
 from simcore.config.model import ModelSpec, load_model
 from simcore.config.validation import Strict, read_yaml, validate, yaml_kind
 from simcore.engine.policies import get_policy
 from simcore.errors import SimcoreError
+from simcore.serving.schema import RequestsWorkload, Serving
 
 WeightDtype = Literal["auto", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4"]
 ActDtype = Literal["bf16", "fp16", "fp8"]
@@ -50,6 +52,37 @@ class StaticWorkload(Strict):
     output_tokens: PositiveInt
 
 
+def _workload(data: Any) -> StaticWorkload | RequestsWorkload:
+    """`kind` picks the schema; a workload without one is a static batch (the original schema).
+    Dispatched here, not as a tagged union, so error paths stay 'workload.<field>'."""
+    if isinstance(data, (StaticWorkload, RequestsWorkload)):
+        return data
+    kind = data.get("kind", "static") if isinstance(data, dict) else "static"
+    if kind not in WORKLOADS:
+        expected = ", ".join(repr(k) for k in WORKLOADS)
+        raise ValidationError.from_exception_data("workload", [InitErrorDetails(
+            type="literal_error", loc=("kind",), input=kind, ctx={"expected": expected})])
+    cls = WORKLOADS[kind]
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        if cls is StaticWorkload:
+            raise
+        # The error reader lists allowed fields from the annotation (StaticWorkload): say them here.
+        errs = [InitErrorDetails(type=PydanticCustomError(
+                    "unknown_field", "unknown field; allowed: {allowed}",
+                    {"allowed": ", ".join(sorted(cls.model_fields))}), loc=e["loc"], input=e["input"])
+                if e["type"] == "extra_forbidden" and len(e["loc"]) == 1
+                else InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"], ctx=e.get("ctx", {}))
+                for e in exc.errors()]
+        raise ValidationError.from_exception_data("workload", errs) from None
+
+
+WORKLOADS = {"static": StaticWorkload, "requests": RequestsWorkload}
+# Annotated as StaticWorkload so error messages find its fields; the validator returns either kind.
+Workload = Annotated[StaticWorkload, PlainValidator(_workload), PlainSerializer(lambda w: w.model_dump())]
+
+
 class Engine(Strict):
     mode: Literal["analytical", "hybrid", "flattened"] = "analytical"
     overlap_policy: str = "none"  # a policy in simcore/engine/policies/
@@ -71,8 +104,9 @@ class Experiment(Strict):
     parallelism: Parallelism = Parallelism()
     precision: Precision = Precision()
     inference: Inference = Inference()
-    workload: StaticWorkload
+    workload: Workload
     engine: Engine = Engine()
+    serving: Serving = Serving()  # request-level runs only (docs/serving.md)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -245,6 +279,9 @@ def resolve(e: Experiment) -> Run:
     _check_parallelism(model, e.parallelism)
     _field("engine.overlap_policy", get_policy, e.engine.overlap_policy)
     w = e.workload
+    if w.kind == "requests":
+        dense, experts, act, kv = _dtypes(e, model, system)
+        return Run(e, model, system, dense, experts, act, kv)
     total = w.prompt_tokens + w.output_tokens
     if model.max_position and total > model.max_position:
         raise SimcoreError(

@@ -1,0 +1,114 @@
+"""Paged KV block pool of one replica, with vLLM v1's prefix cache.
+
+Without prefix caching the pool is a counter (that is all the scheduler needs, and it keeps
+the hot loop cheap). With it, the pool mirrors vLLM v1's BlockPool: one free queue holding
+never-used blocks first and freed blocks in the order they were freed (a request's blocks
+tail-first); a freed block keeps its hash and stays a cache hit until an allocation pops it
+from the head of the queue (the LRU eviction); a hit on a free block takes it out of the queue.
+Nothing moves cached blocks anywhere on its own. A block's hash is (namespace, index): the
+requests that share a system prompt or a session share the hashes of their full blocks.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import OrderedDict
+
+
+class BlockPool:
+    def __init__(self, capacity: int, block_size: int, prefix_caching: bool):
+        self.capacity = capacity
+        self.block_size = block_size
+        self.free = capacity  # blocks no request holds (cached ones included)
+        self.allocated_total = 0  # blocks handed out over the run
+        self.freed_total = 0
+        self.peak_used = 0
+        self.caching = prefix_caching
+        if prefix_caching:
+            self.fresh = capacity  # never used: at the head of vLLM's free queue
+            self.queue: OrderedDict = OrderedDict()  # freed blocks, oldest first: key -> None
+            self.refs: dict = {}  # hash -> requests holding the cached block
+            self.held: dict[int, list] = {}  # request -> its blocks' keys (hash tuple or anonymous int)
+            self.anon = itertools.count()
+            self.hit_tokens = 0
+            self.queried_tokens = 0
+            self.evictions = 0
+
+    @property
+    def used(self) -> int:
+        return self.capacity - self.free
+
+    def _take(self, n: int) -> None:
+        self.free -= n
+        self.allocated_total += n
+        self.peak_used = max(self.peak_used, self.capacity - self.free)
+
+    def _give(self, n: int) -> None:
+        self.free += n
+        self.freed_total += n
+
+    # -- counting pool (the hot path when prefix caching is off) -----------------------
+    def allocate(self, req: int, n: int) -> None:
+        """Caller checked `free >= n`."""
+        self._take(n)
+        if self.caching and n:
+            blocks = self.held.setdefault(req, [])
+            for _ in range(n):
+                if self.fresh:
+                    self.fresh -= 1
+                else:
+                    key, _ = self.queue.popitem(last=False)
+                    if key in self.refs:  # the LRU cached block is evicted as it is reused
+                        del self.refs[key]
+                        self.evictions += 1
+                blocks.append(next(self.anon))
+
+    def release(self, req: int, n: int) -> None:
+        if not self.caching:
+            self._give(n)
+            return
+        blocks = self.held.pop(req, [])
+        for key in reversed(blocks):  # tail blocks are freed first, so they are evicted first
+            if isinstance(key, tuple):
+                self.refs[key] -= 1
+                if self.refs[key]:
+                    continue
+            self.queue[key] = None
+            self._give(1)
+
+    # -- prefix cache ---------------------------------------------------------------------
+    def lookup(self, req: int, hashes: list[tuple], prompt: int) -> int:
+        """Blocks of `hashes` (the request's full namespace blocks, in order) already cached; they are
+        taken for `req`. At least the prompt's last token is always computed, as in vLLM."""
+        if not self.caching:
+            return 0
+        limit = (prompt - 1) // self.block_size
+        hit = 0
+        for h in hashes[:limit]:
+            if h not in self.refs:
+                break
+            hit += 1
+        blocks = self.held.setdefault(req, [])
+        for h in hashes[:hit]:
+            if self.refs[h] == 0:
+                del self.queue[h]
+                self._take(1)
+            self.refs[h] += 1
+            blocks.append(h)
+        self.queried_tokens += prompt
+        self.hit_tokens += hit * self.block_size
+        return hit
+
+    def publish(self, req: int, hashes: list[tuple], full_blocks: int) -> None:
+        """Give the request's first `full_blocks` blocks their hashes once they hold computed tokens."""
+        if not self.caching:
+            return
+        blocks = self.held.get(req, [])
+        for i in range(min(full_blocks, len(hashes), len(blocks))):
+            key = blocks[i]
+            if isinstance(key, tuple):
+                continue
+            h = hashes[i]
+            if h not in self.refs:  # a duplicate computed by a concurrent request stays uncached, as in vLLM
+                self.refs[h] = 1
+                blocks[i] = h

@@ -1,0 +1,99 @@
+"""Time of one engine iteration, priced from its batch through the static run's op lists and roofline.
+
+An iteration is summarized by five numbers: decoding sequences and their mean context,
+prefill sequences, prefill tokens (the sum of this step's chunks) and their mean past. Each
+continuous one is placed on a grid (exact for small values, then geometric) and the time is
+interpolated linearly between the grid corners, every corner priced as a Batch through
+StageBuilder.ops + walk for every pipeline stage and memoized. This is the static run's
+decode-step sampling applied to batch shapes; docs/serving.md states the error.
+"""
+
+from __future__ import annotations
+
+import math
+
+from simcore.config.experiment import Run
+from simcore.cost.roofline import Pricer
+from simcore.engine.policies import get_policy
+from simcore.engine.walk import walk
+from simcore.ops.builder import StageBuilder
+from simcore.ops.passes import Batch, Group
+
+EXACT = 16  # counts up to here are priced exactly
+PAST_LINEAR = 256  # a context below this is interpolated between 0 and 256 (KV traffic is linear in it)
+STEPS = {"seqs": 4, "past": 2, "tokens": 4}  # grid points per octave above EXACT (PAST_LINEAR for contexts)
+
+
+def past_grid(x: float) -> tuple[int, int, float]:
+    if x <= 0:
+        return 0, 0, 0.0
+    if x < PAST_LINEAR:
+        return 0, PAST_LINEAR, x / PAST_LINEAR
+    return grid(x, STEPS["past"], PAST_LINEAR)
+
+
+def grid(x: float, per_octave: int, exact: int = EXACT) -> tuple[int, int, float]:
+    """(lo, hi, weight of hi): grid neighbours of x; exact integers up to `exact`, then geometric."""
+    if x <= exact:
+        lo = math.floor(x)
+        return (lo, lo, 0.0) if lo == x else (lo, lo + 1, x - lo)
+    k = math.log2(x / exact) * per_octave
+    i = math.floor(k)
+    lo = round(exact * 2 ** (i / per_octave))
+    hi = round(exact * 2 ** ((i + 1) / per_octave))
+    if x <= lo:
+        return lo, lo, 0.0
+    return lo, hi, (x - lo) / (hi - lo)
+
+
+class IterationCost:
+    def __init__(self, run: Run):
+        engine = run.experiment.engine
+        self.pricer = Pricer(run.system, custom_all_reduce=engine.all_reduce == "custom")
+        policy = get_policy(engine.overlap_policy)
+        if run.experiment.inference.kvcache_fetch_overlap:
+            policy = policy.with_overlap("kv_fetch")
+        self.policy = policy
+        self.launch_s = 0.0 if engine.cuda_graphs else engine.kernel_launch_us * 1e-6
+        self.builders = [StageBuilder(run, s) for s in range(run.par.pp)]
+        self.overhead = run.experiment.serving.iteration_overhead_us * 1e-6
+        self.priced: dict[tuple, float] = {}  # grid corner -> seconds
+
+    def batch_time(self, batch: Batch) -> float:
+        """One pass of `batch` through every pipeline stage in turn (no micro-batch pipelining)."""
+        return sum(walk(b.ops(batch), self.pricer, self.policy, self.launch_s).time for b in self.builders)
+
+    def corner(self, dec: int, dec_past: int, pre: int, pre_tokens: int, pre_past: int) -> float:
+        key = (dec, dec_past, pre, pre_tokens, pre_past)
+        t = self.priced.get(key)
+        if t is None:
+            groups = []
+            if pre:
+                per = max(1, round(pre_tokens / pre))
+                groups.append(Group("prefill", pre, per, pre_past))
+            if dec:
+                groups.append(Group("decode", dec, 1, dec_past))
+            # every decode emits a token; a prefill chunk emits when it ends its prompt (bounded by pre)
+            t = self.priced[key] = self.batch_time(Batch(tuple(groups), emitting=max(1, dec + pre)))
+        return t
+
+    def time(self, dec: int, dec_past: float, pre: int, pre_tokens: int, pre_past: float) -> float:
+        """Seconds of one iteration, host overhead included; dec_past/pre_past are means."""
+        d = grid(dec, STEPS["seqs"]) if dec else (0, 0, 0.0)
+        dp = past_grid(dec_past) if dec else (0, 0, 0.0)
+        pt = grid(pre_tokens, STEPS["tokens"]) if pre else (0, 0, 0.0)
+        pp = past_grid(pre_past) if pre else (0, 0, 0.0)
+        total = 0.0
+        for a, wa in ((d[0], 1 - d[2]), (d[1], d[2])):
+            if not wa:
+                continue
+            for b, wb in ((dp[0], 1 - dp[2]), (dp[1], dp[2])):
+                if not wb:
+                    continue
+                for c, wc in ((pt[0], 1 - pt[2]), (pt[1], pt[2])):
+                    if not wc:
+                        continue
+                    for e, we in ((pp[0], 1 - pp[2]), (pp[1], pp[2])):
+                        if we:
+                            total += wa * wb * wc * we * self.corner(a, b, pre, max(c, pre), e)
+        return total + self.overhead

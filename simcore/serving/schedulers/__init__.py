@@ -1,0 +1,24 @@
+"""Scheduler policies: which sequences an engine iteration runs. One policy per file here.
+
+A policy is a class with `name`, `description` and `schedule(replica) -> Plan`; the module
+calls `register(Cls)`. A new policy is a new file. The replica (simcore.serving.replica)
+offers the moves a policy combines: decode_all, continue_prefills, admit.
+"""
+
+from __future__ import annotations
+
+from simcore.registry import Registry
+
+_REGISTRY: Registry[type] = Registry("scheduler (field 'serving.scheduler')", __name__)
+
+
+def register(cls: type) -> type:
+    return _REGISTRY.register(cls.name, cls)
+
+
+def scheduler_names() -> list[str]:
+    return _REGISTRY.names()
+
+
+def get_scheduler(name: str):
+    return _REGISTRY.get(name)()

@@ -1,0 +1,115 @@
+"""Schema of request-level (serving) experiments: `workload: {kind: requests}` and `serving:`.
+
+Plain pydantic data with no simulator imports, so simcore.config.experiment can import it.
+Every field is documented in docs/serving.md.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+
+from simcore.config.validation import Strict
+
+
+class Lengths(Strict):
+    """A token-length distribution; samples are rounded and clipped to [min, max]."""
+
+    dist: Literal["fixed", "uniform", "normal", "lognormal", "empirical"] = "fixed"
+    value: PositiveInt | None = None  # fixed
+    mean: PositiveFloat | None = None  # normal, lognormal
+    std: float | None = Field(default=None, ge=0)  # normal
+    cv: float | None = Field(default=None, ge=0)  # lognormal: std / mean of the samples
+    low: PositiveInt | None = None  # uniform (inclusive)
+    high: PositiveInt | None = None  # uniform (inclusive)
+    path: str | None = None  # empirical: one length per line (a CSV's first column)
+    min: PositiveInt = 1
+    max: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _needs(self):
+        need = {"fixed": ("value",), "uniform": ("low", "high"), "normal": ("mean", "std"),
+                "lognormal": ("mean", "cv"), "empirical": ("path",)}[self.dist]
+        missing = [f for f in need if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"dist {self.dist} needs {', '.join(missing)}")
+        if self.dist == "uniform" and self.low > self.high:
+            raise ValueError(f"low {self.low} > high {self.high}")
+        return self
+
+
+class Arrival(Strict):
+    """How requests arrive. poisson / gamma / fixed are open loop at `rate` requests/s;
+    closed: `concurrency` clients, each sending its next request when its previous one finishes;
+    trace: arrival times and lengths from `workload.trace`."""
+
+    process: Literal["poisson", "gamma", "fixed", "closed", "trace"] = "poisson"
+    rate: PositiveFloat | None = None
+    cv: PositiveFloat = 1.0  # gamma: coefficient of variation of the inter-arrival gaps
+    concurrency: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _needs(self):
+        if self.process in ("poisson", "gamma", "fixed") and self.rate is None:
+            raise ValueError(f"process {self.process} needs rate (requests per second)")
+        if self.process == "closed" and self.concurrency is None:
+            raise ValueError("process closed needs concurrency (clients)")
+        return self
+
+
+class SharedPrefix(Strict):
+    """A system prompt of `tokens` tokens, one of `groups` distinct ones, on a `fraction` of requests."""
+
+    tokens: PositiveInt
+    fraction: float = Field(default=1.0, ge=0, le=1)
+    groups: PositiveInt = 1
+
+
+class Sessions(Strict):
+    """Multi-turn chats: each turn resends the whole history plus a new user message."""
+
+    turns: PositiveInt = 1
+    think_time_s: float = Field(default=0.0, ge=0)
+
+
+class RequestsWorkload(Strict):
+    kind: Literal["requests"]
+    requests: PositiveInt = 1000  # requests in all (sessions: first turns x turns)
+    seed: int = 0
+    arrival: Arrival = Arrival(process="poisson", rate=1.0)
+    prompt_tokens: Lengths = Lengths(dist="fixed", value=1024)
+    output_tokens: Lengths = Lengths(dist="fixed", value=128)
+    shared_prefix: SharedPrefix | None = None
+    sessions: Sessions = Sessions()
+    trace: str | None = None  # CSV or JSONL: arrival_s, prompt_tokens, output_tokens[, session, prefix]
+
+    @model_validator(mode="after")
+    def _trace(self):
+        if self.arrival.process == "trace" and self.trace is None:
+            raise ValueError("arrival process trace needs workload.trace (a CSV or JSONL file)")
+        return self
+
+
+class SLO(Strict):
+    """A request counts towards goodput when every given bound holds."""
+
+    ttft_s: PositiveFloat | None = None
+    tpot_s: PositiveFloat | None = None
+    e2e_s: PositiveFloat | None = None
+
+
+class Serving(Strict):
+    scheduler: str = "vllm"  # a policy in simcore/serving/schedulers/
+    max_num_seqs: PositiveInt = 256
+    max_num_batched_tokens: PositiveInt = 8192
+    chunked_prefill: bool = True
+    block_size: PositiveInt = 16
+    watermark: float = Field(default=0.01, ge=0, lt=1)
+    preemption: Literal["recompute"] = "recompute"
+    prefix_caching: bool = False
+    cache_policy: str = "lru"  # a policy in simcore/serving/cache_policies/
+    iteration_overhead_us: float = Field(default=300.0, ge=0)  # host time per engine step (estimate)
+    router: str = "round_robin"  # a policy in simcore/serving/routers.py
+    slo: SLO = SLO()
+    max_time_s: PositiveFloat | None = None  # stop the clock here; unfinished requests are dropped

@@ -1,0 +1,146 @@
+"""A serving run: requests -> router -> replicas, advanced in time order by one event loop.
+
+The loop always does the earliest thing next: deliver the next arrival (a fixed arrival time,
+or a closed-loop / next-turn request released when its parent finishes) or run one iteration
+of the replica whose clock is earliest. Clocks only move forward.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from simcore.config.experiment import Run
+from simcore.errors import SimcoreError
+from simcore.planner.memory import kv_budget
+from simcore.serving.cost import IterationCost
+from simcore.serving.metrics import Metrics
+from simcore.serving.replica import Replica
+from simcore.serving.routers import get_router
+from simcore.serving.schedulers import get_scheduler
+from simcore.serving.workload import Requests, generate
+
+
+@dataclass
+class ServingResult:
+    run: Run
+    summary: dict
+    metrics: Metrics
+    replicas: list
+
+
+def _children(reqs: Requests) -> np.ndarray:
+    child = np.full(len(reqs), -1, dtype=np.int64)
+    has = np.flatnonzero(reqs.parent >= 0)
+    child[reqs.parent[has]] = has
+    return child
+
+
+def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests | None = None) -> ServingResult:
+    wall = time.perf_counter()
+    e = run.experiment
+    cfg, w = e.serving, e.workload
+    make_scheduler = lambda: get_scheduler(cfg.scheduler)  # noqa: E731
+    make_scheduler()
+    route = get_router(cfg.router)
+    if cfg.cache_policy != "lru":
+        from simcore.errors import unknown
+
+        raise unknown("cache policy (field 'serving.cache_policy')", cfg.cache_policy, ["lru"])
+    budget = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size)
+    blocks = budget.blocks()
+    if blocks <= 0:
+        raise SimcoreError(f"{run.model.name} leaves no room for a KV block on {run.system.gpu.name} at tp "
+                           f"{run.par.tp} pp {run.par.pp}; raise tp or pp, or quantize")
+    reqs = reqs if reqs is not None else generate(w)
+    metrics = Metrics(reqs, cfg.slo, csv_path)
+    if keep_series:
+        metrics.series = []
+    cost = IterationCost(run)
+    reps = [Replica(i, cfg, blocks, cost, make_scheduler(), reqs, metrics) for i in range(run.par.dp)]
+    child = _children(reqs)
+    fixed = np.flatnonzero(~np.isnan(reqs.arrival))
+    fixed = fixed[np.argsort(reqs.arrival[fixed], kind="stable")]
+    fixed_t = reqs.arrival[fixed]
+    pos, heap, seen = 0, [], 0
+    reserve = cfg.watermark * blocks
+    limit = cfg.max_time_s if cfg.max_time_s is not None else math.inf
+    max_len = run.model.max_position or 0
+    while True:
+        ta = min(fixed_t[pos] if pos < len(fixed) else math.inf, heap[0][0] if heap else math.inf)
+        busy = [r for r in reps if r.busy]
+        rep = min(busy, key=lambda r: (r.clock, r.idx)) if busy else None
+        tr = rep.clock if rep else math.inf
+        if min(ta, tr) >= limit or (ta == math.inf and rep is None):
+            break
+        if ta <= tr:
+            if pos < len(fixed) and fixed_t[pos] == ta:
+                r = int(fixed[pos])
+                pos += 1
+            else:
+                r = heapq.heappop(heap)[1]
+            k = route(reps, reqs, r, seen)
+            seen += 1
+            metrics.arrived(r, ta, k)
+            p, o = int(reqs.prompt[r]), int(reqs.output[r])
+            why = None
+            if -(-(p + o) // cfg.block_size) > blocks - reserve:
+                why = f"needs {-(-(p + o) // cfg.block_size)} KV blocks (prompt + output), the replica has {blocks}"
+            elif max_len and p + o > max_len:
+                why = f"prompt + output exceeds max_position_embeddings = {max_len}"
+            elif not cfg.chunked_prefill and p > cfg.max_num_batched_tokens:
+                why = "prompt exceeds max_num_batched_tokens with chunked_prefill off"
+            if why:
+                metrics.drop(r, why)
+                _release_child(child, r, ta, reqs, heap)
+                continue
+            dest = reps[k]
+            if not dest.busy:
+                dest.clock = max(dest.clock, ta)
+            dest.enqueue(r)
+            continue
+        finished = rep.step()
+        if finished is None:
+            _unstick(rep, metrics, child, reqs, heap)
+            continue
+        for r in finished:
+            metrics.finished(r, rep.clock)
+            _release_child(child, r, rep.clock, reqs, heap)
+    for rep in reps:  # stopped at max_time_s: what is still in the system is dropped
+        for r in list(rep.waiting) + [int(x) for x in rep.req[rep.req >= 0]]:
+            metrics.drop(r, "unfinished at serving.max_time_s")
+    unreleased = len(fixed) - pos + len(heap)
+    metrics.close()
+    s = metrics.summary()
+    s["requests_not_arrived"] = int(unreleased)
+    hit = [r.pool for r in reps if r.pool.caching]
+    queried = sum(p.queried_tokens for p in hit)
+    s["prefix_cache_hit_rate"] = (sum(p.hit_tokens for p in hit) / queried) if queried else 0.0
+    s["kv_tier_bytes"] = {"hbm_to_host": 0.0, "host_to_hbm": 0.0}
+    s["kv_blocks"] = blocks
+    s["block_size"] = cfg.block_size
+    s["iterations"] = sum(r.iterations for r in reps)
+    s["shapes_priced"] = len(cost.priced)
+    s["wall_s"] = time.perf_counter() - wall
+    return ServingResult(run, s, metrics, reps)
+
+
+def _release_child(child, r: int, t: float, reqs, heap) -> None:
+    c = int(child[r])
+    if c >= 0:
+        heapq.heappush(heap, (t + float(reqs.delay[c]), c))
+
+
+def _unstick(rep, metrics, child, reqs, heap) -> None:
+    """Nothing could be scheduled: free blocks by preempting the newest, or drop a request that can never fit."""
+    if rep.running:
+        s = int(np.flatnonzero(rep.req >= 0)[np.argmax(rep.order[rep.req >= 0])])
+        rep.preempt(s)
+        return
+    r = rep.waiting.popleft()
+    metrics.drop(r, "cannot be scheduled: not enough free KV blocks")
+    _release_child(child, r, rep.clock, reqs, heap)

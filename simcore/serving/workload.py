@@ -1,0 +1,129 @@
+"""Requests as plain arrays: arrival times, lengths, prefix groups, sessions; seeded.
+
+A request either arrives at a fixed time (`arrival`) or `delay` seconds after its `parent`
+finishes (arrival NaN): closed-loop clients chain their requests this way, and so do the turns
+of a multi-turn session. docs/serving.md describes every choice.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simcore.errors import SimcoreError
+from simcore.serving.schema import Lengths, RequestsWorkload
+
+
+@dataclass
+class Requests:
+    arrival: np.ndarray  # float64 s; NaN: `delay` after `parent` finishes
+    parent: np.ndarray  # int64, -1: none
+    delay: np.ndarray  # float64 s
+    prompt: np.ndarray  # int64 tokens, the shared prefix and session history included
+    output: np.ndarray  # int64 tokens to generate
+    prefix_group: np.ndarray  # int64, -1: no shared system prompt
+    prefix_len: np.ndarray  # int64 tokens of that shared prompt at the start of `prompt`
+    session: np.ndarray  # int64, -1: single turn; else the whole sequence is the session's history
+
+    def __len__(self) -> int:
+        return len(self.prompt)
+
+
+def sample_lengths(d: Lengths, n: int, rng: np.random.Generator, field: str) -> np.ndarray:
+    if d.dist == "fixed":
+        x = np.full(n, float(d.value))
+    elif d.dist == "uniform":
+        x = rng.integers(d.low, d.high + 1, n).astype(float)
+    elif d.dist == "normal":
+        x = rng.normal(d.mean, d.std, n)
+    elif d.dist == "lognormal":
+        s2 = math.log1p(d.cv**2)
+        x = rng.lognormal(math.log(d.mean) - s2 / 2, math.sqrt(s2), n)
+    else:
+        x = rng.choice(read_empirical(Path(d.path), field), n).astype(float)
+    hi = d.max if d.max is not None else np.inf
+    return np.clip(np.rint(x), d.min, hi).astype(np.int64)
+
+
+def read_empirical(path: Path, field: str) -> np.ndarray:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise SimcoreError(f"field '{field}.path' = {str(path)!r}: cannot read: {exc.strerror}") from None
+    out = []
+    for i, line in enumerate(lines, 1):
+        cell = line.split(",")[0].strip()
+        if not cell or (i == 1 and not cell.lstrip("-").isdigit()):
+            continue  # blank line or header
+        try:
+            v = int(cell)
+        except ValueError:
+            v = 0
+        if v < 1:
+            raise SimcoreError(f"{path}:{i}: length {cell!r}: expected a whole number >= 1")
+        out.append(v)
+    if not out:
+        raise SimcoreError(f"field '{field}.path' = {str(path)!r}: no lengths in the file")
+    return np.array(out, dtype=np.int64)
+
+
+def open_loop_times(w: RequestsWorkload, n: int, rng: np.random.Generator) -> np.ndarray:
+    a = w.arrival
+    if a.process == "fixed":
+        gaps = np.full(n, 1.0 / a.rate)
+    elif a.process == "gamma":
+        k = 1.0 / a.cv**2
+        gaps = rng.gamma(k, 1.0 / (a.rate * k), n)
+    else:
+        gaps = rng.exponential(1.0 / a.rate, n)
+    t = np.cumsum(gaps)
+    return t - t[0]  # the first request arrives at t = 0
+
+
+def generate(w: RequestsWorkload) -> Requests:
+    if w.arrival.process == "trace":
+        from simcore.serving.trace import load_trace
+
+        return load_trace(Path(w.trace))
+    rng_t, rng_p, rng_o, rng_x = (np.random.default_rng(s) for s in np.random.SeedSequence(w.seed).spawn(4))
+    turns = w.sessions.turns
+    sessions = math.ceil(w.requests / turns)
+    n = sessions * turns
+    user = sample_lengths(w.prompt_tokens, n, rng_p, "workload.prompt_tokens")
+    output = sample_lengths(w.output_tokens, n, rng_o, "workload.output_tokens")
+    group = np.full(n, -1, dtype=np.int64)
+    plen = np.zeros(n, dtype=np.int64)
+    sp = w.shared_prefix
+    if sp is not None:
+        has = np.repeat(rng_x.random(sessions) < sp.fraction, turns)  # a session keeps its system prompt
+        g = np.repeat(rng_x.integers(0, sp.groups, sessions), turns)
+        group = np.where(has, g, -1)
+        plen = np.where(has, sp.tokens, 0)
+    # turn k resends turn k-1's prompt and answer, then a new user message
+    prompt = plen + user
+    if turns > 1:
+        for k in range(1, turns):
+            idx = np.arange(sessions) * turns + k
+            prompt[idx] = prompt[idx - 1] + output[idx - 1] + user[idx]
+        session = np.repeat(np.arange(sessions), turns)
+    else:
+        session = np.full(n, -1, dtype=np.int64)
+    arrival = np.full(n, np.nan)
+    parent = np.full(n, -1, dtype=np.int64)
+    delay = np.zeros(n)
+    first = np.arange(sessions) * turns
+    later = np.setdiff1d(np.arange(n), first)
+    parent[later] = later - 1
+    delay[later] = w.sessions.think_time_s
+    if w.arrival.process == "closed":
+        c = w.arrival.concurrency
+        arrival[first[:c]] = 0.0
+        parent[first[c:]] = first[: max(0, sessions - c)] + turns - 1  # the client's previous request
+    else:
+        arrival[first] = open_loop_times(w, sessions, rng_t)
+    keep = slice(0, w.requests)  # sessions round up; trailing turns beyond `requests` are cut
+    return Requests(arrival[keep], parent[keep], delay[keep], prompt[keep], output[keep], group[keep],
+                    plen[keep], session[keep])
