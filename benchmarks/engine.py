@@ -77,7 +77,7 @@ def policies(console: Console) -> None:
             "workload": {"kind": "static", "batch_size": 64, "prompt_tokens": 2048, "output_tokens": 128}}
     for mode in ("analytical", "hybrid", "flattened"):
         base = None
-        for policy in policy_names():
+        for policy in ["none"] + [p for p in policy_names() if p != "none"]:
             res, _ = timed(data, mode=mode, overlap_policy=policy, decode_sample_steps=4)
             base = base or (res.e2e if policy == "none" else None)
             tok = 64 * 128 / res.e2e
