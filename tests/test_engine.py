@@ -162,3 +162,22 @@ def test_trace_is_perfetto_json_with_kv_cache_apart(tmp_path):
     kv = [e for e in spans if e["cat"] == "kv_cache"]
     assert all(e["cname"] in ("yellow", "olive") for e in kv)
     assert any(e["tid"] == 1 for e in kv)  # fetches on the copy stream under kv_fetch
+
+
+@pytest.mark.parametrize("model, hardware, par", [
+    ("llama-3.1-8b", "h100-sxm", {}), ("gpt-oss-120b", "h100-sxm", {"tp": 2}),
+    ("deepseek-v3", "h200-sxm", {"tp": 8, "pp": 2}), ("mistral-7b", "h100-sxm", {"pp": 2}),
+])
+def test_stage_time_by_layer_class_equals_the_full_walk(model, hardware, par):
+    from simcore.engine.walk import stage_time, walk
+    from simcore.ops.builder import StageBuilder
+    from simcore.ops.passes import Batch, Group
+
+    run = make_run(model, hardware=hardware, batch=1, prompt=8, output=2, parallelism=par)
+    pricer = Pricer(run.system)
+    batch = Batch((Group("prefill", 2, 300, 64), Group("decode", 7, 1, 5000)), emitting=9)
+    for stage in range(run.par.pp):
+        b = StageBuilder(run, stage)
+        for name, rel in (("none", 1e-9), ("kv_fetch", 0.01)):
+            full = walk(b.ops(batch), pricer, get_policy(name)).time
+            assert stage_time(b, batch, pricer, get_policy(name)) == pytest.approx(full, rel=rel)

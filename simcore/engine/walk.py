@@ -85,3 +85,28 @@ def walk(ops: list[Op], pricer: Pricer, policy: OverlapPolicy, launch_s: float =
         kernels = sum(1 for op in ops if op.kernel)
         out.host_stall = max(0.0, kernels * launch_s - out.time)
     return out
+
+
+def stage_time(builder, batch, pricer: Pricer, policy: OverlapPolicy, launch_s: float = 0.0) -> float:
+    """A stage's walk time for `batch` without building every layer: one layer per class
+    (StageBuilder.layer_classes) is walked twice and its second walk, whose overlap slack comes
+    from a layer like it, stands for the class's other layers. Equal to walk(builder.ops(batch))
+    when nothing overlaps (tested); for long request streams, where each new batch shape would
+    otherwise build and price every layer."""
+    seq: list[Op] = builder.prologue(batch)
+    repeats: list[tuple[int, int, int]] = []  # (start of the second copy, its length, extra copies)
+    for layer, count in builder.layer_classes():
+        ops = builder.layer_ops(layer, batch)
+        copies = min(count, 2)
+        seq += ops * copies
+        if count > 2:
+            repeats.append((len(seq) - len(ops), len(ops), count - 2))
+    seq += builder.epilogue(batch)
+    w = walk(seq, pricer, policy)
+    time = w.time
+    kernels = sum(1 for op in seq if op.kernel)
+    for start, length, extra in repeats:
+        second = w.ops[start : start + length]
+        time += extra * sum(t.exposed for t in second)
+        kernels += extra * sum(1 for t in second if t.op.kernel)
+    return max(time, kernels * launch_s)

@@ -229,15 +229,35 @@ class StageBuilder:
         return found
 
     def _build(self, b: Batch) -> list[Op]:
+        out = self.prologue(b)
+        for layer in self.layers:
+            out += self.layer_ops(layer, b)
+        return out + self.epilogue(b)
+
+    def layer_ops(self, layer: int, b: Batch) -> list[Op]:
+        return self.attention(layer, b) + self.mlp(layer, b)
+
+    def layer_classes(self) -> list[tuple[int, int]]:
+        """(first layer, count) per class of this stage's layers whose ops are identical but for the
+        index: one attention kind (full or sliding) and one MLP kind (dense or MoE)."""
+        first: dict[tuple, list[int]] = {}
+        for layer in self.layers:
+            entry = first.setdefault((self.m.layer_kinds[layer], self.m.moe_layers[layer]), [layer, 0])
+            entry[1] += 1
+        return [(layer, count) for layer, count in first.values()]
+
+    def prologue(self, b: Batch) -> list[Op]:
+        m, t, a = self.m, b.tokens, self.a
+        if self.stage != 0:
+            return []
+        out = [self.elementwise("embedding", -1, 2 * t * m.hidden * a),
+               self.tp_all_reduce("embedding_all_reduce", -1, t)]
+        return [op for op in out if op is not None]
+
+    def epilogue(self, b: Batch) -> list[Op]:
         m, t, a = self.m, b.tokens, self.a
         p = self.run.par
         out: list[Op | None] = []
-        if self.stage == 0:
-            out.append(self.elementwise("embedding", -1, 2 * t * m.hidden * a))
-            out.append(self.tp_all_reduce("embedding_all_reduce", -1, t))
-        for layer in self.layers:
-            out += self.attention(layer, b)
-            out += self.mlp(layer, b)
         if self.stage == p.pp - 1:
             out.append(self.elementwise("final_norm", m.layers, 2 * b.emitting * m.hidden * a))
             head = Linear("lm_head", m.hidden, m.vocab // p.tp, self.act)  # checkpoints keep the head unquantized

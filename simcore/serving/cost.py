@@ -15,7 +15,7 @@ import math
 from simcore.config.experiment import Run
 from simcore.cost.roofline import Pricer
 from simcore.engine.policies import get_policy
-from simcore.engine.walk import walk
+from simcore.engine.walk import stage_time
 from simcore.ops.builder import StageBuilder
 from simcore.ops.passes import Batch, Group
 
@@ -61,7 +61,7 @@ class IterationCost:
 
     def batch_time(self, batch: Batch) -> float:
         """One pass of `batch` through every pipeline stage in turn (no micro-batch pipelining)."""
-        return sum(walk(b.ops(batch), self.pricer, self.policy, self.launch_s).time for b in self.builders)
+        return sum(stage_time(b, batch, self.pricer, self.policy, self.launch_s) for b in self.builders)
 
     def corner(self, dec: int, dec_past: int, pre: int, pre_tokens: int, pre_past: int) -> float:
         key = (dec, dec_past, pre, pre_tokens, pre_past)
