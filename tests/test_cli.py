@@ -162,3 +162,17 @@ def test_every_example_experiment_runs(cli, example):
 
 def test_examples_exist():
     assert len(EXAMPLES) >= 4
+
+
+def test_model_path_is_read_relative_to_the_experiment_file(tmp_path, cli):
+    import shutil
+
+    from simcore.config.model import load_model
+
+    (tmp_path / "cfg").mkdir()
+    shutil.copy(load_model("llama-3.2-1b").path, tmp_path / "cfg" / "config.json")
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("model: cfg/config.json\nhardware: h100-sxm\n"
+                   "workload: {kind: static, batch_size: 1, prompt_tokens: 16, output_tokens: 2}\n")
+    r = cli("run", exp, "--json")
+    assert r.rc == 0 and '"model": "cfg"' in r.out

@@ -99,3 +99,12 @@ def test_without_cuda_graphs_small_batches_become_host_bound():
     assert graphs.step_times[0] < eager.step_times[0]
     big = dict(model="llama-3.1-8b", batch=64, prompt=2048, output=2)  # GPU-bound: launches hide behind work
     assert simulate(make_run(**big, engine={"cuda_graphs": False})).ttft == simulate(make_run(**big)).ttft
+
+
+def test_a_host_cache_must_fit_in_host_memory():
+    from simcore.errors import SimcoreError
+
+    # 512 sequences x 60k tokens x 128 KiB per token = 3.7 TiB of cache; the HGX node has 2 TiB of DRAM
+    run = make_run("llama-3.1-8b", batch=512, prompt=60000, output=4, inference={"kvcache_type": "host"})
+    with pytest.raises(SimcoreError, match="host memory"):
+        simulate(run)

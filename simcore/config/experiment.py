@@ -148,6 +148,11 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
         raise SimcoreError(
             f"{path}: expected a mapping of experiment fields (model, hardware, workload, ...), got {yaml_kind(raw)}"
         )
+    model = raw.get("model")
+    if isinstance(model, str) and (model.endswith(".json") or "/" in model) and not Path(model).is_absolute():
+        beside = path.parent / model  # a model path is read relative to the experiment file
+        if beside.exists():
+            raw = {**raw, "model": str(beside)}
     return experiment_from_dict(raw, overrides, str(path))
 
 

@@ -36,6 +36,7 @@ class MemoryPerGPU:
     activations: float
     overhead: float
     capacity: float  # usable: device memory x gpu_memory_utilization
+    host_kv_cache: float = 0.0  # per GPU, when inference.kvcache_type is host
 
     @property
     def total(self) -> float:
@@ -79,11 +80,13 @@ def memory_per_gpu(run: Run, batch: int, prompt: int, context: int) -> MemoryPer
     """Per-GPU memory for `batch` sequences whose cache grows to `context` tokens."""
     m, p, e = run.model, run.par, run.experiment.engine
     worst = None
+    on_host = run.experiment.inference.kvcache_type == "host"
+    host_cache = 0.0
     for stage, layers in enumerate(stage_layers(m.layers, p.pp)):
         weights = stage_weight_bytes(run, stage)
         cache = kv_bytes(m, batch, context, run.kv_dtype, p.tp, layers)
-        if run.experiment.inference.kvcache_type == "host":
-            cache = 0.0  # the cache lives in host memory
+        if on_host:  # the cache lives in host memory
+            host_cache, cache = max(host_cache, cache), 0.0
         acts = stage_activation_bytes(run, stage, Pass("prefill", batch, prompt), batch)
         here = (weights, cache, acts)
         if worst is None or sum(here) > sum(worst):
@@ -92,14 +95,24 @@ def memory_per_gpu(run: Run, batch: int, prompt: int, context: int) -> MemoryPer
         *worst,
         overhead=e.runtime_overhead_gib * GIB,
         capacity=run.system.gpu.memory.capacity * e.gpu_memory_utilization,
+        host_kv_cache=host_cache,
     )
 
 
 def check_fits(run: Run, mem: MemoryPerGPU) -> None:
-    if mem.total <= mem.capacity:
-        return
     p = run.par
     g = lambda b: f"{b / GIB:.1f} GiB"  # noqa: E731
+    node = run.system.cluster
+    gpus_here = min(run.gpus, node.gpus_per_node)
+    host = node.host.memory_gib * GIB
+    if mem.host_kv_cache * gpus_here > host:
+        raise SimcoreError(
+            f"inference.kvcache_type = host: the KV cache needs {g(mem.host_kv_cache * gpus_here)} of host memory "
+            f"on a node ({gpus_here} GPUs x {g(mem.host_kv_cache)}) but {node.name} has {node.host.memory_gib:g} GiB; "
+            f"lower the batch or context, or keep the cache in hbm"
+        )
+    if mem.total <= mem.capacity:
+        return
     raise SimcoreError(
         f"{run.model.name} does not fit on {run.system.gpu.name} at tp {p.tp} pp {p.pp} ep {p.ep}: needs "
         f"{g(mem.total)} per GPU (weights {g(mem.weights)}, KV cache {g(mem.kv_cache)}, activations "
