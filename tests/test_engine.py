@@ -56,8 +56,12 @@ def test_graph_nodes_and_kv_cache_nodes():
     kinds = [d["op"].kind for _, d in g.nodes(data=True)]
     assert kinds.count("kv_cache_store") == kinds.count("kv_cache_fetch") == 16 * 2 * 2  # layers x mbs x steps
     for _, d in g.nodes(data=True):
-        if d["op"].kind.startswith("kv_cache"):
+        assert d["kind"] == d["op"].kind and d["ranks"] == (d["stage"],)
+        if d["kv_cache"]:
             assert d["op"].collective == "" and d["op"].group == 1  # compute-like, no comm metadata
+    priced = build_graph(run, decode(4, 32), micro_batches=2, pricer=Pricer(run.system))
+    store = next(d for _, d in priced.nodes(data=True) if d["kind"] == "kv_cache_store")
+    assert store["duration"] == Pricer(run.system).time(store["op"]) > 0
     # micro-batch 0's first op of step 1 waits for its last op of step 0
     last0 = max(n for n in g.nodes if n[:3] == (0, 0, 1))
     assert g.has_edge(last0, (1, 0, 0, 0))

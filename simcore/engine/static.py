@@ -96,7 +96,7 @@ class StaticSimulator:
         if self.mode == "analytical":  # stage-level events need no node per op: skip networkx
             g = pass_streams(self.run, ps, self.micro_batches, steps, self.builders)
         else:
-            g = build_graph(self.run, ps, self.micro_batches, steps, self.builders)
+            g = build_graph(self.run, ps, self.micro_batches, steps, self.builders, self.pricer)
         plan = flatten(g, self.run, self.mode, self.pricer, self.policy, self.launch_s)
         makespan = execute(plan.events, contention=self.mode != "analytical", hbm_gpus=plan.hbm_gpus)
         self.events_simulated += len(plan.events)

@@ -44,8 +44,12 @@ def pass_streams(run: Run, ps: Pass, micro_batches: int = 1, steps: int = 1,
 
 
 def build_graph(run: Run, ps: Pass, micro_batches: int = 1, steps: int = 1,
-                builders: list[StageBuilder] | None = None) -> nx.DiGraph:
-    """All ops of `steps` consecutive passes like `ps` (decode steps grow the context by one)."""
+                builders: list[StageBuilder] | None = None, pricer=None) -> nx.DiGraph:
+    """All ops of `steps` consecutive passes like `ps` (decode steps grow the context by one).
+
+    Node attributes: op, kind, bytes, kv_cache (flag), step, mb, stage, ranks (the GPUs of the
+    stage's TP group) and, with a pricer, duration (seconds, from the one roofline)."""
+    tp = run.par.tp
     g = nx.DiGraph(ranks=run.par.tp * run.par.pp, tp=run.par.tp, pp=run.par.pp, phase=ps.phase)
     g.graph["micro_batches"] = split_batch(ps.batch, micro_batches)
     g.graph["passes"] = passes = {}  # (step, micro-batch, stage) -> the Pass it runs
@@ -54,9 +58,12 @@ def build_graph(run: Run, ps: Pass, micro_batches: int = 1, steps: int = 1,
         step, mb, stage = key
         passes[key] = mb_pass
         prev = prev_of_mb.get(mb)
+        ranks = tuple(range(stage * tp, (stage + 1) * tp))
         for i, op in enumerate(ops):
             node = (step, mb, stage, i)
-            g.add_node(node, op=op, step=step, mb=mb, stage=stage)
+            g.add_node(node, op=op, kind=op.kind, bytes=op.bytes, kv_cache=op.kind.startswith("kv_cache"),
+                       step=step, mb=mb, stage=stage, ranks=ranks,
+                       duration=pricer.time(op) if pricer is not None else None)
             if prev is not None:
                 g.add_edge(prev, node)
             prev = node
