@@ -36,6 +36,9 @@ def check_invariants(res) -> None:
     done = ~np.isnan(m.finish)
     assert np.all(m.first_token[done] >= m.arrival[done])  # no token before the prefill
     assert np.all(m.finish[done] >= m.first_token[done])
+    if s["requests_completed"] == n:  # each request emits exactly its output tokens: one ITL gap after each but the first
+        m.itl_stats()
+        assert m.itl_n == int((reqs.output - 1).sum())
     for rep in res.replicas:
         p = rep.pool
         assert p.allocated_total == p.freed_total  # every block handed out came back

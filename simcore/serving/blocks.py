@@ -41,7 +41,9 @@ class BlockPool:
     def _take(self, n: int) -> None:
         self.free -= n
         self.allocated_total += n
-        self.peak_used = max(self.peak_used, self.capacity - self.free)
+        used = self.capacity - self.free
+        if used > self.peak_used:
+            self.peak_used = used
 
     def _give(self, n: int) -> None:
         self.free += n
@@ -50,7 +52,11 @@ class BlockPool:
     # -- counting pool (the hot path when prefix caching is off) -----------------------
     def allocate(self, req: int, n: int) -> None:
         """Caller checked `free >= n`."""
-        self._take(n)
+        self.free -= n
+        self.allocated_total += n
+        used = self.capacity - self.free
+        if used > self.peak_used:
+            self.peak_used = used
         if self.caching and n:
             blocks = self.held.setdefault(req, [])
             for _ in range(n):
@@ -62,6 +68,20 @@ class BlockPool:
                         del self.refs[key]
                         self.evictions += 1
                 blocks.append(next(self.anon))
+
+    def allocate_each(self, reqs: list, n: int) -> None:
+        """`allocate(r, n)` for each request of `reqs` in turn; caller checked `free >= n * len(reqs)`.
+        Without prefix caching the pool is a counter, so that is one take (the peak is the same)."""
+        if self.caching:
+            for r in reqs:
+                self.allocate(r, n)
+            return
+        k = n * len(reqs)
+        self.free -= k
+        self.allocated_total += k
+        used = self.capacity - self.free
+        if used > self.peak_used:
+            self.peak_used = used
 
     def release(self, req: int, n: int) -> None:
         if not self.caching:

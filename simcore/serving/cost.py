@@ -46,6 +46,27 @@ def grid(x: float, per_octave: int, exact: int = EXACT) -> tuple[int, int, float
     return lo, hi, (x - lo) / (hi - lo)
 
 
+_PAST_POINTS = [round(PAST_LINEAR * 2 ** (i / STEPS["past"])) for i in range(256)]  # grid()'s lo/hi per index
+
+
+def _past_grid(x: float) -> tuple[int, int, float]:
+    """past_grid(x), the same operations with the grid points tabulated."""
+    if x <= 0:
+        return 0, 0, 0.0
+    if x < PAST_LINEAR:
+        return 0, PAST_LINEAR, x / PAST_LINEAR
+    if x <= PAST_LINEAR:
+        return PAST_LINEAR, PAST_LINEAR, 0.0
+    i = math.floor(math.log2(x / PAST_LINEAR) * STEPS["past"])
+    if i + 1 >= len(_PAST_POINTS):
+        return past_grid(x)
+    lo = _PAST_POINTS[i]
+    if x <= lo:
+        return lo, lo, 0.0
+    hi = _PAST_POINTS[i + 1]
+    return lo, hi, (x - lo) / (hi - lo)
+
+
 class IterationCost:
     def __init__(self, run: Run):
         engine = run.experiment.engine
@@ -58,6 +79,9 @@ class IterationCost:
         self.builders = [StageBuilder(run, s) for s in range(run.par.pp)]
         self.overhead = run.experiment.serving.iteration_overhead_us * 1e-6
         self.priced: dict[tuple, float] = {}  # grid corner -> seconds
+        self._seq_grid: dict[int, tuple] = {}  # memoized grid() of sequence counts
+        self._tok_grid: dict[int, tuple] = {}  # ... and of prefill token counts
+        self._cells: dict[tuple, list] = {}  # decode-only grid cell -> its corners' seconds, priced on first use
 
     def batch_time(self, batch: Batch) -> float:
         """One pass of `batch` through every pipeline stage in turn (no micro-batch pipelining)."""
@@ -78,16 +102,61 @@ class IterationCost:
         return t
 
     def time(self, dec: int, dec_past: float, pre: int, pre_tokens: int, pre_past: float) -> float:
-        """Seconds of one iteration, host overhead included; dec_past/pre_past are means."""
-        d = grid(dec, STEPS["seqs"]) if dec else (0, 0, 0.0)
-        dp = past_grid(dec_past) if dec else (0, 0, 0.0)
-        pt = grid(pre_tokens, STEPS["tokens"]) if pre else (0, 0, 0.0)
-        pp = past_grid(pre_past) if pre else (0, 0, 0.0)
+        """Seconds of one iteration, host overhead included; dec_past/pre_past are means.
+
+        The same corners, weights and floating-point operations, in the same order, as interpolating
+        over every corner with a non-zero weight; grid lookups of counts are memoized and the corner
+        times of a cell kept with it, since consecutive iterations mostly fall in one cell."""
+        if dec:
+            d = self._seq_grid.get(dec)
+            if d is None:
+                d = self._seq_grid[dec] = grid(dec, STEPS["seqs"])
+            a0, a1, wa1 = d
+            b0, b1, wb1 = _past_grid(dec_past)
+        else:
+            a0 = a1 = b0 = b1 = 0
+            wa1 = wb1 = 0.0
+        if not pre:  # decode only: the prefill weights are 1 - 0.0 and x * 1.0 == x
+            wa0 = 1 - wa1
+            wb0 = 1 - wb1
+            key = (a0, a1, b0, b1)
+            cell = self._cells.get(key)
+            if cell is None:
+                cell = self._cells[key] = [None, None, None, None]
+            total = 0.0
+            if wa0:
+                if wb0:
+                    c = cell[0]
+                    if c is None:
+                        c = cell[0] = self.corner(a0, b0, 0, 0, 0)
+                    total += wa0 * wb0 * c
+                if wb1:
+                    c = cell[1]
+                    if c is None:
+                        c = cell[1] = self.corner(a0, b1, 0, 0, 0)
+                    total += wa0 * wb1 * c
+            if wa1:
+                if wb0:
+                    c = cell[2]
+                    if c is None:
+                        c = cell[2] = self.corner(a1, b0, 0, 0, 0)
+                    total += wa1 * wb0 * c
+                if wb1:
+                    c = cell[3]
+                    if c is None:
+                        c = cell[3] = self.corner(a1, b1, 0, 0, 0)
+                    total += wa1 * wb1 * c
+            return total + self.overhead
+        pt = self._tok_grid.get(pre_tokens)
+        if pt is None:
+            pt = self._tok_grid[pre_tokens] = grid(pre_tokens, STEPS["tokens"])
+        pp = _past_grid(pre_past)
         total = 0.0
-        for a, wa in ((d[0], 1 - d[2]), (d[1], d[2])):
+        corner = self.corner
+        for a, wa in ((a0, 1 - wa1), (a1, wa1)):
             if not wa:
                 continue
-            for b, wb in ((dp[0], 1 - dp[2]), (dp[1], dp[2])):
+            for b, wb in ((b0, 1 - wb1), (b1, wb1)):
                 if not wb:
                     continue
                 for c, wc in ((pt[0], 1 - pt[2]), (pt[1], pt[2])):
@@ -95,5 +164,5 @@ class IterationCost:
                         continue
                     for e, we in ((pp[0], 1 - pp[2]), (pp[1], pp[2])):
                         if we:
-                            total += wa * wb * wc * we * self.corner(a, b, pre, max(c, pre), e)
+                            total += wa * wb * wc * we * corner(a, b, pre, max(c, pre), e)
         return total + self.overhead

@@ -1,15 +1,21 @@
-"""One engine replica: running sequences as slot arrays, a waiting queue, a block pool, a clock.
+"""One engine replica: running sequences in slots, a waiting queue, a block pool, a clock.
 
 `step()` is one engine iteration: the scheduler policy picks decodes and prefill chunks
-through the moves below, the iteration is priced, then tokens, blocks and finishes are booked
-with numpy over the slots. Requests are plain indices into the workload's arrays.
+through the moves below, the iteration is priced, then tokens, blocks and finishes are booked.
+Requests are plain indices into the workload's arrays.
+
+Decoding sequences are booked incrementally, so a step costs O(1) plus the events in it rather
+than O(running sequences). A sequence past its prefill ("decoding", in `dec`) gets exactly one
+token in every decode step (`decode_all` takes them all), so its context and output count are
+its values on entry plus the decode steps since (`dsteps - ek`); the decode step at which it
+next starts a KV block (its context a multiple of block_size) and the one at which it finishes
+are known on entry and kept in two calendars keyed by decode step. The running sum of the
+decoding contexts gives their mean. Results are exactly those of booking every slot every step.
 """
 
 from __future__ import annotations
 
 from collections import deque
-
-import numpy as np
 
 from simcore.serving.blocks import BlockPool
 
@@ -21,15 +27,27 @@ class Replica:
         self.bs = cfg.block_size
         self.pool = BlockPool(blocks, cfg.block_size, cfg.prefix_caching)
         n = cfg.max_num_seqs
-        self.req = np.full(n, -1, dtype=np.int64)
-        self.ctx = np.zeros(n, dtype=np.int64)  # tokens whose K/V are in the cache
-        self.plen = np.zeros(n, dtype=np.int64)  # tokens to prefill (prompt, plus output so far after a preemption)
-        self.gen = np.zeros(n, dtype=np.int64)  # output tokens produced
-        self.out = np.zeros(n, dtype=np.int64)
-        self.blocks = np.zeros(n, dtype=np.int64)
-        self.order = np.zeros(n, dtype=np.int64)  # admission sequence: the newest is preempted first
-        self.last = np.zeros(n)  # time of the last token
+        # per slot; for a decoding slot ctx, gen and last are their values when it started decoding
+        self.req = [-1] * n
+        self.ctx = [0] * n  # tokens whose K/V are in the cache
+        self.plen = [0] * n  # tokens to prefill (prompt, plus output so far after a preemption)
+        self.gen = [0] * n  # output tokens produced
+        self.out = [0] * n
+        self.blocks = [0] * n
+        self.order = [-1] * n  # admission sequence (-1: free slot): the newest is preempted first
+        self.last = [0.0] * n  # time of the last token
+        self.ek = [0] * n  # decoding slot: decode steps done when it started decoding
+        self.kf = [0] * n  # decoding slot: the decode step after which it has all its output
         self.free_slots = list(range(n - 1, -1, -1))
+        self.running_order: dict[int, None] = {}  # running slots, oldest admission first
+        self.prefilling: dict[int, None] = {}  # slots still in their prefill, oldest admission first
+        self.dec: dict[int, None] = {}  # slots past their prefill
+        self.fresh: list[int] = []  # slots that started decoding since the last decode step
+        self.dsteps = 0  # decode steps done
+        self.t_dec = 0.0  # time of the last decode step
+        self.doff = 0  # sum over decoding slots of ctx - ek: their contexts sum to doff + len(dec) * dsteps
+        self.bnd: dict[int, list] = {}  # decode step -> (slot, order) that start a new block in it
+        self.fin: dict[int, list] = {}  # decode step -> (slot, order) whose last token it makes
         self.gen_saved: dict[int, tuple[int, float]] = {}  # preempted request -> (output so far, last token time)
         self.waiting: deque[int] = deque()
         self.clock = 0.0
@@ -44,94 +62,142 @@ class Replica:
 
     @property
     def busy(self) -> bool:
-        return bool(self.waiting) or self.running > 0
+        return bool(self.waiting) or bool(self.running_order)
 
     def enqueue(self, r: int) -> None:
         self.waiting.append(r)
         self.outstanding += int(self.reqs.prompt[r] + self.reqs.output[r])
 
-    # -- moves a scheduler combines ------------------------------------------------------
-    def no_decodes(self) -> np.ndarray:
-        return np.zeros(0, dtype=np.int64)
+    def newest(self) -> int:
+        """The running slot admitted last."""
+        return next(reversed(self.running_order))
 
-    def decode_all(self) -> np.ndarray:
-        """Every sequence past its prefill gets its next token; the newest are preempted when blocks run out."""
+    def running_requests(self) -> list[int]:
+        """Requests in the slots, in slot order."""
+        return [self.req[s] for s in sorted(self.running_order)]
+
+    def _ctx(self, s: int) -> int:
+        return self.ctx[s] + self.dsteps - self.ek[s] if s in self.dec else self.ctx[s]
+
+    # -- moves a scheduler combines ------------------------------------------------------
+    def no_decodes(self) -> tuple:
+        return ()
+
+    def decode_all(self):
+        """Every sequence past its prefill gets its next token; the newest are preempted when blocks run out.
+        Returns the decoding slots (a live view: the step only takes its length)."""
+        k = self.dsteps
+        order = self.order
+        pool = self.pool
+        due = self.bnd.pop(k, None)
         while True:
-            live = np.flatnonzero((self.req >= 0) & (self.ctx >= self.plen))
-            need = (self.ctx[live] + self.bs) // self.bs - self.blocks[live]  # ceil((ctx + 1) / bs) - held
-            short = int(need.sum()) - self.pool.free
-            if short <= 0 or not len(live):
+            if due:
+                due = [(s, o) for s, o in due if order[s] == o]  # drop slots released since
+            short = (len(due) if due else 0) - pool.free
+            if short <= 0 or not self.dec:
                 break
-            self.preempt(int(np.flatnonzero(self.req >= 0)[np.argmax(self.order[self.req >= 0])]))
-        for s in live[need > 0]:
-            self.pool.allocate(int(self.req[s]), 1)
-        self.blocks[live] += need
-        return live
+            self.preempt(self.newest())
+        if due:
+            due.sort()
+            req, blocks, kf = self.req, self.blocks, self.kf
+            pool.allocate_each([req[s] for s, _ in due], 1)
+            nxt = k + self.bs
+            later = []
+            for e in due:
+                s = e[0]
+                blocks[s] += 1
+                if nxt <= kf[s]:
+                    later.append(e)
+            if later:
+                more = self.bnd.get(nxt)
+                if more is None:
+                    self.bnd[nxt] = later
+                else:
+                    more.extend(later)
+        return self.dec.keys()
 
     def continue_prefills(self, budget: int) -> tuple[list, int]:
         chunks = []
-        part = np.flatnonzero((self.req >= 0) & (self.ctx < self.plen))
-        for s in part[np.argsort(self.order[part])]:
+        plen, ctx = self.plen, self.ctx
+        for s in self.prefilling:
             if budget <= 0:
                 break
-            n = int(min(self.plen[s] - self.ctx[s], budget))
-            if not self._grow(int(s), n):
+            n = min(plen[s] - ctx[s], budget)
+            if not self._grow(s, n):
                 break
-            chunks.append((int(s), n))
+            chunks.append((s, n))
             budget -= n
         return chunks, budget
 
     def admit(self, budget: int, chunks: list, whole: bool = False) -> int:
         """Waiting requests in order while the budget, max_num_seqs and free blocks allow."""
+        if not self.waiting or budget <= 0 or not self.free_slots:
+            return budget
         chunked = self.cfg.chunked_prefill and not whole
         reserve = self.cfg.watermark * self.pool.capacity
+        pool, bs = self.pool, self.bs
         while self.waiting and budget > 0 and self.free_slots:
             r = self.waiting[0]
             done, last = self.gen_saved.get(r, (0, 0.0))
             total = int(self.reqs.prompt[r]) + done
-            hit = self.pool.lookup(r, self.hashes(r, total), total) if self.pool.caching else 0
-            cached = hit * self.bs
+            hit = pool.lookup(r, self.hashes(r, total), total) if pool.caching else 0
+            cached = hit * bs
             n = min(total - cached, budget) if chunked else total - cached
-            need = -(-(cached + n) // self.bs) - hit
-            if n > budget or self.pool.free - need < reserve:
+            need = -(-(cached + n) // bs) - hit
+            if n > budget or pool.free - need < reserve:
                 if hit:
-                    self.pool.release(r, hit)  # give the cache hits back; retried next step
+                    pool.release(r, hit)  # give the cache hits back; retried next step
                 break
             self.waiting.popleft()
             s = self.free_slots.pop()
             self.req[s], self.ctx[s], self.plen[s], self.gen[s] = r, cached, total, done
-            self.out[s], self.blocks[s], self.order[s] = self.reqs.output[r], hit, self.admitted
+            self.out[s], self.blocks[s], self.order[s] = int(self.reqs.output[r]), hit, self.admitted
             self.last[s] = last
             self.admitted += 1
-            self.pool.allocate(r, need)
+            self.running_order[s] = None
+            self.prefilling[s] = None
+            pool.allocate(r, need)
             self.blocks[s] += need
             chunks.append((s, n))
             budget -= n
         return budget
 
     def _grow(self, s: int, n: int) -> bool:
-        need = -(-(int(self.ctx[s]) + n) // self.bs) - int(self.blocks[s])
+        need = -(-(self.ctx[s] + n) // self.bs) - self.blocks[s]
         if need > self.pool.free:
             return False
-        self.pool.allocate(int(self.req[s]), need)
+        self.pool.allocate(self.req[s], need)
         self.blocks[s] += need
         return True
 
     def preempt(self, s: int) -> None:
         """Preemption by recompute: free the blocks, requeue at the front, keep the output so far."""
-        r = int(self.req[s])
+        r = self.req[s]
+        if s in self.dec:
+            done = self.gen[s] + self.dsteps - self.ek[s]
+            last = self.t_dec if self.ek[s] < self.dsteps else self.last[s]
+        else:
+            done, last = self.gen[s], self.last[s]
         self._release(s)
-        self.gen_saved[r] = (int(self.gen[s]), float(self.last[s]))
+        self.gen_saved[r] = (done, float(last))
         self.waiting.appendleft(r)
         self.metrics.preemptions += 1
         self.preempted_now = True
 
     def _release(self, s: int) -> None:
-        r = int(self.req[s])
+        r = self.req[s]
         if self.pool.caching:
-            self.pool.publish(r, self.hashes(r, int(self.ctx[s])), int(self.ctx[s]) // self.bs)
-        self.pool.release(r, int(self.blocks[s]))
+            c = self._ctx(s)
+            self.pool.publish(r, self.hashes(r, c), c // self.bs)
+        self.pool.release(r, self.blocks[s])
+        if s in self.dec:
+            del self.dec[s]
+            self.doff -= self.ctx[s] - self.ek[s]
+        else:
+            self.prefilling.pop(s, None)
+        del self.running_order[s]
         self.req[s] = -1
+        self.order[s] = -1
         self.blocks[s] = 0
         self.free_slots.append(s)
 
@@ -145,46 +211,115 @@ class Replica:
             out += [("s", int(q.session[r]), j) for j in range(pre, full)]
         return out
 
+    def _start_decoding(self, s: int, now: float) -> None:
+        """Slot s ended its prefill at `now` (its last token) and has output still to produce."""
+        k = self.dsteps
+        c = self.ctx[s]
+        self.ek[s] = k
+        self.last[s] = now
+        self.dec[s] = None
+        self.doff += c - k
+        self.fresh.append(s)
+        o = self.order[s]
+        kf = self.kf[s] = k + self.out[s] - self.gen[s] - 1  # its last token comes from decode step kf
+        kb = k + (-c) % self.bs  # ctx is a multiple of block_size: that decode step opens a block
+        if kb <= kf:
+            self.bnd.setdefault(kb, []).append((s, o))
+        self.fin.setdefault(kf, []).append((s, o))
+
     # -- one iteration -------------------------------------------------------------------
     def step(self) -> list[int] | None:
         """Run one iteration from self.clock; returns the requests that finished (None: nothing could run)."""
         self.preempted_now = False
         dec, chunks = self.scheduler.schedule(self)
-        if not len(dec) and not chunks:
+        nd = len(dec)
+        if not nd and not chunks:
             return None
-        pre_tok = sum(n for _, n in chunks)
-        pre_past = sum(int(self.ctx[s]) for s, _ in chunks) / len(chunks) if chunks else 0.0
-        dec_past = float(self.ctx[dec].mean()) if len(dec) else 0.0
-        dt = self.cost.time(len(dec), dec_past, len(chunks), pre_tok, pre_past)
-        now = self.clock = self.clock + dt
+        ctx = self.ctx
+        if chunks:
+            pre_tok = 0
+            past = 0
+            for s, n in chunks:
+                pre_tok += n
+                past += ctx[s]
+            pre_past = past / len(chunks)
+        else:
+            pre_tok = 0
+            pre_past = 0.0
+        k = self.dsteps
+        dec_past = (self.doff + nd * k) / nd if nd else 0.0
+        now = self.clock = self.clock + self.cost.time(nd, dec_past, len(chunks), pre_tok, pre_past)
         self.iterations += 1
         m = self.metrics
-        m.sample(self, now, len(dec) + len(chunks))
-        emit = dec
+        if m.series is not None:
+            m.sample(self, now, nd + len(chunks))
+        ends: list = []
+        emit_ends: list = []
         if chunks:
-            cs = np.fromiter((s for s, _ in chunks), dtype=np.int64, count=len(chunks))
-            self.ctx[cs] += np.fromiter((n for _, n in chunks), dtype=np.int64, count=len(chunks))
-            ends = cs[self.ctx[cs] >= self.plen[cs]]
-            first = ends[self.gen[ends] == 0]
-            m.first_token[self.req[first]] = now
-            self.gen[first] = 1
-            self.last[first] = now
-            emit = np.concatenate([dec, ends[self.gen[ends] > 0]]) if len(ends) > len(first) else dec
+            plen, gen, last, req = self.plen, self.gen, self.last, self.req
+            for s, n in chunks:
+                c = ctx[s] = ctx[s] + n
+                if c >= plen[s]:
+                    ends.append(s)
+            for s in ends:
+                if gen[s] == 0:
+                    m.first_token[req[s]] = now
+                    gen[s] = 1
+                    last[s] = now
+                else:  # a preempted request finished its re-prefill: it emits its next token
+                    emit_ends.append(s)
             if self.pool.caching:
-                for s in cs:
-                    self.pool.publish(int(self.req[s]), self.hashes(int(self.req[s]), int(self.ctx[s])),
-                                      int(self.ctx[s]) // self.bs)
-        if len(dec):
-            self.ctx[dec] += 1
-        if len(emit):
-            m.itl(now - self.last[emit])
-            self.gen[emit] += 1
-            self.last[emit] = now
-        self.outstanding -= pre_tok + len(emit)
-        done = np.flatnonzero((self.req >= 0) & (self.gen >= self.out))
-        finished = [int(self.req[s]) for s in done]
+                for s, _ in chunks:
+                    self.pool.publish(req[s], self.hashes(req[s], ctx[s]), ctx[s] // self.bs)
+        if nd:
+            g = now - self.t_dec  # the gap of every slot that was decoded in the last decode step
+            uniform = not emit_ends
+            if uniform and self.fresh:  # slots that started decoding since: their own last token
+                last, dset = self.last, self.dec
+                fresh = {s for s in self.fresh if s in dset}
+                if len(fresh) == nd:
+                    g = now - last[next(iter(fresh))]
+                for s in fresh:
+                    if now - last[s] != g:
+                        uniform = False
+                        break
+            if uniform:
+                m.itl_run(g, nd)
+            else:
+                last, ek, told = self.last, self.ek, self.t_dec
+                gaps = [now - (told if ek[s] < k else last[s]) for s in sorted(self.dec)]
+                gaps += [now - self.last[s] for s in emit_ends]
+                m.itl_list(gaps)
+            self.fresh = []
+            self.dsteps = k + 1
+            self.t_dec = now
+        elif emit_ends:
+            m.itl_list([now - self.last[s] for s in emit_ends])
+        for s in emit_ends:
+            self.gen[s] += 1
+            self.last[s] = now
+        self.outstanding -= pre_tok + nd + len(emit_ends)
+        done = []
+        if nd:
+            due = self.fin.pop(k, None)
+            if due:
+                order = self.order
+                done = [s for s, o in due if order[s] == o]
+        if ends:
+            gen, out = self.gen, self.out
+            for s in ends:
+                del self.prefilling[s]
+                if gen[s] >= out[s]:
+                    done.append(s)
+                else:
+                    self._start_decoding(s, now)
+        if not done:
+            return []
+        done.sort()
+        req = self.req
+        finished = [req[s] for s in done]
         for s in done:
-            self._release(int(s))
+            self._release(s)
         for r in finished:
             self.gen_saved.pop(r, None)
         return finished

@@ -62,23 +62,32 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
         metrics.series = []
     cost = IterationCost(run)
     reps = [Replica(i, cfg, blocks, cost, make_scheduler(), reqs, metrics) for i in range(run.par.dp)]
+    prompt, output = reqs.prompt, reqs.output
     child = _children(reqs)
+    delay = reqs.delay
     fixed = np.flatnonzero(~np.isnan(reqs.arrival))
     fixed = fixed[np.argsort(reqs.arrival[fixed], kind="stable")]
     fixed_t = reqs.arrival[fixed]
+    nfixed = len(fixed)
+    inf = math.inf
     pos, heap, seen = 0, [], 0
     reserve = cfg.watermark * blocks
     limit = cfg.max_time_s if cfg.max_time_s is not None else math.inf
     max_len = run.model.max_position or 0
+    bsz = cfg.block_size
     while True:
-        ta = min(fixed_t[pos] if pos < len(fixed) else math.inf, heap[0][0] if heap else math.inf)
-        busy = [r for r in reps if r.busy]
-        rep = min(busy, key=lambda r: (r.clock, r.idx)) if busy else None
-        tr = rep.clock if rep else math.inf
-        if min(ta, tr) >= limit or (ta == math.inf and rep is None):
+        ta = fixed_t[pos] if pos < nfixed else inf
+        if heap and heap[0][0] < ta:
+            ta = heap[0][0]
+        rep = None
+        for r in reps:
+            if r.busy and (rep is None or r.clock < rep.clock):  # the earliest clock, the lowest index on ties
+                rep = r
+        tr = rep.clock if rep else inf
+        if min(ta, tr) >= limit or (ta == inf and rep is None):
             break
         if ta <= tr:
-            if pos < len(fixed) and fixed_t[pos] == ta:
+            if pos < nfixed and fixed_t[pos] == ta:
                 r = int(fixed[pos])
                 pos += 1
             else:
@@ -86,32 +95,47 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
             k = route(reps, reqs, r, seen)
             seen += 1
             metrics.arrived(r, ta, k)
-            p, o = int(reqs.prompt[r]), int(reqs.output[r])
+            p, o = int(prompt[r]), int(output[r])
             why = None
-            if -(-(p + o) // cfg.block_size) > blocks - reserve:
-                why = f"needs {-(-(p + o) // cfg.block_size)} KV blocks (prompt + output), the replica has {blocks}"
+            if -(-(p + o) // bsz) > blocks - reserve:
+                why = f"needs {-(-(p + o) // bsz)} KV blocks (prompt + output), the replica has {blocks}"
             elif max_len and p + o > max_len:
                 why = f"prompt + output exceeds max_position_embeddings = {max_len}"
             elif not cfg.chunked_prefill and p > cfg.max_num_batched_tokens:
                 why = "prompt exceeds max_num_batched_tokens with chunked_prefill off"
             if why:
                 metrics.drop(r, why)
-                _release_child(child, r, ta, reqs, heap)
+                _release_child(child, delay, r, ta, heap)
                 continue
             dest = reps[k]
             if not dest.busy:
                 dest.clock = max(dest.clock, ta)
             dest.enqueue(r)
             continue
-        finished = rep.step()
-        if finished is None:
-            _unstick(rep, metrics, child, reqs, heap)
-            continue
-        for r in finished:
-            metrics.finished(r, rep.clock)
-            _release_child(child, r, rep.clock, reqs, heap)
+        # `rep` runs iterations while it stays the earliest thing to do: its clock before the next
+        # arrival (ties go to arrivals), before max_time_s, and before every other busy replica's
+        other = min(((q.clock, q.idx) for q in reps if q is not rep and q.busy), default=(inf, 0))
+        idx = rep.idx
+        step = rep.step
+        while True:
+            finished = step()
+            if finished is None:
+                _unstick(rep, metrics, child, delay, heap)
+                break
+            if finished:
+                t = rep.clock
+                for r in finished:
+                    metrics.finished(r, t)
+                    _release_child(child, delay, r, t, heap)
+                if heap and heap[0][0] < ta:
+                    ta = heap[0][0]
+            if not rep.busy:
+                break
+            t = rep.clock
+            if t >= ta or t >= limit or (t, idx) > other:
+                break
     for rep in reps:  # stopped at max_time_s: what is still in the system is dropped
-        for r in list(rep.waiting) + [int(x) for x in rep.req[rep.req >= 0]]:
+        for r in list(rep.waiting) + rep.running_requests():
             metrics.drop(r, "unfinished at serving.max_time_s")
     unreleased = len(fixed) - pos + len(heap)
     metrics.close()
@@ -129,18 +153,17 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     return ServingResult(run, s, metrics, reps)
 
 
-def _release_child(child, r: int, t: float, reqs, heap) -> None:
+def _release_child(child, delay, r: int, t: float, heap) -> None:
     c = int(child[r])
     if c >= 0:
-        heapq.heappush(heap, (t + float(reqs.delay[c]), c))
+        heapq.heappush(heap, (t + float(delay[c]), c))
 
 
-def _unstick(rep, metrics, child, reqs, heap) -> None:
+def _unstick(rep, metrics, child, delay, heap) -> None:
     """Nothing could be scheduled: free blocks by preempting the newest, or drop a request that can never fit."""
     if rep.running:
-        s = int(np.flatnonzero(rep.req >= 0)[np.argmax(rep.order[rep.req >= 0])])
-        rep.preempt(s)
+        rep.preempt(rep.newest())
         return
     r = rep.waiting.popleft()
     metrics.drop(r, "cannot be scheduled: not enough free KV blocks")
-    _release_child(child, r, rep.clock, reqs, heap)
+    _release_child(child, delay, r, rep.clock, heap)

@@ -2,7 +2,9 @@
 
 A policy is a class with `name`, `description` and `schedule(replica) -> Plan`; the module
 calls `register(Cls)`. A new policy is a new file. The replica (simcore.serving.replica)
-offers the moves a policy combines: decode_all, continue_prefills, admit.
+offers the moves a policy combines: decode_all, continue_prefills, admit. The decode slots a
+policy returns are decode_all()'s (every sequence past its prefill) or no_decodes(); the step
+books decodes for all of them, so a policy takes them whole or not at all.
 """
 
 from __future__ import annotations
