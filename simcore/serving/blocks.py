@@ -7,16 +7,17 @@ tail-first); a freed block keeps its hash and stays a cache hit until an allocat
 from the head of the queue (the LRU eviction); a hit on a free block takes it out of the queue.
 Nothing moves cached blocks anywhere on its own. A block's hash is (namespace, index): the
 requests that share a system prompt or a session share the hashes of their full blocks.
+Which free block an allocation reuses is the cache policy's choice (simcore/serving/cache_policies/;
+`lru` is vLLM's free queue); never-used blocks always go first.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections import OrderedDict
 
 
 class BlockPool:
-    def __init__(self, capacity: int, block_size: int, prefix_caching: bool):
+    def __init__(self, capacity: int, block_size: int, prefix_caching: bool, policy=None):
         self.capacity = capacity
         self.block_size = block_size
         self.free = capacity  # blocks no request holds (cached ones included)
@@ -26,7 +27,11 @@ class BlockPool:
         self.caching = prefix_caching
         if prefix_caching:
             self.fresh = capacity  # never used: at the head of vLLM's free queue
-            self.queue: OrderedDict = OrderedDict()  # freed blocks, oldest first: key -> None
+            if policy is None:
+                from simcore.serving.cache_policies.lru import LRU
+
+                policy = LRU()
+            self.queue = policy  # the evictable (free) blocks, in the cache policy's order
             self.refs: dict = {}  # hash -> requests holding the cached block
             self.held: dict[int, list] = {}  # request -> its blocks' keys (hash tuple or anonymous int)
             self.anon = itertools.count()
@@ -63,7 +68,7 @@ class BlockPool:
                 if self.fresh:
                     self.fresh -= 1
                 else:
-                    key, _ = self.queue.popitem(last=False)
+                    key = self.queue.pop()
                     if key in self.refs:  # the LRU cached block is evicted as it is reused
                         del self.refs[key]
                         self.evictions += 1
@@ -93,11 +98,11 @@ class BlockPool:
                 self.refs[key] -= 1
                 if self.refs[key]:
                     continue
-            self.queue[key] = None
+            self.queue.push(key)
             self._give(1)
 
     # -- prefix cache ---------------------------------------------------------------------
-    def lookup(self, req: int, hashes: list[tuple], prompt: int) -> int:
+    def lookup(self, req: int, hashes: list[tuple], prompt: int, count: bool = True) -> int:
         """Blocks of `hashes` (the request's full namespace blocks, in order) already cached; they are
         taken for `req`. At least the prompt's last token is always computed, as in vLLM."""
         if not self.caching:
@@ -109,14 +114,17 @@ class BlockPool:
                 break
             hit += 1
         blocks = self.held.setdefault(req, [])
+        queue = self.queue
         for h in hashes[:hit]:
+            queue.hit(h)
             if self.refs[h] == 0:
-                del self.queue[h]
+                queue.remove(h)
                 self._take(1)
             self.refs[h] += 1
             blocks.append(h)
-        self.queried_tokens += prompt
-        self.hit_tokens += hit * self.block_size
+        if count:
+            self.queried_tokens += prompt
+            self.hit_tokens += hit * self.block_size
         return hit
 
     def publish(self, req: int, hashes: list[tuple], full_blocks: int) -> None:

@@ -18,14 +18,15 @@ from __future__ import annotations
 from collections import deque
 
 from simcore.serving.blocks import BlockPool
+from simcore.serving.tiering import TierMoves
 
 
-class Replica:
-    def __init__(self, idx: int, cfg, blocks: int, cost, scheduler, reqs, metrics):
+class Replica(TierMoves):
+    def __init__(self, idx: int, cfg, blocks: int, cost, scheduler, reqs, metrics, policy=None, tier=None):
         self.idx, self.cfg, self.cost, self.scheduler = idx, cfg, cost, scheduler
         self.reqs, self.metrics = reqs, metrics
         self.bs = cfg.block_size
-        self.pool = BlockPool(blocks, cfg.block_size, cfg.prefix_caching)
+        self.pool = BlockPool(blocks, cfg.block_size, cfg.prefix_caching, policy)
         n = cfg.max_num_seqs
         # per slot; for a decoding slot ctx, gen and last are their values when it started decoding
         self.req = [-1] * n
@@ -55,6 +56,7 @@ class Replica:
         self.preempted_now = False
         self.outstanding = 0  # tokens still to process, for the least-outstanding router
         self.iterations = 0
+        self.init_tier(tier, n)
 
     @property
     def running(self) -> int:
@@ -62,7 +64,7 @@ class Replica:
 
     @property
     def busy(self) -> bool:
-        return bool(self.waiting) or bool(self.running_order)
+        return bool(self.waiting) or bool(self.running_order) or bool(self.loading)
 
     def enqueue(self, r: int) -> None:
         self.waiting.append(r)
@@ -131,6 +133,8 @@ class Replica:
 
     def admit(self, budget: int, chunks: list, whole: bool = False) -> int:
         """Waiting requests in order while the budget, max_num_seqs and free blocks allow."""
+        if self.tier is not None:
+            return self.admit_tiered(budget, chunks, whole)
         if not self.waiting or budget <= 0 or not self.free_slots:
             return budget
         chunked = self.cfg.chunked_prefill and not whole
@@ -171,18 +175,23 @@ class Replica:
         return True
 
     def preempt(self, s: int) -> None:
-        """Preemption by recompute: free the blocks, requeue at the front, keep the output so far."""
+        """Preemption by recompute: free the blocks, requeue at the front, keep the output so far.
+        (With preemption: swap, the blocks go to host instead, when they fit: TierMoves.swap_out.)"""
+        if self.swap and self.swap_out(s):
+            return
         r = self.req[s]
-        if s in self.dec:
-            done = self.gen[s] + self.dsteps - self.ek[s]
-            last = self.t_dec if self.ek[s] < self.dsteps else self.last[s]
-        else:
-            done, last = self.gen[s], self.last[s]
+        done, last = self.progress(s)
         self._release(s)
         self.gen_saved[r] = (done, float(last))
         self.waiting.appendleft(r)
         self.metrics.preemptions += 1
         self.preempted_now = True
+
+    def progress(self, s: int) -> tuple[int, float]:
+        """Output tokens the slot has produced, and the time of its last one."""
+        if s in self.dec:
+            return self.gen[s] + self.dsteps - self.ek[s], (self.t_dec if self.ek[s] < self.dsteps else self.last[s])
+        return self.gen[s], self.last[s]
 
     def _release(self, s: int) -> None:
         r = self.req[s]
@@ -209,6 +218,8 @@ class Replica:
         out = [("p", int(q.prefix_group[r]), j) for j in range(pre)]
         if q.session[r] >= 0:
             out += [("s", int(q.session[r]), j) for j in range(pre, full)]
+        if self.all_keys:  # with a host tier every full block has a hash, as in vLLM (the request's own)
+            out += [("u", r, j) for j in range(len(out), full)]
         return out
 
     def _start_decoding(self, s: int, now: float) -> None:
@@ -234,6 +245,9 @@ class Replica:
         dec, chunks = self.scheduler.schedule(self)
         nd = len(dec)
         if not nd and not chunks:
+            if self.resume_dec:  # a swapped-in decode resumed: it runs next step
+                self.flush_resumes()
+                return []
             return None
         ctx = self.ctx
         if chunks:
@@ -249,6 +263,9 @@ class Replica:
         k = self.dsteps
         dec_past = (self.doff + nd * k) / nd if nd else 0.0
         now = self.clock = self.clock + self.cost.time(nd, dec_past, len(chunks), pre_tok, pre_past)
+        if self.stall:  # blocking host-link transfers (loads, swaps) of this step
+            now = self.clock = now + self.stall
+            self.stall = 0.0
         self.iterations += 1
         m = self.metrics
         if m.series is not None:
@@ -271,6 +288,8 @@ class Replica:
             if self.pool.caching:
                 for s, _ in chunks:
                     self.pool.publish(req[s], self.hashes(req[s], ctx[s]), ctx[s] // self.bs)
+                if self.all_keys:
+                    self.write_through(chunks, now)
         if nd:
             g = now - self.t_dec  # the gap of every slot that was decoded in the last decode step
             uniform = not emit_ends
@@ -313,6 +332,8 @@ class Replica:
                     done.append(s)
                 else:
                     self._start_decoding(s, now)
+        if self.resume_dec:
+            self.flush_resumes()
         if not done:
             return []
         done.sort()

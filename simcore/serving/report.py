@@ -60,6 +60,10 @@ def print_serving(s: dict, console: Console) -> None:
         ("simulated", f"{s['duration_s']:,.2f} s in {s['iterations']:,} iterations, {s['shapes_priced']:,} shapes "
                       f"priced, {s['wall_s']:.2f} s wall"),
     ]
+    if "host_cache_hit_rate" in s:
+        b = s["kv_tier_bytes"]
+        rows.append(("host tier", f"{s['host_cache_blocks']:,} blocks, hit rate {100 * s['host_cache_hit_rate']:.1f}%, "
+                                  f"{b['hbm_to_host'] / 2**30:,.2f} GiB to host, {b['host_to_hbm'] / 2**30:,.2f} GiB back"))
     for reason, n in s["dropped_reasons"].items():
         rows.append(("dropped", f"{n:,}: {reason}"))
     for k, val in rows:

@@ -64,6 +64,7 @@ class SharedPrefix(Strict):
     tokens: PositiveInt
     fraction: float = Field(default=1.0, ge=0, le=1)
     groups: PositiveInt = 1
+    zipf: float = Field(default=0.0, ge=0)  # group popularity: P(group k) ~ 1 / (k + 1)^zipf; 0 is uniform
 
 
 class Sessions(Strict):
@@ -99,6 +100,15 @@ class SLO(Strict):
     e2e_s: PositiveFloat | None = None
 
 
+class HostTier(Strict):
+    """A host-memory KV tier (vLLM's CPU offloading connector); needs prefix_caching."""
+
+    enabled: bool = False
+    capacity_gib: PositiveFloat | None = None  # per GPU; default: cluster host.memory_gib / gpus_per_node
+    policy: str = "lru"  # a policy in simcore/serving/cache_policies/
+    load: Literal["async", "blocking"] = "async"  # host hits (and swap-ins): wait across steps, or stall the step
+
+
 class Serving(Strict):
     scheduler: str = "vllm"  # a policy in simcore/serving/schedulers/
     max_num_seqs: PositiveInt = 256
@@ -106,10 +116,17 @@ class Serving(Strict):
     chunked_prefill: bool = True
     block_size: PositiveInt = 16
     watermark: float = Field(default=0.01, ge=0, lt=1)
-    preemption: Literal["recompute"] = "recompute"
+    preemption: Literal["recompute", "swap"] = "recompute"
     prefix_caching: bool = False
     cache_policy: str = "lru"  # a policy in simcore/serving/cache_policies/
+    host_tier: HostTier = HostTier()
     iteration_overhead_us: float = Field(default=300.0, ge=0)  # host time per engine step (estimate)
     router: str = "round_robin"  # a policy in simcore/serving/routers.py
     slo: SLO = SLO()
     max_time_s: PositiveFloat | None = None  # stop the clock here; unfinished requests are dropped
+
+    @model_validator(mode="after")
+    def _tier(self):
+        if self.host_tier.enabled and not self.prefix_caching:
+            raise ValueError("host_tier needs prefix_caching: true (blocks are found on host by their hash, as in vLLM)")
+        return self

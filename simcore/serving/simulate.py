@@ -17,7 +17,9 @@ import numpy as np
 from simcore.config.experiment import Run
 from simcore.errors import SimcoreError
 from simcore.planner.memory import kv_budget
+from simcore.serving.cache_policies import CacheContext, get_cache_policy
 from simcore.serving.cost import IterationCost
+from simcore.serving.host_tier import block_flops, make_tier, tier_geometry
 from simcore.serving.metrics import Metrics
 from simcore.serving.replica import Replica
 from simcore.serving.routers import get_router
@@ -47,10 +49,8 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     make_scheduler = lambda: get_scheduler(cfg.scheduler)  # noqa: E731
     make_scheduler()
     route = get_router(cfg.router)
-    if cfg.cache_policy != "lru":
-        from simcore.errors import unknown
-
-        raise unknown("cache policy (field 'serving.cache_policy')", cfg.cache_policy, ["lru"])
+    policy = get_cache_policy(cfg.cache_policy)
+    host_policy = get_cache_policy(cfg.host_tier.policy, "serving.host_tier.policy")
     budget = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size)
     blocks = budget.blocks()
     if blocks <= 0:
@@ -61,7 +61,10 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     if keep_series:
         metrics.series = []
     cost = IterationCost(run)
-    reps = [Replica(i, cfg, blocks, cost, make_scheduler(), reqs, metrics) for i in range(run.par.dp)]
+    ctx = CacheContext(block_flops(run, cfg.block_size), tier_geometry(run, budget, cfg.block_size)[0])
+    reps = [Replica(i, cfg, blocks, cost, make_scheduler(), reqs, metrics,
+                    policy(ctx) if cfg.prefix_caching else None,
+                    make_tier(run, cfg, budget, host_policy, ctx)) for i in range(run.par.dp)]
     prompt, output = reqs.prompt, reqs.output
     child = _children(reqs)
     delay = reqs.delay
@@ -120,6 +123,9 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
         while True:
             finished = step()
             if finished is None:
+                if rep.loading and rep.next_ready() > rep.clock:  # only host transfers in flight: wait
+                    rep.clock = min(rep.next_ready(), ta, limit)
+                    break
                 _unstick(rep, metrics, child, delay, heap)
                 break
             if finished:
@@ -135,7 +141,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
             if t >= ta or t >= limit or (t, idx) > other:
                 break
     for rep in reps:  # stopped at max_time_s: what is still in the system is dropped
-        for r in list(rep.waiting) + rep.running_requests():
+        for r in list(rep.waiting) + rep.running_requests() + list(rep.loading):
             metrics.drop(r, "unfinished at serving.max_time_s")
     unreleased = len(fixed) - pos + len(heap)
     metrics.close()
@@ -144,7 +150,14 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     hit = [r.pool for r in reps if r.pool.caching]
     queried = sum(p.queried_tokens for p in hit)
     s["prefix_cache_hit_rate"] = (sum(p.hit_tokens for p in hit) / queried) if queried else 0.0
-    s["kv_tier_bytes"] = {"hbm_to_host": 0.0, "host_to_hbm": 0.0}
+    tiers = [r.tier for r in reps if r.tier is not None]
+    s["kv_tier_bytes"] = {"hbm_to_host": float(sum(t.blocks_out * t.block_bytes for t in tiers)),
+                          "host_to_hbm": float(sum(t.blocks_in * t.block_bytes for t in tiers))}
+    if cfg.host_tier.enabled:
+        s["host_cache_hit_rate"] = (sum(t.hit_tokens for t in tiers) / queried) if queried else 0.0
+        s["host_cache_blocks"] = tiers[0].capacity
+    if cfg.preemption == "swap":
+        s["swaps"] = sum(r.swaps for r in reps)
     s["kv_blocks"] = blocks
     s["block_size"] = cfg.block_size
     s["iterations"] = sum(r.iterations for r in reps)

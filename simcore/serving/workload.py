@@ -99,7 +99,11 @@ def generate(w: RequestsWorkload) -> Requests:
     sp = w.shared_prefix
     if sp is not None:
         has = np.repeat(rng_x.random(sessions) < sp.fraction, turns)  # a session keeps its system prompt
-        g = np.repeat(rng_x.integers(0, sp.groups, sessions), turns)
+        if sp.zipf > 0:  # skewed popularity: group k with probability ~ 1 / (k + 1)^zipf
+            w_k = 1.0 / np.arange(1, sp.groups + 1) ** sp.zipf
+            g = np.repeat(rng_x.choice(sp.groups, sessions, p=w_k / w_k.sum()), turns)
+        else:
+            g = np.repeat(rng_x.integers(0, sp.groups, sessions), turns)
         group = np.where(has, g, -1)
         plen = np.where(has, sp.tokens, 0)
     # turn k resends turn k-1's prompt and answer, then a new user message

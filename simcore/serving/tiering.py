@@ -1,0 +1,179 @@
+"""The replica's moves that involve the host KV tier: host hits, write-through, swap (docs/serving.md).
+
+A mixin of Replica, kept apart so the replica without a tier runs exactly its old code. Host
+hits (after the HBM prefix hits) and swap-ins allocate their HBM blocks at once and put the
+transfer on the host link; with `host_tier.load: async` the request leaves the waiting queue
+until the transfer ends (it holds its blocks, computes nothing, and returns to the front of the
+queue at the first admission at or after that time), with `blocking` the step that starts the
+transfer waits for it (the transfer time is added to that iteration).
+"""
+
+from __future__ import annotations
+
+
+class TierMoves:
+    def init_tier(self, tier, slots: int) -> None:
+        self.tier = tier
+        self.all_keys = tier is not None and tier.caching
+        self.swap = tier is not None and self.cfg.preemption == "swap"
+        self.blocking = self.cfg.host_tier.load == "blocking"
+        self.loading: dict[int, float] = {}  # request -> when its transfer to HBM ends
+        self.load_keys: dict[int, tuple] = {}  # request loading host hits -> (its keys, blocks it holds)
+        self.loaded: set = set()  # loaded requests back in the queue: not looked up (nor counted) again
+        self.swapped: dict[int, tuple] = {}  # swapped-out request -> (ctx, plen, output so far, last token, blocks)
+        self.swapped_in: set = set()  # swapped requests whose blocks are back in HBM
+        self.resume_dec: list = []  # resumed decoding slots, to start decoding after this step's booking
+        self.wrote = [0] * slots  # blocks of the slot written through to host
+        self.stall = 0.0  # blocking transfer time added to the current step
+        self.swaps = 0
+
+    def _stall(self, end: float) -> None:
+        d = end - self.clock
+        if d > self.stall:
+            self.stall = d
+
+    def _finish_loads(self) -> None:
+        now = self.clock
+        done = sorted((t, r) for r, t in self.loading.items() if t <= now)
+        pool = self.pool
+        for _, r in reversed(done):  # the earliest ends up first in the queue
+            del self.loading[r]
+            if r in self.swapped:
+                self.swapped_in.add(r)
+            else:
+                keys, nb = self.load_keys.pop(r)
+                pool.publish(r, keys, nb)
+                pool.release(r, nb)  # now HBM cache hits; looked up again (uncounted) at admission
+                self.loaded.add(r)
+            self.waiting.appendleft(r)
+
+    def next_ready(self) -> float:
+        return min(self.loading.values())
+
+    def admit_tiered(self, budget: int, chunks: list, whole: bool = False) -> int:
+        """Replica.admit with host hits and swap-ins."""
+        if self.loading:
+            self._finish_loads()
+        if not self.waiting or budget <= 0 or not self.free_slots:
+            return budget
+        chunked = self.cfg.chunked_prefill and not whole
+        reserve = self.cfg.watermark * self.pool.capacity
+        pool, bs, tier = self.pool, self.bs, self.tier
+        while self.waiting and budget > 0 and self.free_slots:
+            r = self.waiting[0]
+            if r in self.swapped:
+                if r not in self.swapped_in:
+                    nb = self.swapped[r][4]
+                    if pool.free - nb < reserve:
+                        break
+                    self.waiting.popleft()
+                    pool.allocate(r, nb)
+                    end = tier.swap_in(nb, self.clock)
+                    if not self.blocking:
+                        self.loading[r] = end
+                        continue
+                    self._stall(end)
+                else:
+                    self.waiting.popleft()
+                budget = self._resume(r, budget, chunks)
+                continue
+            done, last = self.gen_saved.get(r, (0, 0.0))
+            total = int(self.reqs.prompt[r]) + done
+            keys = self.hashes(r, total) if pool.caching else []
+            first = r not in self.loaded
+            hit = pool.lookup(r, keys, total, count=first) if pool.caching else 0
+            h2 = tier.lookup(keys[hit:(total - 1) // bs], self.clock, touch=False) if first and tier.caching else 0
+            if h2:
+                if pool.free - h2 < reserve:
+                    if hit:
+                        pool.release(r, hit)
+                    break
+                tier.lookup(keys[hit:hit + h2], self.clock)
+                tier.hit_tokens += h2 * bs
+                pool.allocate(r, h2)
+                end = tier.load(h2, self.clock)
+                if not self.blocking:
+                    self.waiting.popleft()
+                    self.loading[r] = end
+                    self.load_keys[r] = (keys, hit + h2)
+                    continue
+                self._stall(end)
+                hit += h2
+                pool.publish(r, keys, hit)
+            cached = hit * bs
+            n = min(total - cached, budget) if chunked else total - cached
+            need = -(-(cached + n) // bs) - hit
+            if n > budget or pool.free - need < reserve:
+                if hit:
+                    pool.release(r, hit)
+                break
+            self.loaded.discard(r)
+            self.waiting.popleft()
+            s = self.free_slots.pop()
+            self.req[s], self.ctx[s], self.plen[s], self.gen[s] = r, cached, total, done
+            self.out[s], self.blocks[s], self.order[s] = int(self.reqs.output[r]), hit, self.admitted
+            self.last[s] = last
+            self.wrote[s] = 0
+            self.admitted += 1
+            self.running_order[s] = None
+            self.prefilling[s] = None
+            pool.allocate(r, need)
+            self.blocks[s] += need
+            chunks.append((s, n))
+            budget -= n
+        return budget
+
+    def _resume(self, r: int, budget: int, chunks: list) -> int:
+        """A swapped-in request takes a slot again with its KV and output as they were."""
+        ctx, plen, done, last, nb = self.swapped.pop(r)
+        self.swapped_in.discard(r)
+        s = self.free_slots.pop()
+        self.req[s], self.ctx[s], self.plen[s], self.gen[s] = r, ctx, plen, done
+        self.out[s], self.blocks[s], self.order[s] = int(self.reqs.output[r]), nb, self.admitted
+        self.last[s] = last
+        self.wrote[s] = min(ctx, plen) // self.bs
+        self.admitted += 1
+        self.running_order[s] = None
+        if ctx < plen:
+            self.prefilling[s] = None
+            n = min(plen - ctx, budget)
+            if n > 0 and self._grow(s, n):
+                chunks.append((s, n))
+                budget -= n
+        else:
+            self.resume_dec.append((s, last))
+        return budget
+
+    def flush_resumes(self) -> None:
+        for s, last in self.resume_dec:
+            self._start_decoding(s, now=last)
+        self.resume_dec = []
+
+    def swap_out(self, s: int) -> bool:
+        """Preemption by swap: the slot's blocks go to host over the link (the step waits for the copy
+        before it reuses them); False when the host tier has no room (then it is recomputed)."""
+        nb = self.blocks[s]
+        end = self.tier.swap_out(nb, self.clock)
+        if end is None:
+            return False
+        r = self.req[s]
+        done, last = self.progress(s)
+        state = (self._ctx(s), self.plen[s], done, float(last), nb)
+        self._release(s)
+        self._stall(end)
+        self.swapped[r] = state
+        self.waiting.appendleft(r)
+        self.metrics.preemptions += 1
+        self.swaps += 1
+        self.preempted_now = True
+        return True
+
+    def write_through(self, chunks: list, now: float) -> None:
+        """Full prompt blocks computed in this step are written to host (async: the step does not wait)."""
+        bs, ctx, plen, wrote = self.bs, self.ctx, self.plen, self.wrote
+        for s, _ in chunks:
+            full = min(ctx[s], plen[s]) // bs
+            w = wrote[s]
+            if full > w:
+                self.tier.store(self.hashes(self.req[s], full * bs)[w:full], now)
+                wrote[s] = full
