@@ -69,15 +69,18 @@ def _serve(args: argparse.Namespace, exp) -> int:
     from simcore.serving.report import print_serving, write_outputs
     from simcore.runner import run
 
-    if args.trace:
-        raise SimcoreError("--trace: request-level runs have no Perfetto trace yet; drop --trace")
+    from simcore.serving.perfetto import SpanLog
+
+    spans = SpanLog() if args.trace else None
     out = Path(args.out) if args.out else None
     try:
         if out:
             out.mkdir(parents=True, exist_ok=True)
-        res, s = run(exp, requests_csv=out / "requests.csv" if out else None)
+        res, s = run(exp, requests_csv=out / "requests.csv" if out else None, spans=spans)
         if out:
             write_outputs(res, s, out)
+        if spans is not None:
+            spans.write(Path(args.trace))
     except OSError as exc:
         raise SimcoreError(f"--out {args.out}: cannot write {exc.filename or out}: {exc.strerror}") from None
     if args.json:
@@ -87,6 +90,9 @@ def _serve(args: argparse.Namespace, exp) -> int:
         print_serving(s, console)
         if out:
             console.print(f"wrote {out}/summary.json, {out}/requests.csv and {out}/timeline.png", soft_wrap=True)
+        if spans is not None:
+            more = f" ({spans.dropped:,} spans past the limit dropped)" if spans.dropped else ""
+            console.print(f"wrote {args.trace}{more}: open it at https://ui.perfetto.dev", soft_wrap=True)
     return 0
 
 

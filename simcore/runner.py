@@ -7,14 +7,15 @@ from simcore.engine.static import StaticResult, simulate
 from simcore.report.summary import summary
 
 
-def run(exp: Experiment, requests_csv=None):
+def run(exp: Experiment, requests_csv=None, spans=None):
     """(result, JSON summary). Request-level experiments (workload kind requests) go to the serving
-    simulator, which streams one CSV row per request to `requests_csv` when given."""
+    simulator, which streams one CSV row per request to `requests_csv` when given and records
+    trace spans into `spans` (a simcore.serving.perfetto.SpanLog) when given."""
     if exp.workload.kind == "requests":
         from simcore.serving.report import serving_summary
         from simcore.serving.simulate import simulate as serve
 
-        res = serve(resolve(exp), requests_csv, keep_series=requests_csv is not None)
+        res = serve(resolve(exp), requests_csv, keep_series=requests_csv is not None, spans=spans)
         return res, serving_summary(res)
     res: StaticResult = simulate(resolve(exp))
     return res, summary(res)

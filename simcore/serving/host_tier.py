@@ -18,15 +18,21 @@ GIB = 2**30
 class Link:
     """One direction of the host link: a FIFO whose busy-until time advances by bytes / bandwidth."""
 
-    def __init__(self, bandwidth: float, latency: float, gpu_block_bytes: float):
+    def __init__(self, bandwidth: float, latency: float, gpu_block_bytes: float, kind: str = "kv_cache_store"):
         self.per_block = gpu_block_bytes / bandwidth
         self.latency = latency
         self.busy = 0.0
+        self.kind = kind  # kv_cache_store (HBM -> host) or kv_cache_fetch (host -> HBM), for the trace
+        self.log = None  # a SpanLog and the name of the link's owner, when the run is traced
+        self.owner = ""
+        self.block_bytes = 0.0  # one block of the whole replica (the trace reports replica bytes)
 
     def send(self, now: float, blocks: int) -> float:
         """Queue `blocks` blocks at `now`; returns when the last byte has arrived."""
         start = self.busy if self.busy > now else now
         self.busy = start + self.latency + blocks * self.per_block
+        if self.log is not None:
+            self.log.transfer(self.owner, self.kind, start, self.busy, blocks, blocks * self.block_bytes)
         return self.busy
 
 
@@ -37,14 +43,18 @@ class HostTier:
         self.block_bytes = block_bytes  # one block, all GPUs of the replica
         self.caching = caching  # False: the tier only holds swapped blocks (preemption: swap, tier off)
         bw, lat = link
-        self.d2h = Link(bw, lat, gpu_block_bytes)
-        self.h2d = Link(bw, lat, gpu_block_bytes)
+        self.d2h = Link(bw, lat, gpu_block_bytes, "kv_cache_store")
+        self.h2d = Link(bw, lat, gpu_block_bytes, "kv_cache_fetch")
         self.ready: dict = {}  # cached key -> time its write-through completes (loadable from then on)
         self.pinned = 0  # swapped-out blocks
         self.stored_total = self.evicted_total = 0
         self.blocks_out = self.blocks_in = 0  # blocks moved HBM -> host, host -> HBM
         self.peak_used = 0
         self.hit_tokens = 0  # prompt tokens loaded from host (host hits)
+
+    def trace_into(self, log, owner: str) -> None:
+        for link in (self.d2h, self.h2d):
+            link.log, link.owner, link.block_bytes = log, owner, self.block_bytes
 
     @property
     def used(self) -> int:

@@ -24,6 +24,7 @@ from simcore.serving.tiering import TierMoves
 class Replica(TierMoves):
     def __init__(self, idx: int, cfg, blocks: int, cost, scheduler, reqs, metrics, policy=None, tier=None):
         self.idx, self.cfg, self.cost, self.scheduler = idx, cfg, cost, scheduler
+        self.spans = None  # a SpanLog when the run is traced
         self.reqs, self.metrics = reqs, metrics
         self.bs = cfg.block_size
         self.pool = BlockPool(blocks, cfg.block_size, cfg.prefix_caching, policy)
@@ -56,6 +57,8 @@ class Replica(TierMoves):
         self.preempted_now = False
         self.outstanding = 0  # tokens still to process, for the least-outstanding router
         self.iterations = 0
+        self.prefill_only = False  # disaggregated prefill replica: hand requests off after their first token
+        self.handed: list[int] = []  # requests handed off in the last step (simcore/serving/disagg.py)
         self.init_tier(tier, n)
 
     @property
@@ -262,7 +265,10 @@ class Replica(TierMoves):
             pre_past = 0.0
         k = self.dsteps
         dec_past = (self.doff + nd * k) / nd if nd else 0.0
-        now = self.clock = self.clock + self.cost.time(nd, dec_past, len(chunks), pre_tok, pre_past)
+        start = self.clock
+        now = self.clock = start + self.cost.time(nd, dec_past, len(chunks), pre_tok, pre_past)
+        if self.spans is not None:
+            self.spans.iteration(self.idx, start, now, nd, len(chunks), pre_tok)
         if self.stall:  # blocking host-link transfers (loads, swaps) of this step
             now = self.clock = now + self.stall
             self.stall = 0.0
@@ -330,6 +336,8 @@ class Replica(TierMoves):
                 del self.prefilling[s]
                 if gen[s] >= out[s]:
                     done.append(s)
+                elif self.prefill_only:
+                    self.handed.append(s)
                 else:
                     self._start_decoding(s, now)
         if self.resume_dec:

@@ -34,7 +34,7 @@ def prefix_affinity(replicas, reqs, r: int, seen: int) -> int:
     return seen % len(replicas)
 
 
-def get_router(name: str):
+def get_router(name: str, field: str = "serving.router"):
     if name not in ROUTERS:
-        raise unknown("router (field 'serving.router')", name, ROUTERS)
+        raise unknown(f"router (field '{field}')", name, ROUTERS)
     return ROUTERS[name]

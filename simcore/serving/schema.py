@@ -109,6 +109,31 @@ class HostTier(Strict):
     load: Literal["async", "blocking"] = "async"  # host hits (and swap-ins): wait across steps, or stall the step
 
 
+class PoolParallelism(Strict):
+    """tp / pp of one disaggregated pool's replicas; unset: the experiment's parallelism."""
+
+    tp: PositiveInt | None = None
+    pp: PositiveInt | None = None
+
+
+class KVTransfer(Strict):
+    """The link that carries KV from the prefill pool to the decode pool."""
+
+    link: Literal["auto", "intra_node", "inter_node"] = "auto"  # auto: NVLink when both pools fit in one node
+
+
+class Disaggregation(Strict):
+    """Disaggregated prefill / decode pools (DistServe, Splitwise, vLLM's KV connector); docs/serving.md."""
+
+    enabled: bool = False
+    prefill_replicas: PositiveInt = 1
+    decode_replicas: PositiveInt = 1
+    prefill_parallelism: PoolParallelism = PoolParallelism()
+    decode_parallelism: PoolParallelism = PoolParallelism()
+    decode_router: str = "least_outstanding"  # a policy in simcore/serving/routers.py
+    transfer: KVTransfer = KVTransfer()
+
+
 class Serving(Strict):
     scheduler: str = "vllm"  # a policy in simcore/serving/schedulers/
     max_num_seqs: PositiveInt = 256
@@ -124,9 +149,12 @@ class Serving(Strict):
     router: str = "round_robin"  # a policy in simcore/serving/routers.py
     slo: SLO = SLO()
     max_time_s: PositiveFloat | None = None  # stop the clock here; unfinished requests are dropped
+    disaggregation: Disaggregation = Disaggregation()  # separate prefill and decode pools
 
     @model_validator(mode="after")
     def _tier(self):
         if self.host_tier.enabled and not self.prefix_caching:
             raise ValueError("host_tier needs prefix_caching: true (blocks are found on host by their hash, as in vLLM)")
+        if self.disaggregation.enabled and (self.host_tier.enabled or self.preemption == "swap"):
+            raise ValueError("disaggregation does not support host_tier or preemption: swap yet")
         return self

@@ -42,7 +42,9 @@ def _children(reqs: Requests) -> np.ndarray:
     return child
 
 
-def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests | None = None) -> ServingResult:
+def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests | None = None,
+             spans=None) -> ServingResult:
+    """spans: a simcore.serving.perfetto.SpanLog that records iterations and tier transfers (short runs)."""
     wall = time.perf_counter()
     e = run.experiment
     cfg, w = e.serving, e.workload
@@ -51,9 +53,10 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     route = get_router(cfg.router)
     policy = get_cache_policy(cfg.cache_policy)
     host_policy = get_cache_policy(cfg.host_tier.policy, "serving.host_tier.policy")
+    dis = cfg.disaggregation.enabled
     budget = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size)
     blocks = budget.blocks()
-    if blocks <= 0:
+    if blocks <= 0 and not dis:
         raise SimcoreError(f"{run.model.name} leaves no room for a KV block on {run.system.gpu.name} at tp "
                            f"{run.par.tp} pp {run.par.pp}; raise tp or pp, or quantize")
     reqs = reqs if reqs is not None else generate(w)
@@ -62,9 +65,25 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
         metrics.series = []
     cost = IterationCost(run)
     ctx = CacheContext(block_flops(run, cfg.block_size), tier_geometry(run, budget, cfg.block_size)[0])
-    reps = [Replica(i, cfg, blocks, cost, make_scheduler(), reqs, metrics,
-                    policy(ctx) if cfg.prefix_caching else None,
-                    make_tier(run, cfg, budget, host_policy, ctx)) for i in range(run.par.dp)]
+    if dis:  # prefill pool, then decode pool (simcore/serving/disagg.py)
+        from simcore.serving.disagg import build
+        reps, link, blocks, dblocks, droute, costs = build(run, cfg, IterationCost, make_scheduler, reqs, metrics,
+                                                           policy, ctx)
+        front = reps[:cfg.disaggregation.prefill_replicas]
+        back = reps[len(front):]
+        dreserve = cfg.watermark * dblocks
+    else:
+        reps = [Replica(i, cfg, blocks, cost, make_scheduler(), reqs, metrics,
+                        policy(ctx) if cfg.prefix_caching else None,
+                        make_tier(run, cfg, budget, host_policy, ctx)) for i in range(run.par.dp)]
+        front = reps
+    xfer: list = []  # KV transfers in flight: (end, request, decode replica)
+    nsent = 0
+    if spans is not None:
+        for rep in reps:
+            rep.spans = spans
+            if rep.tier is not None:
+                rep.tier.trace_into(spans, f"replica {rep.idx}")
     prompt, output = reqs.prompt, reqs.output
     child = _children(reqs)
     delay = reqs.delay
@@ -82,6 +101,8 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
         ta = fixed_t[pos] if pos < nfixed else inf
         if heap and heap[0][0] < ta:
             ta = heap[0][0]
+        if xfer and xfer[0][0] < ta:
+            ta = xfer[0][0]
         rep = None
         for r in reps:
             if r.busy and (rep is None or r.clock < rep.clock):  # the earliest clock, the lowest index on ties
@@ -90,22 +111,33 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
         if min(ta, tr) >= limit or (ta == inf and rep is None):
             break
         if ta <= tr:
+            if xfer and xfer[0][0] == ta:  # a KV transfer arrived at its decode replica
+                _, r, k = heapq.heappop(xfer)
+                dest = reps[k]
+                if not dest.busy:
+                    dest.clock = max(dest.clock, ta)
+                dest.receive(r, float(metrics.first_token[r]))
+                continue
             if pos < nfixed and fixed_t[pos] == ta:
                 r = int(fixed[pos])
                 pos += 1
             else:
                 r = heapq.heappop(heap)[1]
-            k = route(reps, reqs, r, seen)
+            k = route(front, reqs, r, seen)
             seen += 1
             metrics.arrived(r, ta, k)
             p, o = int(prompt[r]), int(output[r])
             why = None
-            if -(-(p + o) // bsz) > blocks - reserve:
+            if -(-(p + o) // bsz) > blocks - reserve and not dis:
                 why = f"needs {-(-(p + o) // bsz)} KV blocks (prompt + output), the replica has {blocks}"
+            elif dis and -(-p // bsz) > blocks - reserve:
+                why = f"needs {-(-p // bsz)} KV blocks (prompt), a prefill replica has {blocks}"
             elif max_len and p + o > max_len:
                 why = f"prompt + output exceeds max_position_embeddings = {max_len}"
             elif not cfg.chunked_prefill and p > cfg.max_num_batched_tokens:
                 why = "prompt exceeds max_num_batched_tokens with chunked_prefill off"
+            elif dis and -(-(p + o) // bsz) > dblocks - dreserve:
+                why = f"needs {-(-(p + o) // bsz)} KV blocks (prompt + output), a decode replica has {dblocks}"
             if why:
                 metrics.drop(r, why)
                 _release_child(child, delay, r, ta, heap)
@@ -126,7 +158,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
                 if rep.loading and rep.next_ready() > rep.clock:  # only host transfers in flight: wait
                     rep.clock = min(rep.next_ready(), ta, limit)
                     break
-                _unstick(rep, metrics, child, delay, heap)
+                _unstick(rep, metrics, child, delay, heap, dis)
                 break
             if finished:
                 t = rep.clock
@@ -135,14 +167,27 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
                     _release_child(child, delay, r, t, heap)
                 if heap and heap[0][0] < ta:
                     ta = heap[0][0]
+            if dis and rep.prefill_only and rep.sent:  # prefills done: their KV goes to a decode replica
+                t = rep.clock
+                for r in rep.sent:
+                    k = droute(back, reqs, r, nsent)
+                    nsent += 1
+                    dest = back[k]
+                    dest.outstanding += int(output[r]) - 1
+                    heapq.heappush(xfer, (link.send(idx, int(prompt[r]), t), r, dest.idx))
+                rep.sent = []
+                if xfer[0][0] < ta:
+                    ta = xfer[0][0]
             if not rep.busy:
                 break
             t = rep.clock
             if t >= ta or t >= limit or (t, idx) > other:
                 break
     for rep in reps:  # stopped at max_time_s: what is still in the system is dropped
-        for r in list(rep.waiting) + rep.running_requests() + list(rep.loading):
+        for r in list(rep.waiting) + rep.running_requests() + list(rep.loading) + list(getattr(rep, "arrived", ())):
             metrics.drop(r, "unfinished at serving.max_time_s")
+    for _, r, _ in sorted(xfer):
+        metrics.drop(r, "unfinished at serving.max_time_s")
     unreleased = len(fixed) - pos + len(heap)
     metrics.close()
     s = metrics.summary()
@@ -162,6 +207,19 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     s["block_size"] = cfg.block_size
     s["iterations"] = sum(r.iterations for r in reps)
     s["shapes_priced"] = len(cost.priced)
+    if dis:
+        s["kv_blocks"] = dblocks
+        s["shapes_priced"] = sum(len(c.priced) for c in costs)
+        s["disaggregation"] = {"kv_transfer_bytes": link.bytes,
+                               "kv_transfer_s_mean": link.seconds / link.count if link.count else 0.0,
+                               "prefill_replicas": len(front), "decode_replicas": len(back),
+                               "kv_transfers": link.count, "inter_node": link.inter_node,
+                               "prefill_kv_blocks": blocks, "decode_kv_blocks": dblocks,
+                               "prefill_gpus": link.gpus[0], "decode_gpus": link.gpus[1]}
+    if dis:  # the output's parallelism: the experiment's tp / pp, dp = all replicas of both pools
+        import dataclasses
+        par = run.par.model_copy(update={"dp": len(reps)})
+        run = dataclasses.replace(run, experiment=e.model_copy(update={"parallelism": par}))
     s["wall_s"] = time.perf_counter() - wall
     return ServingResult(run, s, metrics, reps)
 
@@ -172,10 +230,16 @@ def _release_child(child, delay, r: int, t: float, heap) -> None:
         heapq.heappush(heap, (t + float(delay[c]), c))
 
 
-def _unstick(rep, metrics, child, delay, heap) -> None:
+def _unstick(rep, metrics, child, delay, heap, dis=False) -> None:
     """Nothing could be scheduled: free blocks by preempting the newest, or drop a request that can never fit."""
     if rep.running:
         rep.preempt(rep.newest())
+        return
+    if dis and not rep.waiting:  # a decode replica's transferred request that cannot fit
+        r = rep.arrived.popleft()
+        rep.first.pop(r, None)
+        metrics.drop(r, "cannot be scheduled: not enough free KV blocks")
+        _release_child(child, delay, r, rep.clock, heap)
         return
     r = rep.waiting.popleft()
     metrics.drop(r, "cannot be scheduled: not enough free KV blocks")

@@ -1,0 +1,193 @@
+"""Disaggregated prefill / decode pools (DistServe, Splitwise, vLLM's disaggregated prefill, Dynamo).
+
+Requests are routed to a prefill replica (serving.router). When a request's prefill completes
+there, its first token is emitted on the prefill replica, its blocks are freed (published to the
+prefix cache as usual) and its prompt KV goes over the link to a decode replica picked by
+`disaggregation.decode_router`. Each prefill replica sends one transfer at a time (a FIFO). At
+the transfer's end the request joins the decode replica's queue with its prompt cached; when
+slots and blocks allow it takes a slot and decodes from the next step on (no recompute). Decode
+replicas run prefill chunks only to recompute a request they preempted. docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+
+from simcore.config.experiment import _check_parallelism
+from simcore.cost.collectives import schedule
+from simcore.errors import SimcoreError
+from simcore.ops.kv import kv_bytes
+from simcore.planner.memory import kv_budget
+from simcore.serving.replica import Replica
+
+
+def pool_run(run, which: str, replicas: int):
+    """The Run of one pool: the experiment with the pool's tp / pp and `replicas` as dp."""
+    e = run.experiment
+    d = e.serving.disaggregation
+    own = getattr(d, f"{which}_parallelism")
+    par = e.parallelism.model_copy(update={"tp": own.tp or e.parallelism.tp, "pp": own.pp or e.parallelism.pp,
+                                           "dp": replicas})
+    try:
+        _check_parallelism(run.model, par)
+    except SimcoreError as exc:
+        raise SimcoreError(str(exc).replace("field 'parallelism.",
+                                            f"field 'serving.disaggregation.{which}_parallelism.")) from None
+    return dataclasses.replace(run, experiment=e.model_copy(update={"parallelism": par}))
+
+
+def pool_blocks(run, cfg, which: str) -> tuple:
+    """(KV blocks per replica from the planner's kv_budget for the pool's parallelism, the budget)."""
+    budget = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size)
+    blocks = budget.blocks()
+    if blocks <= 0:
+        raise SimcoreError(f"serving.disaggregation: {run.model.name} leaves no room for a KV block on "
+                           f"{run.system.gpu.name} at the {which} pool's tp {run.par.tp} pp {run.par.pp}; "
+                           f"raise its tp or pp, or quantize")
+    return blocks, budget
+
+
+def check_replicas(run, prun, drun) -> bool:
+    """Validate the pool sizes; True when the transfer goes over the network (inter-node)."""
+    e = run.experiment
+    d = e.serving.disaggregation
+    n = d.prefill_replicas + d.decode_replicas
+    if e.parallelism.dp not in (1, n):
+        raise SimcoreError(f"field 'parallelism.dp' = {e.parallelism.dp}: with serving.disaggregation the replicas "
+                           f"are prefill_replicas + decode_replicas = {n}; leave dp at 1 or set it to {n}")
+    gpus = prun.gpus + drun.gpus
+    node = run.system.cluster.gpus_per_node
+    link = d.transfer.link
+    if link == "intra_node" and gpus > node:
+        raise SimcoreError(f"field 'serving.disaggregation.transfer.link' = intra_node: the pools need {gpus} GPUs "
+                           f"({prun.gpus} prefill + {drun.gpus} decode), more than the {node} of one "
+                           f"{run.system.cluster.name} node; use fewer replicas or link: inter_node")
+    return link == "inter_node" or (link == "auto" and gpus > node)
+
+
+class KVLink:
+    """Prefill -> decode KV transfers: a point-to-point send per GPU shard, one FIFO per sender.
+
+    Each GPU of the decode replica receives its own shard (the decode layout's per-GPU KV, from
+    ops/kv.py kv_bytes) in parallel, so a transfer takes the send_recv time of the largest shard
+    (the decode pipeline stage with the most KV bytes); `bytes` counts the whole replica's."""
+
+    def __init__(self, drun, budget, inter_node: bool, senders: int):
+        self.model, self.dtype, self.tp = drun.model, drun.kv_dtype, drun.par.tp
+        self.stages = [st.layers for st in budget.stages]
+        self.system, self.inter_node = drun.system, inter_node
+        self.busy = [0.0] * senders
+        self.sizes: dict[int, tuple[float, float]] = {}
+        self.bytes = 0.0
+        self.seconds = 0.0
+        self.count = 0
+
+    def size(self, tokens: int) -> tuple[float, float]:
+        """(bytes over the whole decode replica, bytes of the largest per-GPU shard) of `tokens` tokens' KV."""
+        got = self.sizes.get(tokens)
+        if got is None:
+            per = [kv_bytes(self.model, 1, tokens, self.dtype, self.tp, layers) for layers in self.stages]
+            got = self.sizes[tokens] = (sum(per) * self.tp, max(per))
+        return got
+
+    def send(self, sender: int, tokens: int, now: float) -> float:
+        """Queue one request's prompt KV on the sender's FIFO at `now`; returns when it has arrived."""
+        total, shard = self.size(tokens)
+        t = schedule("send_recv", shard, 2, self.system, self.inter_node).time
+        start = self.busy[sender] if self.busy[sender] > now else now
+        end = self.busy[sender] = start + t
+        self.bytes += total
+        self.seconds += float(end - now)  # queueing included: the request's wait for its KV
+        self.count += 1
+        return end
+
+
+class PrefillReplica(Replica):
+    """Runs prefills only: a request whose first token is out (and has more to produce) leaves."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.prefill_only = True
+        self.sent: list[int] = []  # requests handed off in the last step, for the loop to transfer
+
+    def step(self):
+        finished = Replica.step(self)
+        if self.handed:
+            out = self.reqs.output
+            sent = self.sent = []
+            for s in self.handed:
+                r = self.req[s]
+                self._release(s)
+                self.outstanding -= int(out[r]) - 1
+                sent.append(r)
+            self.handed = []
+        return finished
+
+
+class DecodeReplica(Replica):
+    """Admits transferred requests with their prompt KV in place; its `waiting` queue holds only
+    requests it preempted (re-prefilled by recompute, ahead of new transfers, as vLLM requeues them)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.arrived: deque[int] = deque()  # transferred requests waiting for a slot and blocks
+        self.first: dict[int, float] = {}  # transferred request -> its first token's time
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting) or bool(self.running_order) or bool(self.arrived)
+
+    def receive(self, r: int, first: float) -> None:
+        self.arrived.append(r)
+        self.first[r] = first
+
+    def admit(self, budget: int, chunks: list, whole: bool = False) -> int:
+        if self.waiting:
+            budget = Replica.admit(self, budget, chunks, whole)
+            if self.waiting:
+                return budget
+        arrived = self.arrived
+        if not arrived or not self.free_slots:
+            return budget
+        pool, bs, reqs = self.pool, self.bs, self.reqs
+        reserve = self.cfg.watermark * pool.capacity
+        while arrived and self.free_slots:
+            r = arrived[0]
+            p = int(reqs.prompt[r])
+            need = -(-p // bs)
+            if pool.free - need < reserve:
+                break
+            arrived.popleft()
+            first = self.first.pop(r)
+            s = self.free_slots.pop()
+            self.req[s], self.ctx[s], self.plen[s], self.gen[s] = r, p, p, 1
+            self.out[s], self.blocks[s], self.order[s] = int(reqs.output[r]), need, self.admitted
+            self.last[s] = first
+            self.admitted += 1
+            self.running_order[s] = None
+            pool.allocate(r, need)
+            self.resume_dec.append((s, first))  # decodes from the next step: its gap counts from the first token
+        return budget
+
+
+def build(run, cfg, cost_cls, make_scheduler, reqs, metrics, policy, ctx):
+    """(replicas: prefill pool then decode pool, the KVLink (with .gpus: GPUs of each pool), prefill blocks,
+    decode blocks, the decode router, the two pools' IterationCosts)."""
+    from simcore.serving.routers import get_router
+
+    d = cfg.disaggregation
+    prun, drun = pool_run(run, "prefill", d.prefill_replicas), pool_run(run, "decode", d.decode_replicas)
+    inter = check_replicas(run, prun, drun)
+    droute = get_router(d.decode_router, "serving.disaggregation.decode_router")
+    pblocks, _ = pool_blocks(prun, cfg, "prefill")
+    dblocks, dbudget = pool_blocks(drun, cfg, "decode")
+    pcost, dcost = cost_cls(prun), cost_cls(drun)
+    mk = lambda: policy(ctx) if cfg.prefix_caching else None  # noqa: E731
+    reps = [PrefillReplica(i, cfg, pblocks, pcost, make_scheduler(), reqs, metrics, mk())
+            for i in range(d.prefill_replicas)]
+    reps += [DecodeReplica(d.prefill_replicas + i, cfg, dblocks, dcost, make_scheduler(), reqs, metrics, mk())
+             for i in range(d.decode_replicas)]
+    link = KVLink(drun, dbudget, inter, d.prefill_replicas)
+    link.gpus = (prun.gpus, drun.gpus)
+    return reps, link, pblocks, dblocks, droute, (pcost, dcost)
