@@ -77,13 +77,6 @@ class ModelSpec:
             return "MQA"
         return "MHA" if self.kv_heads == self.heads else "GQA"
 
-    @property
-    def q_dim(self) -> int:
-        """Width of the query projection output (heads x per-head query dim)."""
-        if self.is_mla:
-            return self.heads * (self.qk_nope_head_dim + self.qk_rope_head_dim)
-        return self.heads * self.head_dim
-
     def kv_elements_per_token(self, layer: int) -> int:
         """Cached elements per token in one layer: K and V, or the MLA latent + rope key."""
         if self.is_mla:

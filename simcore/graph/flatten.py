@@ -25,9 +25,6 @@ from simcore.engine.walk import consumer_end, walk
 from simcore.graph.build import Streams, stage_streams
 from simcore.ops.op import COMM, Op
 
-MODES = ("analytical", "hybrid", "flattened")
-
-
 @dataclass
 class Plan:
     events: list[Event] = field(default_factory=list)

@@ -19,7 +19,6 @@ DTYPE_BYTES = {
 
 # Op kinds (the graph's node kinds) and families (which efficiency curve prices them).
 COMPUTE, COMM, KV_STORE, KV_FETCH = "compute", "comm", "kv_cache_store", "kv_cache_fetch"
-KINDS = (COMPUTE, COMM, KV_STORE, KV_FETCH)
 GEMM, ATTN_PREFILL, ATTN_DECODE, MEMORY, COLLECTIVE = "gemm", "attn_prefill", "attn_decode", "memory", "collective"
 
 
