@@ -22,7 +22,8 @@ from simcore.serving.tiering import TierMoves
 
 
 class Replica(TierMoves):
-    def __init__(self, idx: int, cfg, blocks: int, cost, scheduler, reqs, metrics, policy=None, tier=None):
+    def __init__(self, idx: int, cfg, blocks: int, cost, scheduler, reqs, metrics, policy=None, tier=None,
+                 prefetch=None):
         self.idx, self.cfg, self.cost, self.scheduler = idx, cfg, cost, scheduler
         self.spans = None  # a SpanLog when the run is traced
         self.reqs, self.metrics = reqs, metrics
@@ -59,7 +60,7 @@ class Replica(TierMoves):
         self.iterations = 0
         self.prefill_only = False  # disaggregated prefill replica: hand requests off after their first token
         self.handed: list[int] = []  # requests handed off in the last step (simcore/serving/disagg.py)
-        self.init_tier(tier, n)
+        self.init_tier(tier, n, prefetch)
 
     @property
     def running(self) -> int:
@@ -69,9 +70,12 @@ class Replica(TierMoves):
     def busy(self) -> bool:
         return bool(self.waiting) or bool(self.running_order) or bool(self.loading)
 
-    def enqueue(self, r: int) -> None:
+    def enqueue(self, r: int, now: float | None = None) -> None:
+        """Request `r` arrives (at `now`: the arrival time); the prefetch policy may start its host loads."""
         self.waiting.append(r)
         self.outstanding += int(self.reqs.prompt[r] + self.reqs.output[r])
+        if self.on_arrive is not None:
+            self.on_arrive(self, r, self.clock if now is None else now)
 
     def newest(self) -> int:
         """The running slot admitted last."""

@@ -107,6 +107,7 @@ class HostTier(Strict):
     capacity_gib: PositiveFloat | None = None  # per GPU; default: cluster host.memory_gib / gpus_per_node
     policy: str = "lru"  # a policy in simcore/serving/cache_policies/
     load: Literal["async", "blocking"] = "async"  # host hits (and swap-ins): wait across steps, or stall the step
+    prefetch: str = "on_admit"  # when host hits start loading: a policy in simcore/serving/prefetch/
 
 
 class PoolParallelism(Strict):

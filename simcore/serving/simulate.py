@@ -20,6 +20,7 @@ from simcore.planner.memory import kv_budget
 from simcore.serving.cache_policies import CacheContext, get_cache_policy
 from simcore.serving.cost import IterationCost
 from simcore.serving.host_tier import block_flops, make_tier, tier_geometry
+from simcore.serving.prefetch import get_prefetch_policy
 from simcore.serving.metrics import Metrics
 from simcore.serving.replica import Replica
 from simcore.serving.routers import get_router
@@ -53,6 +54,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     route = get_router(cfg.router)
     policy = get_cache_policy(cfg.cache_policy)
     host_policy = get_cache_policy(cfg.host_tier.policy, "serving.host_tier.policy")
+    prefetch = get_prefetch_policy(cfg.host_tier.prefetch)
     dis = cfg.disaggregation.enabled
     budget = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size)
     blocks = budget.blocks()
@@ -75,7 +77,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     else:
         reps = [Replica(i, cfg, blocks, cost, make_scheduler(), reqs, metrics,
                         policy(ctx) if cfg.prefix_caching else None,
-                        make_tier(run, cfg, budget, host_policy, ctx)) for i in range(run.par.dp)]
+                        make_tier(run, cfg, budget, host_policy, ctx), prefetch()) for i in range(run.par.dp)]
         front = reps
     xfer: list = []  # KV transfers in flight: (end, request, decode replica)
     nsent = 0
@@ -145,7 +147,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
             dest = reps[k]
             if not dest.busy:
                 dest.clock = max(dest.clock, ta)
-            dest.enqueue(r)
+            dest.enqueue(r, float(ta))
             continue
         # `rep` runs iterations while it stays the earliest thing to do: its clock before the next
         # arrival (ties go to arrivals), before max_time_s, and before every other busy replica's
@@ -155,7 +157,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
         while True:
             finished = step()
             if finished is None:
-                if rep.loading and rep.next_ready() > rep.clock:  # only host transfers in flight: wait
+                if (rep.loading or rep.prefetching) and rep.next_ready() > rep.clock:  # only host transfers: wait
                     rep.clock = min(rep.next_ready(), ta, limit)
                     break
                 _unstick(rep, metrics, child, delay, heap, dis)
@@ -242,5 +244,6 @@ def _unstick(rep, metrics, child, delay, heap, dis=False) -> None:
         _release_child(child, delay, r, rep.clock, heap)
         return
     r = rep.waiting.popleft()
+    rep.drop_prefetch(r)
     metrics.drop(r, "cannot be scheduled: not enough free KV blocks")
     _release_child(child, delay, r, rep.clock, heap)

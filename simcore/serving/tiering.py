@@ -5,14 +5,18 @@ hits (after the HBM prefix hits) and swap-ins allocate their HBM blocks at once 
 transfer on the host link; with `host_tier.load: async` the request leaves the waiting queue
 until the transfer ends (it holds its blocks, computes nothing, and returns to the front of the
 queue at the first admission at or after that time), with `blocking` the step that starts the
-transfer waits for it (the transfer time is added to that iteration).
+transfer waits for it (the transfer time is added to that iteration). With
+`host_tier.prefetch: on_arrival` the load of a request's host hits may start when it arrives
+(`prefetch_host`): it holds its blocks while it waits in the queue until the load ends, then they
+become HBM cache hits; a request that reaches the head of the queue with its load still on the
+link waits for it as an admission load does.
 """
 
 from __future__ import annotations
 
 
 class TierMoves:
-    def init_tier(self, tier, slots: int) -> None:
+    def init_tier(self, tier, slots: int, prefetch=None) -> None:
         self.tier = tier
         self.all_keys = tier is not None and tier.caching
         self.swap = tier is not None and self.cfg.preemption == "swap"
@@ -26,6 +30,9 @@ class TierMoves:
         self.wrote = [0] * slots  # blocks of the slot written through to host
         self.stall = 0.0  # blocking transfer time added to the current step
         self.swaps = 0
+        self.prefetching: dict[int, float] = {}  # queued request whose host hits are loading -> load end
+        self.prefetched: dict[int, tuple] = {}  # request -> (first, end) blocks it loaded on arrival
+        self.on_arrive = prefetch.arrive if prefetch is not None and tier is not None and tier.caching else None
 
     def _stall(self, end: float) -> None:
         d = end - self.clock
@@ -44,14 +51,60 @@ class TierMoves:
                 keys, nb = self.load_keys.pop(r)
                 pool.publish(r, keys, nb)
                 pool.release(r, nb)  # now HBM cache hits; looked up again (uncounted) at admission
-                self.loaded.add(r)
+                if r not in self.prefetched:  # a prefetched request has not had its counted lookup yet
+                    self.loaded.add(r)
             self.waiting.appendleft(r)
 
     def next_ready(self) -> float:
+        if self.prefetching:
+            return min(min(self.loading.values(), default=float("inf")), min(self.prefetching.values()))
         return min(self.loading.values())
+
+    def prefetch_host(self, r: int, now: float) -> None:
+        """prefetch on_arrival: start loading the host hits of the arrived request `r` (queued) past its HBM
+        hits, when HBM has the free blocks (less the watermark) to hold them; otherwise nothing happens
+        now and admission loads them (on_admit). The request holds its HBM hits and the loading blocks
+        until the load ends."""
+        tier, pool, bs = self.tier, self.pool, self.bs
+        total = int(self.reqs.prompt[r])
+        keys = self.hashes(r, total)
+        refs, limit = pool.refs, (total - 1) // bs
+        hit = idle = 0  # HBM hits, counted without taking them (that would reorder the HBM cache policy)
+        while hit < limit and keys[hit] in refs:
+            idle += not refs[keys[hit]]  # a free cached block: taking it leaves one block less free
+            hit += 1
+        h2 = tier.lookup(keys[hit:limit], now, touch=False)
+        if not h2 or pool.free - idle - h2 < self.cfg.watermark * pool.capacity:
+            return
+        if pool.lookup(r, keys, total, count=False) != hit:
+            raise AssertionError("prefetch: HBM hits changed between peek and take")
+        tier.lookup(keys[hit:hit + h2], now)
+        tier.hit_tokens += h2 * bs
+        pool.allocate(r, h2)
+        self.prefetching[r] = tier.load(h2, now)
+        self.load_keys[r] = (keys, hit + h2)
+        self.prefetched[r] = (hit, hit + h2)
+
+    def _finish_prefetches(self) -> None:
+        """Prefetches whose load has ended: their blocks become HBM cache hits; the requests stay where they are."""
+        now = self.clock
+        pool = self.pool
+        for r in [r for r, t in self.prefetching.items() if t <= now]:
+            del self.prefetching[r]
+            keys, nb = self.load_keys.pop(r)
+            pool.publish(r, keys, nb)
+            pool.release(r, nb)
+
+    def drop_prefetch(self, r: int) -> None:
+        """A queued request is dropped: give back the blocks of a prefetch still on the link."""
+        self.prefetched.pop(r, None)
+        if self.prefetching.pop(r, None) is not None:
+            self.pool.release(r, self.load_keys.pop(r)[1])
 
     def admit_tiered(self, budget: int, chunks: list, whole: bool = False) -> int:
         """Replica.admit with host hits and swap-ins."""
+        if self.prefetching:
+            self._finish_prefetches()
         if self.loading:
             self._finish_loads()
         if not self.waiting or budget <= 0 or not self.free_slots:
@@ -77,11 +130,19 @@ class TierMoves:
                     self.waiting.popleft()
                 budget = self._resume(r, budget, chunks)
                 continue
+            if r in self.prefetching:  # its prefetch is still on the link: wait for it as for an admission load
+                self.waiting.popleft()
+                self.loading[r] = self.prefetching.pop(r)
+                continue
             done, last = self.gen_saved.get(r, (0, 0.0))
             total = int(self.reqs.prompt[r]) + done
             keys = self.hashes(r, total) if pool.caching else []
             first = r not in self.loaded
             hit = pool.lookup(r, keys, total, count=first) if pool.caching else 0
+            if first and self.prefetched:
+                pf = self.prefetched.get(r)
+                if pf is not None and hit > pf[0]:  # blocks loaded from host count as host hits only
+                    pool.hit_tokens -= (min(hit, pf[1]) - pf[0]) * bs
             h2 = tier.lookup(keys[hit:(total - 1) // bs], self.clock, touch=False) if first and tier.caching else 0
             if h2:
                 if pool.free - h2 < reserve:
@@ -108,6 +169,8 @@ class TierMoves:
                     pool.release(r, hit)
                 break
             self.loaded.discard(r)
+            if self.prefetched:
+                self.prefetched.pop(r, None)
             self.waiting.popleft()
             s = self.free_slots.pop()
             self.req[s], self.ctx[s], self.plen[s], self.gen[s] = r, cached, total, done
