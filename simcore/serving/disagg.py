@@ -160,12 +160,7 @@ class DecodeReplica(Replica):
                 break
             arrived.popleft()
             first = self.first.pop(r)
-            s = self.free_slots.pop()
-            self.req[s], self.ctx[s], self.plen[s], self.gen[s] = r, p, p, 1
-            self.out[s], self.blocks[s], self.order[s] = int(reqs.output[r]), need, self.admitted
-            self.last[s] = first
-            self.admitted += 1
-            self.running_order[s] = None
+            s = self._seat(r, p, p, 1, need, first)
             pool.allocate(r, need)
             self.resume_dec.append((s, first))  # decodes from the next step: its gap counts from the first token
         return budget

@@ -160,18 +160,24 @@ class Replica(TierMoves):
                     pool.release(r, hit)  # give the cache hits back; retried next step
                 break
             self.waiting.popleft()
-            s = self.free_slots.pop()
-            self.req[s], self.ctx[s], self.plen[s], self.gen[s] = r, cached, total, done
-            self.out[s], self.blocks[s], self.order[s] = int(self.reqs.output[r]), hit, self.admitted
-            self.last[s] = last
-            self.admitted += 1
-            self.running_order[s] = None
+            s = self._seat(r, cached, total, done, hit, last)
             self.prefilling[s] = None
             pool.allocate(r, need)
             self.blocks[s] += need
             chunks.append((s, n))
             budget -= n
         return budget
+
+    def _seat(self, r: int, ctx: int, plen: int, gen: int, blocks: int, last: float) -> int:
+        """Give request r a running slot: `ctx` of its `plen` prompt tokens cached, `gen` tokens emitted,
+        holding `blocks` blocks, its last token at `last`. Returns the slot."""
+        s = self.free_slots.pop()
+        self.req[s], self.ctx[s], self.plen[s], self.gen[s] = r, ctx, plen, gen
+        self.out[s], self.blocks[s], self.order[s] = int(self.reqs.output[r]), blocks, self.admitted
+        self.last[s] = last
+        self.admitted += 1
+        self.running_order[s] = None
+        return s
 
     def _grow(self, s: int, n: int) -> bool:
         need = -(-(self.ctx[s] + n) // self.bs) - self.blocks[s]

@@ -172,13 +172,8 @@ class TierMoves:
             if self.prefetched:
                 self.prefetched.pop(r, None)
             self.waiting.popleft()
-            s = self.free_slots.pop()
-            self.req[s], self.ctx[s], self.plen[s], self.gen[s] = r, cached, total, done
-            self.out[s], self.blocks[s], self.order[s] = int(self.reqs.output[r]), hit, self.admitted
-            self.last[s] = last
+            s = self._seat(r, cached, total, done, hit, last)
             self.wrote[s] = 0
-            self.admitted += 1
-            self.running_order[s] = None
             self.prefilling[s] = None
             pool.allocate(r, need)
             self.blocks[s] += need
@@ -190,13 +185,8 @@ class TierMoves:
         """A swapped-in request takes a slot again with its KV and output as they were."""
         ctx, plen, done, last, nb = self.swapped.pop(r)
         self.swapped_in.discard(r)
-        s = self.free_slots.pop()
-        self.req[s], self.ctx[s], self.plen[s], self.gen[s] = r, ctx, plen, done
-        self.out[s], self.blocks[s], self.order[s] = int(self.reqs.output[r]), nb, self.admitted
-        self.last[s] = last
+        s = self._seat(r, ctx, plen, done, nb, last)
         self.wrote[s] = min(ctx, plen) // self.bs
-        self.admitted += 1
-        self.running_order[s] = None
         if ctx < plen:
             self.prefilling[s] = None
             n = min(plen - ctx, budget)
