@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -23,6 +24,25 @@ def _console() -> Console:
     return Console(width=PIPED_WIDTH)
 
 
+@contextlib.contextmanager
+def _pass_progress(mode: str):
+    """A transient progress bar on stderr over the simulated passes, when stderr is a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn(f"simulating ({mode})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty())
+    task = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            task = bar.add_task("passes", total=total)
+        bar.update(task, completed=done)
+
+    with bar:
+        yield update
+
+
 def _run(args: argparse.Namespace) -> int:
     from simcore.config.experiment import load_experiment
     from simcore.report.summary import write_breakdown
@@ -35,7 +55,8 @@ def _run(args: argparse.Namespace) -> int:
     exp = load_experiment(args.experiment, overrides)
     if exp.workload.kind == "requests":
         return _serve(args, exp)
-    res, s = run(exp)
+    with _pass_progress(exp.engine.mode) as progress:
+        res, s = run(exp, progress=progress)
     if args.trace:
         from simcore.report.trace import write_trace
 

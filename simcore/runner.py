@@ -7,7 +7,7 @@ from simcore.engine.static import StaticResult, simulate
 from simcore.report.summary import summary
 
 
-def run(exp: Experiment, requests_csv=None, spans=None):
+def run(exp: Experiment, requests_csv=None, spans=None, progress=None):
     """(result, JSON summary). Request-level experiments (workload kind requests) go to the serving
     simulator, which streams one CSV row per request to `requests_csv` when given and records
     trace spans into `spans` (a simcore.serving.perfetto.SpanLog) when given."""
@@ -17,7 +17,7 @@ def run(exp: Experiment, requests_csv=None, spans=None):
 
         res = serve(resolve(exp), requests_csv, keep_series=requests_csv is not None, spans=spans)
         return res, serving_summary(res)
-    res: StaticResult = simulate(resolve(exp))
+    res: StaticResult = simulate(resolve(exp), progress)
     return res, summary(res)
 
 

@@ -128,22 +128,29 @@ class StaticSimulator:
                     points.add(i)
         return sorted(points)
 
-    def simulate(self) -> StaticResult:
+    def simulate(self, progress: Callable[[int, int], None] | None = None) -> StaticResult:
+        """progress(done, total): called after each simulated pass (the prefill, then each priced step)."""
         wl = self.run.experiment.workload
         b, s, n = wl.batch_size, wl.prompt_tokens, wl.output_tokens
         mem = memory_per_gpu(self.run, b, s, s + n)
         check_fits(self.run, mem)
-        pre = self.pass_(prefill(b, s))
         steps = n - 1  # the prefill produces the first output token
+        sampled: list[int] = self.sample_points(steps, s) if steps else []
+        total = 1 + len(sampled)
+        pre = self.pass_(prefill(b, s))
+        if progress:
+            progress(1, total)
         read = pre.kv_bytes(KV_FETCH)
         written = pre.kv_bytes(KV_STORE)
         crit = dict(pre.critical)
         first = last = None
         times = np.zeros(0)
-        sampled: list[int] = []
         if steps:
-            sampled = self.sample_points(steps, s)
-            results = {i: self.pass_(decode(b, s + i - 1)) for i in sampled}
+            results = {}
+            for i in sampled:
+                results[i] = self.pass_(decode(b, s + i - 1))
+                if progress:
+                    progress(1 + len(results), total)
             first, last = results[sampled[0]], results[sampled[-1]]
             xs = np.array(sampled, dtype=float)
             every = np.arange(1, steps + 1, dtype=float)
@@ -160,5 +167,5 @@ class StaticSimulator:
                             self.events_simulated, self.ranks)
 
 
-def simulate(run: Run) -> StaticResult:
-    return StaticSimulator(run).simulate()
+def simulate(run: Run, progress: Callable[[int, int], None] | None = None) -> StaticResult:
+    return StaticSimulator(run).simulate(progress)
