@@ -116,6 +116,7 @@ def render(p: dict, keep, memory: float, host: float, head: list[str], source: s
     lines += [
         "kind: efficiency",
         "name: h100-calibrated",
+        "measured_on: h100-sxm",
         f'source: "{source}"',
         f"kernel_floor_us: {p['kernel_floor_us']}  # fitted (shared by gemm and attention kernels)",
         f"elementwise_floor_us: {keep.elementwise_floor_us}  # estimate, kept: CUDA-graph launch of a small"

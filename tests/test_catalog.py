@@ -105,3 +105,11 @@ def test_every_cluster_names_a_known_gpu():
 def test_inter_node_link_is_per_gpu_share_of_the_nics():
     s = load_system("h100-sxm")  # 8 x 400 Gb/s NICs for 8 GPUs -> 50 GB/s per GPU per direction
     assert s.inter_link.bandwidth == pytest.approx(50e9)
+
+
+def test_borrowed_efficiency_profiles_are_named_not_hidden():
+    from simcore.config.hardware import calibration_note
+
+    assert calibration_note(["h100-sxm"]) is None  # fitted on its own microbenchmarks
+    note = calibration_note(["h100-sxm", "mi300x", "b200"])
+    assert "b200, mi300x" in note and "h100-calibrated" in note and "h100-sxm" not in note.split(":")[0]

@@ -129,6 +129,7 @@ class Efficiency(Strict):
     kind: Literal["efficiency"]
     name: str
     source: str
+    measured_on: str  # the GPU whose microbenchmarks the profile was fitted to
     kernel_floor_us: float = Field(ge=0)  # GEMM and attention kernels: launch, ramp and tail
     elementwise_floor_us: float = Field(ge=0)  # small memory-bound kernels (norms, rope, cache stores)
     gemm: GemmEfficiency
@@ -226,6 +227,20 @@ def _cluster_gpu(name: str) -> str | None:
         return load_cluster(name).gpu
     except SimcoreError:
         return None
+
+
+def calibration_note(gpus) -> str | None:
+    """Say which GPUs are priced with an efficiency profile fitted on another GPU (no silent borrowing)."""
+    borrowed: dict[str, list[str]] = {}
+    for name in gpus:
+        g = load_gpu(name)
+        profile = load_efficiency(g.efficiency)
+        if profile.measured_on != name:
+            borrowed.setdefault(profile.name, []).append(name)
+    if not borrowed:
+        return None
+    return "; ".join(f"{', '.join(sorted(names))}: spec sheet x the {prof} efficiency profile (not measured on them)"
+                     for prof, names in borrowed.items())
 
 
 def gpu_names() -> list[str]:

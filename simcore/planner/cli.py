@@ -16,6 +16,7 @@ from collections import Counter
 from rich.console import Console
 from rich.table import Table
 
+from simcore.config.hardware import calibration_note
 from simcore.planner.memory import BLOCK_SIZE, GIB, MAX_NUM_BATCHED_TOKENS
 
 PROGRESS_AFTER_S = 1.0
@@ -187,6 +188,9 @@ def recommend_command(args: argparse.Namespace) -> int:
         + (", ".join(f"{n} {c}" for c, n in sorted(checks.items())) or "none")
         + ("" if args.show_rejected or not rec.rejected else " (--show-rejected lists them)")
     )
+    note = calibration_note(sorted({o.gpu for o in rec.options[: args.top]}))
+    if note:
+        console.print(f"timings: {note}", style="dim")
     if args.show_rejected and rec.rejected:
         console.print(rejected_table(rec))
     if args.plot:

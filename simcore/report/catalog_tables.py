@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from simcore.config.hardware import gpu_names, load_gpu, load_system
+from simcore.config.hardware import gpu_names, load_efficiency, load_gpu, load_system
 from simcore.config.model import load_model, model_names
 from simcore.ops.kv import kv_bytes_per_token
 from simcore.ops.linears import active_params, total_params
@@ -30,7 +30,7 @@ def models_table() -> Table:
 def hardware_table() -> Table:
     t = Table(title="hardware/gpus (with the default cluster of each)", title_justify="left")
     for col in ("name", "bf16 TFLOPS", "fp8 TFLOPS", "fp4 TFLOPS", "memory GiB", "HBM GB/s", "GPU link GB/s",
-                "host GB/s", "cluster", "GPUs/node", "network GB/s/GPU", "$/GPU-h"):
+                "host GB/s", "cluster", "GPUs/node", "network GB/s/GPU", "$/GPU-h", "efficiency profile"):
         t.add_column(col, justify="left" if col in ("name", "cluster") else "right")
     for name in gpu_names():
         g = load_gpu(name)
@@ -41,5 +41,6 @@ def hardware_table() -> Table:
             f"{pk['fp4']:,.0f}" if "fp4" in pk else "-", f"{g.memory.capacity_gib:g}", f"{g.memory.bandwidth_gbps:,.0f}",
             f"{s.intra_link.bandwidth_gbps:,.0f} ({s.cluster.intra_node.fabric})", f"{g.links.host.bandwidth_gbps:g}",
             s.cluster.name, str(s.cluster.gpus_per_node), f"{s.inter_link.bandwidth_gbps:g}", f"{g.cost_per_hour_usd:.2f}",
+            g.efficiency + ("" if load_efficiency(g.efficiency).measured_on == name else " (borrowed)"),
         )
     return t

@@ -28,6 +28,7 @@ def summary(res: StaticResult) -> dict:
         "model": run.model.name,
         "hardware": run.system.gpu.name,
         "cluster": run.system.cluster.name,
+        "efficiency_profile": {"name": run.system.efficiency.name, "measured_on": run.system.efficiency.measured_on},
         "parallelism": {"tp": p.tp, "pp": p.pp, "dp": p.dp, "ep": p.ep, "gpus": run.gpus},
         "precision": {
             "weights": run.weight_dtype,
