@@ -25,11 +25,11 @@ def _console() -> Console:
 
 
 @contextlib.contextmanager
-def _pass_progress(mode: str):
-    """A transient progress bar on stderr over the simulated passes, when stderr is a terminal."""
+def _pass_progress(mode: str, unit: str = "passes"):
+    """A transient progress bar on stderr over simulated passes (or finished requests), when stderr is a terminal."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn(f"simulating ({mode})"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+    bar = Progress(TextColumn(f"simulating ({mode}) {unit}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
                    console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty())
     task = None
 
@@ -97,7 +97,8 @@ def _serve(args: argparse.Namespace, exp) -> int:
     try:
         if out:
             out.mkdir(parents=True, exist_ok=True)
-        res, s = run(exp, requests_csv=out / "requests.csv" if out else None, spans=spans)
+        with _pass_progress("serving", unit="requests") as progress:
+            res, s = run(exp, requests_csv=out / "requests.csv" if out else None, spans=spans, progress=progress)
         if out:
             write_outputs(res, s, out)
         if spans is not None:

@@ -15,7 +15,7 @@ def run(exp: Experiment, requests_csv=None, spans=None, progress=None):
         from simcore.serving.report import serving_summary
         from simcore.serving.simulate import simulate as serve
 
-        res = serve(resolve(exp), requests_csv, keep_series=requests_csv is not None, spans=spans)
+        res = serve(resolve(exp), requests_csv, keep_series=requests_csv is not None, spans=spans, progress=progress)
         return res, serving_summary(res)
     res: StaticResult = simulate(resolve(exp), progress)
     return res, summary(res)

@@ -28,6 +28,9 @@ from simcore.serving.schedulers import get_scheduler
 from simcore.serving.workload import Requests, generate
 
 
+PROGRESS_EVERY = 2000  # finished requests between progress callbacks
+
+
 @dataclass
 class ServingResult:
     run: Run
@@ -44,8 +47,9 @@ def _children(reqs: Requests) -> np.ndarray:
 
 
 def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests | None = None,
-             spans=None) -> ServingResult:
-    """spans: a simcore.serving.perfetto.SpanLog that records iterations and tier transfers (short runs)."""
+             spans=None, progress=None) -> ServingResult:
+    """spans: a simcore.serving.perfetto.SpanLog that records iterations and tier transfers (short runs).
+    progress(done, total): called every PROGRESS_EVERY finished requests."""
     wall = time.perf_counter()
     e = run.experiment
     cfg, w = e.serving, e.workload
@@ -99,6 +103,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     limit = cfg.max_time_s if cfg.max_time_s is not None else math.inf
     max_len = run.model.max_position or 0
     bsz = cfg.block_size
+    tick = PROGRESS_EVERY
     while True:
         ta = fixed_t[pos] if pos < nfixed else inf
         if heap and heap[0][0] < ta:
@@ -167,6 +172,9 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
                 for r in finished:
                     metrics.finished(r, t)
                     _release_child(child, delay, r, t, heap)
+                if progress is not None and metrics.finishes >= tick:
+                    tick += PROGRESS_EVERY
+                    progress(metrics.finishes, len(reqs.prompt))
                 if heap and heap[0][0] < ta:
                     ta = heap[0][0]
             if dis and rep.prefill_only and rep.sent:  # prefills done: their KV goes to a decode replica
