@@ -5,23 +5,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 from pathlib import Path
 
 from rich.console import Console
 
 from simcore.errors import SimcoreError
+from simcore.report.console import stdout_console
 
 EXIT_BAD_INPUT = 2
-PIPED_WIDTH = 240  # rich falls back to 80 columns off a terminal, which truncates catalog names
-
-
-def _console() -> Console:
-    """A terminal keeps its own width; piped or captured output gets room for the widest table."""
-    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
-        return Console()
-    return Console(width=PIPED_WIDTH)
 
 
 @contextlib.contextmanager
@@ -76,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(s, indent=2))
     else:
-        console = _console()
+        console = stdout_console()
         print_run(res, s, console)
         if args.out:
             console.print(f"wrote {args.out}/summary.json and {args.out}/breakdown.csv", soft_wrap=True)
@@ -108,7 +100,7 @@ def _serve(args: argparse.Namespace, exp) -> int:
     if args.json:
         print(json.dumps(s, indent=2))
     else:
-        console = _console()
+        console = stdout_console()
         print_serving(s, console)
         if out:
             console.print(f"wrote {out}/summary.json, {out}/requests.csv and {out}/timeline.png", soft_wrap=True)
@@ -121,14 +113,14 @@ def _serve(args: argparse.Namespace, exp) -> int:
 def _models(args: argparse.Namespace) -> int:
     from simcore.report.catalog_tables import models_table
 
-    _console().print(models_table())
+    stdout_console().print(models_table())
     return 0
 
 
 def _hardware(args: argparse.Namespace) -> int:
     from simcore.report.catalog_tables import hardware_table
 
-    _console().print(hardware_table())
+    stdout_console().print(hardware_table())
     return 0
 
 

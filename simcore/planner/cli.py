@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simcore.config.hardware import calibration_note
+from simcore.report.console import stdout_console
 from simcore.planner.memory import BLOCK_SIZE, GIB, MAX_NUM_BATCHED_TOKENS
 
 PROGRESS_AFTER_S = 1.0
@@ -64,12 +65,6 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help=f"tokens of the engine's largest forward pass (default {MAX_NUM_BATCHED_TOKENS}, as vLLM)")
 
 
-def _console() -> Console:
-    from simcore.cli import _console as console  # the CLI's one rule for table width
-
-    return console()
-
-
 def _gib(b: float) -> str:
     return f"{b / GIB:,.2f} GiB"
 
@@ -91,7 +86,7 @@ def plan_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(d, indent=2))
         return 0
-    console = _console()
+    console = stdout_console()
     console.print(plan_table(d))
     if args.plot:
         console.print(f"wrote {args.plot}")
@@ -179,7 +174,7 @@ def recommend_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rec.as_dict(), indent=2))
         return 0
-    console = _console()
+    console = stdout_console()
     console.print(ranked_table(rec, args.top))
     checks = Counter(o.check for o in rec.rejected)
     console.print(

@@ -6,17 +6,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import sys
 
 from rich.console import Console
 
 from simcore.errors import SimcoreError
+from simcore.report.console import stdout_console
 
-EXIT_BAD_INPUT = 2
 EXIT_POINTS_FAILED = 1
-PIPED_WIDTH = 240
 RUN_FLAGS = ("executor", "workers", "db", "resume", "retry_failed", "ray_address", "no_progress")
 REPORT_FLAGS = ("x", "y", "hue", "csv", "plot", "pareto", "metrics")
 
@@ -24,12 +21,6 @@ USAGE = """%(prog)s SWEEP.yaml [--executor local|ray] [--workers N] [--db RESULT
                      [--retry-failed] [--ray-address ADDR] [--no-progress]
        %(prog)s report RESULTS.sqlite [--x FIELD --y METRIC [--hue FIELD]] [--csv OUT.csv]
                      [--plot OUT.png] [--pareto X_METRIC,Y_METRIC] [--metrics M1,M2,...]"""
-
-
-def _stdout() -> Console:
-    if sys.stdout.isatty() or os.environ.get("COLUMNS"):
-        return Console()
-    return Console(width=PIPED_WIDTH)
 
 
 def _flag(name: str) -> str:
@@ -105,7 +96,7 @@ def _report(args: argparse.Namespace) -> int:
         rp.plot_lines(args.plot, rows, axes, x, y, hue)
     elif args.plot:
         rp.plot_pareto(args.plot, rows, front, pareto_x, pareto_y)
-    out = _stdout()  # files first: a bad path is one error line and nothing on stdout
+    out = stdout_console()  # files first: a bad path is one error line and nothing on stdout
     title = f"sweep {meta.get('sweep', '?')}: {len(rows)} points ({sum(r.status == 'ok' for r in rows)} ok)"
     out.print(rp.table(rows, axes, metrics, front, title))
     if front is not None:
