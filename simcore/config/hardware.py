@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveFloat, PositiveInt
 
 from simcore.config.catalog import entries, resolve
 from simcore.config.validation import Strict, read_yaml, validate
@@ -154,14 +154,6 @@ class System(Strict):
     gpu: GPU
     cluster: Cluster
     efficiency: Efficiency
-
-    @model_validator(mode="after")
-    def _same_gpu(self) -> "System":
-        if self.cluster.gpu != self.gpu.name:
-            raise ValueError(
-                f"cluster '{self.cluster.name}' is built from '{self.cluster.gpu}', not '{self.gpu.name}'"
-            )
-        return self
 
     @property
     def intra_link(self) -> Link:

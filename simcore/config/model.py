@@ -77,12 +77,6 @@ class ModelSpec:
             return "MQA"
         return "MHA" if self.kv_heads == self.heads else "GQA"
 
-    def kv_elements_per_token(self, layer: int) -> int:
-        """Cached elements per token in one layer: K and V, or the MLA latent + rope key."""
-        if self.is_mla:
-            return self.kv_lora_rank + self.qk_rope_head_dim
-        return 2 * self.kv_heads * self.head_dim
-
     def window(self, layer: int) -> int | None:
         return self.sliding_window if self.layer_kinds[layer] == "sliding" else None
 

@@ -46,8 +46,7 @@ class PassResult:
     def kv_bytes(self, kind: str) -> float:
         return sum(w.kv_bytes(kind) for w in self.stages)
 
-    def by_kind(self) -> dict[str, float]:
-        return self.critical
+
 
 
 @dataclass

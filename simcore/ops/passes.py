@@ -20,11 +20,6 @@ class Pass:
     def tokens(self) -> int:
         return self.batch * self.new_tokens
 
-    @property
-    def context(self) -> int:
-        """Tokens in the cache once this pass has stored its own."""
-        return self.past + self.new_tokens
-
 
 @dataclass(frozen=True)
 class Group:

@@ -11,7 +11,7 @@ from simcore.ops.kv import kv_bytes_per_token
 
 
 def _kinds(p: PassResult) -> dict[str, float]:
-    return {k: round(v, 12) for k, v in sorted(p.by_kind().items())}
+    return {k: round(v, 12) for k, v in sorted(p.critical.items())}
 
 
 def summary(res: StaticResult) -> dict:
