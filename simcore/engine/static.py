@@ -25,14 +25,15 @@ from simcore.engine.walk import Walk, walk
 from simcore.graph.build import build_graph, pass_streams
 from simcore.graph.flatten import flatten
 from simcore.ops.builder import StageBuilder
-from simcore.ops.op import KV_FETCH, KV_STORE
-from simcore.ops.passes import Pass, decode, prefill
+from simcore.ops.op import KV_FETCH, KV_STORE, Op
+from simcore.ops.passes import Pass, decode, prefill, window_knee
 from simcore.planner.memory import MemoryPerGPU, check_fits, memory_per_gpu
 
 
 @dataclass
 class PassResult:
     breakdown: Callable[[], list[Walk]]  # per-op breakdown of the whole batch, one TP rank per stage
+    ops: Callable[[], list[list[Op]]]  # the whole batch's ops per stage (memoized by the builders)
     time: float  # simulated time of the pass
     critical: dict[str, float]  # critical-path time by kind
     bubble: float  # time the busiest rank sits idle
@@ -44,7 +45,8 @@ class PassResult:
         return self.breakdown()
 
     def kv_bytes(self, kind: str) -> float:
-        return sum(w.kv_bytes(kind) for w in self.stages)
+        """Cache bytes of one TP rank per stage; needs the ops, not their priced walk."""
+        return sum(op.kv_bytes for stage in self.ops() for op in stage if op.kind == kind)
 
 
 
@@ -108,10 +110,14 @@ class StaticSimulator:
             scale = time / makespan
             crit = {k: v * scale for k, v in crit.items()}
             bubble *= scale
-        def breakdown() -> list[Walk]:
-            return [walk(b.ops(ps), self.pricer, self.policy, self.launch_s) for b in self.builders]
 
-        return PassResult(breakdown, time, crit, bubble, plan.events)
+        def ops() -> list[list[Op]]:
+            return [b.ops(ps) for b in self.builders]
+
+        def breakdown() -> list[Walk]:
+            return [walk(stage, self.pricer, self.policy, self.launch_s) for stage in ops()]
+
+        return PassResult(breakdown, ops, time, crit, bubble, plan.events)
 
     def sample_points(self, steps: int, prompt: int) -> list[int]:
         """Decode steps (1-based) to price: evenly spaced, plus where a sliding window fills."""
@@ -119,12 +125,9 @@ class StaticSimulator:
         if k == 0 or steps <= k:
             return list(range(1, steps + 1))
         points = set(np.linspace(1, steps, k).round().astype(int).tolist())
-        w = self.run.model.sliding_window
-        if w:
-            for past in (w - 1, w, w + 1):  # the step whose context first reaches the window
-                i = past - prompt + 1
-                if 1 <= i <= steps:
-                    points.add(i)
+        knee = window_knee(prompt, self.run.model.sliding_window)
+        if knee is not None:
+            points.update(i for i in (knee - 1, knee, knee + 1) if 1 <= i <= steps)
         return sorted(points)
 
     def simulate(self, progress: Callable[[int, int], None] | None = None) -> StaticResult:

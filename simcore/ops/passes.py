@@ -59,6 +59,12 @@ def as_batch(ps: "Pass | Batch") -> Batch:
     return Batch((Group(ps.phase, ps.batch, ps.new_tokens, ps.past),), emitting=ps.batch)
 
 
+def window_knee(prompt: int, window: int | None) -> int | None:
+    """The decode step (1-based) whose context first reaches a sliding window: from there on the
+    cache a layer reads stops growing, so step time and KV traffic change slope."""
+    return window - prompt + 1 if window else None
+
+
 def prefill(batch: int, prompt: int) -> Pass:
     return Pass("prefill", batch, prompt, 0)
 

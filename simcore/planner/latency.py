@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from simcore.engine.static import StaticSimulator
-from simcore.ops.passes import decode, prefill
+from simcore.ops.passes import decode, prefill, window_knee
 from simcore.planner.capacity import build_run
 
 
@@ -34,7 +34,7 @@ def decode_points(steps: int, isl: int, window: int | None) -> list[tuple[int, i
     """(decode step, how many steps it stands for): the middle step of each stretch over which the
     step time is linear in the context, so the weighted mean equals the mean over every step.
     The stretches break where a sliding window fills (the cache stops growing there)."""
-    knee = window - isl + 1 if window else 0  # first step whose context reaches the window
+    knee = window_knee(isl, window) or 0
     cuts = [1, knee, steps + 1] if 1 < knee <= steps else [1, steps + 1]
     return [((a + b - 1) // 2, b - a) for a, b in zip(cuts, cuts[1:])]
 
