@@ -284,3 +284,17 @@ def test_parallelism_sweep_keeps_the_16_gpu_splits_that_fit():
     assert splits == [(2, 8), (4, 4), (8, 2), (16, 1)]
     assert p.filtered == {"not 16 GPUs": 20, "fits: does not fit in GPU memory": 1}  # tp 1 pp 16 does not fit
 
+
+
+def test_axis_values_keep_their_type_exponent_floats_included(tmp_path):
+    """Axis values are set as they are, not printed and parsed back (YAML reads '1e-05' as a string)."""
+    from simcore.sweep.expand import check
+
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "name: floats\nbase: " + str(Path(__file__).parent.parent / "experiments" / "llama-3.1-8b-h100.yaml") + "\n"
+        "grid:\n  engine.kernel_launch_us: [1.0e-05, 5.0]\n")
+    sweep = load_sweep(path)
+    for point in expand(sweep):
+        drop, data, error = check(sweep, point)
+        assert error is None and data["engine"]["kernel_launch_us"] == point.overrides["engine.kernel_launch_us"]

@@ -7,6 +7,7 @@ An Experiment is plain validated data; `resolve` joins it with the catalogs into
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -123,19 +124,32 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return keys, parsed
 
 
+def set_path(data: dict, keys: list[str], value: Any, label: str) -> None:
+    """Set data[k1][k2]... = value, creating sections; `label` names the override in errors."""
+    node = data
+    for k in keys[:-1]:
+        child = node.get(k)
+        if child is None:
+            child = node[k] = {}
+        if not isinstance(child, dict):
+            raise SimcoreError(f"{label}: '{k}' is a value, not a section")
+        node = child
+    node[keys[-1]] = value
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     data = copy.deepcopy(raw)
     for text in overrides:
         keys, value = parse_override(text)
-        node = data
-        for k in keys[:-1]:
-            child = node.get(k)
-            if child is None:
-                child = node[k] = {}
-            if not isinstance(child, dict):
-                raise SimcoreError(f"--set {text!r}: '{k}' is a value, not a section")
-            node = child
-        node[keys[-1]] = value
+        set_path(data, keys, value, f"--set {text!r}")
+    return data
+
+
+def apply_values(raw: dict, values: dict[str, Any]) -> dict:
+    """raw with dotted path -> value set, values kept as they are (sweeps: no round trip through text)."""
+    data = copy.deepcopy(raw)
+    for path, value in values.items():
+        set_path(data, path.split("."), value, f"--set {path + '=' + json.dumps(value)!r}")
     return data
 
 

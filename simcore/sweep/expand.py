@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simcore import __version__
-from simcore.config.experiment import Experiment, allowed_tp, apply_overrides, experiment_from_dict, resolve
+from simcore.config.experiment import Experiment, allowed_tp, apply_values, experiment_from_dict, resolve
 from simcore.errors import SimcoreError
 from simcore.sweep.spec import DERIVED, Filter, Sweep, compile_expr
 
@@ -74,11 +74,6 @@ def canonical(data: Any) -> str:
 def point_key(experiment: dict, version: str = __version__) -> str:
     """Identity of a result: the fully resolved experiment and the simcore version that ran it."""
     return hashlib.sha256(canonical({"experiment": experiment, "simcore_version": version}).encode()).hexdigest()
-
-
-def as_overrides(values: dict[str, Any]) -> list[str]:
-    """`--set` strings for path -> value (JSON is YAML, so each value parses back as itself)."""
-    return [f"{path}={json.dumps(v)}" for path, v in values.items()]
 
 
 def describe(point: Point) -> str:
@@ -183,7 +178,7 @@ def _fits(run) -> str | None:
 def check(sweep: Sweep, point: Point) -> tuple[str | None, dict | None, str | None]:
     """(drop reason, validated experiment data, error) for one point; at most one is not None."""
     kinds = {f.kind for f in sweep.filters}
-    raw = apply_overrides(sweep.base, as_overrides({**sweep.fixed, **point.overrides}))
+    raw = apply_values(sweep.base, {**sweep.fixed, **point.overrides})
     try:
         exp = experiment_from_dict(raw, None, describe(point))
     except SimcoreError as exc:
