@@ -259,3 +259,22 @@ def test_api_bad_sizes_raise_one_line_errors():
                        (lambda: ModelArchitecture("llama-3.1-8b", kv_dtype="int3"), "kv_dtype = 'int3'")):
         with pytest.raises(SimcoreError, match=text):
             call()
+
+
+def test_plot_with_an_unknown_format_is_one_line_exit_2(cli, tmp_path):
+    rc, out, err = cli("plan", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--plot", tmp_path / "x.foo")
+    assert rc == 2 and err.startswith("error: --plot") and "not supported" in err and err.count("\n") == 1
+
+
+def test_kv_plot_follows_the_binding_stage_with_pipeline_parallelism():
+    from simcore.planner.plots import kv_vs_context
+    from simcore.report.plotting import pyplot
+
+    cp = plan("llama-3.1-70b", "h100-sxm", tp=4, pp=2)
+    fig, ax = pyplot().subplots()
+    kv_vs_context(ax, [cp.run.model.path], ("bf16",), 4096, 4, cp.budget.binding.layers)
+    line = ax.get_lines()[0]
+    # 40 of the 80 layers on one GPU: 40 x 2 x (8 kv heads / tp 4) x 128 x 2 B per token
+    assert line.get_ydata()[-1] * 2**30 == pytest.approx(4096 * 40 * 2 * 2 * 128 * 2)
+    assert line.get_ydata()[-1] * 2**30 == pytest.approx(cp.budget.request_bytes(4096))
+    pyplot().close(fig)

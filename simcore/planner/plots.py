@@ -3,24 +3,14 @@ breakdown bars per deployment. Sizes come from the same helpers the tables use."
 
 from __future__ import annotations
 
-from pathlib import Path
 
+from simcore.report.plotting import pyplot, save
 from simcore.config.model import load_model
-from simcore.errors import SimcoreError
 from simcore.ops.kv import kv_bytes
 from simcore.planner.memory import GIB
 
 PARTS = (("weights", "weights", "#4c72b0"), ("activations", "activations", "#dd8452"),
          ("runtime_overhead", "runtime overhead", "#8c8c8c"), ("kv_cache", "KV cache capacity", "#55a868"))
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _contexts(limit: int) -> list[int]:
@@ -31,22 +21,14 @@ def _contexts(limit: int) -> list[int]:
     return out + [limit]
 
 
-def _save(fig, path) -> None:
-    try:
-        fig.savefig(Path(path), dpi=110, bbox_inches="tight")
-    except OSError as exc:
-        raise SimcoreError(f"--plot {path}: cannot write: {exc.strerror}") from None
-    finally:
-        _plt().close(fig)
-
-
-def kv_vs_context(ax, models, dtypes=("bf16", "fp8"), limit: int | None = None, tp: int = 1) -> None:
-    """Per-request KV cache (GiB per GPU at `tp`) against context length, one line per model x dtype."""
+def kv_vs_context(ax, models, dtypes=("bf16", "fp8"), limit: int | None = None, tp: int = 1, layers=None) -> None:
+    """Per-request KV cache (GiB per GPU at `tp`, over `layers`: default all) against context length,
+    one line per model x dtype."""
     for name in models:
         m = load_model(str(name))
         xs = _contexts(limit or m.max_position or 131072)
         for dtype, style in zip(dtypes, ("-", "--", ":")):
-            ys = [kv_bytes(m, 1, x, dtype, tp) / GIB for x in xs]
+            ys = [kv_bytes(m, 1, x, dtype, tp, layers) / GIB for x in xs]
             ax.plot(xs, ys, style, marker=".", label=f"{m.name} {dtype}")
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -72,36 +54,37 @@ def breakdown_bars(ax, labels: list[str], memories: list[dict], usable: list[flo
 def plan_figure(cp, path) -> None:
     """`simcore plan --plot`: this deployment's memory breakdown, and its KV per request vs context
     against the cache capacity (where a line crosses it is the longest context that fits)."""
-    plt = _plt()
+    plt = pyplot()
     d = cp.as_dict()
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5), gridspec_kw={"width_ratios": [1, 2]})
     breakdown_bars(left, [f"{d['gpu']} tp{d['tp']} pp{d['pp']}"], [d["memory_per_gpu_bytes"]],
                    [d["memory_per_gpu_bytes"]["usable"]])
     left.set_title("memory per GPU")
     dtypes = tuple(dict.fromkeys([d["precision"]["kv_cache"], "fp8"]))
-    kv_vs_context(right, [cp.run.model.path], dtypes, cp.limit, d["tp"])
+    # one GPU of the binding stage, like the capacity line: with pp it holds only its stage's layers
+    kv_vs_context(right, [cp.run.model.path], dtypes, cp.limit, d["tp"], cp.budget.binding.layers)
     right.axhline(d["memory_per_gpu_bytes"]["kv_cache"] / GIB, color="black", linestyle=":",
                   label="KV cache capacity")
     right.legend(fontsize=8)
     right.set_title(f"{d['model']}: KV cache per request")
-    _save(fig, path)
+    save(fig, path)
 
 
 def options_figure(options, path, title: str = "memory per GPU") -> None:
     """`simcore recommend --plot`: memory breakdown bars of the ranked options."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(max(6.0, 1.0 + 0.9 * len(options)), 4.5))
     labels = [f"{o.gpu} tp{o.tp} pp{o.pp} x{o.replicas}" for o in options]
     memories = [{**o.memory_per_gpu_bytes, "kv_cache": o.memory_per_gpu_bytes["kv_cache_capacity"]} for o in options]
     breakdown_bars(ax, labels, memories,
                    [o.memory_per_gpu_bytes["usable"] for o in options])
     ax.set_title(title)
-    _save(fig, path)
+    save(fig, path)
 
 
 def kv_context_figure(models, path, dtypes=("bf16", "fp8"), limit: int | None = None) -> None:
     """KV memory vs context length for chosen models and precisions (Python API)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 5))
     kv_vs_context(ax, models, dtypes, limit)
-    _save(fig, path)
+    save(fig, path)

@@ -8,6 +8,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from simcore.report.plotting import pyplot, save
+
 
 def serving_summary(res) -> dict:
     e, run = res.run.experiment, res.run
@@ -74,11 +76,7 @@ def print_serving(s: dict, console: Console) -> None:
 def write_outputs(res, s: dict, out: Path) -> None:
     (out / "summary.json").write_text(json.dumps(s, indent=2) + "\n")
     series = res.metrics.series or []
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
     for i, (label, col) in enumerate((("batch (sequences)", 2), ("waiting requests", 3), ("KV utilization", 4))):
         for rep in sorted({row[1] for row in series}):
@@ -87,5 +85,4 @@ def write_outputs(res, s: dict, out: Path) -> None:
         axes[i].set_ylabel(label)
     axes[-1].set_xlabel("simulated time (s)")
     fig.tight_layout()
-    fig.savefig(out / "timeline.png", dpi=100)
-    plt.close(fig)
+    save(fig, out / "timeline.png", "--out", dpi=100)

@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.table import Table
 
+from simcore.report.plotting import pyplot, save
 from simcore.errors import SimcoreError, close_matches
 from simcore.sweep.expand import lookup
 from simcore.sweep.store import Row
@@ -171,25 +172,9 @@ def frontier(rows: list[Row], spec: str) -> tuple[set[str], tuple[str, bool], tu
 
 # -- plots -----------------------------------------------------------------------------------------
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str | Path, flag: str) -> None:
-    try:
-        fig.savefig(path, dpi=120, bbox_inches="tight")
-    except (OSError, ValueError) as exc:
-        raise SimcoreError(f"{flag} {path}: cannot write: {getattr(exc, 'strerror', None) or exc}") from None
-
-
 def plot_lines(path: str | Path, rows: list[Row], axes: list[str], x: str, y: str, hue: str | None) -> None:
     """`y` against `x`, one line per value of `hue` (and of any other axis that varies)."""
-    plt = _pyplot()
+    plt = pyplot()
     ok = [r for r in rows if r.status == "ok"]
     ys = numeric(ok, y, "--y")
     xs = [value(r, x) for r in ok]
@@ -217,12 +202,11 @@ def plot_lines(path: str | Path, rows: list[Row], axes: list[str], x: str, y: st
     ax.grid(alpha=0.3)
     if len(lines) > 1:
         ax.legend(fontsize=8)
-    _save(fig, path, "--plot")
-    plt.close(fig)
+    save(fig, path, "--plot", dpi=120)
 
 
 def plot_pareto(path: str | Path, rows: list[Row], front: set[str], x: tuple[str, bool], y: tuple[str, bool]) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     ok = [r for r in rows if r.status == "ok"]
     xs, ys = numeric(ok, x[0], "--pareto"), numeric(ok, y[0], "--pareto")
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -234,5 +218,4 @@ def plot_pareto(path: str | Path, rows: list[Row], front: set[str], x: tuple[str
     ax.set_ylabel(f"{y[0]} ({better(y[1])})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path, "--plot")
-    plt.close(fig)
+    save(fig, path, "--plot", dpi=120)
