@@ -30,15 +30,16 @@ class Registry(Generic[T]):
         if not self._loaded:
             self._loaded = True
             pkg = importlib.import_module(self.package)
-            for mod in pkgutil.iter_modules(pkg.__path__):
+            for mod in pkgutil.iter_modules(getattr(pkg, "__path__", ())):  # a plain module: entries live in it
                 importlib.import_module(f"{self.package}.{mod.name}")
 
     def names(self) -> list[str]:
         self._load()
         return sorted(self._entries)
 
-    def get(self, name: str) -> T:
+    def get(self, name: str, kind: str | None = None) -> T:
+        """kind: how the error names the entry when the field asking for it is not the usual one."""
         self._load()
         if name not in self._entries:
-            raise unknown(self.kind, name, self._entries)
+            raise unknown(kind or self.kind, name, self._entries)
         return self._entries[name]

@@ -18,13 +18,10 @@ from functools import cached_property
 import numpy as np
 
 from simcore.config.experiment import Run
-from simcore.cost.roofline import Pricer
 from simcore.engine.des import Event, busiest_rank_idle, critical_path, execute
-from simcore.engine.policies import get_policy
-from simcore.engine.walk import Walk, walk
+from simcore.engine.walk import Walk, engine_parts, walk
 from simcore.graph.build import build_graph, pass_streams
 from simcore.graph.flatten import flatten
-from simcore.ops.builder import StageBuilder
 from simcore.ops.op import KV_FETCH, KV_STORE, Op
 from simcore.ops.passes import Pass, decode, prefill, window_knee
 from simcore.planner.memory import MemoryPerGPU, check_fits, memory_per_gpu
@@ -80,13 +77,8 @@ class StaticSimulator:
         self.run = run
         engine = run.experiment.engine
         self.mode = engine.mode
-        self.pricer = Pricer(run.system, custom_all_reduce=engine.all_reduce == "custom")
-        self.builders = [StageBuilder(run, s) for s in range(run.par.pp)]
-        policy = get_policy(engine.overlap_policy)
-        if run.experiment.inference.kvcache_fetch_overlap:
-            policy = policy.with_overlap("kv_fetch")
-        self.policy = policy
-        self.launch_s = 0.0 if engine.cuda_graphs else engine.kernel_launch_us * 1e-6
+        parts = engine_parts(run)
+        self.pricer, self.policy, self.launch_s, self.builders = parts.pricer, parts.policy, parts.launch_s, parts.builders
         self.micro_batches = engine.micro_batches or run.par.pp
         self.events_simulated = 0
         self.ranks = 0

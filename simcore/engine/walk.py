@@ -49,6 +49,32 @@ class Walk:
         return sum(t.op.kv_bytes for t in self.ops if t.op.kind == kind)
 
 
+@dataclass
+class EngineParts:
+    """What prices a run's passes, set up from its experiment in one place (static runs and serving)."""
+
+    pricer: Pricer
+    policy: OverlapPolicy
+    launch_s: float  # host time per kernel launch; 0 with CUDA graphs
+    builders: list  # one StageBuilder per pipeline stage
+
+
+def engine_parts(run) -> EngineParts:
+    from simcore.engine.policies import get_policy
+    from simcore.ops.builder import StageBuilder
+
+    engine = run.experiment.engine
+    policy = get_policy(engine.overlap_policy)
+    if run.experiment.inference.kvcache_fetch_overlap:
+        policy = policy.with_overlap("kv_fetch")
+    return EngineParts(
+        Pricer(run.system, custom_all_reduce=engine.all_reduce == "custom"),
+        policy,
+        0.0 if engine.cuda_graphs else engine.kernel_launch_us * 1e-6,
+        [StageBuilder(run, s) for s in range(run.par.pp)],
+    )
+
+
 def consumer_end(ops: list[Op], i: int) -> int:
     """Index of the last op that consumes collective i in chunks: through the next GEMM."""
     for j in range(i + 1, len(ops)):

@@ -13,10 +13,7 @@ from __future__ import annotations
 import math
 
 from simcore.config.experiment import Run
-from simcore.cost.roofline import Pricer
-from simcore.engine.policies import get_policy
-from simcore.engine.walk import stage_time
-from simcore.ops.builder import StageBuilder
+from simcore.engine.walk import engine_parts, stage_time
 from simcore.ops.passes import Batch, Group
 
 EXACT = 16  # counts up to here are priced exactly
@@ -69,14 +66,8 @@ def _past_grid(x: float) -> tuple[int, int, float]:
 
 class IterationCost:
     def __init__(self, run: Run):
-        engine = run.experiment.engine
-        self.pricer = Pricer(run.system, custom_all_reduce=engine.all_reduce == "custom")
-        policy = get_policy(engine.overlap_policy)
-        if run.experiment.inference.kvcache_fetch_overlap:
-            policy = policy.with_overlap("kv_fetch")
-        self.policy = policy
-        self.launch_s = 0.0 if engine.cuda_graphs else engine.kernel_launch_us * 1e-6
-        self.builders = [StageBuilder(run, s) for s in range(run.par.pp)]
+        parts = engine_parts(run)
+        self.pricer, self.policy, self.launch_s, self.builders = parts.pricer, parts.policy, parts.launch_s, parts.builders
         self.overhead = run.experiment.serving.iteration_overhead_us * 1e-6
         self.priced: dict[tuple, float] = {}  # grid corner -> seconds
         self._seq_grid: dict[int, tuple] = {}  # memoized grid() of sequence counts

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from simcore.errors import unknown
+from simcore.registry import Registry
 
-ROUTERS: dict = {}
+_REGISTRY: Registry = Registry("router (field 'serving.router')", __name__)
 
 
 def router(fn):
-    ROUTERS[fn.__name__] = fn
-    return fn
+    return _REGISTRY.register(fn.__name__, fn)
 
 
 @router
@@ -35,6 +34,4 @@ def prefix_affinity(replicas, reqs, r: int, seen: int) -> int:
 
 
 def get_router(name: str, field: str = "serving.router"):
-    if name not in ROUTERS:
-        raise unknown(f"router (field '{field}')", name, ROUTERS)
-    return ROUTERS[name]
+    return _REGISTRY.get(name, f"router (field '{field}')")

@@ -14,7 +14,7 @@ A new policy is a new module here that calls `register` (it may also override
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from simcore.ops.op import COMM, KV_FETCH, Op
 from simcore.registry import Registry
@@ -32,7 +32,7 @@ class OverlapPolicy:
     fetch_chunks: int = 8  # a KV fetch shares HBM with the compute it overlaps in this many pieces
 
     def with_overlap(self, extra: str) -> "OverlapPolicy":
-        return OverlapPolicy(self.name, self.description, self.overlaps | {extra}, self.tp_chunks, self.fetch_chunks)
+        return replace(self, overlaps=self.overlaps | {extra})
 
     def stream_for(self, op: Op) -> str:
         if op.kind == KV_FETCH and "kv_fetch" in self.overlaps:

@@ -43,5 +43,4 @@ def cache_policy_names() -> list[str]:
 
 def get_cache_policy(name: str, field: str = "serving.cache_policy"):
     """The policy class; an unknown name is a SimcoreError listing the registered ones."""
-    _REGISTRY.kind = f"cache policy (field '{field}')"
-    return _REGISTRY.get(name)
+    return _REGISTRY.get(name, f"cache policy (field '{field}')")
