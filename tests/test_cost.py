@@ -62,7 +62,8 @@ def test_ring_all_reduce_by_hand():
     size, n = 64 * 2**20, 2
     bw = 450e9 * EFF.collectives.ring_link
     ring = 2 * (n - 1) * (1e-6 + EFF.collectives.nccl_step_latency_us * 1e-6) + 2 * (n - 1) / n * size / bw
-    assert collective_time("all_reduce", size, n, H100, inter_node=False) <= ring + 1e-12
+    # without the engine's own kernel, NCCL's ring is the cheapest on 2 GPUs (NVLS pays its fixed cost)
+    assert collective_time("all_reduce", size, n, H100, inter_node=False, custom=False) == pytest.approx(ring)
 
 
 def test_collectives_grow_with_size_and_cost_more_across_nodes():
