@@ -298,10 +298,7 @@ def resolve(e: Experiment) -> Run:
     _check_parallelism(model, e.parallelism)
     _field("engine.overlap_policy", get_policy, e.engine.overlap_policy)
     w = e.workload
-    if w.kind == "requests":
-        dense, experts, act, kv = _dtypes(e, model, system)
-        return Run(e, model, system, dense, experts, act, kv)
-    total = w.prompt_tokens + w.output_tokens
+    total = w.prompt_tokens + w.output_tokens if w.kind == "static" else 0  # request streams check per request
     if model.max_position and total > model.max_position:
         raise SimcoreError(
             f"fields 'workload.prompt_tokens' + 'workload.output_tokens' = {w.prompt_tokens} + {w.output_tokens} "

@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from simcore.config.hardware import Efficiency, System
 from simcore.cost.roofline import Pricer
-from simcore.ops.builder import FLASH_TILE
+from simcore.ops.builder import FLASH_TILE, attended_pairs
 from simcore.ops.op import ATTN_DECODE, ATTN_PREFILL, COMPUTE, GEMM, KV_FETCH, MEMORY, Op
 
 FAMILIES = ("gemm", "decode_attn", "prefill_attn")
@@ -57,10 +57,10 @@ def decode_ops(r: dict) -> list[Op]:
 
 def prefill_ops(r: dict) -> list[Op]:
     b, s, hq, hkv, hd = r["B"], r["S"], r["hq"], r["hkv"], r["hd"]
-    pairs = b * s * (s + 1) / 2  # causal, no past: attended_pairs(0, S, None)
+    pairs = b * attended_pairs(0, s, None)  # causal, no past
     io = b * s * (hq * 2 * hd + hkv * 2 * hd) * BF16  # q, o and the fresh k, v
     tiles = b * hq * math.ceil(s / FLASH_TILE)
-    seq = (s * (s + 1) / 2) / s * 2  # attention_core: attended_pairs / new_tokens * 2 = S + 1
+    seq = 2 * pairs / (b * s)  # as attention_core: mean keys per query, doubled (S + 1)
     return [Op("attention", COMPUTE, ATTN_PREFILL, 0, flops=2.0 * hq * pairs * (2 * hd), bytes=io,
                dtype="bf16", shape=(tiles, seq), act_bytes=io)]
 

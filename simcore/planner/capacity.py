@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import get_args
 
-from simcore.config.experiment import Experiment, Run, allowed_tp, resolve, tp_problem
+from simcore.config.experiment import Experiment, Run, WeightDtype, allowed_tp, resolve, tp_problem
 from simcore.config.hardware import load_gpu
 from simcore.config.model import ModelSpec, load_model
 from simcore.config.validation import validate
@@ -19,7 +20,7 @@ from simcore.planner.kv_detail import check_context, kv_dtype_for, positive
 from simcore.planner.memory import (BLOCK_SIZE, GIB, MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS, KVBudget, kv_budget,
                                    profile_activations)
 
-WEIGHT_DTYPES = ("auto", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4")
+WEIGHT_DTYPES = get_args(WeightDtype)  # the experiment schema's list, not a copy
 UNBOUNDED_CONTEXT = 1 << 24  # search limit for models whose config gives no max_position_embeddings
 
 

@@ -19,8 +19,8 @@ from simcore.ops.kv import kv_bytes
 from simcore.ops.linears import Sharding, attention_linears, mlp_linears, norm_params
 from simcore.ops.op import nbytes
 from simcore.ops.passes import Pass, stage_layers
+from simcore.config.hardware import GIB
 
-GIB = 2**30
 MAX_NUM_BATCHED_TOKENS = 8192  # vLLM's default token budget of one forward pass (its profile run)
 MAX_NUM_SEQS = 256  # vLLM's default sequences per step: the profile run samples this many
 BLOCK_SIZE = 16  # vLLM's default KV block, in tokens

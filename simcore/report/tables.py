@@ -6,8 +6,8 @@ from rich.console import Console
 from rich.table import Table
 
 from simcore.engine.static import PassResult, StaticResult
+from simcore.config.hardware import GIB
 
-GIB = 2**30
 
 
 def _ms(s: float) -> str:

@@ -11,8 +11,8 @@ KV bytes) and the bytes reported are the whole replica's.
 """
 
 from __future__ import annotations
+from simcore.config.hardware import GIB
 
-GIB = 2**30
 
 
 class Link:

@@ -8,6 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from simcore.config.hardware import GIB
 from simcore.report.plotting import pyplot, save
 
 
@@ -65,7 +66,7 @@ def print_serving(s: dict, console: Console) -> None:
     if "host_cache_hit_rate" in s:
         b = s["kv_tier_bytes"]
         rows.append(("host tier", f"{s['host_cache_blocks']:,} blocks, hit rate {100 * s['host_cache_hit_rate']:.1f}%, "
-                                  f"{b['hbm_to_host'] / 2**30:,.2f} GiB to host, {b['host_to_hbm'] / 2**30:,.2f} GiB back"))
+                                  f"{b['hbm_to_host'] / GIB:,.2f} GiB to host, {b['host_to_hbm'] / GIB:,.2f} GiB back"))
     for reason, n in s["dropped_reasons"].items():
         rows.append(("dropped", f"{n:,}: {reason}"))
     for k, val in rows:
