@@ -37,7 +37,6 @@ class BlockPool:
             self.anon = itertools.count()
             self.hit_tokens = 0
             self.queried_tokens = 0
-            self.evictions = 0
 
     @property
     def used(self) -> int:
@@ -71,7 +70,6 @@ class BlockPool:
                     key = self.queue.pop()
                     if key in self.refs:  # the LRU cached block is evicted as it is reused
                         del self.refs[key]
-                        self.evictions += 1
                 blocks.append(next(self.anon))
 
     def allocate_each(self, reqs: list, n: int) -> None:

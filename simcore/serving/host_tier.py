@@ -64,13 +64,13 @@ class HostTier:
         """Evict cached blocks until `n` more fit; False when the pinned blocks leave no room."""
         if self.pinned + n > self.capacity:
             return False
-        while len(self.ready) + self.pinned + n > self.capacity:
+        while self.used + n > self.capacity:
             del self.ready[self.policy.pop()]
             self.evicted_total += 1
         return True
 
     def _peak(self) -> None:
-        u = len(self.ready) + self.pinned
+        u = self.used
         if u > self.peak_used:
             self.peak_used = u
 

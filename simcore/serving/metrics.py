@@ -62,12 +62,6 @@ class Metrics:
             self._writer = csv.writer(self._file)
             self._writer.writerow(CSV_FIELDS)
 
-    def itl(self, gaps: np.ndarray) -> None:
-        self._flush()
-        self.itl_sum += float(gaps.sum())
-        self.itl_n += len(gaps)
-        np.add.at(self.hist, self._bins(gaps), 1)
-
     def _bins(self, gaps: np.ndarray) -> np.ndarray:
         idx = ((np.log10(np.maximum(gaps, 1e-7)) - LOW_EXP) * BINS_PER_DECADE).astype(np.int64)
         return np.clip(idx, 0, len(self.hist) - 1)

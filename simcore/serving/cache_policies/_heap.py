@@ -42,5 +42,3 @@ class ScoredHeap:
     def __len__(self) -> int:
         return len(self.live)
 
-    def __contains__(self, key) -> bool:
-        return key in self.live

@@ -35,5 +35,3 @@ class LRU:
     def __len__(self) -> int:
         return len(self.q)
 
-    def __contains__(self, key) -> bool:
-        return key in self.q

@@ -5,20 +5,17 @@ so decodes never stall behind a long prompt."""
 from __future__ import annotations
 
 from simcore.serving.schedulers import register
+from simcore.serving.schedulers.vllm import VLLM
 
 CHUNK = 512  # Sarathi-Serve's token budget per step for latency-sensitive serving
 
 
 @register
-class Sarathi:
+class Sarathi(VLLM):
+    """vLLM's step with Sarathi's small token budget."""
+
     name = "sarathi"
     description = "stall-free chunked prefill with a 512-token step budget (Sarathi-Serve)"
 
-    def schedule(self, rep):
-        budget = min(CHUNK, rep.cfg.max_num_batched_tokens)
-        dec = rep.decode_all()
-        budget = max(0, budget - len(dec))
-        chunks, budget = rep.continue_prefills(budget)
-        if not rep.preempted_now:
-            rep.admit(budget, chunks)
-        return dec, chunks
+    def token_budget(self, rep) -> int:
+        return min(CHUNK, rep.cfg.max_num_batched_tokens)

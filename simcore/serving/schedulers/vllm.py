@@ -16,11 +16,12 @@ class VLLM:
     name = "vllm"
     description = "continuous batching, decode-first, chunked prefill (vLLM)"
 
+    def token_budget(self, rep) -> int:
+        return rep.cfg.max_num_batched_tokens
+
     def schedule(self, rep):
-        budget = rep.cfg.max_num_batched_tokens
         dec = rep.decode_all()
-        budget -= len(dec)
-        chunks, budget = rep.continue_prefills(budget)
+        chunks, budget = rep.continue_prefills(self.token_budget(rep) - len(dec))
         if not rep.preempted_now:
-            budget = rep.admit(budget, chunks)
+            rep.admit(budget, chunks)
         return dec, chunks
