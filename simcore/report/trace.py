@@ -11,9 +11,28 @@ from pathlib import Path
 
 from simcore.engine.des import Event
 
-COLOURS = {"compute": "thread_state_running", "comm": "thread_state_iowait",
+# The one colour and category table for every trace simcore writes (runs and serving).
+COLOURS = {"compute": "thread_state_running", "iteration": "thread_state_running", "comm": "thread_state_iowait",
            "kv_cache_store": "yellow", "kv_cache_fetch": "olive"}
 CATEGORY = {"kv_cache_store": "kv_cache", "kv_cache_fetch": "kv_cache"}
+
+
+def track_names(pid: int, process: str, tid: int, track: str) -> list[dict]:
+    return [{"ph": "M", "name": "process_name", "pid": pid, "args": {"name": process}},
+            {"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "args": {"name": track}}]
+
+
+def span(name: str, kind: str, pid: int, tid: int, start_s: float, dur_s: float, args: dict) -> dict:
+    """One complete ("X") event; times in seconds, written in microseconds."""
+    return {"name": name, "cat": CATEGORY.get(kind, kind), "ph": "X", "pid": pid, "tid": tid, "ts": start_s * 1e6,
+            "dur": dur_s * 1e6, "cname": COLOURS.get(kind, "generic_work"), "args": args}
+
+
+def write_json(path: Path, events: list[dict], metadata: dict | None = None) -> None:
+    doc = {"traceEvents": events, "displayTimeUnit": "ms"}
+    if metadata is not None:
+        doc["metadata"] = metadata
+    path.write_text(json.dumps(doc))
 
 
 def trace_events(passes: list[tuple[str, float, list[Event]]], rank_name) -> list[dict]:
@@ -23,18 +42,13 @@ def trace_events(passes: list[tuple[str, float, list[Event]]], rank_name) -> lis
     streams = {"main": 0, "copy": 1, "comm": 2}
     for label, offset, events in passes:
         for ev in events:
+            tid = streams.get(ev.stream, 3)
             if (ev.rank, ev.stream) not in seen:
                 seen.add((ev.rank, ev.stream))
-                out.append({"ph": "M", "name": "process_name", "pid": ev.rank, "args": {"name": rank_name(ev.rank)}})
-                out.append({"ph": "M", "name": "thread_name", "pid": ev.rank, "tid": streams.get(ev.stream, 3),
-                            "args": {"name": ev.stream}})
-            out.append({
-                "name": ev.name, "cat": CATEGORY.get(ev.kind, ev.kind), "ph": "X", "pid": ev.rank,
-                "tid": streams.get(ev.stream, 3), "ts": (offset + ev.start) * 1e6, "dur": (ev.end - ev.start) * 1e6,
-                "cname": COLOURS.get(ev.kind, "generic_work"),
-                "args": {"pass": label, "kind": ev.kind, "layer": ev.layer, "micro_batch": ev.mb, "step": ev.step,
-                         "stage": ev.stage, "link": ev.link, "work_us": ev.duration * 1e6},
-            })
+                out += track_names(ev.rank, rank_name(ev.rank), tid, ev.stream)
+            out.append(span(ev.name, ev.kind, ev.rank, tid, offset + ev.start, ev.end - ev.start,
+                            {"pass": label, "kind": ev.kind, "layer": ev.layer, "micro_batch": ev.mb, "step": ev.step,
+                             "stage": ev.stage, "link": ev.link, "work_us": ev.duration * 1e6}))
     return out
 
 
@@ -53,4 +67,4 @@ def write_trace(res, path: Path) -> None:
         if p is not None and p.events:
             passes.append((label, t, p.events))
             t += max(e.end for e in p.events)
-    path.write_text(json.dumps({"traceEvents": trace_events(passes, rank_name), "displayTimeUnit": "ms"}))
+    write_json(path, trace_events(passes, rank_name))

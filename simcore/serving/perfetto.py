@@ -1,14 +1,12 @@
-"""Chrome / Perfetto trace of a serving run: engine iterations per replica, KV tier transfers on
-their links, and request lifetimes. Meant for short runs (it keeps every span in memory; spans
-past `limit` are dropped and counted)."""
+"""Chrome / Perfetto trace of a serving run: engine iterations per replica and KV tier transfers on
+their links. Meant for short runs (it keeps every span in memory; spans past `limit` are dropped
+and counted). The event format and colours are simcore.report.trace's."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-COLOURS = {"iteration": "thread_state_running", "kv_cache_store": "yellow", "kv_cache_fetch": "olive",
-           "request": "generic_work"}
+from simcore.report.trace import span, track_names, write_json
 
 
 class SpanLog:
@@ -36,15 +34,9 @@ class SpanLog:
         tids: dict[tuple[str, str], int] = {}
         events: list[dict] = []
         for process, track, name, kind, start, end, args in self.spans:
-            if process not in pids:
-                pids[process] = len(pids)
-                events.append({"ph": "M", "name": "process_name", "pid": pids[process], "args": {"name": process}})
+            pids.setdefault(process, len(pids))
             if (process, track) not in tids:
                 tids[process, track] = len(tids)
-                events.append({"ph": "M", "name": "thread_name", "pid": pids[process], "tid": tids[process, track],
-                               "args": {"name": track}})
-            events.append({"name": name, "cat": "kv_cache" if kind.startswith("kv_cache") else kind, "ph": "X",
-                           "pid": pids[process], "tid": tids[process, track], "ts": start * 1e6,
-                           "dur": (end - start) * 1e6, "cname": COLOURS.get(kind, "generic_work"), "args": args})
-        meta = {"spans_dropped": self.dropped} if self.dropped else {}
-        path.write_text(json.dumps({"traceEvents": events, "displayTimeUnit": "ms", "metadata": meta}))
+                events += track_names(pids[process], process, tids[process, track], track)
+            events.append(span(name, kind, pids[process], tids[process, track], start, end - start, args))
+        write_json(path, events, {"spans_dropped": self.dropped} if self.dropped else {})
