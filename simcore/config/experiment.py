@@ -228,15 +228,20 @@ def tp_problem(m: ModelSpec, tp: int) -> str | None:
     return f"does not divide num_key_value_heads = {m.kv_heads} of {m.name}"
 
 
+def pp_problem(m: ModelSpec, pp: int) -> str | None:
+    """Why `pp` cannot split the model's layers into stages, or None."""
+    if pp > m.layers:
+        return f"exceeds num_hidden_layers = {m.layers} of {m.name}; allowed pp: 1 to {m.layers}"
+    return None
+
+
 def _check_parallelism(m: ModelSpec, p: Parallelism) -> None:
     why = tp_problem(m, p.tp)
     if why:
         raise SimcoreError(f"field 'parallelism.tp' = {p.tp}: {why}; allowed tp: {_listed(allowed_tp(m))}")
-    if p.pp > m.layers:
-        raise SimcoreError(
-            f"field 'parallelism.pp' = {p.pp}: exceeds num_hidden_layers = {m.layers} of {m.name}; "
-            f"allowed pp: 1 to {m.layers}"
-        )
+    why = pp_problem(m, p.pp)
+    if why:
+        raise SimcoreError(f"field 'parallelism.pp' = {p.pp}: {why}")
     if p.ep > 1:
         if not m.is_moe:
             raise SimcoreError(

@@ -45,7 +45,7 @@ class ModelArchitecture:
         self.spec: ModelSpec = load_model(str(model))
         self.model_id = self.spec.name
         self.source = str(model)  # what to hand to other planner functions
-        self.kv_dtype = kv_dtype_for(self.spec, kv_dtype)
+        self.kv_dtype = kv_dtype_for(kv_dtype)
 
     def __repr__(self) -> str:
         return f"ModelArchitecture({self.source!r}, kv_dtype={self.kv_dtype!r})"

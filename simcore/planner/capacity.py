@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import get_args
 
-from simcore.config.experiment import Experiment, Run, WeightDtype, allowed_tp, resolve, tp_problem
+from simcore.config.experiment import Experiment, Run, WeightDtype, allowed_tp, pp_problem, resolve, tp_problem
 from simcore.config.hardware import load_gpu
 from simcore.config.model import ModelSpec, load_model
 from simcore.config.validation import validate
@@ -43,9 +43,9 @@ def check_tp_pp(spec: ModelSpec, tp: int, pp: int) -> None:
     why = tp_problem(spec, tp)
     if why:
         raise SimcoreError(f"tp = {tp}: {why}; allowed tp: {', '.join(map(str, find_possible_tp(spec)))}")
-    if pp > spec.layers:
-        raise SimcoreError(
-            f"pp = {pp}: exceeds num_hidden_layers = {spec.layers} of {spec.name}; allowed pp: 1 to {spec.layers}")
+    why = pp_problem(spec, pp)
+    if why:
+        raise SimcoreError(f"pp = {pp}: {why}")
 
 
 def find_possible_tp(spec: ModelSpec) -> list[int]:
@@ -55,7 +55,7 @@ def find_possible_tp(spec: ModelSpec) -> list[int]:
 
 @cache
 def build_run(model: str, gpu: str, tp: int = 1, pp: int = 1, weights: str = "auto", kv_dtype: str = "auto",
-              gpu_mem_util: float = 0.9, sample_steps: int = 2) -> Run:
+              gpu_mem_util: float = 0.9) -> Run:
     """A Run for planning: the workload is a placeholder; planners pass their own batch shapes."""
     data = {
         "model": model,
@@ -64,7 +64,7 @@ def build_run(model: str, gpu: str, tp: int = 1, pp: int = 1, weights: str = "au
         "precision": {"weights": weights},
         "inference": {"kvcache_precision": kv_dtype},
         "workload": {"kind": "static", "batch_size": 1, "prompt_tokens": 1, "output_tokens": 1},
-        "engine": {"decode_sample_steps": sample_steps, "gpu_memory_utilization": gpu_mem_util},
+        "engine": {"gpu_memory_utilization": gpu_mem_util},  # passes are priced one by one (planner/latency.py)
     }
     return resolve(validate(Experiment, data, "planner"))
 
@@ -205,11 +205,11 @@ def plan(model, gpu: str, tp: int = 1, pp: int = 1, max_model_len: int | None = 
     path or ModelArchitecture. Bad input raises SimcoreError (one line)."""
     name = _name(model)
     spec = load_model(name)
-    load_gpu(gpu)
+    hw = load_gpu(gpu)
     check_tp_pp(spec, tp, pp)
     gpu_mem_util = check_gpu_mem_util(gpu_mem_util)
     check_weights(weights)
-    if kv_dtype_for(spec, kv_dtype) == "fp8" and not load_gpu(gpu).supports("fp8"):
+    if kv_dtype_for(kv_dtype) == "fp8" and not hw.supports("fp8"):
         raise SimcoreError(f"kv_dtype = 'fp8': {gpu} has no fp8 support; allowed on {gpu}: auto, bf16, fp16")
     for field, value in (("max_num_batched_tokens", max_num_batched_tokens), ("max_num_seqs", max_num_seqs),
                          ("block_size", block_size)):

@@ -33,7 +33,7 @@ def positive(name: str, value, allowed: str = "a whole number >= 1") -> int:
     return value
 
 
-def kv_dtype_for(spec: ModelSpec, kv_dtype: str) -> str:
+def kv_dtype_for(kv_dtype: str) -> str:
     """Resolve 'auto' as a run does: the activation dtype, which the planner keeps at bf16."""
     if kv_dtype not in KV_DTYPES:
         raise SimcoreError(f"kv_dtype = {kv_dtype!r}: allowed {', '.join(KV_DTYPES)}")
@@ -102,7 +102,7 @@ def kv_cache_detail(spec: ModelSpec, context_length: int = 1, batch_size: int = 
     """Memoized per (model, context, batch, dtype): building one is cheap, but sweeps ask often."""
     check_context(spec, "context_length", context_length)
     positive("batch_size", batch_size)
-    dtype = kv_dtype_for(spec, kv_dtype)
+    dtype = kv_dtype_for(kv_dtype)
     per_request = int(kv_bytes(spec, 1, context_length, dtype))
     return KVCacheDetail(
         model=spec.name,

@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 
-from simcore.config.experiment import tp_problem
+from simcore.config.experiment import pp_problem, tp_problem
 from simcore.config.hardware import gpu_names, load_gpu, load_system
 from simcore.config.model import load_model
 from simcore.errors import SimcoreError, unknown
@@ -220,7 +220,7 @@ def find_gpu_recommendations(model, context_length: int | None = None, batch_siz
     ttft_slo, tpot_slo = _slo("ttft_slo", ttft_slo), _slo("tpot_slo", tpot_slo)
     gpu_mem_util = check_gpu_mem_util(gpu_mem_util)
     check_weights(weights)
-    kv = kv_dtype_for(spec, kv_dtype)
+    kv = kv_dtype_for(kv_dtype)
     names = _gpu_list(gpus)
 
     rejected: list[Option] = []
@@ -237,7 +237,7 @@ def find_gpu_recommendations(model, context_length: int | None = None, batch_siz
             continue
         for t, p, every in combos:  # every: replica counts 1 to `every` stay within max_gpus
             why = tp_problem(spec, t)
-            if why or p > spec.layers:
+            if why or pp_problem(spec, p):
                 check, text = ("tp", f"tp {t} {why}") if why else ("pp", f"pp {p} exceeds the {spec.layers} layers")
                 rejected.append(Option(g, t, None if why else p, None, None, status="rejected", check=check,
                                        reason=text))
