@@ -17,7 +17,6 @@ from collections import deque
 from simcore.config.experiment import _check_parallelism
 from simcore.cost.collectives import schedule
 from simcore.errors import SimcoreError
-from simcore.ops.kv import kv_bytes
 from simcore.planner.memory import kv_budget
 from simcore.serving.replica import Replica
 
@@ -74,8 +73,7 @@ class KVLink:
     (the decode pipeline stage with the most KV bytes); `bytes` counts the whole replica's."""
 
     def __init__(self, drun, budget, inter_node: bool, senders: int):
-        self.model, self.dtype, self.tp = drun.model, drun.kv_dtype, drun.par.tp
-        self.stages = [st.layers for st in budget.stages]
+        self.budget, self.tp = budget, drun.par.tp  # the decode pool's KV budget sizes what it receives
         self.system, self.inter_node = drun.system, inter_node
         self.busy = [0.0] * senders
         self.sizes: dict[int, tuple[float, float]] = {}
@@ -87,7 +85,7 @@ class KVLink:
         """(bytes over the whole decode replica, bytes of the largest per-GPU shard) of `tokens` tokens' KV."""
         got = self.sizes.get(tokens)
         if got is None:
-            per = [kv_bytes(self.model, 1, tokens, self.dtype, self.tp, layers) for layers in self.stages]
+            per = [self.budget.request_bytes(tokens, stage=st) for st in self.budget.stages]
             got = self.sizes[tokens] = (sum(per) * self.tp, max(per))
         return got
 

@@ -54,7 +54,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     e = run.experiment
     cfg, w = e.serving, e.workload
     make_scheduler = lambda: get_scheduler(cfg.scheduler)  # noqa: E731
-    make_scheduler()
+    make_scheduler()  # an unknown scheduler is reported before any request is generated
     route = get_router(cfg.router)
     policy = get_cache_policy(cfg.cache_policy)
     host_policy = get_cache_policy(cfg.host_tier.policy, "serving.host_tier.policy")
@@ -69,7 +69,6 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     metrics = Metrics(reqs, cfg.slo, csv_path)
     if keep_series:
         metrics.series = []
-    cost = IterationCost(run)
     ctx = CacheContext(block_flops(run, cfg.block_size), tier_geometry(run, budget, cfg.block_size)[0])
     if dis:  # prefill pool, then decode pool (simcore/serving/disagg.py)
         from simcore.serving.disagg import build
@@ -79,6 +78,8 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
         back = reps[len(front):]
         dreserve = cfg.watermark * dblocks
     else:
+        cost = IterationCost(run)  # the pools of a disaggregated run price with their own layouts
+        costs = [cost]
         reps = [Replica(i, cfg, blocks, cost, make_scheduler(), reqs, metrics,
                         policy(ctx) if cfg.prefix_caching else None,
                         make_tier(run, cfg, budget, host_policy, ctx), prefetch()) for i in range(run.par.dp)]
@@ -216,10 +217,9 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     s["kv_blocks"] = blocks
     s["block_size"] = cfg.block_size
     s["iterations"] = sum(r.iterations for r in reps)
-    s["shapes_priced"] = len(cost.priced)
+    s["shapes_priced"] = sum(len(c.priced) for c in costs)
     if dis:
         s["kv_blocks"] = dblocks
-        s["shapes_priced"] = sum(len(c.priced) for c in costs)
         s["disaggregation"] = {"kv_transfer_bytes": link.bytes,
                                "kv_transfer_s_mean": link.seconds / link.count if link.count else 0.0,
                                "prefill_replicas": len(front), "decode_replicas": len(back),
