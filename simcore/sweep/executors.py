@@ -75,21 +75,29 @@ def run_local(experiments: Sequence[dict], on_done: Done, workers: int, started:
     try:
         pool.submit(int).result()  # start the workers before a progress display starts its thread
         started()
-        pending: dict = {}
-        todo = iter(enumerate(experiments))
-        limit = workers * IN_FLIGHT_PER_WORKER
-        while True:
-            for i, exp in todo:
-                pending[pool.submit(run_point, exp)] = i
-                if len(pending) >= limit:
-                    break
-            if not pending:
-                break
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                on_done(pending.pop(future), future.result())
+
+        def finished(pending):
+            return [(f, f.result()) for f in wait(pending, return_when=FIRST_COMPLETED)[0]]
+
+        _bounded(experiments, lambda exp: pool.submit(run_point, exp), finished,
+                 workers * IN_FLIGHT_PER_WORKER, on_done)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _bounded(experiments: Sequence[dict], submit, finished, limit: int, on_done: Done) -> None:
+    """Keep at most `limit` points in flight; finished(pending) -> [(handle, Outcome)] waits for at least one."""
+    pending: dict = {}
+    todo = iter(enumerate(experiments))
+    while True:
+        for i, exp in todo:
+            pending[submit(exp)] = i
+            if len(pending) >= limit:
+                break
+        if not pending:
+            break
+        for handle, outcome in finished(pending):
+            on_done(pending.pop(handle), outcome)
 
 
 def require_ray():
@@ -119,23 +127,17 @@ def run_ray(experiments: Sequence[dict], on_done: Done, workers: int | None, add
         remote = ray.remote(num_cpus=1)(run_point)
         started()
         limit = max(1, int(workers or ray.cluster_resources().get("CPU", 1))) * IN_FLIGHT_PER_WORKER
-        pending: dict = {}
-        todo = iter(enumerate(experiments))
-        while True:
-            for i, exp in todo:
-                pending[remote.remote(exp)] = i
-                if len(pending) >= limit:
-                    break
-            if not pending:
-                break
-            finished, _ = ray.wait(list(pending), num_returns=1)
-            for ref in finished:
-                i = pending.pop(ref)
+
+        def finished(pending):
+            out = []
+            for ref in ray.wait(list(pending), num_returns=1)[0]:
                 try:
-                    outcome = ray.get(ref)
+                    out.append((ref, ray.get(ref)))
                 except Exception as exc:  # the task's worker died: the point fails, the sweep goes on
-                    outcome = Outcome(None, f"ray task failed: {type(exc).__name__}: {exc}".splitlines()[0], 0.0)
-                on_done(i, outcome)
+                    out.append((ref, Outcome(None, f"ray task failed: {type(exc).__name__}: {exc}".splitlines()[0], 0.0)))
+            return out
+
+        _bounded(experiments, remote.remote, finished, limit, on_done)
     finally:
         if owns:
             ray.shutdown()
