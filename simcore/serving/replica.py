@@ -302,10 +302,11 @@ class Replica(TierMoves):
                 else:  # a preempted request finished its re-prefill: it emits its next token
                     emit_ends.append(s)
             if self.pool.caching:
+                keys = {s: self.hashes(req[s], ctx[s]) for s, _ in chunks}
                 for s, _ in chunks:
-                    self.pool.publish(req[s], self.hashes(req[s], ctx[s]), ctx[s] // self.bs)
+                    self.pool.publish(req[s], keys[s], ctx[s] // self.bs)
                 if self.all_keys:
-                    self.write_through(chunks, now)
+                    self.write_through(chunks, now, keys)
         if nd:
             g = now - self.t_dec  # the gap of every slot that was decoded in the last decode step
             uniform = not emit_ends

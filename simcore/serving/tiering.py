@@ -221,12 +221,13 @@ class TierMoves:
         self.preempted_now = True
         return True
 
-    def write_through(self, chunks: list, now: float) -> None:
-        """Full prompt blocks computed in this step are written to host (async: the step does not wait)."""
+    def write_through(self, chunks: list, now: float, keys: dict) -> None:
+        """Full prompt blocks computed in this step are written to host (async: the step does not wait).
+        keys: slot -> its block hashes, as published this step (a chunk never passes the prompt)."""
         bs, ctx, plen, wrote = self.bs, self.ctx, self.plen, self.wrote
         for s, _ in chunks:
             full = min(ctx[s], plen[s]) // bs
             w = wrote[s]
             if full > w:
-                self.tier.store(self.hashes(self.req[s], full * bs)[w:full], now)
+                self.tier.store(keys[s][w:full], now)
                 wrote[s] = full
