@@ -167,6 +167,11 @@ class System(Strict):
         )
 
     @property
+    def host_bandwidth(self) -> float:
+        """Achieved GPU <-> host bytes/s, per direction: the link's line rate x the profile's host_link."""
+        return self.gpu.links.host.bandwidth * self.efficiency.host_link
+
+    @property
     def inter_link(self) -> Link:
         """Per-GPU share of the node's network, per direction."""
         n = self.cluster.inter_node

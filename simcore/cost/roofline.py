@@ -70,7 +70,7 @@ class Pricer:
             t = collective_time(op.collective, op.bytes, op.group, sys, op.inter_node, self.custom_all_reduce)
             return Cost(0.0, t, floor)
         if op.tier == "host":
-            return Cost(0.0, op.bytes / (sys.gpu.links.host.bandwidth * eff.host_link), floor)
+            return Cost(0.0, op.bytes / sys.host_bandwidth, floor)
         bw = sys.gpu.memory.bandwidth
         peak = sys.gpu.peak_flops(op.dtype) if op.flops else 1.0
         if op.family == GEMM:

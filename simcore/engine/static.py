@@ -24,7 +24,7 @@ from simcore.graph.build import build_graph, pass_streams
 from simcore.graph.flatten import flatten
 from simcore.ops.op import KV_FETCH, KV_STORE, Op
 from simcore.ops.passes import Pass, decode, prefill, window_knee
-from simcore.planner.memory import MemoryPerGPU, check_fits, memory_per_gpu
+from simcore.planner.memory import MemoryPerGPU, static_memory
 
 
 @dataclass
@@ -126,8 +126,7 @@ class StaticSimulator:
         """progress(done, total): called after each simulated pass (the prefill, then each priced step)."""
         wl = self.run.experiment.workload
         b, s, n = wl.batch_size, wl.prompt_tokens, wl.output_tokens
-        mem = memory_per_gpu(self.run, b, s, s + n)
-        check_fits(self.run, mem)
+        mem = static_memory(self.run)
         steps = n - 1  # the prefill produces the first output token
         sampled: list[int] = self.sample_points(steps, s) if steps else []
         total = 1 + len(sampled)

@@ -99,6 +99,14 @@ def memory_per_gpu(run: Run, batch: int, prompt: int, context: int) -> MemoryPer
     )
 
 
+def static_memory(run: Run) -> MemoryPerGPU:
+    """Memory per GPU of a static-batch experiment (its whole batch at its final length), checked."""
+    w = run.experiment.workload
+    mem = memory_per_gpu(run, w.batch_size, w.prompt_tokens, w.prompt_tokens + w.output_tokens)
+    check_fits(run, mem)
+    return mem
+
+
 def check_fits(run: Run, mem: MemoryPerGPU) -> None:
     p = run.par
     g = lambda b: f"{b / GIB:.1f} GiB"  # noqa: E731

@@ -146,6 +146,5 @@ def make_tier(run, cfg, budget, policy_cls, ctx) -> HostTier | None:
     gpu_bytes, rep_bytes = tier_geometry(run, budget, cfg.block_size)
     node = run.system.cluster
     gib = ht.capacity_gib if ht.capacity_gib is not None else node.host.memory_gib / node.gpus_per_node
-    link = run.system.gpu.links.host
-    bw = link.bandwidth * run.system.efficiency.host_link
-    return HostTier(int(gib * GIB // gpu_bytes), policy_cls(ctx), rep_bytes, gpu_bytes, (bw, link.latency), ht.enabled)
+    link = (run.system.host_bandwidth, run.system.gpu.links.host.latency)
+    return HostTier(int(gib * GIB // gpu_bytes), policy_cls(ctx), rep_bytes, gpu_bytes, link, ht.enabled)

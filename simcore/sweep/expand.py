@@ -163,13 +163,12 @@ def _pre_resolve(f: Filter, exp: Experiment, data: dict) -> str | None:
 
 
 def _fits(run) -> str | None:
-    from simcore.planner.memory import check_fits, memory_per_gpu
+    from simcore.planner.memory import static_memory
 
-    w = run.experiment.workload
-    if not hasattr(w, "batch_size"):
+    if run.experiment.workload.kind != "static":
         return None  # only static batches have one size to check
     try:
-        check_fits(run, memory_per_gpu(run, w.batch_size, w.prompt_tokens, w.prompt_tokens + w.output_tokens))
+        static_memory(run)
     except SimcoreError:
         return "fits: does not fit in GPU memory"
     return None
