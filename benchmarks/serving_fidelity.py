@@ -38,6 +38,7 @@ from rich.table import Table  # noqa: E402
 from simcore.config.hardware import load_gpu  # noqa: E402
 from simcore.config.model import load_model  # noqa: E402
 from simcore.errors import SimcoreError  # noqa: E402
+from simcore.serving.workload import lognormal_params  # noqa: E402
 from simcore.ops.linears import total_params  # noqa: E402
 from simcore.runner import run_dict  # noqa: E402
 
@@ -214,8 +215,7 @@ def perf_overview(console: Console) -> None:
 
 def clipped_lognormal_mean(mean: float, cv: float, cap: float) -> float:
     """E[min(X, cap)] for X lognormal with the given mean and cv (the workload's parametrization)."""
-    s2 = math.log1p(cv**2)
-    mu, sigma = math.log(mean) - s2 / 2, math.sqrt(s2)
+    mu, sigma = lognormal_params(mean, cv)
     phi = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))  # noqa: E731
     z = (math.log(cap) - mu) / sigma
     return mean * phi(z - sigma) + cap * (1 - phi(z))

@@ -32,6 +32,12 @@ class Requests:
         return len(self.prompt)
 
 
+def lognormal_params(mean: float, cv: float) -> tuple[float, float]:
+    """(mu, sigma) of the underlying normal for a lognormal with this mean and coefficient of variation."""
+    s2 = math.log1p(cv**2)
+    return math.log(mean) - s2 / 2, math.sqrt(s2)
+
+
 def sample_lengths(d: Lengths, n: int, rng: np.random.Generator, field: str) -> np.ndarray:
     if d.dist == "fixed":
         x = np.full(n, float(d.value))
@@ -40,8 +46,7 @@ def sample_lengths(d: Lengths, n: int, rng: np.random.Generator, field: str) -> 
     elif d.dist == "normal":
         x = rng.normal(d.mean, d.std, n)
     elif d.dist == "lognormal":
-        s2 = math.log1p(d.cv**2)
-        x = rng.lognormal(math.log(d.mean) - s2 / 2, math.sqrt(s2), n)
+        x = rng.lognormal(*lognormal_params(d.mean, d.cv), n)
     else:
         x = rng.choice(read_empirical(Path(d.path), field), n).astype(float)
     hi = d.max if d.max is not None else np.inf
