@@ -17,7 +17,7 @@ from rich.table import Table  # noqa: E402
 
 from simcore.config.experiment import experiment_from_dict, resolve  # noqa: E402
 from simcore.engine.policies import policy_names  # noqa: E402
-from simcore.engine.static import simulate  # noqa: E402
+from simcore.run.static import simulate  # noqa: E402
 
 BASE = {"model": "llama-3.1-70b", "hardware": "h100-sxm", "parallelism": {"tp": 8},
         "workload": {"kind": "static", "batch_size": 64, "prompt_tokens": 2048, "output_tokens": 512}}

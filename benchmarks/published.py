@@ -23,7 +23,7 @@ from rich.table import Table  # noqa: E402
 
 from simcore.config.experiment import Experiment, resolve  # noqa: E402
 from simcore.config.validation import validate  # noqa: E402
-from simcore.engine.static import simulate  # noqa: E402
+from simcore.run.static import simulate  # noqa: E402
 from simcore.errors import SimcoreError  # noqa: E402
 
 SRC_05 = "TRT-LLM v0.5 performance.md"

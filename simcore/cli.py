@@ -79,10 +79,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace, exp) -> int:
     """A request-level run: summary table or JSON; --out adds summary.json, requests.csv, timeline.png."""
-    from simcore.serving.report import print_serving, write_outputs
+    from simcore.report.serving import print_serving, write_outputs
     from simcore.runner import run
 
-    from simcore.serving.perfetto import SpanLog
+    from simcore.report.serving_trace import SpanLog
 
     spans = SpanLog() if args.trace else None
     out = Path(args.out) if args.out else None

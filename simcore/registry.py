@@ -13,6 +13,7 @@ from typing import Generic, TypeVar
 from simcore.errors import unknown
 
 T = TypeVar("T")
+_BY_PACKAGE: dict[str, "Registry"] = {}  # package name -> its registry, for lookup()
 
 
 class Registry(Generic[T]):
@@ -21,6 +22,7 @@ class Registry(Generic[T]):
         self.package = package
         self._entries: dict[str, T] = {}
         self._loaded = False
+        _BY_PACKAGE[package] = self
 
     def register(self, name: str, entry: T) -> T:
         self._entries[name] = entry
@@ -43,3 +45,11 @@ class Registry(Generic[T]):
         if name not in self._entries:
             raise unknown(kind or self.kind, name, self._entries)
         return self._entries[name]
+
+
+def lookup(package: str, name: str, kind: str | None = None):
+    """The entry `name` of the registry that lives in `package` (a dotted name). Lets a lower layer
+    (the experiment schema) check a policy name without importing the policy package."""
+    if package not in _BY_PACKAGE:
+        importlib.import_module(package)
+    return _BY_PACKAGE[package].get(name, kind)

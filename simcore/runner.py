@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from simcore.config.experiment import Experiment, experiment_from_dict, resolve
-from simcore.engine.static import StaticResult, simulate
+from simcore.run.static import StaticResult, simulate
 from simcore.report.summary import summary
 
 
 def run(exp: Experiment, requests_csv=None, spans=None, progress=None):
     """(result, JSON summary). Request-level experiments (workload kind requests) go to the serving
     simulator, which streams one CSV row per request to `requests_csv` when given and records
-    trace spans into `spans` (a simcore.serving.perfetto.SpanLog) when given."""
+    trace spans into `spans` (a simcore.report.serving_trace.SpanLog) when given."""
     if exp.workload.kind == "requests":
-        from simcore.serving.report import serving_summary
+        from simcore.report.serving import serving_summary
         from simcore.serving.simulate import simulate as serve
 
         res = serve(resolve(exp), requests_csv, keep_series=requests_csv is not None, spans=spans, progress=progress)

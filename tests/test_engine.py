@@ -7,7 +7,7 @@ import pytest
 from simcore.cost.roofline import Pricer
 from simcore.engine.des import critical_path, execute
 from simcore.engine.policies import OverlapPolicy, get_policy, policy_names, register
-from simcore.engine.static import simulate
+from simcore.run.static import simulate
 from simcore.errors import SimcoreError
 from simcore.graph.build import build_graph, split_batch
 from simcore.graph.flatten import flatten

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from simcore.config.hardware import load_gpu
-from simcore.engine.static import StaticSimulator, simulate
+from simcore.run.static import StaticSimulator, simulate
 from simcore.errors import SimcoreError
 from simcore.ops.passes import prefill
 from simcore.planner import find_gpu_recommendations, predict

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from simcore.config.experiment import experiment_from_dict, resolve
-from simcore.engine.static import simulate as static_simulate
+from simcore.run.static import simulate as static_simulate
 from simcore.serving.simulate import simulate
 from simcore.serving.workload import generate
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from simcore.engine.static import simulate
+from simcore.run.static import simulate
 from simcore.ops.kv import kv_bytes_per_token
 from simcore.ops.linears import total_params
 from tests.helpers import make_run

@@ -19,9 +19,9 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from simcore.config.hardware import System, load_cluster, load_gpu, load_system
 from simcore.config.model import ModelSpec, load_model
 from simcore.config.validation import Strict, read_yaml, validate, yaml_kind
-from simcore.engine.policies import get_policy
 from simcore.errors import SimcoreError
-from simcore.serving.schema import RequestsWorkload, Serving
+from simcore.registry import lookup
+from simcore.config.serving import RequestsWorkload, Serving
 
 WeightDtype = Literal["auto", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4"]
 ActDtype = Literal["bf16", "fp16", "fp8"]
@@ -301,7 +301,7 @@ def resolve(e: Experiment) -> Run:
         _field("cluster", load_cluster, e.cluster)
     system = _field("cluster" if e.cluster is not None else "hardware", load_system, e.hardware, e.cluster)
     _check_parallelism(model, e.parallelism)
-    _field("engine.overlap_policy", get_policy, e.engine.overlap_policy)
+    _field("engine.overlap_policy", lookup, "simcore.engine.policies", e.engine.overlap_policy)
     w = e.workload
     total = w.prompt_tokens + w.output_tokens if w.kind == "static" else 0  # request streams check per request
     if model.max_position and total > model.max_position:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from simcore.engine.static import StaticSimulator
+from simcore.run.static import StaticSimulator
 from simcore.ops.passes import decode, prefill, window_knee
 from simcore.planner.capacity import build_run
 

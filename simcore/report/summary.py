@@ -6,7 +6,7 @@ import csv
 from pathlib import Path
 
 from simcore import __version__
-from simcore.engine.static import PassResult, StaticResult
+from simcore.run.static import PassResult, StaticResult
 from simcore.ops.kv import kv_bytes_per_token
 
 

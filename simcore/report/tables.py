@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from simcore.engine.static import PassResult, StaticResult
+from simcore.run.static import PassResult, StaticResult
 from simcore.config.hardware import GIB
 
 

@@ -1,4 +1,1 @@
-"""Request-level serving simulation (docs/serving.md).
-
-Kept import-free: simcore.config.experiment imports simcore.serving.schema.
-"""
+"""Request-level serving simulation (docs/serving.md); its experiment schema is simcore.config.serving."""

@@ -25,7 +25,8 @@ from simcore.serving.metrics import Metrics
 from simcore.serving.replica import Replica
 from simcore.serving.routers import get_router
 from simcore.serving.schedulers import get_scheduler
-from simcore.serving.workload import Requests, generate
+from simcore.serving.requests import Requests
+from simcore.serving.workload import generate
 
 
 PROGRESS_EVERY = 2000  # finished requests between progress callbacks
@@ -48,7 +49,7 @@ def _children(reqs: Requests) -> np.ndarray:
 
 def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests | None = None,
              spans=None, progress=None) -> ServingResult:
-    """spans: a simcore.serving.perfetto.SpanLog that records iterations and tier transfers (short runs).
+    """spans: a simcore.report.serving_trace.SpanLog that records iterations and tier transfers (short runs).
     progress(done, total): called every PROGRESS_EVERY finished requests."""
     wall = time.perf_counter()
     e = run.experiment

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from simcore.errors import SimcoreError
-from simcore.serving.workload import Requests
+from simcore.serving.requests import Requests
 
 REQUIRED = ("arrival_s", "prompt_tokens", "output_tokens")
 OPTIONAL = ("session", "prefix", "prefix_tokens")

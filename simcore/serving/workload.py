@@ -8,28 +8,14 @@ of a multi-turn session. docs/serving.md describes every choice.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from simcore.errors import SimcoreError
-from simcore.serving.schema import Lengths, RequestsWorkload
-
-
-@dataclass
-class Requests:
-    arrival: np.ndarray  # float64 s; NaN: `delay` after `parent` finishes
-    parent: np.ndarray  # int64, -1: none
-    delay: np.ndarray  # float64 s
-    prompt: np.ndarray  # int64 tokens, the shared prefix and session history included
-    output: np.ndarray  # int64 tokens to generate
-    prefix_group: np.ndarray  # int64, -1: no shared system prompt
-    prefix_len: np.ndarray  # int64 tokens of that shared prompt at the start of `prompt`
-    session: np.ndarray  # int64, -1: single turn; else the whole sequence is the session's history
-
-    def __len__(self) -> int:
-        return len(self.prompt)
+from simcore.config.serving import Lengths, RequestsWorkload
+from simcore.serving.requests import Requests
+from simcore.serving.trace import load_trace
 
 
 def lognormal_params(mean: float, cv: float) -> tuple[float, float]:
@@ -90,8 +76,6 @@ def open_loop_times(w: RequestsWorkload, n: int, rng: np.random.Generator) -> np
 
 def generate(w: RequestsWorkload) -> Requests:
     if w.arrival.process == "trace":
-        from simcore.serving.trace import load_trace
-
         return load_trace(Path(w.trace))
     rng_t, rng_p, rng_o, rng_x = (np.random.default_rng(s) for s in np.random.SeedSequence(w.seed).spawn(4))
     turns = w.sessions.turns

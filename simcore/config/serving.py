@@ -1,6 +1,6 @@
 """Schema of request-level (serving) experiments: `workload: {kind: requests}` and `serving:`.
 
-Plain pydantic data with no simulator imports, so simcore.config.experiment can import it.
+Plain pydantic data in the config layer (simcore.config.experiment builds on it); no simulator imports.
 Every field is documented in docs/serving.md.
 """
 
