@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 REL = 1e-9
 TIMING = {"wall_s"}  # how long the simulator itself took: not a result
-WORK = {"events_simulated"}  # how much work the engine did: shown, not compared (a faster engine does less)
+WORK = {"events_simulated", "ranks_simulated"}  # how much work the engine did: shown, not compared (a faster engine does less)
 
 STATIC = sorted(p.name for p in (ROOT / "experiments").glob("*.yaml"))
 SERVING = sorted(p.name for p in (ROOT / "experiments" / "serving").glob("*.yaml"))

@@ -43,7 +43,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise SimcoreError(f"--out {args.out}: is a file; --out takes a folder (created if missing)")
-    overrides = list(args.set) + ([f"engine.mode={args.mode}"] if args.mode else [])
+    overrides = list(args.set) + ([f"engine.mode={args.mode}"] if args.mode else []) + (
+        ["engine.all_ranks=true"] if args.all_ranks else [])
     exp = load_experiment(args.experiment, overrides)
     if exp.workload.kind == "requests":
         return _serve(args, exp)
@@ -140,6 +141,9 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the JSON summary on stdout instead of tables")
     r.add_argument("--mode", choices=("analytical", "hybrid", "flattened"),
                    help="timing mode (same as --set engine.mode=MODE)")
+    r.add_argument("--all-ranks", action="store_true",
+                   help="flattened mode: simulate every TP rank, not one per stage (same times, full trace; "
+                        "same as --set engine.all_ranks=true)")
     r.add_argument("--trace", metavar="PATH", help="write a Chrome/Perfetto trace JSON of the simulated passes")
     r.set_defaults(func=_run)
     sub.add_parser("models", help="list the model catalog").set_defaults(func=_models)

@@ -45,9 +45,27 @@ def test_flattened_keeps_the_graphs_rank_count():
     run = make_run("llama-3.1-70b", batch=4, prompt=64, output=2, parallelism={"tp": 4, "pp": 2})
     g = build_graph(run, decode(4, 64), micro_batches=2)
     assert g.graph["ranks"] == 8
-    plan = flatten(g, run, "flattened", Pricer(run.system), get_policy("none"))
+    plan = flatten(g, run, "flattened", Pricer(run.system), get_policy("none"), all_ranks=True)
     assert plan.ranks == 8 and {e.rank for e in plan.events} == set(range(8))
     assert flatten(g, run, "hybrid", Pricer(run.system), get_policy("none")).ranks == 2
+    one = flatten(g, run, "flattened", Pricer(run.system), get_policy("none"))  # one rank stands for its TP group
+    assert one.ranks == 2 and {e.rank for e in one.events} == {0, 1}
+    assert len(plan.events) == 4 * len(one.events)
+
+
+@pytest.mark.parametrize("policy", ["none", "kv_fetch", "tp_comm", "pp_comm", "all"])
+def test_one_rank_per_tp_group_gives_every_ranks_times(policy):
+    """TP peers run identical ops on identical links: simulating one per stage changes no time, critical
+    path or bubble (ring and two-shot rounds, pipeline sends, HBM sharing with a prefetch)."""
+    kw = dict(model="llama-3.1-70b", batch=8, prompt=512, output=3, parallelism={"tp": 4, "pp": 2})
+    eng = {"mode": "flattened", "overlap_policy": policy, "micro_batches": 2}
+    one = simulate(make_run(**kw, engine=eng))
+    every = simulate(make_run(**kw, engine={**eng, "all_ranks": True}))
+    assert (one.ranks, every.ranks) == (2, 8)
+    assert every.events_simulated == 4 * one.events_simulated
+    assert one.ttft == every.ttft and list(one.step_times) == list(every.step_times)
+    assert one.critical_path == pytest.approx(every.critical_path, rel=1e-12)
+    assert one.prefill.bubble == every.prefill.bubble
 
 
 def test_graph_nodes_and_kv_cache_nodes():

@@ -89,6 +89,7 @@ class Engine(Strict):
     overlap_policy: str = "none"  # a policy in simcore/engine/policies/
     micro_batches: int = Field(default=0, ge=0)  # 0: one per pipeline stage
     decode_sample_steps: int = Field(default=32, ge=0)  # 0: price every decode step
+    all_ranks: bool = False  # flattened: simulate every TP rank, not one per stage (same times; docs/engine.md)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     runtime_overhead_gib: float = Field(default=1.5, ge=0)  # CUDA context, graphs, comm buffers
     all_reduce: Literal["custom", "nccl"] = "custom"  # custom: the engine's own in-node all-reduce kernel

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import networkx as nx
 
 from simcore.config.experiment import Run
 from simcore.ops.builder import StageBuilder
@@ -44,11 +43,13 @@ def pass_streams(run: Run, ps: Pass, micro_batches: int = 1, steps: int = 1,
 
 
 def build_graph(run: Run, ps: Pass, micro_batches: int = 1, steps: int = 1,
-                builders: list[StageBuilder] | None = None, pricer=None) -> nx.DiGraph:
+                builders: list[StageBuilder] | None = None, pricer=None):
     """All ops of `steps` consecutive passes like `ps` (decode steps grow the context by one).
 
     Node attributes: op, kind, bytes, kv_cache (flag), step, mb, stage, ranks (the GPUs of the
     stage's TP group) and, with a pricer, duration (seconds, from the one roofline)."""
+    import networkx as nx  # only here: a static run flattens pass_streams directly, without the graph
+
     tp = run.par.tp
     g = nx.DiGraph(ranks=run.par.tp * run.par.pp, tp=run.par.tp, pp=run.par.pp, phase=ps.phase)
     g.graph["micro_batches"] = split_batch(ps.batch, micro_batches)
@@ -71,7 +72,7 @@ def build_graph(run: Run, ps: Pass, micro_batches: int = 1, steps: int = 1,
     return g
 
 
-def stage_streams(g: nx.DiGraph) -> Streams:
+def stage_streams(g) -> Streams:
     """The graph back as (step, micro-batch, stage) -> (Pass, ops in order)."""
     nodes: dict[tuple[int, int, int], list[tuple]] = {}
     for node in sorted(g.nodes):

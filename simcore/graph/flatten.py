@@ -5,16 +5,17 @@
 - hybrid: per stage, consecutive compute ops merge into layer-level events; every
   collective and pipeline send is its own event holding the stage's link, so
   communication contends; a rank per stage (one TP rank stands for its group).
-- flattened: every op on every GPU (tp x pp ranks); collectives become their algorithm's
-  rounds of transfers, each holding the sending GPU's link.
+- flattened: every op as its own event; collectives become their algorithm's rounds of
+  transfers, each holding the sending GPU's link. The TP ranks of a stage run identical op
+  lists on identical links, so one rank per stage stands for its group (its collective
+  rounds are the group's synchronisation) and gives the same times as simulating every
+  GPU; `engine.all_ranks` (`--all-ranks`) expands to tp x pp ranks (bigger traces, same times).
 Overlap policies place ops on streams (main, copy, comm) the same way in every mode.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import networkx as nx
 
 from simcore.config.experiment import Run
 from simcore.cost.collectives import schedule
@@ -38,10 +39,11 @@ class Plan:
 
 
 class Flattener:
-    def __init__(self, run: Run, mode: str, pricer: Pricer, policy: OverlapPolicy, launch_s: float = 0.0):
+    def __init__(self, run: Run, mode: str, pricer: Pricer, policy: OverlapPolicy, launch_s: float = 0.0,
+                 all_ranks: bool = False):
         self.run, self.mode, self.pricer, self.policy, self.launch_s = run, mode, pricer, policy, launch_s
         self.tp = run.par.tp
-        self.lanes = self.tp if mode == "flattened" else 1  # ranks per stage that get their own events
+        self.lanes = self.tp if mode == "flattened" and all_ranks else 1  # ranks per stage that get their own events
         self.plan = Plan()
         self._walks: dict[tuple, object] = {}  # (stage, Pass) -> its walk: micro-batches and steps repeat
 
@@ -154,7 +156,7 @@ class Flattener:
         floor = self.pricer.cost(op).floor_s
         tails: list[list[int]] = [[] for _ in gpus]
         lanes = len(gpus)
-        if self.mode == "hybrid" or lanes == 1:
+        if self.mode == "hybrid" or self.tp == 1:
             dur = (self.pricer.time(op) - floor) / chunks
             for c in range(chunks):
                 for t, gpu in enumerate(gpus):
@@ -201,8 +203,11 @@ class Flattener:
         return last
 
 
-def flatten(g: nx.DiGraph | Streams, run: Run, mode: str, pricer: Pricer, policy: OverlapPolicy,
-            launch_s: float = 0.0) -> Plan:
-    """From the pipeline graph (or its streams, when the caller skipped building the graph)."""
-    streams = stage_streams(g) if isinstance(g, nx.DiGraph) else g
-    return Flattener(run, mode, pricer, policy, launch_s).flatten(streams)
+def flatten(g, run: Run, mode: str, pricer: Pricer, policy: OverlapPolicy, launch_s: float = 0.0,
+            all_ranks: bool | None = None) -> Plan:
+    """From the pipeline graph (a networkx DiGraph) or its streams (what the static driver passes: the
+    graph would only be read back into streams). all_ranks: default engine.all_ranks."""
+    streams = g if isinstance(g, dict) else stage_streams(g)
+    if all_ranks is None:
+        all_ranks = run.experiment.engine.all_ranks
+    return Flattener(run, mode, pricer, policy, launch_s, all_ranks).flatten(streams)

@@ -20,7 +20,7 @@ import numpy as np
 from simcore.config.experiment import Run
 from simcore.engine.des import Event, busiest_rank_idle, critical_path, execute
 from simcore.engine.walk import Walk, engine_parts, walk
-from simcore.graph.build import build_graph, pass_streams
+from simcore.graph.build import pass_streams
 from simcore.graph.flatten import flatten
 from simcore.ops.op import KV_FETCH, KV_STORE, Op
 from simcore.ops.passes import Pass, decode, prefill, window_knee
@@ -86,11 +86,9 @@ class StaticSimulator:
     def pass_(self, ps: Pass) -> PassResult:
         pp = self.run.par.pp
         steps = 2 if ps.phase == "decode" and pp > 1 and min(self.micro_batches, ps.batch) > 1 else 1
-        if self.mode == "analytical":  # stage-level events need no node per op: skip networkx
-            g = pass_streams(self.run, ps, self.micro_batches, steps, self.builders)
-        else:
-            g = build_graph(self.run, ps, self.micro_batches, steps, self.builders, self.pricer)
-        plan = flatten(g, self.run, self.mode, self.pricer, self.policy, self.launch_s)
+        # the flattener reads the pipeline graph as streams: build those directly (no networkx graph)
+        streams = pass_streams(self.run, ps, self.micro_batches, steps, self.builders)
+        plan = flatten(streams, self.run, self.mode, self.pricer, self.policy, self.launch_s)
         makespan = execute(plan.events, contention=self.mode != "analytical", hbm_gpus=plan.hbm_gpus)
         self.events_simulated += len(plan.events)
         self.ranks = plan.ranks
