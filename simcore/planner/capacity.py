@@ -17,7 +17,8 @@ from simcore.config.model import ModelSpec, load_model
 from simcore.config.validation import validate
 from simcore.errors import SimcoreError
 from simcore.planner.kv_detail import check_context, kv_dtype_for, positive
-from simcore.planner.memory import (BLOCK_SIZE, GIB, MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS, KVBudget, kv_budget,
+from simcore.config.hardware import GIB
+from simcore.memory import (BLOCK_SIZE, MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS, KVBudget, kv_budget,
                                    profile_activations)
 
 WEIGHT_DTYPES = get_args(WeightDtype)  # the experiment schema's list, not a copy

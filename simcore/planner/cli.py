@@ -18,7 +18,8 @@ from rich.table import Table
 
 from simcore.config.hardware import calibration_note
 from simcore.report.console import stdout_console
-from simcore.planner.memory import BLOCK_SIZE, GIB, MAX_NUM_BATCHED_TOKENS
+from simcore.config.hardware import GIB
+from simcore.memory import BLOCK_SIZE, MAX_NUM_BATCHED_TOKENS
 
 PROGRESS_AFTER_S = 1.0
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from simcore.report.plotting import pyplot, save
 from simcore.config.model import load_model
 from simcore.ops.kv import kv_bytes
-from simcore.planner.memory import GIB
+from simcore.config.hardware import GIB
 
 PARTS = (("weights", "weights", "#4c72b0"), ("activations", "activations", "#dd8452"),
          ("runtime_overhead", "runtime overhead", "#8c8c8c"), ("kv_cache", "KV cache capacity", "#55a868"))

@@ -20,7 +20,8 @@ from simcore.config.model import load_model
 from simcore.errors import SimcoreError, unknown
 from simcore.planner.capacity import budget_for, check_gpu_mem_util, check_weights
 from simcore.planner.kv_detail import check_context, kv_dtype_for, positive
-from simcore.planner.memory import BLOCK_SIZE, GIB, MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS
+from simcore.config.hardware import GIB
+from simcore.memory import BLOCK_SIZE, MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS
 from simcore.planner.latency import predict
 from simcore.planner.latency import ttft as predict_ttft
 
