@@ -142,7 +142,8 @@ def engine_table(e: dict) -> Table:
     t = Table(title=f"as {e['engine']} accounts it ({e['follows']})", show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column(justify="right")
-    for label, key in (("weights", "weights_bytes"), ("peak activation", "activation_bytes"),
+    act = "reserved for activations and CUDA graphs" if e["engine"] == "sglang" else "peak activation"
+    for label, key in (("weights", "weights_bytes"), (act, "activation_bytes"),
                        ("non-torch memory", "non_torch_bytes"), ("CUDA graph memory", "cudagraph_bytes"),
                        ("KV cache", "kv_bytes")):
         t.add_row(label, _gib(e[key]))
