@@ -1,4 +1,4 @@
-"""vLLM start-up memory: simcore's engine_memory against logged start-ups.
+"""Engine start-up memory: simcore's engine_memory against logged start-ups (vLLM; one SGLang row).
 
 Usage: python benchmarks/memory_fidelity.py
 One row per logged start-up (tests/data/vllm_startup_logs.json: the four shared H100 rows of
@@ -30,14 +30,15 @@ COMPONENTS = (("weights", "weights"), ("activation", "activation"), ("non_torch"
 
 
 def predict(row: dict):
-    run = build_run(row["catalog_model"], row["gpu"], row["tp"], gpu_mem_util=row["flags"]["gpu_memory_utilization"])
-    return run, engine_memory(run, "vllm", **row["flags"])
+    util = row["flags"].get("gpu_memory_utilization", 0.9)
+    run = build_run(row["catalog_model"], row["gpu"], row["tp"], gpu_mem_util=util)
+    return run, engine_memory(run, row.get("engine", "vllm"), **row["flags"])
 
 
 def main() -> None:
-    t = Table(title="vLLM start-up memory per GPU, GiB: simcore / logged (brackets: not comparable, see note)",
+    t = Table(title="engine start-up memory per GPU, GiB: simcore / logged (brackets: not comparable, see note)",
               title_justify="left")
-    for col in ("model", "tp", "flags", *(c for c, _ in COMPONENTS), "KV error", "source"):
+    for col in ("engine", "model", "tp", "flags", *(c for c, _ in COMPONENTS), "KV error", "source"):
         t.add_column(col, justify="left" if col in ("model", "flags", "source") else "right")
     worst: dict[str, float] = {}
     kv_errors = []
@@ -62,7 +63,7 @@ def main() -> None:
             if "kv" in row["compare"]:
                 kv_errors.append(abs(rel))
         flags = ", ".join(f"{k}={v}" for k, v in row["flags"].items())
-        t.add_row(row["model"], str(row["tp"]), flags, *cells, err, row["source"].split(" ")[0])
+        t.add_row(row.get("engine", "vllm"), row["model"], str(row["tp"]), flags, *cells, err, row["source"].split(" ")[0])
     console = Console(width=250)
     console.print(t)
     console.print("largest |error| where comparable: "

@@ -25,8 +25,8 @@ COMPONENTS = {"weights": "weights", "activation": "activation", "non_torch": "no
 
 
 def predict(row: dict):
-    run = build_run(row["catalog_model"], row["gpu"], row["tp"], gpu_mem_util=row["flags"]["gpu_memory_utilization"])
-    return engine_memory(run, "vllm", **row["flags"])
+    run = build_run(row["catalog_model"], row["gpu"], row["tp"], gpu_mem_util=row["flags"].get("gpu_memory_utilization", 0.9))
+    return engine_memory(run, row.get("engine", "vllm"), **row["flags"])
 
 
 @pytest.mark.parametrize("row", LOGS, ids=lambda r: f"{r['model']}-tp{r['tp']}-{r['source'][-6:]}")
@@ -176,3 +176,8 @@ def test_serving_blocks_come_from_engine_memory_and_preemptions_move_with_them()
     (b1, p1), (b2, p2), (b3, p3) = counts.values()
     assert b1 < b2 < 2048 * 1.01 < b3  # the watermark keeps 1% of the blocks free
     assert p1 > p2 > 0 and p3 == 0
+
+
+def test_enforce_eager_is_refused_for_engines_without_it(cli):
+    rc, _, err = cli("plan", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--engine", "sglang", "--enforce-eager")
+    assert rc == 2 and err.count("\n") == 1 and "a vLLM flag" in err

@@ -34,6 +34,7 @@ PER_TOKEN = [
     ("deepseek-v3", 61 * (512 + 64) * 2, "MLA"),  # layers x (kv_lora_rank + qk_rope_head_dim) x bytes = 70272
     ("gpt-oss-120b", 36 * 2 * 8 * 64 * 2, "GQA"),  # before the 128-token window cap on half the layers
     ("gpt-oss-20b", 24 * 2 * 8 * 64 * 2, "GQA"),
+    ("qwen3-235b-a22b-fp8", 94 * 2 * 4 * 128 * 2, "GQA"),  # KV stays 16-bit: fp8 weights only
 ]
 
 

@@ -68,10 +68,17 @@ def sampler_peak(seqs: int, vocab: int, tp: int = 1) -> tuple[float, str]:
 
 def forward_peak(run: Run, stage: int, tokens: int) -> float:
     """Largest live set of a forward pass of `tokens` tokens on one stage: the residual stream plus
-    the inputs and outputs of the largest op (simcore's op list, so MoE, MLA and tp shapes count)."""
-    ops = stage_ops(run, stage, Pass("prefill", 1, tokens))
-    largest = max((op.act_bytes for op in ops), default=0.0)
-    return largest + tokens * run.model.hidden * nbytes(run.act_dtype)
+    the inputs and outputs of the largest op (simcore's op list, so MoE, MLA and tp shapes count).
+    The same on every GPU, so the planner's search over GPUs builds each shape's op list once."""
+    key = (run.model, run.par, run.act_dtype, run.weight_dtype, run.expert_dtype, stage, tokens)
+    if key not in _FORWARD:
+        ops = stage_ops(run, stage, Pass("prefill", 1, tokens))
+        largest = max((op.act_bytes for op in ops), default=0.0)
+        _FORWARD[key] = largest + tokens * run.model.hidden * nbytes(run.act_dtype)
+    return _FORWARD[key]
+
+
+_FORWARD: dict[tuple, float] = {}
 
 
 @dataclass(frozen=True)

@@ -208,6 +208,8 @@ def plan(model, gpu: str, tp: int = 1, pp: int = 1, max_model_len: int | None = 
     2048 / 256). Bad input raises SimcoreError (one line)."""
     if engine not in ENGINES:
         raise SimcoreError(f"engine = {engine!r}: allowed {', '.join(ENGINES)}")
+    if enforce_eager and engine != "vllm":
+        raise SimcoreError(f"enforce_eager = True: a vLLM flag; engine {engine!r} does not take it (use engine vllm)")
     name = _name(model)
     spec = load_model(name)
     hw = load_gpu(gpu)
