@@ -181,3 +181,15 @@ def test_serving_blocks_come_from_engine_memory_and_preemptions_move_with_them()
 def test_enforce_eager_is_refused_for_engines_without_it(cli):
     rc, _, err = cli("plan", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--engine", "sglang", "--enforce-eager")
     assert rc == 2 and err.count("\n") == 1 and "a vLLM flag" in err
+
+
+@pytest.mark.parametrize("engine, flags, says", [
+    ("vllm", {"block_size": 0}, "block_size = 0: must be a whole number >= 1"),
+    ("vllm", {"gpu_memory_utilization": 1.5}, "gpu_memory_utilization = 1.5: must be a number in (0, 1]"),
+    ("sglang", {"gpu_memory_utilization": 0.9}, "not a sglang flag; allowed mem_fraction_static"),
+    ("trtllm", {"max_num_tokens": 2.5}, "max_num_tokens = 2.5: must be a whole number >= 1"),
+])
+def test_bad_engine_flags_are_one_line_errors(engine, flags, says):
+    with pytest.raises(SimcoreError) as exc:
+        engine_memory(build_run("llama-3.1-8b", "h100-sxm", 1), engine, **flags)
+    assert says in str(exc.value) and "\n" not in str(exc.value)

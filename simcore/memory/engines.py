@@ -7,6 +7,7 @@ Sources, versions and the steps each engine takes are in docs/memory.md.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 
@@ -243,10 +244,28 @@ def _with_log(mem: EngineMemory, log: tuple[str, ...]) -> EngineMemory:
 _MODELS = {"vllm": vllm_memory, "sglang": sglang_memory, "trtllm": trtllm_memory}
 
 
+_FRACTIONS = ("gpu_memory_utilization", "mem_fraction_static", "free_gpu_memory_fraction")
+
+
+def _check_flags(engine: str, flags: dict) -> None:
+    allowed = [p for p in inspect.signature(_MODELS[engine]).parameters if p != "run"]
+    for name, value in flags.items():
+        if name not in allowed:
+            raise SimcoreError(f"{name} = {value!r}: not a {engine} flag; allowed {', '.join(allowed)}")
+        if value is None or isinstance(value, bool) or name == "kv_cache_dtype":
+            continue
+        if name in _FRACTIONS:
+            if not isinstance(value, (int, float)) or not 0 < value <= 1:
+                raise SimcoreError(f"{name} = {value!r}: must be a number in (0, 1], e.g. 0.9")
+        elif not isinstance(value, int) or value < 1:
+            raise SimcoreError(f"{name} = {value!r}: must be a whole number >= 1")
+
+
 def engine_memory(run: Run, engine: str = "vllm", **flags) -> EngineMemory:
     """Start-up memory of `run`'s deployment under `engine` (vllm, sglang, trtllm) with its flags
-    (the keyword names of vllm_memory, sglang_memory, trtllm_memory)."""
+    (the keyword names of vllm_memory, sglang_memory, trtllm_memory). Bad flags raise SimcoreError."""
     if engine not in _MODELS:
         raise SimcoreError(f"engine = {engine!r}: allowed {', '.join(ENGINES)}")
+    _check_flags(engine, flags)
     return _MODELS[engine](run, **flags)
 
