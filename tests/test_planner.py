@@ -33,6 +33,8 @@ PER_TOKEN = [
     ("qwen3-30b-a3b", 48 * 2 * 4 * 128 * 2, "GQA"),
     ("deepseek-v3", 61 * (512 + 64) * 2, "MLA"),  # layers x (kv_lora_rank + qk_rope_head_dim) x bytes = 70272
     ("gpt-oss-120b", 36 * 2 * 8 * 64 * 2, "GQA"),  # before the 128-token window cap on half the layers
+    ("gpt-oss-20b", 24 * 2 * 8 * 64 * 2, "GQA"),
+    ("qwen3-235b-a22b-fp8", 94 * 2 * 4 * 128 * 2, "GQA"),  # KV stays 16-bit: fp8 weights only
 ]
 
 
@@ -105,7 +107,9 @@ def test_model_memory_by_dtype_and_quantization_config():
     assert model_memory_req("llama-3.1-8b", "bf16") == p * 2
     sixteen_bit = 2 * v * h + 32 * 2 * h + h  # embedding, untied head, norms stay 16-bit
     assert model_memory_req("llama-3.1-8b", "fp8") == (p - sixteen_bit) * 1 + sixteen_bit * 2
-    assert model_memory_req("llama-3.1-8b", "int4") == (p - sixteen_bit) * 0.5 + sixteen_bit * 2
+    # 4-bit AWQ/GPTQ: an fp16 scale and a 4-bit zero point per group of 128 inputs and output channel
+    linear = p - sixteen_bit
+    assert model_memory_req("llama-3.1-8b", "int4") == linear * 0.5 + linear / 128 * 2.5 + sixteen_bit * 2
     assert ModelArchitecture("llama-3.1-8b").model_memory_gb() == p * 2 / 1e9
     ds = ModelArchitecture("deepseek-v3")  # quantization_config: fp8
     assert ds.model_memory_gb() < ds.model_memory_gb("bf16") / 1.95
@@ -126,11 +130,14 @@ def test_possible_tp_mirrors_the_experiment_check():
 def llama_8b_h100_by_hand() -> tuple[float, float, float, float, float]:
     """(usable, weights, activations, overhead, KV capacity) of llama-3.1-8b on h100-sxm at 0.9, by hand."""
     usable = 79.2 * GIB * 0.9
-    weights = total_params(load_model("llama-3.1-8b")) * 2
-    # vLLM's profile pass of 8192 tokens: the MLP activation (gate/up in, product out), the residual
-    # stream, and the sampler's fp32 logits/probs/logprobs for 256 sequences
-    acts = 3 * 8192 * 14336 * 2 + 2 * 8192 * 4096 * 2 + 256 * 128256 * 4 * 3
-    overhead = 1.5 * GIB
+    # bf16 weights plus vLLM's rotary cos/sin table (max_position x head_dim, bf16)
+    weights = total_params(load_model("llama-3.1-8b")) * 2 + 131072 * 128 * 2
+    # vLLM's profile run on an H100 (8192 tokens, 1024 sequences): the sampler's sort over 1024 x 128256
+    # logits peaks at 38 B per element (bf16 2 + fp32 4 + sorted values 4 + indices 8 + iota 8 + CUB
+    # buffers 12), while the forward's output (8192 x 4096 bf16) and the 1024 gathered rows stay alive,
+    # plus cuBLAS's 32 MiB workspace
+    acts = 38 * 1024 * 128256 + (8192 + 1024) * 4096 * 2 + 32 * 2**20
+    overhead = 0.133 * GIB  # non-torch memory at tp 1 (fitted on the shared vLLM rows)
     return usable, weights, acts, overhead, usable - weights - acts - overhead
 
 
@@ -185,7 +192,7 @@ def test_fp8_kv_doubles_token_capacity_and_concurrency():
     bf16 = plan("llama-3.1-70b", "h100-sxm", tp=4, max_model_len=8192)
     fp8 = plan("llama-3.1-70b", "h100-sxm", tp=4, max_model_len=8192, kv_dtype="fp8")
     assert fp8.budget.kv_capacity == bf16.budget.kv_capacity  # the weights did not change
-    assert 2 * bf16.budget.tokens() <= fp8.budget.tokens() < 2 * bf16.budget.tokens() + 16  # floors of blocks
+    assert 2 * bf16.budget.tokens() <= fp8.budget.tokens() <= 2 * bf16.budget.tokens() + 16  # floors of blocks
     assert 2 * bf16.max_concurrent <= fp8.max_concurrent <= 2 * bf16.max_concurrent + 1
     advice = recommend_kv_precision("llama-3.1-70b", "h100-sxm", 8192, tp=4)
     assert advice.tokens == {"bf16": bf16.budget.tokens(), "fp8": fp8.budget.tokens()}
@@ -206,7 +213,7 @@ def test_plan_cli_prints_the_memory_table(cli):
     rc, out, err = cli("plan", "--model", "llama-3.1-8b", "--gpu", "h100-sxm", "--gpu-mem-util", "0.9")
     assert rc == 0 and err == ""
     blocks = math.floor(llama_8b_h100_by_hand()[-1] / (16 * 131072))  # 16-token blocks of 128 KiB tokens
-    for text in ("weights", "activations", "runtime overhead", "KV cache capacity", "KV blocks", f"{blocks:,}",
+    for text in ("weights", "activations", "non-torch memory", "KV cache capacity", "KV blocks", f"{blocks:,}",
                  "max concurrent requests", "max model length that fits", "fp8"):
         assert text in out, text
 
@@ -214,7 +221,7 @@ def test_plan_cli_prints_the_memory_table(cli):
 PLAN_KEYS = {"model", "gpu", "tp", "pp", "gpus", "precision", "gpu_memory_utilization", "max_num_batched_tokens",
              "max_num_seqs", "block_size", "memory_per_gpu_bytes", "kv_bytes_per_token_per_gpu", "kv_blocks",
              "kv_tokens", "max_model_len", "kv_bytes_per_request", "max_concurrent_requests",
-             "max_model_len_that_fits", "fits", "verdict", "kv_precision"}
+             "max_model_len_that_fits", "fits", "verdict", "kv_precision", "engine", "engine_memory"}
 
 
 def test_plan_json_has_the_documented_keys(cli):

@@ -24,6 +24,7 @@ class Quantization:
     method: str  # fp8 | mxfp4 | awq | gptq | none
     weight_dtype: str  # dtype name of quantized weights: fp8 | mxfp4 | int4
     experts_only: bool  # mxfp4 in gpt-oss quantizes only the expert weights
+    block: tuple[int, int] | None = None  # fp8 weight_block_size (one fp32 scale per block); None: per channel
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,9 @@ def _quantization(cfg: dict, source: str) -> Quantization | None:
         raise SimcoreError(f"{source}: field 'quantization_config' = {q!r}: must be a JSON object")
     method = str(q.get("quant_method", "")).lower()
     if method == "fp8":
-        return Quantization("fp8", "fp8", experts_only=False)
+        block = q.get("weight_block_size")
+        ok = isinstance(block, list) and len(block) == 2 and all(isinstance(b, int) and b > 0 for b in block)
+        return Quantization("fp8", "fp8", experts_only=False, block=tuple(block) if ok else None)
     if method == "mxfp4":
         return Quantization("mxfp4", "mxfp4", experts_only=True)
     if method in ("awq", "gptq"):

@@ -1,7 +1,7 @@
 """ModelArchitecture and the model-only functions of the original capacity planner
 (model_total_params, model_memory_req, find_possible_tp, max_context_len).
 
-Parameter counts come from simcore/ops/linears.py, weight bytes from simcore/planner/memory.py,
+Parameter counts come from simcore/ops/linears.py, weight bytes from simcore/memory/,
 KV sizes from simcore/ops/kv.py (through KVCacheDetail). GB = 1e9 bytes throughout.
 """
 
@@ -11,7 +11,7 @@ from simcore.config.hardware import gpu_names
 from simcore.config.model import ModelSpec, load_model
 from simcore.planner.capacity import build_run, check_weights, find_possible_tp
 from simcore.planner.kv_detail import GB, KVCacheDetail, LayerKV, kv_cache_detail, kv_dtype_for, layer_breakdown
-from simcore.planner.memory import stage_weight_bytes
+from simcore.memory import stage_weight_bytes
 from simcore.ops.linears import active_params, total_params
 
 

@@ -17,8 +17,8 @@ from simcore.config.model import ModelSpec, load_model
 from simcore.config.validation import validate
 from simcore.errors import SimcoreError
 from simcore.planner.kv_detail import check_context, kv_dtype_for, positive
-from simcore.planner.memory import (BLOCK_SIZE, GIB, MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS, KVBudget, kv_budget,
-                                   profile_activations)
+from simcore.config.hardware import GIB
+from simcore.memory import BLOCK_SIZE, ENGINES, KVBudget, kv_budget, vllm_defaults
 
 WEIGHT_DTYPES = get_args(WeightDtype)  # the experiment schema's list, not a copy
 UNBOUNDED_CONTEXT = 1 << 24  # search limit for models whose config gives no max_position_embeddings
@@ -71,15 +71,13 @@ def build_run(model: str, gpu: str, tp: int = 1, pp: int = 1, weights: str = "au
 
 @cache
 def budget_for(model: str, gpu: str, tp: int, pp: int, weights: str, kv_dtype: str, gpu_mem_util: float,
-               max_num_batched_tokens: int, max_num_seqs: int, block_size: int) -> KVBudget:
+               max_num_batched_tokens: int | None, max_num_seqs: int | None, block_size: int, engine: str = "vllm",
+               enforce_eager: bool = False) -> KVBudget:
+    """The engine's start-up budget; token budget and batch size default to what vLLM picks on this GPU."""
     run = build_run(model, gpu, tp, pp, weights, kv_dtype, gpu_mem_util)
-    key = (model, tp, pp, weights, max_num_batched_tokens, max_num_seqs)
-    if key not in _ACTIVATIONS:  # the same on every GPU: one profile per shape, not per GPU
-        _ACTIVATIONS[key] = profile_activations(run, max_num_batched_tokens, max_num_seqs)
-    return kv_budget(run, max_num_batched_tokens, max_num_seqs, block_size, _ACTIVATIONS[key])
-
-
-_ACTIVATIONS: dict[tuple, tuple[float, ...]] = {}
+    tokens, seqs = vllm_defaults(run.system.gpu)
+    flags = {"enforce_eager": enforce_eager} if engine == "vllm" else {}
+    return kv_budget(run, max_num_batched_tokens or tokens, max_num_seqs or seqs, block_size, engine, **flags)
 
 
 @dataclass(frozen=True)
@@ -170,6 +168,7 @@ class CapacityPlan:
             "gpus": p.tp * p.pp,
             "precision": {"weights": run.weight_dtype, "experts": run.expert_dtype, "kv_cache": run.kv_dtype},
             "gpu_memory_utilization": run.experiment.engine.gpu_memory_utilization,
+            "engine": b.memory.engine,
             "max_num_batched_tokens": b.max_num_batched_tokens,
             "max_num_seqs": b.max_num_seqs,
             "block_size": b.block_size,
@@ -191,6 +190,7 @@ class CapacityPlan:
             "fits": b.fits and self.max_concurrent > 0,
             "verdict": self.verdict,
             "kv_precision": self.kv_precision().as_dict(),
+            "engine_memory": b.memory.as_dict(),
         }
 
 
@@ -199,10 +199,17 @@ def _name(model) -> str:
 
 
 def plan(model, gpu: str, tp: int = 1, pp: int = 1, max_model_len: int | None = None, gpu_mem_util: float = 0.9,
-         kv_dtype: str = "auto", weights: str = "auto", max_num_batched_tokens: int = MAX_NUM_BATCHED_TOKENS,
-         max_num_seqs: int = MAX_NUM_SEQS, block_size: int = BLOCK_SIZE) -> CapacityPlan:
-    """Memory per GPU and KV capacity of `model` on tp x pp `gpu`s. `model`: catalog name, config.json
-    path or ModelArchitecture. Bad input raises SimcoreError (one line)."""
+         kv_dtype: str = "auto", weights: str = "auto", max_num_batched_tokens: int | None = None,
+         max_num_seqs: int | None = None, block_size: int = BLOCK_SIZE, engine: str = "vllm",
+         enforce_eager: bool = False) -> CapacityPlan:
+    """Memory per GPU and KV capacity of `model` on tp x pp `gpu`s under `engine`'s start-up accounting.
+    `model`: catalog name, config.json path or ModelArchitecture. max_num_batched_tokens / max_num_seqs:
+    None takes vLLM's default for the GPU (8192 / 1024 on 70 GiB+ GPUs other than the A100, else
+    2048 / 256). Bad input raises SimcoreError (one line)."""
+    if engine not in ENGINES:
+        raise SimcoreError(f"engine = {engine!r}: allowed {', '.join(ENGINES)}")
+    if enforce_eager and engine != "vllm":
+        raise SimcoreError(f"enforce_eager = True: a vLLM flag; engine {engine!r} does not take it (use engine vllm)")
     name = _name(model)
     spec = load_model(name)
     hw = load_gpu(gpu)
@@ -213,14 +220,15 @@ def plan(model, gpu: str, tp: int = 1, pp: int = 1, max_model_len: int | None = 
         raise SimcoreError(f"kv_dtype = 'fp8': {gpu} has no fp8 support; allowed on {gpu}: auto, bf16, fp16")
     for field, value in (("max_num_batched_tokens", max_num_batched_tokens), ("max_num_seqs", max_num_seqs),
                          ("block_size", block_size)):
-        positive(field, value)
+        if value is not None or field == "block_size":
+            positive(field, value)
     if max_model_len is None:
         if not spec.max_position:
             raise SimcoreError(f"max_model_len = None: {spec.name} has no max_position_embeddings; give a length")
         max_model_len = spec.max_position
     check_context(spec, "max_model_len", max_model_len)
     budget = budget_for(name, gpu, tp, pp, weights, kv_dtype, gpu_mem_util, max_num_batched_tokens, max_num_seqs,
-                        block_size)
+                        block_size, engine, bool(enforce_eager))
     return CapacityPlan(budget, max_model_len)
 
 

@@ -18,7 +18,8 @@ from rich.table import Table
 
 from simcore.config.hardware import calibration_note
 from simcore.report.console import stdout_console
-from simcore.planner.memory import BLOCK_SIZE, GIB, MAX_NUM_BATCHED_TOKENS
+from simcore.config.hardware import GIB
+from simcore.memory import BLOCK_SIZE, MAX_NUM_BATCHED_TOKENS
 
 PROGRESS_AFTER_S = 1.0
 
@@ -31,6 +32,10 @@ def register(subparsers) -> None:
     p.add_argument("--pp", type=int, default=1, help="pipeline stages (default 1)")
     p.add_argument("--max-model-len", type=int, help="context every request may reach (default: the model's maximum)")
     _common(p)
+    p.add_argument("--engine", default="vllm", help="whose start-up accounting: vllm, sglang, trtllm (default vllm)")
+    p.add_argument("--max-num-seqs", type=int,
+                   help="sequences per step; vLLM's profile run samples this many (default: vLLM's for the GPU)")
+    p.add_argument("--enforce-eager", action="store_true", help="no CUDA graphs (vLLM --enforce-eager)")
     p.add_argument("--block-size", type=int, default=BLOCK_SIZE, help=f"KV block in tokens (default {BLOCK_SIZE})")
     p.add_argument("--plot", metavar="PNG", help="write the memory breakdown and KV-vs-context plot here")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
@@ -57,12 +62,15 @@ def register(subparsers) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--gpu-mem-util", type=float, default=0.9, help="fraction of GPU memory to use (default 0.9)")
-    p.add_argument("--kv-dtype", default="auto", help="KV cache dtype: auto, bf16, fp16, fp8 (default auto)")
+    p.add_argument("--gpu-memory-utilization", "--gpu-mem-util", dest="gpu_mem_util", type=float, default=0.9,
+                   help="fraction of GPU memory to use (default 0.9)")
+    p.add_argument("--kv-cache-dtype", "--kv-dtype", dest="kv_dtype", default="auto",
+                   help="KV cache dtype: auto, bf16, fp16, fp8 (default auto)")
     p.add_argument("--weights", default="auto",
                    help="weight dtype: auto (as the checkpoint), bf16, fp16, fp8, int8, int4, mxfp4")
-    p.add_argument("--max-num-batched-tokens", type=int, default=MAX_NUM_BATCHED_TOKENS,
-                   help=f"tokens of the engine's largest forward pass (default {MAX_NUM_BATCHED_TOKENS}, as vLLM)")
+    p.add_argument("--max-num-batched-tokens", type=int,
+                   help="tokens of the engine's largest forward pass (default: vLLM's for the GPU, "
+                        f"{MAX_NUM_BATCHED_TOKENS} on H100-class GPUs)")
 
 
 def _gib(b: float) -> str:
@@ -77,7 +85,8 @@ def plan_command(args: argparse.Namespace) -> int:
 
     cp = plan(args.model, args.gpu, tp=args.tp, pp=args.pp, max_model_len=args.max_model_len,
               gpu_mem_util=args.gpu_mem_util, kv_dtype=args.kv_dtype, weights=args.weights,
-              max_num_batched_tokens=args.max_num_batched_tokens, block_size=args.block_size)
+              max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs,
+              block_size=args.block_size, engine=args.engine, enforce_eager=args.enforce_eager)
     if args.plot:
         from simcore.planner.plots import plan_figure
 
@@ -88,6 +97,9 @@ def plan_command(args: argparse.Namespace) -> int:
         return 0
     console = stdout_console()
     console.print(plan_table(d))
+    console.print(engine_table(d["engine_memory"]))
+    for line in d["engine_memory"]["log"]:  # what the engine's start-up log would print
+        console.print(line, style="dim", soft_wrap=True)
     if args.plot:
         console.print(f"wrote {args.plot}")
     return 0
@@ -107,7 +119,7 @@ def plan_table(d: dict) -> Table:
         (f"weights ({pr['weights']}" + (f", experts {pr['experts']}" if pr["experts"] != pr["weights"] else "") + ")",
          _gib(m["weights"]), "busiest GPU"),
         ("activations (peak)", _gib(m["activations"]), f"{d['max_num_batched_tokens']:,} batched tokens"),
-        ("runtime overhead", _gib(m["runtime_overhead"]), "CUDA context and graphs, NCCL/cuBLAS"),
+        ("non-torch memory", _gib(m["runtime_overhead"]), "NCCL buffers, kernel images, cuBLAS handles"),
         (f"KV cache capacity ({pr['kv_cache']})", _gib(m["kv_cache"]), f"{m['kv_cache'] / 1e9:,.2f} GB"),
         ("KV bytes per token per GPU", f"{d['kv_bytes_per_token_per_gpu']:,.0f} B", ""),
         (f"KV blocks ({d['block_size']} tokens)", f"{d['kv_blocks']:,}", f"{d['kv_tokens']:,} tokens"),
@@ -122,6 +134,20 @@ def plan_table(d: dict) -> Table:
     for row in rows:
         t.add_row(*row)
     t.add_row("verdict", "", d["verdict"], style="bold green" if d["fits"] else "bold red")
+    return t
+
+
+def engine_table(e: dict) -> Table:
+    """The breakdown in the engine's own terms: the lines its start-up log prints."""
+    t = Table(title=f"as {e['engine']} accounts it ({e['follows']})", show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column(justify="right")
+    act = "reserved for activations and CUDA graphs" if e["engine"] == "sglang" else "peak activation"
+    for label, key in (("weights", "weights_bytes"), (act, "activation_bytes"),
+                       ("non-torch memory", "non_torch_bytes"), ("CUDA graph memory", "cudagraph_bytes"),
+                       ("KV cache", "kv_bytes")):
+        t.add_row(label, _gib(e[key]))
+    t.add_row("KV cache size", f"{e['kv_tokens']:,} tokens")
     return t
 
 
@@ -158,13 +184,14 @@ def recommend_command(args: argparse.Namespace) -> int:
     from simcore.planner.recommend import find_gpu_recommendations
 
     positive("top", args.top)
-    bar = _LazyBar(enabled=not args.json and sys.stderr is not None)
+    bar = _LazyBar(enabled=not args.json and sys.stderr is not None and sys.stderr.isatty())  # progress on a terminal only
     try:
         rec = find_gpu_recommendations(
             args.model, args.context_length, input_len=args.input_len, output_len=args.output_len,
             concurrency=args.concurrency, ttft_slo=args.ttft_slo, tpot_slo=args.tpot_slo, max_gpus=args.max_gpus,
             gpus=args.gpus, kv_dtype=args.kv_dtype, weights=args.weights, gpu_mem_util=args.gpu_mem_util,
-            max_num_batched_tokens=args.max_num_batched_tokens, progress=bar, exhaustive=args.exhaustive)
+            max_num_batched_tokens=args.max_num_batched_tokens or MAX_NUM_BATCHED_TOKENS, progress=bar,
+            exhaustive=args.exhaustive)
     finally:
         bar.close()
     if args.plot:

@@ -7,10 +7,10 @@ from __future__ import annotations
 from simcore.report.plotting import pyplot, save
 from simcore.config.model import load_model
 from simcore.ops.kv import kv_bytes
-from simcore.planner.memory import GIB
+from simcore.config.hardware import GIB
 
 PARTS = (("weights", "weights", "#4c72b0"), ("activations", "activations", "#dd8452"),
-         ("runtime_overhead", "runtime overhead", "#8c8c8c"), ("kv_cache", "KV cache capacity", "#55a868"))
+         ("runtime_overhead", "non-torch memory", "#8c8c8c"), ("kv_cache", "KV cache capacity", "#55a868"))
 
 
 def _contexts(limit: int) -> list[int]:
@@ -39,7 +39,7 @@ def kv_vs_context(ax, models, dtypes=("bf16", "fp8"), limit: int | None = None, 
 
 
 def breakdown_bars(ax, labels: list[str], memories: list[dict], usable: list[float]) -> None:
-    """Stacked bars: weights, activations, runtime overhead, KV capacity (GiB per GPU)."""
+    """Stacked bars: weights, activations, non-torch memory, KV capacity (GiB per GPU)."""
     bottoms = [0.0] * len(labels)
     for key, name, color in PARTS:
         vals = [m[key] / GIB for m in memories]

@@ -20,7 +20,8 @@ from simcore.config.model import load_model
 from simcore.errors import SimcoreError, unknown
 from simcore.planner.capacity import budget_for, check_gpu_mem_util, check_weights
 from simcore.planner.kv_detail import check_context, kv_dtype_for, positive
-from simcore.planner.memory import BLOCK_SIZE, GIB, MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS
+from simcore.config.hardware import GIB
+from simcore.memory import BLOCK_SIZE, MAX_NUM_BATCHED_TOKENS
 from simcore.planner.latency import predict
 from simcore.planner.latency import ttft as predict_ttft
 
@@ -124,7 +125,7 @@ def _evaluate(task: _Task) -> tuple[int, list[Option]]:
 def _options(k: _Task) -> list[Option]:
     """Memory check, then (for what fits) the simulator's prediction, for each replica count."""
     budget = budget_for(k.model, k.gpu, k.tp, k.pp, k.weights, k.kv_dtype, k.gpu_mem_util,
-                        k.max_num_batched_tokens, MAX_NUM_SEQS, BLOCK_SIZE)
+                        k.max_num_batched_tokens, None, BLOCK_SIZE)  # max_num_seqs: vLLM's default for the GPU
     room = budget.max_concurrent(k.ctx)
     memory = {"usable": budget.capacity, "weights": budget.weights, "activations": budget.activations,
               "runtime_overhead": budget.overhead, "kv_cache_capacity": budget.kv_capacity}

@@ -24,7 +24,7 @@ from simcore.graph.build import pass_streams
 from simcore.graph.flatten import flatten
 from simcore.ops.op import KV_FETCH, KV_STORE, Op
 from simcore.ops.passes import Pass, decode, prefill, window_knee
-from simcore.planner.memory import MemoryPerGPU, static_memory
+from simcore.memory import MemoryPerGPU, static_memory
 
 
 @dataclass

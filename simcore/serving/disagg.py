@@ -17,7 +17,7 @@ from collections import deque
 from simcore.config.experiment import _check_parallelism
 from simcore.cost.collectives import schedule
 from simcore.errors import SimcoreError
-from simcore.planner.memory import kv_budget
+from simcore.memory import kv_budget
 from simcore.serving.replica import Replica
 
 

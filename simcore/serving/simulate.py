@@ -16,7 +16,7 @@ import numpy as np
 
 from simcore.config.experiment import Run
 from simcore.errors import SimcoreError
-from simcore.planner.memory import kv_budget
+from simcore.memory import kv_budget
 from simcore.serving.cache_policies import CacheContext, get_cache_policy
 from simcore.serving.cost import IterationCost
 from simcore.serving.host_tier import block_flops, make_tier, tier_geometry

@@ -163,7 +163,7 @@ def _pre_resolve(f: Filter, exp: Experiment, data: dict) -> str | None:
 
 
 def _fits(run) -> str | None:
-    from simcore.planner.memory import static_memory
+    from simcore.memory import static_memory
 
     if run.experiment.workload.kind != "static":
         return None  # only static batches have one size to check

@@ -1,10 +1,10 @@
 """Memory per GPU the way an inference engine accounts it: weights, KV cache, activations, overhead.
 
 Two questions share these parts. A static run asks "does this batch fit?" (`memory_per_gpu`,
-`check_fits`). The capacity planner asks what vLLM asks at start-up (`kv_budget`): after the
-weights, the profiled activation peak of a `max_num_batched_tokens` forward pass and the
-runtime overhead, how much of `device memory x gpu_memory_utilization` is left for the KV
-cache, how many blocks is that, how many requests fit. docs/planner.md gives the sources.
+`check_fits`). The capacity planner and the serving simulator ask what the engine asks at
+start-up (`kv_budget`, built on `simcore.memory.engines.engine_memory`): after the weights, the
+profiled activation peak and the memory outside PyTorch, how much is left for the KV cache, how
+many blocks is that, how many requests fit. docs/memory.md gives the sources.
 """
 
 from __future__ import annotations
@@ -14,17 +14,25 @@ from dataclasses import dataclass
 
 from simcore.config.experiment import Run
 from simcore.errors import SimcoreError
+from simcore.memory.engines import EngineMemory, engine_memory
+from simcore.memory.weights import stage_weight_bytes
 from simcore.ops.builder import stage_ops
 from simcore.ops.kv import kv_bytes
-from simcore.ops.linears import Sharding, attention_linears, mlp_linears, norm_params
 from simcore.ops.op import nbytes
 from simcore.ops.passes import Pass, stage_layers
 from simcore.config.hardware import GIB
 
 MAX_NUM_BATCHED_TOKENS = 8192  # vLLM's default token budget of one forward pass (its profile run)
-MAX_NUM_SEQS = 256  # vLLM's default sequences per step: the profile run samples this many
+MAX_NUM_SEQS = 256  # vLLM's default sequences per step below 70 GiB (1024 above: vllm_defaults)
 BLOCK_SIZE = 16  # vLLM's default KV block, in tokens
-SAMPLER_FP32_COPIES = 3  # logits, probabilities and log-probabilities, fp32, one row per sequence
+SAMPLER_FP32_COPIES = 3  # static runs: logits, probabilities and log-probabilities, fp32, one row per sequence
+
+
+def vllm_defaults(gpu) -> tuple[int, int]:
+    """(max_num_batched_tokens, max_num_seqs) `vllm serve` picks (v0.11 vllm/engine/arg_utils.py): larger
+    defaults on GPUs of at least 70 GiB other than the A100."""
+    big = gpu.memory.capacity >= 70 * GIB and "a100" not in gpu.name.lower()
+    return (8192, 1024) if big else (2048, 256)
 
 
 @dataclass(frozen=True)
@@ -44,21 +52,6 @@ class MemoryPerGPU:
 
     def as_dict(self) -> dict[str, float]:
         return {"weights": self.weights, "kv_cache": self.kv_cache, "activations": self.activations}
-
-
-def stage_weight_bytes(run: Run, stage: int) -> float:
-    m, p = run.model, run.par
-    shard = Sharding(tp=p.tp, ep=p.ep, dp=p.dp)
-    total = 0.0
-    for layer in stage_layers(m.layers, p.pp)[stage]:
-        lins = attention_linears(m, shard, run.weight_dtype) + mlp_linears(m, layer, shard, run.weight_dtype, run.expert_dtype)
-        total += sum(l.params * nbytes(l.dtype) for l in lins) + norm_params(m) * 2
-    table = m.vocab // p.tp * m.hidden * 2
-    if stage == 0:
-        total += table
-    if stage == p.pp - 1:
-        total += m.hidden * 2 + (0 if m.tie_embeddings and p.pp == 1 else table)
-    return total
 
 
 def activation_peak(ops) -> float:
@@ -152,12 +145,13 @@ class KVBudget:
     """
 
     run: Run
-    capacity: float  # device memory x gpu_memory_utilization
-    overhead: float  # engine.runtime_overhead_gib: CUDA context, CUDA graphs, NCCL/cuBLAS workspaces
+    capacity: float  # what the engine lets itself use (vLLM: device memory x gpu_memory_utilization)
+    overhead: float  # memory outside PyTorch's allocator (NCCL buffers, kernel images, cuBLAS handles)
     stages: tuple[StageBudget, ...]
     block_size: int
     max_num_batched_tokens: int
     max_num_seqs: int
+    memory: EngineMemory | None = None  # the engine's own breakdown the budget came from
 
     def bytes_per_token(self, stage: StageBudget, dtype: str | None = None) -> float:
         """Cache bytes one token takes on a GPU of `stage` (no window cap: a block holds whole tokens)."""
@@ -226,28 +220,23 @@ class KVBudget:
 
     def needed(self, stage: StageBudget) -> float:
         """Bytes a GPU of `stage` needs before any cache."""
-        return stage.weights + stage.activations + self.overhead
-
-
-def profile_activations(run: Run, max_num_batched_tokens: int = MAX_NUM_BATCHED_TOKENS,
-                        max_num_seqs: int = MAX_NUM_SEQS) -> tuple[float, ...]:
-    """Per-stage activation peak of vLLM's profile run: one forward pass of the whole token budget,
-    sampling min(max_num_seqs, tokens) sequences. Depends on the model, tp, pp and dtypes, not the GPU."""
-    seqs = min(max_num_seqs, max_num_batched_tokens)
-    profile = Pass("prefill", 1, max_num_batched_tokens)
-    return tuple(stage_activation_bytes(run, stage, profile, seqs) for stage in range(run.par.pp))
+        return self.capacity - stage.kv_capacity
 
 
 def kv_budget(run: Run, max_num_batched_tokens: int = MAX_NUM_BATCHED_TOKENS, max_num_seqs: int = MAX_NUM_SEQS,
-              block_size: int = BLOCK_SIZE, activations: tuple[float, ...] | None = None) -> KVBudget:
-    """vLLM's start-up accounting: KV cache = usable memory - weights - activation peak - overhead.
-    activations: profile_activations(run, ...) when the caller already has them (they do not depend on the GPU)."""
-    e = run.experiment.engine
-    capacity = run.system.gpu.memory.capacity * e.gpu_memory_utilization
-    overhead = e.runtime_overhead_gib * GIB
-    acts = activations or profile_activations(run, max_num_batched_tokens, max_num_seqs)
-    stages = []
-    for stage, layers in enumerate(stage_layers(run.model.layers, run.par.pp)):
-        weights = stage_weight_bytes(run, stage)
-        stages.append(StageBudget(layers, weights, acts[stage], capacity - weights - acts[stage] - overhead))
-    return KVBudget(run, capacity, overhead, tuple(stages), block_size, max_num_batched_tokens, max_num_seqs)
+              block_size: int = BLOCK_SIZE, engine: str = "vllm", **flags) -> KVBudget:
+    """The engine's start-up accounting (`engine_memory`) as a KV budget per stage: what is left for
+    the cache after weights, the profiled activation peak and non-torch memory. flags: the engine's
+    own (e.g. kv_cache_dtype, enforce_eager); vLLM's gpu_memory_utilization is the experiment's."""
+    if engine == "vllm":
+        flags = {"gpu_memory_utilization": run.experiment.engine.gpu_memory_utilization,
+                 "max_num_batched_tokens": max_num_batched_tokens, "max_num_seqs": max_num_seqs,
+                 "block_size": block_size, **flags}
+    elif engine == "sglang":
+        flags = {"chunked_prefill_size": max_num_batched_tokens, "page_size": block_size, **flags}
+    else:
+        flags = {"max_num_tokens": max_num_batched_tokens, "max_batch_size": max_num_seqs,
+                 "tokens_per_block": block_size, **flags}
+    mem = engine_memory(run, engine, **flags)
+    stages = tuple(StageBudget(s.layers, s.weights, s.activation, s.kv) for s in mem.stages)
+    return KVBudget(run, mem.budget, mem.non_torch, stages, block_size, max_num_batched_tokens, max_num_seqs, mem)
