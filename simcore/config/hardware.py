@@ -255,9 +255,19 @@ def profile_name(gpu: GPU) -> str:
 def profile_info(gpu: GPU) -> dict:
     """The `efficiency_profile` object of results: which profile prices this GPU, and whether it
     was measured on it or borrowed (then timings carry the cross-GPU error band)."""
-    prof = load_efficiency(profile_name(gpu))
-    borrowed = prof.measured_on != gpu.name
-    return {"name": prof.name, "measured_on": prof.measured_on, "borrowed": borrowed,
+    return profile_record(load_efficiency(profile_name(gpu)), gpu.name)
+
+
+def profile_tag(info: dict) -> str:
+    """What tables append to a GPU priced with a borrowed profile ('' when measured on it)."""
+    if not info.get("borrowed"):
+        return ""
+    return f" (efficiency borrowed from {info['measured_on']}, +/-{info['error_band']:.0%})"
+
+
+def profile_record(eff: Efficiency, gpu: str) -> dict:
+    borrowed = eff.measured_on != gpu
+    return {"name": eff.name, "measured_on": eff.measured_on, "borrowed": borrowed,
             "error_band": BORROWED_ERROR_BAND if borrowed else None}
 
 
