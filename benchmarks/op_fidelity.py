@@ -114,8 +114,8 @@ def cross_check(con: Console) -> list[float]:
         detail = ", ".join(pct(e * 1e3 / v - 1) for e, v in zip(each, parts)) if parts else "(only the sum published)"
         t.add_row(label, gpu, str(tokens), f"{vidur:.3f}", f"{sum(each) * 1e3:.3f}", pct(err), detail)
     con.print(t)
-    con.print("A100 uses the H100-fitted profile (the only one in the catalog): its row tests how the "
-              "fractions transfer across GPUs from spec sheets alone.")
+    con.print("A100 is priced as the simulator loads it: while it borrows the H100-fitted profile, its rows test how "
+              "the fractions transfer across GPUs from spec sheets alone.")
     return errs
 
 

@@ -149,3 +149,13 @@ def test_importing_simcore_never_imports_torch():
     code = ("import sys, simcore.cli, simcore.calibrate.cli, simcore.calibrate.collect.run, "
             "simcore.calibrate.collect.backend; simcore.cli.parser(); assert 'torch' not in sys.modules")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_collectives_that_cannot_start_are_listed_not_fatal():
+    class NoNccl(FakeBackend):
+        def collectives(self, rows):
+            raise RuntimeError("NCCL error: unhandled system error")
+
+    doc = collect(NoNccl("l40s", devices=2), measurement_plan({"bf16": 1}, quick=True, gpus=2))
+    assert "collective" not in doc and doc["gemm"]
+    assert doc["meta"]["skipped"] == ["collective (all rows): RuntimeError: NCCL error: unhandled system error"]

@@ -241,6 +241,7 @@ class TorchBackend:
 
         mp = importlib.import_module("torch.multiprocessing")
         n = rows[0]["gpus"]
+        self.t.cuda.empty_cache()  # the workers need GPU 0's memory too
         os.environ.setdefault("NCCL_ALGO", "Ring")  # fit ring constants: no NVLS, no tree
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
         os.environ.setdefault("MASTER_PORT", "29531")
@@ -268,7 +269,7 @@ def _collective_worker(rank: int, world: int, rows: list[dict], repeats: int, re
         if row["op"] == "all_reduce":
             fn = lambda: dist.all_reduce(x)  # noqa: E731
         elif row["op"] == "all_gather":
-            part = x[: elems // world]
+            part = torch.ones(elems // world, dtype=torch.bfloat16, device="cuda")  # own buffer: no aliasing
             fn = lambda: dist.all_gather_into_tensor(x, part)  # noqa: E731
         else:
             y = torch.empty_like(x)

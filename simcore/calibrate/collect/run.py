@@ -55,8 +55,12 @@ def collect(backend, plan: Plan, progress=None) -> dict:
     if skipped:
         ident["skipped"] = skipped
     if plan.collective:
-        for shape, ms in zip(plan.collective, backend.collectives(plan.collective)):
-            out.setdefault("collective", []).append({**shape, "ms": ms})
+        try:
+            for shape, ms in zip(plan.collective, backend.collectives(plan.collective)):
+                out.setdefault("collective", []).append({**shape, "ms": ms})
+        except Exception as exc:  # NCCL/RCCL could not start: the other families still stand
+            skipped.append(f"collective (all rows): {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+            ident["skipped"] = skipped
         done += len(plan.collective)
         if progress:
             progress(done, len(rows))
