@@ -84,40 +84,48 @@ def _residuals(rows, base: System, names: list[str]):
     return res
 
 
-def _pattern_search(res, x0, lo, hi, iters: int = 400):
-    """Deterministic pattern search on each coordinate in turn (numpy only)."""
-    x = np.array(x0, float)
-    step = np.full(len(x), 0.2)
-    cost = float(np.sum(res(x) ** 2))
+def _levenberg_marquardt(res, x0, lo, hi, scale, iters: int = 200):
+    """Bounded (projected) Levenberg-Marquardt on finite-difference Jacobians, numpy only."""
+    x = np.clip(np.array(x0, float), lo, hi)
+    r = res(x)
+    cost, lam = float(r @ r), 1e-3
     for _ in range(iters):
-        improved = False
+        jac = np.empty((len(r), len(x)))
         for i in range(len(x)):
-            for sign in (1.0, -1.0):
-                y = x.copy()
-                y[i] = np.clip(x[i] * (1 + sign * step[i]) if x[i] else step[i], lo[i], hi[i])
-                c = float(np.sum(res(y) ** 2))
-                if c < cost:
-                    x, cost, improved = y, c, True
-                    break
-            else:
-                step[i] /= 2
-        if not improved and step.max() < 1e-5:
+            h = 1e-6 * max(abs(x[i]), scale[i])
+            step = -h if x[i] + h > hi[i] else h  # stay inside the bounds
+            y = x.copy()
+            y[i] += step
+            jac[:, i] = (res(y) - r) / step
+        a, g = jac.T @ jac, jac.T @ r
+        while True:
+            xn = np.clip(x - np.linalg.solve(a + lam * np.diag(np.diag(a) + 1e-12), g), lo, hi)
+            rn = res(xn)
+            cn = float(rn @ rn)
+            if cn < cost:
+                break
+            lam *= 4
+            if lam > 1e12:  # no step lowers the cost: a (bounded) minimum
+                return x, cost
+        done = cost - cn <= 1e-12 * cost or np.allclose(xn, x, rtol=1e-9, atol=0)
+        x, r, cost, lam = xn, rn, cn, max(lam / 3, 1e-9)
+        if done:
             break
     return x, cost
 
 
 def minimize(rows, base: System, names: list[str]) -> tuple[dict[str, float], float, str]:
-    """Best of the fixed starts: scipy's bounded least squares when installed, else pattern search."""
+    """Best of the fixed starts: scipy's bounded least squares when installed, else numpy Levenberg-Marquardt."""
     res = _residuals(rows, base, names)
     lo = np.array([PARAMS[n][0] for n in names])
     hi = np.array([PARAMS[n][1] for n in names])
+    scale = np.array([PARAMS[n][2] for n in names])
     starts = [np.array([PARAMS[n][3][i] for n in names]) for i in range(3)]
     try:
         from scipy.optimize import least_squares
     except ImportError:
-        x, cost = min((_pattern_search(res, x0, lo, hi) for x0 in starts), key=lambda t: t[1])
-        return dict(zip(names, map(float, x))), cost, "numpy coordinate descent (pattern search), best of 3 fixed starts"
-    scale = np.array([PARAMS[n][2] for n in names])
+        x, cost = min((_levenberg_marquardt(res, x0, lo, hi, scale) for x0 in starts), key=lambda t: t[1])
+        return dict(zip(names, map(float, x))), cost, "numpy Levenberg-Marquardt (bounded), best of 3 fixed starts"
     best = min((least_squares(res, x0, bounds=(lo, hi), x_scale=scale, method="trf") for x0 in starts),
                key=lambda r: r.cost)
     return (dict(zip(names, map(float, best.x))), 2 * float(best.cost),
