@@ -121,3 +121,31 @@ def test_unknown_gpu_and_bad_name_are_one_line_errors(tmp_path, capsys):
     assert "h100-sxm" in capsys.readouterr().err  # close match
     assert main(["calibrate", str(path), "--gpu", "h100-sxm", "--name", "../x", "--out", str(tmp_path)]) == 2
     assert "--name" in capsys.readouterr().err
+
+
+def test_a_profile_under_another_name_is_written_but_not_used(profiles, tmp_path, capsys):
+    data = tmp_path / "l40s.json"
+    data.write_text(json.dumps(synthetic_bench("l40s")))
+    assert main(["calibrate", str(data), "--gpu", "l40s", "--out", str(profiles), "--name", "l40s-test"]) == 0
+    assert "note: l40s is priced with a profile named l40s or the one its YAML names (h100-calibrated), not " \
+           "l40s-test" in capsys.readouterr().out
+    assert (profiles / "l40s-test.yaml").is_file() and hw.profile_info(hw.load_gpu("l40s"))["borrowed"] is True
+
+
+def test_a_gpu_without_fp8_or_collectives_keeps_those_fields():
+    from simcore.calibrate.collect.plan import measurement_plan
+    from simcore.calibrate.collect.run import collect
+
+    bench = collect(FakeBackend("a100-80gb-sxm", devices=1, fp8=False), measurement_plan({"bf16": 1}, quick=True))
+    c = fit.calibrate(bench, hw.load_system("a100-80gb-sxm"), "a100-80gb-sxm")
+    assert "gemm.compute_max_fp8" in c.kept and "collectives.ring_link" in c.kept
+    assert c.efficiency.gemm.compute_max_fp8 == hw.load_efficiency("h100-calibrated").gemm.compute_max_fp8
+    assert c.fitted["gemm.compute_max"] == pytest.approx(TRUTH["gemm.compute_max"], rel=0.01)
+
+
+def test_the_fit_uses_one_attention_backend_flash_attention_first():
+    rows = [("prefill_attn", {"backend": "sdpa"}), ("prefill_attn", {"backend": "flash_attn"}),
+            ("decode_attn", {}), ("gemm", {"M": 1})]
+    kept, pick = fit.one_attention_backend(rows)
+    assert pick == "flash_attn" and kept == [rows[1], rows[3]]
+    assert fit.one_attention_backend(rows[2:]) == (rows[2:], "sdpa")  # rows without a backend are SDPA's

@@ -159,3 +159,14 @@ def test_collectives_that_cannot_start_are_listed_not_fatal():
     doc = collect(NoNccl("l40s", devices=2), measurement_plan({"bf16": 1}, quick=True, gpus=2))
     assert "collective" not in doc and doc["gemm"]
     assert doc["meta"]["skipped"] == ["collective (all rows): RuntimeError: NCCL error: unhandled system error"]
+
+
+def test_operands_rotate_through_at_least_twice_l2():
+    from simcore.calibrate.collect.backend import TorchBackend
+
+    b = TorchBackend.__new__(TorchBackend)  # no torch: only the rotation arithmetic
+    b.l2 = 50 * 2**20
+    for nbytes in (2**10, 2**20, 24 * 2**20, 50 * 2**20, 2**30):
+        c = b.copies(nbytes)
+        assert c >= 2 and (c * nbytes >= 2 * b.l2 or c == 64)
+    assert b.copies(2**30) == 2 and b.copies(2**10) == 64  # big operands: two copies; tiny ones: capped

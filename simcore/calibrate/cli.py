@@ -34,7 +34,8 @@ def register(subparsers) -> None:
 def calibrate_command(args: argparse.Namespace) -> int:
     from simcore.calibrate import data, fit, write
     from simcore.config.catalog import catalog_root
-    from simcore.config.hardware import PROFILES_ENV, efficiency_path, load_efficiency, load_gpu, load_system
+    from simcore.config.hardware import (PROFILES_ENV, clear_caches, efficiency_path, load_efficiency, load_gpu,
+                                         load_system, profile_name)
 
     bench = data.load(args.data)
     gpu = load_gpu(args.gpu)
@@ -72,9 +73,14 @@ def calibrate_command(args: argparse.Namespace) -> int:
               f"{sum(result.rows.values())} rows", soft_wrap=True)
     con.print(summary_table(result.table))
     con.print(f"wrote {path}", soft_wrap=True)
-    on_path = os.environ.get(PROFILES_ENV, "").split(os.pathsep)
-    if args.out and not any(Path(f).expanduser().resolve() == out_dir.resolve() for f in on_path if f):
-        con.print(f"to price {gpu.name} with it: export {PROFILES_ENV}={out_dir}", soft_wrap=True)
+    clear_caches()
+    if efficiency_path(profile_name(gpu)).resolve() != path.resolve():
+        on_path = os.environ.get(PROFILES_ENV, "").split(os.pathsep)
+        if name != gpu.name and name != gpu.efficiency:
+            con.print(f"note: {gpu.name} is priced with a profile named {gpu.name} or the one its YAML names "
+                      f"({gpu.efficiency}), not {name}", soft_wrap=True)
+        elif not any(Path(f).expanduser().resolve() == out_dir.resolve() for f in on_path if f):
+            con.print(f"to price {gpu.name} with it: export {PROFILES_ENV}={out_dir}", soft_wrap=True)
     return 0
 
 
