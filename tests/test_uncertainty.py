@@ -70,3 +70,18 @@ def test_calibrated_only_with_no_measured_gpu_is_a_one_line_error(cli):
                        "mi300x,l4", "--calibrated-only")
     assert rc == 2 and err.startswith("error: calibrated_only: none of mi300x, l4") and "measured: h100-sxm" in err
     assert err.count("\n") == 1
+
+
+def test_sweep_rows_say_which_gpus_borrow_their_profile(tmp_path):
+    from simcore.sweep import Store, run_sweep, sweep_from_dict
+    from simcore.sweep.report import value
+
+    base = {"model": "llama-3.2-1b", "hardware": "h100-sxm", "precision": {"weights": "bf16", "activations": "bf16"},
+            "workload": {"kind": "static", "batch_size": 1, "prompt_tokens": 64, "output_tokens": 4},
+            "engine": {"decode_sample_steps": 2}}
+    s = sweep_from_dict({"base": base, "grid": {"hardware": ["h100-sxm", "mi300x"]}}, source="t.yaml")
+    run_sweep(s, tmp_path / "r.sqlite", workers=1, progress=False)
+    with Store(tmp_path / "r.sqlite") as st:
+        rows = st.rows()
+    assert [value(r, "efficiency_profile.borrowed") for r in rows] == [False, True]
+    assert rows[1].summary["efficiency_profile"] == BORROWED
