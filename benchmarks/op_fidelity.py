@@ -1,9 +1,12 @@
-"""Op-level fidelity: the catalog's H100 profile against the H100 microbenchmarks.
+"""Op-level fidelity: every calibrated GPU's profile against its own microbenchmarks.
 
-    python benchmarks/op_fidelity.py [--data PATH]
+    python benchmarks/op_fidelity.py [--data PATH] [--gpu NAME=PATH ...]
 
-Prices every microbench row through Pricer with the system exactly as the simulator loads it
-(load_system("h100-sxm")), prints a table per family and a summary against the targets
+For each GPU priced with a profile measured on it (`simcore calibrate`; h100-sxm ships with
+one), prices every row of its microbenchmark file (--data is h100-sxm's, default the shared
+file; --gpu NAME=PATH names another's, else the path in the profile's `source` is tried)
+through Pricer with the system exactly as the simulator loads it, prints a table per family
+and a summary against the targets
 (median |err| <= 10% overall, no family's max |err| over 25%), then a cross-check against
 Vidur's GEMM profiles (facts.md §2e) on H100 and A100 that the fit never saw. Always exits 0:
 this is a report, not a gate.
@@ -12,6 +15,7 @@ this is a report, not a gate.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -21,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from simcore.config.hardware import load_system  # noqa: E402
+from simcore.calibrate.tables import apct, summary_table  # noqa: E402
+from simcore.config.hardware import gpu_names, load_gpu, load_system, profile_info  # noqa: E402
 from simcore.cost import calibration as cal  # noqa: E402
 from simcore.cost.roofline import Pricer  # noqa: E402
 
@@ -32,22 +37,6 @@ L2_NOTE = "L2-resident in the benchmark"
 
 def pct(x: float) -> str:
     return f"{100 * x:+.1f}%"
-
-
-def apct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
-def summary_table(table: dict) -> Table:
-    """family -> {"all", "hbm"} Stats (calibration.error_table) as a rich table."""
-    t = Table(title="Summary: |relative error| (HBM-resident = excluding decode rows whose KV fit in L2)")
-    for col in ("family", "rows", "median", "max", "HBM rows", "HBM median", "HBM max"):
-        t.add_column(col, justify="left" if col == "family" else "right")
-    for fam, s in table.items():
-        a, h = s["all"], s["hbm"]
-        t.add_row(fam, str(a.count), apct(a.median_abs), apct(a.max_abs), str(h.count), apct(h.median_abs),
-                  apct(h.max_abs), style="bold" if fam == "overall" else None)
-    return t
 
 
 def family_table(fam: str, preds: list, l2: float, system) -> Table:
@@ -72,7 +61,7 @@ def verdicts(table: dict) -> list[str]:
         med = table["overall"][scope].median_abs
         out.append(f"{label}: overall median |err| {apct(med)} "
                    f"{'meets' if med <= MEDIAN_TARGET else 'MISSES'} the <= {apct(MEDIAN_TARGET)} target")
-        for fam in cal.FAMILIES:
+        for fam in (f for f in cal.FAMILIES if f in table):
             mx = table[fam][scope].max_abs
             if mx > MAX_TARGET:
                 why = (" (the L2-resident decode rows: the benchmark's KV stayed in L2, which a real decode "
@@ -125,24 +114,39 @@ def cross_check(con: Console) -> list[float]:
         detail = ", ".join(pct(e * 1e3 / v - 1) for e, v in zip(each, parts)) if parts else "(only the sum published)"
         t.add_row(label, gpu, str(tokens), f"{vidur:.3f}", f"{sum(each) * 1e3:.3f}", pct(err), detail)
     con.print(t)
-    con.print("A100 uses the H100-fitted profile (the only one in the catalog): its row tests how the "
-              "fractions transfer across GPUs from spec sheets alone.")
+    con.print("A100 is priced as the simulator loads it: while it borrows the H100-fitted profile, its rows test how "
+              "the fractions transfer across GPUs from spec sheets alone.")
     return errs
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    args = ap.parse_args(argv)
-    con = Console()
-    system = load_system("h100-sxm")
-    bench = cal.load_bench(args.data)
-    l2 = bench["meta"]["l2_bytes"]
-    con.print(f"[bold]Op fidelity[/]: {args.data} priced with profile '{system.efficiency.name}' "
+def data_files(h100: Path, given: list[str]) -> dict[str, Path | None]:
+    """GPU -> its microbenchmark file, for every GPU whose profile was measured on it."""
+    named = {"h100-sxm": h100}
+    for item in given:
+        gpu, _, path = item.partition("=")
+        named[gpu] = Path(path)
+    out = {}
+    for gpu in gpu_names():
+        info = profile_info(load_gpu(gpu))
+        if info["borrowed"]:
+            continue
+        src = re.search(r" to (\S+) \(", load_system(gpu).efficiency.source)
+        guess = [Path(src.group(1)), ROOT / src.group(1)] if src else []
+        out[gpu] = named.get(gpu) or next((p for p in guess if p.is_file()), None)
+    return out
+
+
+def report(con: Console, gpu: str, data: Path) -> None:
+    system = load_system(gpu)
+    bench = cal.load_bench(data)
+    l2 = bench.get("meta", {}).get("l2_bytes", system.gpu.memory.l2_mib * 2**20)
+    con.rule(f"{gpu}")
+    con.print(f"[bold]Op fidelity[/]: {data} priced with profile '{system.efficiency.name}' "
               f"({system.efficiency.source})")
     preds = cal.predict(cal.bench_rows(bench), system)
     for fam in cal.FAMILIES:
-        con.print(family_table(fam, [p for p in preds if p.family == fam], l2, system))
+        if any(p.family == fam for p in preds):
+            con.print(family_table(fam, [p for p in preds if p.family == fam], l2, system))
     n_l2 = sum(cal.l2_resident(p.family, p.row, l2) for p in preds)
     con.print(f"Note: {n_l2} decode_attn rows are '{L2_NOTE}': their KV ({'<='} {l2 / 2**20:.0f} MiB L2) was reused "
               "across timing iterations, so they ran partly from L2 at above-HBM speed. A real decode step never has "
@@ -152,6 +156,19 @@ def main(argv: list[str] | None = None) -> int:
     con.print(summary_table(table))
     for v in verdicts(table):
         con.print(("[red]" if "MISSES" in v else "[green]") + v)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="h100-sxm's microbenchmark file")
+    ap.add_argument("--gpu", action="append", default=[], metavar="NAME=PATH", help="another calibrated GPU's file")
+    args = ap.parse_args(argv)
+    con = Console()
+    for gpu, data in data_files(args.data, args.gpu).items():
+        if data is None:
+            con.print(f"{gpu}: calibrated, but its microbenchmark file is not found (give --gpu {gpu}=PATH)")
+        else:
+            report(con, gpu, data)
     errs = cross_check(con)
     con.print(f"cross-check |err|: median {apct(sorted(map(abs, errs))[len(errs) // 2])}, max {apct(max(map(abs, errs)))}")
     return 0

@@ -148,11 +148,13 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(func=_run)
     sub.add_parser("models", help="list the model catalog").set_defaults(func=_models)
     sub.add_parser("hardware", help="list the hardware catalog").set_defaults(func=_hardware)
+    from simcore.calibrate.cli import register as register_calibrate
     from simcore.planner.cli import register as register_planner
     from simcore.sweep.cli import register as register_sweep
 
     register_planner(sub)
     register_sweep(sub)
+    register_calibrate(sub)
     return p
 
 

@@ -221,7 +221,8 @@ def test_plan_cli_prints_the_memory_table(cli):
 PLAN_KEYS = {"model", "gpu", "tp", "pp", "gpus", "precision", "gpu_memory_utilization", "max_num_batched_tokens",
              "max_num_seqs", "block_size", "memory_per_gpu_bytes", "kv_bytes_per_token_per_gpu", "kv_blocks",
              "kv_tokens", "max_model_len", "kv_bytes_per_request", "max_concurrent_requests",
-             "max_model_len_that_fits", "fits", "verdict", "kv_precision", "engine", "engine_memory"}
+             "max_model_len_that_fits", "fits", "verdict", "kv_precision", "engine", "engine_memory",
+             "efficiency_profile"}
 
 
 def test_plan_json_has_the_documented_keys(cli):

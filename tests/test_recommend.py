@@ -133,10 +133,10 @@ def test_a_process_pool_gives_the_same_answer():
 RECOMMEND_KEYS = {"model", "input_len", "output_len", "context_length", "concurrency", "ttft_slo_s", "tpot_slo_s",
                   "max_gpus", "gpus_considered", "kv_cache_dtype", "weights", "gpu_memory_utilization",
                   "max_num_batched_tokens", "exhaustive", "candidates_evaluated", "shapes_simulated", "elapsed_s",
-                  "recommendations", "rejected"}
+                  "recommendations", "rejected", "calibrated_only"}
 OPTION_KEYS = {"gpu", "tp", "pp", "replicas", "gpus", "batch_per_replica", "status", "check", "reason", "ttft_s",
                "tpot_s", "e2e_s", "output_tokens_per_s", "cost_per_hour_usd", "cost_per_million_output_tokens_usd",
-               "max_concurrent_per_replica", "memory_per_gpu_bytes"}
+               "max_concurrent_per_replica", "memory_per_gpu_bytes", "efficiency_profile"}
 
 
 def test_recommend_cli_table_and_json(cli):

@@ -6,7 +6,9 @@ Gb/s (network NICs) = 1e9 bits/s, TFLOP/s = 1e12. In memory everything is SI bas
 
 from __future__ import annotations
 
+import os
 from functools import cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
@@ -201,9 +203,72 @@ def load_cluster(name: str) -> Cluster:
     return _load(Cluster, "cluster", "hardware/clusters", name)
 
 
+PROFILES_ENV = "SIMCORE_EFFICIENCY_PATH"  # folders of user profiles (`simcore calibrate --out`), searched first
+# Cross-GPU error band of a borrowed profile (docs/calibration.md derives it): the largest gap in
+# facts.md §4 between what another GPU measures and the H100-fitted fraction it borrows is
+# MI300X HBM, 73-80% of spec against H100's 90.2%, so borrowed memory-bound times run up to
+# 1 - 0.73 / 0.902 = 19% short; A100 HBM 79-86% gives 12%, A100 FP16 GEMM 73-82% against 73.5%
+# gives up to 10% long. Rounded up to 20%.
+BORROWED_ERROR_BAND = 0.20
+
+
+def efficiency_entries() -> dict[str, Path]:
+    """name -> path of every efficiency profile: $SIMCORE_EFFICIENCY_PATH folders (os.pathsep
+    separated, first wins) override the catalog's hardware/efficiency."""
+    return _efficiency_entries(os.environ.get(PROFILES_ENV, ""))
+
+
+@cache
+def _efficiency_entries(folders: str) -> dict[str, Path]:
+    found = dict(entries("hardware/efficiency", ".yaml"))
+    for folder in reversed([f for f in folders.split(os.pathsep) if f]):
+        found.update({p.stem: p for p in sorted(Path(folder).expanduser().glob("*.yaml"))})
+    return found
+
+
+def efficiency_path(name: str) -> Path:
+    found = efficiency_entries()
+    return found[name] if name in found else resolve("efficiency profile", "hardware/efficiency", ".yaml", name)
+
+
 @cache
 def load_efficiency(name: str) -> Efficiency:
-    return _load(Efficiency, "efficiency profile", "hardware/efficiency", name)
+    path = efficiency_path(name)
+    obj = validate(Efficiency, read_yaml(path), str(path))
+    if obj.name != path.stem and name in efficiency_entries():
+        raise SimcoreError(f"{path}: field 'name' = {obj.name!r} must equal the file name {path.stem!r}")
+    return obj
+
+
+def clear_caches() -> None:
+    """Forget loaded hardware (after `simcore calibrate` wrote a profile, or the profile path changed)."""
+    for f in (load_gpu, load_cluster, load_efficiency, load_system, _efficiency_entries):
+        f.cache_clear()
+
+
+def profile_name(gpu: GPU) -> str:
+    """The GPU's own profile (a file named after it, written by `simcore calibrate`) when there is
+    one, else the profile its YAML names (which may have been measured on another GPU)."""
+    return gpu.name if gpu.name in efficiency_entries() else gpu.efficiency
+
+
+def profile_info(gpu: GPU) -> dict:
+    """The `efficiency_profile` object of results: which profile prices this GPU, and whether it
+    was measured on it or borrowed (then timings carry the cross-GPU error band)."""
+    return profile_record(load_efficiency(profile_name(gpu)), gpu.name)
+
+
+def profile_tag(info: dict) -> str:
+    """What tables append to a GPU priced with a borrowed profile ('' when measured on it)."""
+    if not info.get("borrowed"):
+        return ""
+    return f" (efficiency borrowed from {info['measured_on']}, +/-{info['error_band']:.0%})"
+
+
+def profile_record(eff: Efficiency, gpu: str) -> dict:
+    borrowed = eff.measured_on != gpu
+    return {"name": eff.name, "measured_on": eff.measured_on, "borrowed": borrowed,
+            "error_band": BORROWED_ERROR_BAND if borrowed else None}
 
 
 @cache
@@ -216,7 +281,7 @@ def load_system(gpu: str, cluster: str | None = None) -> System:
             f"cluster '{c.name}' is built from {c.gpu} GPUs, not {g.name}; allowed clusters for {g.name}: "
             f"{', '.join(fitting) or 'none in the catalog (leave cluster out to use ' + g.default_cluster + ')'}"
         )
-    return System(gpu=g, cluster=c, efficiency=load_efficiency(g.efficiency))
+    return System(gpu=g, cluster=c, efficiency=load_efficiency(profile_name(g)))
 
 
 def _cluster_gpu(name: str) -> str | None:
@@ -230,14 +295,13 @@ def calibration_note(gpus) -> str | None:
     """Say which GPUs are priced with an efficiency profile fitted on another GPU (no silent borrowing)."""
     borrowed: dict[str, list[str]] = {}
     for name in gpus:
-        g = load_gpu(name)
-        profile = load_efficiency(g.efficiency)
-        if profile.measured_on != name:
-            borrowed.setdefault(profile.name, []).append(name)
+        info = profile_info(load_gpu(name))
+        if info["borrowed"]:
+            borrowed.setdefault(info["name"], []).append(name)
     if not borrowed:
         return None
-    return "; ".join(f"{', '.join(sorted(names))}: spec sheet x the {prof} efficiency profile (not measured on them)"
-                     for prof, names in borrowed.items())
+    return "; ".join(f"{', '.join(sorted(names))}: spec sheet x the {prof} efficiency profile (not measured on them, "
+                     f"+/-{BORROWED_ERROR_BAND:.0%})" for prof, names in borrowed.items())
 
 
 def gpu_names() -> list[str]:

@@ -3,7 +3,10 @@
 Each row is turned into exactly the Ops that simcore.ops.builder emits for that kernel
 (StageBuilder.gemm, kv_ops, attention_core), so a calibration fitted here prices the
 simulator's real op lists, not a private re-implementation of them.
-Used by benchmarks/calibrate.py (fitting) and benchmarks/op_fidelity.py (checking).
+Used by simcore.calibrate (fitting, `simcore calibrate`) and benchmarks/op_fidelity.py (checking).
+The file format (written by `simcore profile`, docs/calibration.md): top-level lists of rows per
+family; gemm rows may carry a "dtype" (default bf16); elementwise and collective families are
+optional (the shared H100 file has neither).
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from typing import NamedTuple
 from simcore.config.hardware import Efficiency, System
 from simcore.cost.roofline import Pricer
 from simcore.ops.builder import FLASH_TILE, attended_pairs
-from simcore.ops.op import ATTN_DECODE, ATTN_PREFILL, COMPUTE, GEMM, KV_FETCH, MEMORY, Op
+from simcore.ops.op import (ATTN_DECODE, ATTN_PREFILL, COLLECTIVE, COMM, COMPUTE, GEMM, KV_FETCH, MEMORY, Op,
+                            nbytes)
 
-FAMILIES = ("gemm", "decode_attn", "prefill_attn")
-BF16 = 2  # bytes; every microbench row is bf16
+FAMILIES = ("gemm", "decode_attn", "prefill_attn", "elementwise", "collective")
+BF16 = 2  # bytes; attention rows and GEMM activations are bf16
 
 
 def load_bench(path: str | Path) -> dict:
@@ -34,9 +38,11 @@ def bench_rows(bench: dict) -> list[tuple[str, dict]]:
 
 # -- rows -> Ops ---------------------------------------------------------------------------
 def gemm_ops(r: dict) -> list[Op]:
+    """As StageBuilder.gemm: weights in the row's dtype, activations in and out in bf16."""
     m, k, n = r["M"], r["K"], r["N"]
-    return [Op("gemm", COMPUTE, GEMM, 0, flops=2.0 * m * n * k, bytes=BF16 * (m * k + k * n + m * n),
-               dtype="bf16", shape=(m, n, k))]
+    dtype = r.get("dtype", "bf16")
+    return [Op("gemm", COMPUTE, GEMM, 0, flops=2.0 * m * n * k, bytes=nbytes(dtype) * k * n + BF16 * (m * k + m * n),
+               dtype=dtype, shape=(m, n, k))]
 
 
 def kv_bytes(r: dict) -> float:
@@ -65,7 +71,18 @@ def prefill_ops(r: dict) -> list[Op]:
                dtype="bf16", shape=(tiles, seq), act_bytes=io)]
 
 
-OPS = {"gemm": gemm_ops, "decode_attn": decode_ops, "prefill_attn": prefill_ops}
+def elementwise_ops(r: dict) -> list[Op]:
+    """A memory-bound kernel (norm, residual add, activation) moving r["bytes"] (reads + writes)."""
+    return [Op(r["op"], COMPUTE, MEMORY, 0, bytes=float(r["bytes"]), act_bytes=float(r["bytes"]))]
+
+
+def collective_ops(r: dict) -> list[Op]:
+    """One NCCL collective of r["bytes"] per rank among r["gpus"] ranks of one node."""
+    return [Op(r["op"], COMM, COLLECTIVE, 0, bytes=float(r["bytes"]), collective=r["op"], group=int(r["gpus"]))]
+
+
+OPS = {"gemm": gemm_ops, "decode_attn": decode_ops, "prefill_attn": prefill_ops, "elementwise": elementwise_ops,
+       "collective": collective_ops}
 
 
 def l2_resident(family: str, r: dict, l2_bytes: float) -> bool:
@@ -76,7 +93,11 @@ def l2_resident(family: str, r: dict, l2_bytes: float) -> bool:
 
 def shape_label(family: str, r: dict) -> str:
     if family == "gemm":
-        return f"M={r['M']} K={r['K']} N={r['N']}"
+        return f"M={r['M']} K={r['K']} N={r['N']}" + (f" {r['dtype']}" if r.get("dtype", "bf16") != "bf16" else "")
+    if family == "elementwise":
+        return f"{r['op']} {r['bytes'] / 2**20:.2f} MiB"
+    if family == "collective":
+        return f"{r['op']} {r['gpus']} GPUs {r['bytes'] / 2**20:.3f} MiB"
     if family == "decode_attn":
         return f"B={r['B']} L={r['L']} hq={r['hq']} hkv={r['hkv']} hd={r['hd']}"
     return f"B={r['B']} S={r['S']} hq={r['hq']} hkv={r['hkv']} hd={r['hd']}"
@@ -94,10 +115,21 @@ class Prediction(NamedTuple):
         return self.predicted_s / self.measured_s - 1.0
 
 
-def predict(rows: list[tuple[str, dict]], system: System) -> list[Prediction]:
-    """Predicted time of each row = sum of its Ops' Pricer totals on `system`."""
+def ring_only(system: System) -> System:
+    """`system` as a profile run measures collectives: NCCL forced to ring (NCCL_ALGO=Ring), so
+    neither NVLS nor an engine's custom all-reduce take part (the fit is of the ring constants)."""
+    intra = system.cluster.intra_node.model_copy(update={"nvls": False})
+    return system.model_copy(update={"cluster": system.cluster.model_copy(update={"intra_node": intra})})
+
+
+def predict(rows: list[tuple[str, dict]], system: System, ops: list[list[Op]] | None = None) -> list[Prediction]:
+    """Predicted time of each row = sum of its Ops' Pricer totals on `system` (ops: the rows' Ops, when
+    the caller prices the same rows many times)."""
     pricer = Pricer(system)
-    return [Prediction(fam, r, r["ms"] * 1e-3, sum(pricer.time(op) for op in OPS[fam](r))) for fam, r in rows]
+    ring = Pricer(ring_only(system), custom_all_reduce=False) if any(f == "collective" for f, _ in rows) else None
+    ops = ops or [OPS[fam](r) for fam, r in rows]
+    return [Prediction(fam, r, r["ms"] * 1e-3, sum(map((ring if fam == "collective" else pricer).time, o)))
+            for (fam, r), o in zip(rows, ops)]
 
 
 class Stats(NamedTuple):
@@ -135,6 +167,10 @@ FIT_PARAMS = (
     ("attention_prefill.compute_max", ("attention_prefill", "compute_max")),
     ("attention_prefill.s_half", ("attention_prefill", "s_half")),
     ("attention_decode_memory", ("attention_decode_memory",)),
+    ("gemm.compute_max_fp8", ("gemm", "compute_max_fp8")),
+    ("elementwise_floor_us", ("elementwise_floor_us",)),
+    ("collectives.ring_link", ("collectives", "ring_link")),
+    ("collectives.nccl_step_latency_us", ("collectives", "nccl_step_latency_us")),
 )
 
 

@@ -3,7 +3,7 @@
 time = max(FLOPs / (peak x compute efficiency), bytes / (bandwidth x memory efficiency))
        + kernel floor
 Efficiencies depend on the op's shape and come from the GPU's efficiency profile
-(hardware/efficiency/*.yaml, fitted against real microbenchmarks by benchmarks/calibrate.py).
+(hardware/efficiency/*.yaml, fitted against real microbenchmarks by `simcore calibrate`).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from functools import cache
 from typing import get_args
 
 from simcore.config.experiment import Experiment, Run, WeightDtype, allowed_tp, pp_problem, resolve, tp_problem
-from simcore.config.hardware import load_gpu
+from simcore.config.hardware import load_gpu, profile_record
 from simcore.config.model import ModelSpec, load_model
 from simcore.config.validation import validate
 from simcore.errors import SimcoreError
@@ -163,6 +163,7 @@ class CapacityPlan:
         return {
             "model": run.model.name,
             "gpu": run.system.gpu.name,
+            "efficiency_profile": profile_record(run.system.efficiency, run.system.gpu.name),
             "tp": p.tp,
             "pp": p.pp,
             "gpus": p.tp * p.pp,

@@ -56,6 +56,9 @@ def register(subparsers) -> None:
     r.add_argument("--show-rejected", action="store_true", help="also list every rejected option and why")
     r.add_argument("--exhaustive", action="store_true",
                    help="simulate every batch, even past one that already misses an SLO on the same deployment")
+    r.add_argument("--calibrated-only", action="store_true",
+                   help="only GPUs whose efficiency profile was measured on them (default: every GPU; borrowed "
+                   "profiles are flagged in the table)")
     r.add_argument("--plot", metavar="PNG", help="write memory breakdown bars of the top options here")
     r.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     r.set_defaults(func=recommend_command)
@@ -191,7 +194,8 @@ def recommend_command(args: argparse.Namespace) -> int:
             concurrency=args.concurrency, ttft_slo=args.ttft_slo, tpot_slo=args.tpot_slo, max_gpus=args.max_gpus,
             gpus=args.gpus, kv_dtype=args.kv_dtype, weights=args.weights, gpu_mem_util=args.gpu_mem_util,
             max_num_batched_tokens=args.max_num_batched_tokens or MAX_NUM_BATCHED_TOKENS, progress=bar,
-            exhaustive=args.exhaustive)
+            exhaustive=args.exhaustive,
+            calibrated_only=args.calibrated_only)
     finally:
         bar.close()
     if args.plot:
@@ -213,6 +217,12 @@ def recommend_command(args: argparse.Namespace) -> int:
     note = calibration_note(sorted({o.gpu for o in rec.options[: args.top]}))
     if note:
         console.print(f"timings: {note}", style="dim")
+    best = rec.best
+    if best is not None and best.efficiency_profile and best.efficiency_profile["borrowed"]:
+        band = best.efficiency_profile["error_band"]
+        console.print(f"#1 ({best.gpu}) is ranked on efficiencies borrowed from {best.efficiency_profile['measured_on']}: "
+                      f"its times and cost are uncertain by +/-{band:.0%}; --calibrated-only ranks measured GPUs only",
+                      style="bold yellow", soft_wrap=True)
     if args.show_rejected and rec.rejected:
         console.print(rejected_table(rec))
     if args.plot:
@@ -231,16 +241,19 @@ def ranked_table(rec, top: int) -> Table:
     title = (f"{q['model']}: {q['concurrency']} concurrent requests of {q['input_len']:,} in + {q['output_len']:,} "
              f"out tokens" + (f"; {slo}" if slo else "") + ", cheapest per output token first")
     t = Table(title=title, title_justify="left")
-    for col in ("#", "GPU", "tp", "pp", "replicas", "GPUs", "batch/replica", "TTFT s", "TPOT ms", "output tok/s",
-                "$/hour", "$/M output tok", "KV GiB/GPU", "max conc/replica"):
-        t.add_column(col, justify="left" if col == "GPU" else "right")
+    for col in ("#", "GPU", "efficiency", "tp", "pp", "replicas", "GPUs", "batch/replica", "TTFT s", "TPOT ms",
+                "output tok/s", "$/hour", "$/M output tok", "KV GiB/GPU", "max conc/replica"):
+        t.add_column(col, justify="left" if col in ("GPU", "efficiency") else "right")
     for i, o in enumerate(rec.options[:top], 1):
-        t.add_row(str(i), o.gpu, str(o.tp), str(o.pp), str(o.replicas), str(o.gpus), str(o.batch_per_replica),
+        prof = o.efficiency_profile or {}
+        flag = f"BORROWED +/-{prof['error_band']:.0%}" if prof.get("borrowed") else "measured"
+        t.add_row(str(i), o.gpu, flag, str(o.tp), str(o.pp), str(o.replicas), str(o.gpus), str(o.batch_per_replica),
                   _num(o.ttft_s, ".3f"), _num(o.tpot_s, ".1f", 1e3), _num(o.output_tokens_per_s, ",.0f"),
                   _num(o.cost_per_hour_usd, ",.2f"), _num(o.cost_per_million_output_tokens_usd, ",.2f"),
-                  _num(o.memory_per_gpu_bytes["kv_cache_capacity"], ",.1f", 1 / GIB), str(o.max_concurrent_per_replica))
+                  _num(o.memory_per_gpu_bytes["kv_cache_capacity"], ",.1f", 1 / GIB), str(o.max_concurrent_per_replica),
+                  style="yellow" if prof.get("borrowed") else None)
     if not rec.options:
-        t.add_row("-", "no option meets the SLOs", *[""] * 12)
+        t.add_row("-", "no option meets the SLOs", *[""] * 13)
     return t
 
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from simcore.config.experiment import pp_problem, tp_problem
-from simcore.config.hardware import gpu_names, load_gpu, load_system
+from simcore.config.hardware import gpu_names, load_gpu, load_system, profile_info
 from simcore.config.model import load_model
 from simcore.errors import SimcoreError, unknown
 from simcore.planner.capacity import budget_for, check_gpu_mem_util, check_weights
@@ -47,6 +47,7 @@ class Option:
     cost_per_million_output_tokens_usd: float | None = None
     max_concurrent_per_replica: int | None = None
     memory_per_gpu_bytes: dict | None = None
+    efficiency_profile: dict | None = None  # config.hardware.profile_info: measured on this GPU or borrowed
 
 
 @dataclass
@@ -199,13 +200,15 @@ def find_gpu_recommendations(model, context_length: int | None = None, batch_siz
                              tpot_slo: float | None = None, max_gpus: int = 64, gpus=None, kv_dtype: str = "auto",
                              weights: str = "auto", gpu_mem_util: float = 0.9,
                              max_num_batched_tokens: int = MAX_NUM_BATCHED_TOKENS, progress=None,
-                             workers: int | None = None, exhaustive: bool = False) -> Recommendations:
+                             workers: int | None = None, exhaustive: bool = False,
+                             calibrated_only: bool = False) -> Recommendations:
     """Rank deployments of `model` serving `concurrency` (alias batch_size) concurrent requests of
     input_len + output_len tokens. context_length (default input_len + output_len) is the cache each
     request reserves. SLOs in seconds; None means no limit. progress(done, total) is called as it goes;
     workers: processes for the simulations (default: one per CPU). Latency only grows with the batch,
     so once a batch misses an SLO on a deployment, larger batches there are rejected without being
-    simulated; exhaustive=True simulates them too."""
+    simulated; exhaustive=True simulates them too. calibrated_only: consider only GPUs whose
+    efficiency profile was measured on them (not borrowed from another GPU)."""
     start = time.perf_counter()
     name = str(getattr(model, "source", model))
     spec = load_model(name)
@@ -223,6 +226,13 @@ def find_gpu_recommendations(model, context_length: int | None = None, batch_siz
     check_weights(weights)
     kv = kv_dtype_for(kv_dtype)
     names = _gpu_list(gpus)
+    profiles = {g: profile_info(load_gpu(g)) for g in names}
+    if calibrated_only:
+        names = [g for g in names if not profiles[g]["borrowed"]]
+        if not names:
+            measured = [g for g in gpu_names() if not profile_info(load_gpu(g))["borrowed"]]
+            raise SimcoreError(f"calibrated_only: none of {', '.join(profiles)} has an efficiency profile measured on "
+                               f"it; measured: {', '.join(measured) or 'none'} (`simcore calibrate` adds one)")
 
     rejected: list[Option] = []
     tasks: list[_Task] = []
@@ -257,6 +267,8 @@ def find_gpu_recommendations(model, context_length: int | None = None, batch_siz
                 progress(evaluated, total)
             for o in opts:
                 (options if o.status == "ok" else rejected).append(o)
+    for o in options + rejected:
+        o.efficiency_profile = profiles[o.gpu]
     options.sort(key=lambda o: (o.cost_per_million_output_tokens_usd, o.gpus, o.tpot_s))
     rejected.sort(key=lambda o: (o.gpu, o.tp or 0, o.pp or 0, o.replicas or 0))
     shapes = {(o.gpu, o.tp, o.pp, o.batch_per_replica) for o in options + rejected if o.ttft_s is not None}
@@ -265,5 +277,6 @@ def find_gpu_recommendations(model, context_length: int | None = None, batch_siz
         "ttft_slo_s": ttft_slo, "tpot_slo_s": tpot_slo, "max_gpus": max_gpus, "gpus_considered": names,
         "kv_cache_dtype": kv, "weights": weights, "gpu_memory_utilization": gpu_mem_util,
         "max_num_batched_tokens": max_num_batched_tokens, "exhaustive": exhaustive,
+        "calibrated_only": calibrated_only,
     }
     return Recommendations(request, options, rejected, evaluated, len(shapes), time.perf_counter() - start)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from simcore.config.hardware import gpu_names, load_efficiency, load_gpu, load_system
+from simcore.config.hardware import gpu_names, load_gpu, load_system, profile_info
 from simcore.config.model import load_model, model_names
 from simcore.ops.kv import kv_bytes_per_token
 from simcore.ops.linears import active_params, total_params
@@ -41,6 +41,10 @@ def hardware_table() -> Table:
             f"{pk['fp4']:,.0f}" if "fp4" in pk else "-", f"{g.memory.capacity_gib:g}", f"{g.memory.bandwidth_gbps:,.0f}",
             f"{s.intra_link.bandwidth_gbps:,.0f} ({s.cluster.intra_node.fabric})", f"{g.links.host.bandwidth_gbps:g}",
             s.cluster.name, str(s.cluster.gpus_per_node), f"{s.inter_link.bandwidth_gbps:g}", f"{g.cost_per_hour_usd:.2f}",
-            g.efficiency + ("" if load_efficiency(g.efficiency).measured_on == name else " (borrowed)"),
+            _profile(profile_info(g)),
         )
     return t
+
+
+def _profile(info: dict) -> str:
+    return info["name"] + (f" (borrowed, +/-{info['error_band']:.0%})" if info["borrowed"] else " (measured)")

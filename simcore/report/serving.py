@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from simcore.config.hardware import GIB
+from simcore.config.hardware import GIB, profile_record, profile_tag
 from simcore.report.plotting import pyplot, save
 
 
@@ -20,6 +20,7 @@ def serving_summary(res) -> dict:
         "name": e.name,
         "model": run.model.name,
         "hardware": run.system.gpu.name,
+        "efficiency_profile": profile_record(run.system.efficiency, run.system.gpu.name),
         "parallelism": {"tp": run.par.tp, "pp": run.par.pp, "dp": run.par.dp, "ep": run.par.ep, "gpus": run.gpus},
         "workload": {"kind": "requests", "requests": w.requests, "arrival": a.process, "rate": a.rate,
                      "concurrency": a.concurrency, "seed": w.seed},
@@ -39,7 +40,8 @@ def _ms(d: dict) -> str:
 
 def print_serving(s: dict, console: Console) -> None:
     p, w, v = s["parallelism"], s["workload"], s["serving"]
-    t = Table(title=f"{s['name'] or s['model']}: {s['model']} on {p['gpus']}x {s['hardware']} (serving)",
+    t = Table(title=f"{s['name'] or s['model']}: {s['model']} on {p['gpus']}x {s['hardware']} (serving)"
+              + profile_tag(s.get("efficiency_profile", {})),
               show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column(justify="right")

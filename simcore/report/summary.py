@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 from simcore import __version__
+from simcore.config.hardware import profile_record
 from simcore.run.static import PassResult, StaticResult
 from simcore.ops.kv import kv_bytes_per_token
 
@@ -28,7 +29,7 @@ def summary(res: StaticResult) -> dict:
         "model": run.model.name,
         "hardware": run.system.gpu.name,
         "cluster": run.system.cluster.name,
-        "efficiency_profile": {"name": run.system.efficiency.name, "measured_on": run.system.efficiency.measured_on},
+        "efficiency_profile": profile_record(run.system.efficiency, run.system.gpu.name),
         "parallelism": {"tp": p.tp, "pp": p.pp, "dp": p.dp, "ep": p.ep, "gpus": run.gpus},
         "precision": {
             "weights": run.weight_dtype,

@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simcore.run.static import PassResult, StaticResult
-from simcore.config.hardware import GIB
+from simcore.config.hardware import GIB, profile_tag
 
 
 
@@ -15,7 +15,8 @@ def _ms(s: float) -> str:
 
 
 def summary_table(s: dict) -> Table:
-    t = Table(title=f"{s['name'] or s['model']}: {s['model']} on {s['parallelism']['gpus']}x {s['hardware']}",
+    t = Table(title=f"{s['name'] or s['model']}: {s['model']} on {s['parallelism']['gpus']}x {s['hardware']}"
+              + profile_tag(s["efficiency_profile"]),
               show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column(justify="right")

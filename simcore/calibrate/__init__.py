@@ -1,0 +1,1 @@
+"""Measuring a GPU (`simcore profile`) and fitting its efficiency profile (`simcore calibrate`)."""

@@ -1,0 +1,67 @@
+"""Reading and checking a microbenchmark file (the shared calibration format, docs/calibration.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from simcore.errors import SimcoreError
+
+# family -> keys every row must have (positive numbers unless named in TEXT)
+ROW_KEYS = {
+    "gemm": ("M", "K", "N", "ms"),
+    "decode_attn": ("B", "L", "hq", "hkv", "hd", "ms"),
+    "prefill_attn": ("B", "S", "hq", "hkv", "hd", "ms"),
+    "elementwise": ("op", "bytes", "ms"),
+    "collective": ("op", "gpus", "bytes", "ms"),
+}
+TEXT = {"op", "dtype", "backend"}
+COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
+GEMM_DTYPES = ("bf16", "fp16", "fp8")
+
+
+def load(path: str | Path) -> dict:
+    """The file as a dict, every row checked; bad input raises one SimcoreError line."""
+    p = Path(path)
+    try:
+        bench = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise SimcoreError(f"calibration file {path}: does not exist; give the JSON `simcore profile` wrote") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SimcoreError(f"calibration file {path}: cannot read: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise SimcoreError(f"calibration file {path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    check(bench, str(path))
+    return bench
+
+
+def check(bench, where: str) -> None:
+    if not isinstance(bench, dict):
+        raise SimcoreError(f"calibration file {where}: must be a JSON object with row lists per family")
+    if not any(bench.get(f) for f in ROW_KEYS):
+        raise SimcoreError(f"calibration file {where}: no rows; expected lists under {', '.join(ROW_KEYS)}")
+    for fam, keys in ROW_KEYS.items():
+        rows = bench.get(fam, [])
+        if not isinstance(rows, list):
+            raise SimcoreError(f"calibration file {where}: {fam}: must be a list of rows")
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise SimcoreError(f"calibration file {where}: {fam}[{i}]: must be an object with {', '.join(keys)}")
+            for k in keys:
+                v = row.get(k)
+                bad = (not isinstance(v, str)) if k in TEXT else (
+                    isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or math.isinf(v))
+                if bad:
+                    what = "text" if k in TEXT else "a number > 0"
+                    raise SimcoreError(f"calibration file {where}: {fam}[{i}].{k} = {v!r}: must be {what}")
+            if fam == "gemm" and row.get("dtype", "bf16") not in GEMM_DTYPES:
+                raise SimcoreError(f"calibration file {where}: gemm[{i}].dtype = {row['dtype']!r}: allowed: "
+                                   f"{', '.join(GEMM_DTYPES)}")
+            if fam == "collective" and row["op"] not in COLLECTIVES:
+                raise SimcoreError(f"calibration file {where}: collective[{i}].op = {row['op']!r}: allowed: "
+                                   f"{', '.join(COLLECTIVES)}")
+    meta = bench.get("meta", {})
+    l2 = meta.get("l2_bytes") if isinstance(meta, dict) else None
+    if l2 is not None and (isinstance(l2, bool) or not isinstance(l2, (int, float)) or l2 < 0):
+        raise SimcoreError(f"calibration file {where}: meta.l2_bytes = {l2!r}: must be a number >= 0")

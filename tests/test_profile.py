@@ -1,0 +1,172 @@
+"""`simcore profile`: the measurement plan (from the catalog's own op lists), the collector and its
+file format (through a fake backend: no torch, no GPU), and device detection."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from simcore.calibrate import data
+from simcore.calibrate.collect.backend import describe
+from simcore.calibrate.collect.plan import FULL, QUICK, elementwise_bytes, gemm_pairs, head_shapes, measurement_plan
+from simcore.calibrate.collect.run import collect, file_name, profile_main
+from simcore.cli import main
+from tests.fake_gpu import COPY, FakeBackend
+
+
+def test_gemm_shapes_are_the_catalog_models_weight_matrices():
+    pairs = set(gemm_pairs((1, 8)))
+    # llama-3.1-8b at tp 1: qkv 4096 -> (32 + 2 x 8) x 128, gate_up 4096 -> 2 x 14336, down 14336 -> 4096
+    assert {(4096, 6144), (4096, 28672), (14336, 4096), (4096, 4096)} <= pairs
+    # llama-3.1-70b at tp 8: qkv 8192 -> (64/8 + 2 x 8/8) x 128 = 1280; down 28672/8 -> 8192
+    assert {(8192, 1280), (3584, 8192)} <= pairs
+    # mixtral's routed experts (one expert's slice) and its router
+    assert {(4096, 2 * 14336), (4096, 8)} <= pairs
+    assert (8192, 1280) not in set(gemm_pairs((1,)))
+
+
+def test_attention_shapes_are_per_gpu_heads_without_mla():
+    shapes = head_shapes((1, 8))
+    assert (32, 8, 128) in shapes and (8, 1, 128) in shapes  # llama-3.1-8b/70b at tp 1 / tp 8
+    assert all(hd in (64, 128) for _, _, hd in shapes)  # deepseek-v3 (MLA, q/k 192) is left out
+
+
+def test_the_plan_per_gpu_dtypes_and_gpu_count():
+    h100 = measurement_plan({"bf16": 989, "fp8": 1979}, quick=True, gpus=8)
+    a100 = measurement_plan({"bf16": 312}, quick=True, gpus=1)
+    assert h100.dtypes == ("bf16", "fp8") and a100.dtypes == ("bf16",)
+    assert {r["dtype"] for r in a100.gemm} == {"bf16"} and not a100.collective
+    fp8 = [r for r in h100.gemm if r["dtype"] == "fp8"]
+    assert fp8 and all(r["K"] % 16 == 0 and r["N"] % 16 == 0 for r in fp8)  # tensor-core fp8 needs multiples of 16
+    assert {r["M"] for r in h100.gemm} == set(QUICK.gemm_m)
+    assert {(r["op"], r["gpus"]) for r in h100.collective} == {(op, 8) for op in ("all_reduce", "all_gather", "all_to_all")}
+    assert all(r["B"] * r["L"] * 2 * r["hkv"] * r["hd"] * 2 <= QUICK.max_kv_bytes for r in h100.decode_attn)
+    full = measurement_plan({"bf16": 989, "fp8": 1979}, quick=False, gpus=8)
+    for fam in full.FAMILIES:
+        assert len(getattr(full, fam)) > len(getattr(h100, fam)), fam
+    assert {r["M"] for r in full.gemm} == set(FULL.gemm_m)
+
+
+def test_elementwise_bytes_are_reads_plus_writes():
+    assert elementwise_bytes("rmsnorm", 2, 8) == 2 * (2 * 8 * 2) + 8 * 2  # x in, y out, weight
+    assert elementwise_bytes("add", 2, 8) == 3 * 2 * 8 * 2
+    with pytest.raises(ValueError):
+        elementwise_bytes("gelu", 1, 1)
+
+
+def test_the_collector_writes_the_shared_format(tmp_path, capsys):
+    backend = FakeBackend("l40s", devices=2)
+    assert profile_main(str(tmp_path), quick=True, backend=backend) == 0
+    path = tmp_path / "fake-l40s_microbench.json"
+    assert f"wrote {path}" in capsys.readouterr().out
+    doc = json.loads(path.read_text())
+    data.check(doc, str(path))  # what `simcore calibrate` accepts
+    assert set(doc) == {"about", "meta", "device", "gemm", "decode_attn", "prefill_attn", "elementwise", "collective"}
+    assert "simcore profile" in doc["about"] and "Fake l40s" in doc["about"] and "sdpa" in doc["about"]
+    meta = doc["meta"]
+    assert meta["gpu"] == "Fake l40s" and meta["device_count"] == 2 and meta["plan"]["dtypes"] == ["bf16", "fp8"]
+    assert meta["plan"]["rows"] == sum(len(doc[f]) for f in ("gemm", "decode_attn", "prefill_attn", "elementwise",
+                                                               "collective"))
+    assert doc["device"]["copy_rw_GBps"] == pytest.approx(COPY * 864)
+    g = doc["gemm"][0]
+    assert g["tflops"] == pytest.approx(2 * g["M"] * g["K"] * g["N"] / g["ms"] / 1e9)
+    assert all(r["backend"] == "sdpa" for r in doc["decode_attn"] + doc["prefill_attn"])
+    assert {r["gpus"] for r in doc["collective"]} == {2}
+    # every measurement of the plan reached the backend once, plus the 8192^3 GEMM of device.gemm_8192_tflops
+    assert len(backend.calls) == meta["plan"]["rows"] + 1
+
+
+def test_a_row_the_backend_cannot_run_is_skipped_and_listed():
+    class Partial(FakeBackend):
+        def gemm(self, m, k, n, dtype):
+            if dtype == "fp8":
+                raise RuntimeError("no fp8 kernel\nmore")
+            return super().gemm(m, k, n, dtype)
+
+    plan = measurement_plan({"bf16": 1, "fp8": 1}, quick=True, gpus=1)
+    doc = collect(Partial("l40s"), plan)
+    fp8 = sum(r["dtype"] == "fp8" for r in plan.gemm)
+    assert len(doc["meta"]["skipped"]) == fp8 and "RuntimeError: no fp8 kernel" in doc["meta"]["skipped"][0]
+    assert all(r["dtype"] == "bf16" for r in doc["gemm"])
+
+
+def test_file_name_is_a_slug_of_the_device():
+    assert file_name({"gpu": "NVIDIA H100 80GB HBM3"}) == "nvidia-h100-80gb-hbm3_microbench.json"
+    assert file_name({}) == "gpu_microbench.json"
+
+
+def fake_torch(available=True, hip=None, cuda="12.4", name="NVIDIA H100 80GB HBM3", count=8):
+    props = SimpleNamespace(name=name, total_memory=85_000_000_000, multi_processor_count=132, L2_cache_size=52428800,
+                            major=9, minor=0)
+    cuda_mod = SimpleNamespace(is_available=lambda: available, get_device_properties=lambda i: props,
+                               device_count=lambda: count)
+    return SimpleNamespace(__version__="2.5.0", version=SimpleNamespace(hip=hip, cuda=None if hip else cuda),
+                           cuda=cuda_mod, backends=SimpleNamespace())
+
+
+def test_device_detection_nvidia_and_rocm(monkeypatch):
+    monkeypatch.setattr("simcore.calibrate.collect.backend._smi", lambda amd: {"driver": "550.54"})
+    nv = describe(fake_torch())
+    assert nv["vendor"] == "nvidia" and nv["cuda"] == "12.4" and nv["l2_bytes"] == 52428800 and nv["sms"] == 132
+    assert nv["device_count"] == 8 and nv["driver"] == "550.54" and "hip" not in nv
+    amd = describe(fake_torch(hip="6.2", name="AMD Instinct MI300X"))
+    assert amd["vendor"] == "amd" and amd["hip"] == "6.2" and "cuda" not in amd and amd["gpu"] == "AMD Instinct MI300X"
+
+
+@pytest.mark.parametrize("hip, cuda, build", [(None, None, "CPU-only build"), (None, "12.4", "CUDA 12.4 build"),
+                                              ("6.2", None, "HIP 6.2 build")])
+def test_no_gpu_is_a_one_line_error(hip, cuda, build):
+    from simcore.errors import SimcoreError
+
+    with pytest.raises(SimcoreError, match=f"no GPU visible to PyTorch 2.5.0 \\({build}\\)"):
+        describe(fake_torch(available=False, hip=hip, cuda=cuda))
+
+
+def test_profile_without_torch_exits_2_with_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch raises ImportError
+    assert main(["profile", "--out", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: simcore profile needs PyTorch") and "simcore[profile]" in err
+    assert err.count("\n") == 1 and not (tmp_path / "p").exists()
+
+
+def test_profile_bad_flags(tmp_path, capsys):
+    f = tmp_path / "file"
+    f.write_text("")
+    assert main(["profile", "--out", str(f)]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["profile", "--out", str(tmp_path), "--gpus", "0"]) == 2
+    assert "--gpus 0: must be >= 1" in capsys.readouterr().err
+    with pytest.raises(Exception, match="--gpus 3: only 2 GPU"):
+        profile_main(str(tmp_path), quick=True, gpus=3, backend=FakeBackend("l40s", devices=2))
+
+
+def test_importing_simcore_never_imports_torch():
+    code = ("import sys, simcore.cli, simcore.calibrate.cli, simcore.calibrate.collect.run, "
+            "simcore.calibrate.collect.backend; simcore.cli.parser(); assert 'torch' not in sys.modules")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_collectives_that_cannot_start_are_listed_not_fatal():
+    class NoNccl(FakeBackend):
+        def collectives(self, rows):
+            raise RuntimeError("NCCL error: unhandled system error")
+
+    doc = collect(NoNccl("l40s", devices=2), measurement_plan({"bf16": 1}, quick=True, gpus=2))
+    assert "collective" not in doc and doc["gemm"]
+    assert doc["meta"]["skipped"] == ["collective (all rows): RuntimeError: NCCL error: unhandled system error"]
+
+
+def test_operands_rotate_through_at_least_twice_l2():
+    from simcore.calibrate.collect.backend import TorchBackend
+
+    b = TorchBackend.__new__(TorchBackend)  # no torch: only the rotation arithmetic
+    b.l2 = 50 * 2**20
+    for nbytes in (2**10, 2**20, 24 * 2**20, 50 * 2**20, 2**30):
+        c = b.copies(nbytes)
+        assert c >= 2 and (c * nbytes >= 2 * b.l2 or c == 64)
+    assert b.copies(2**30) == 2 and b.copies(2**10) == 64  # big operands: two copies; tiny ones: capped
