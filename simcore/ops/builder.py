@@ -51,14 +51,16 @@ class StageBuilder:
         p = run.par
         self.stage = stage
         self.layers = stage_layers(self.m.layers, p.pp)[stage]
-        self.shard = Sharding(tp=p.tp, ep=p.ep, dp=p.dp)
+        self.shard = Sharding.of(p)
+        self.adp = p.attention_dp
         self.act = run.act_dtype
         self.a = nbytes(run.act_dtype)
         self.kv = nbytes(run.kv_dtype)
-        per_node = run.system.cluster.gpus_per_node
-        first_gpu = stage * p.tp
+        per_node = self.per_node = run.system.cluster.gpus_per_node
+        first_gpu = stage * p.tp * p.attention_dp
         self.tp_inter = crosses_node(run, first_gpu, p.tp)
-        self.ep_inter = p.tp * p.dp > per_node
+        self.moe_group = p.tp * p.dp * p.attention_dp  # GPUs of one stage that share the experts (with ep > 1)
+        self.ep_inter = self.moe_group > per_node
         self.next_inter = stage + 1 < p.pp and crosses_node(run, first_gpu + p.tp - 1, 2)
         self.kv_tier = run.experiment.inference.kvcache_type
         self._memo: dict[Pass, list[Op]] = {}
@@ -187,9 +189,11 @@ class StageBuilder:
                   weight_bytes=weights, act_bytes=acts)
 
     # -- MLP / MoE ---------------------------------------------------------------------
-    def mlp(self, layer: int, b: Batch) -> list[Op]:
+    def mlp(self, layer: int, b: Batch, whole: Batch | None = None) -> list[Op]:
+        """`b`: this attention rank's sequences; `whole`: the replica's (differs with attention_dp)."""
         m, t, a = self.m, b.tokens, self.a
         p = self.run.par
+        whole = whole or b
         lins = mlp_linears(m, layer, self.shard, self.run.weight_dtype, self.run.expert_dtype)
         by = {l.name: l for l in lins}
         ops: list[Op | None] = [self.elementwise("post_attn_norm", layer, 4 * t * m.hidden * a)]
@@ -198,25 +202,36 @@ class StageBuilder:
             ops += [self.gemm(up, t, layer), self.elementwise("act_fn", layer, 3 * t * down.k * a),
                     self.gemm(down, t, layer), self.tp_all_reduce("mlp_all_reduce", layer, t)]
             return [op for op in ops if op is not None]
-        group_tokens = t * p.dp if p.ep > 1 else t  # tokens routed to this GPU's expert set
+        # tokens routed to this GPU's expert set: with ep > 1 every replica's (and attention rank's) tokens
+        group_tokens = whole.tokens * p.dp if p.ep > 1 else whole.tokens
         routed = t * m.experts_per_token * m.hidden * a
         ops.append(self.gemm(by["router"], t, layer))
         ops.append(self.elementwise("topk", layer, t * m.num_experts * 4))
-        a2a = p.ep > 1 and p.dp > 1
+        a2a = p.ep > 1 and p.dp * self.adp > 1
+        # attention DP with experts sliced over all of the replica's GPUs (no EP): every GPU gathers
+        # the replica's tokens, runs its slice of the experts, and reduce-scatters the partial sums
+        gathered = not a2a and self.adp > 1
+        group = p.tp * self.adp
         if a2a:
-            ops.append(self.collective("moe_dispatch", "all_to_all", layer, routed / p.tp, p.tp * p.dp, self.ep_inter))
+            ops.append(self.collective("moe_dispatch", "all_to_all", layer, routed / p.tp, self.moe_group, self.ep_inter))
+        if gathered:
+            size = whole.tokens * m.hidden * a
+            ops.append(self.collective("moe_all_gather", "all_gather", layer, size, group, group > self.per_node))
         up, down = by["experts_gate_up"], by["experts_down"]
         ops.append(self.gemm(up, t, layer, routed_tokens=group_tokens))
         rows = group_tokens * m.experts_per_token // p.ep
         ops.append(self.elementwise("experts_act_fn", layer, 3 * rows * down.k * a))
         ops.append(self.gemm(down, t, layer, routed_tokens=group_tokens))
         if a2a:
-            ops.append(self.collective("moe_combine", "all_to_all", layer, routed / p.tp, p.tp * p.dp, self.ep_inter))
+            ops.append(self.collective("moe_combine", "all_to_all", layer, routed / p.tp, self.moe_group, self.ep_inter))
+        if gathered:
+            size = whole.tokens * m.hidden * a
+            ops.append(self.collective("moe_reduce_scatter", "reduce_scatter", layer, size, group, group > self.per_node))
         if "shared_gate_up" in by:
             sup, sdown = by["shared_gate_up"], by["shared_down"]
             ops += [self.gemm(sup, t, layer), self.elementwise("shared_act_fn", layer, 3 * t * sdown.k * a),
                     self.gemm(sdown, t, layer)]
-        if not a2a or p.tp > 1:
+        if (not a2a and not gathered) or (a2a and p.tp > 1):
             ops.append(self.tp_all_reduce("moe_all_reduce", layer, t))
         return [op for op in ops if op is not None]
 
@@ -234,8 +249,17 @@ class StageBuilder:
             out += self.layer_ops(layer, b)
         return out + self.epilogue(b)
 
+    def local(self, b: Batch) -> Batch:
+        """The busiest attention-DP rank's share of the replica's batch: sequences are dealt round
+        robin over the ranks (as SGLang's and vLLM's DP dispatchers balance them), so rank 0 gets
+        every adp-th one. All ranks step together, so the step lasts as long as this rank's."""
+        if self.adp == 1:
+            return b
+        return split_batch(b, self.adp)
+
     def layer_ops(self, layer: int, b: Batch) -> list[Op]:
-        return self.attention(layer, b) + self.mlp(layer, b)
+        mine = self.local(b)
+        return self.attention(layer, mine) + self.mlp(layer, mine, b)
 
     def layer_classes(self) -> list[tuple[int, int]]:
         """(first layer, count) per class of this stage's layers whose ops are identical but for the
@@ -247,6 +271,7 @@ class StageBuilder:
         return [(layer, count) for layer, count in first.values()]
 
     def prologue(self, b: Batch) -> list[Op]:
+        b = self.local(b)
         m, t, a = self.m, b.tokens, self.a
         if self.stage != 0:
             return []
@@ -255,6 +280,7 @@ class StageBuilder:
         return [op for op in out if op is not None]
 
     def epilogue(self, b: Batch) -> list[Op]:
+        b = self.local(b)
         m, t, a = self.m, b.tokens, self.a
         p = self.run.par
         out: list[Op | None] = []
@@ -268,6 +294,17 @@ class StageBuilder:
         else:
             out.append(self.collective("pp_send", "send_recv", self.layers[-1], t * m.hidden * a, 2, self.next_inter))
         return [op for op in out if op is not None]
+
+
+def split_batch(b: Batch, ranks: int) -> Batch:
+    """Rank 0's share when the batch's sequences, in order, are dealt round robin over `ranks`."""
+    groups, start = [], 0
+    for g in b.groups:
+        mine = (start + g.seqs + ranks - 1) // ranks - (start + ranks - 1) // ranks  # i in [start, start+seqs), i % ranks == 0
+        if mine:
+            groups.append(Group(g.phase, mine, g.new, g.past))
+        start += g.seqs
+    return Batch(tuple(groups), emitting=-(-b.emitting // ranks))
 
 
 def stage_ops(run: Run, stage: int, ps: Pass | Batch) -> list[Op]:

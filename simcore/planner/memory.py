@@ -48,7 +48,7 @@ class MemoryPerGPU:
 
 def stage_weight_bytes(run: Run, stage: int) -> float:
     m, p = run.model, run.par
-    shard = Sharding(tp=p.tp, ep=p.ep, dp=p.dp)
+    shard = Sharding.of(p)
     total = 0.0
     for layer in stage_layers(m.layers, p.pp)[stage]:
         lins = attention_linears(m, shard, run.weight_dtype) + mlp_linears(m, layer, shard, run.weight_dtype, run.expert_dtype)
@@ -84,7 +84,7 @@ def memory_per_gpu(run: Run, batch: int, prompt: int, context: int) -> MemoryPer
     host_cache = 0.0
     for stage, layers in enumerate(stage_layers(m.layers, p.pp)):
         weights = stage_weight_bytes(run, stage)
-        cache = kv_bytes(m, batch, context, run.kv_dtype, p.tp, layers)
+        cache = kv_bytes(m, -(-batch // p.attention_dp), context, run.kv_dtype, p.tp, layers)  # per attention rank
         if on_host:  # the cache lives in host memory
             host_cache, cache = max(host_cache, cache), 0.0
         acts = stage_activation_bytes(run, stage, Pass("prefill", batch, prompt), batch)
