@@ -26,6 +26,7 @@ from simcore.ops.op import (
     Op,
     nbytes,
 )
+from simcore.ops.routing import busiest_rank_factor
 from simcore.ops.passes import Batch, Group, Pass, as_batch, crosses_node, stage_layers
 
 FLASH_TILE = 128  # query rows per FlashAttention thread block
@@ -75,8 +76,7 @@ class StageBuilder:
         """`tokens` rows through `lin`; for routed experts, `routed_tokens` of the whole group."""
         wb = nbytes(lin.dtype)
         if lin.routed:
-            rows = routed_tokens * self.m.experts_per_token // self.shard.ep
-            active = lin.experts * (1 - (1 - self.m.experts_per_token / self.m.num_experts) ** routed_tokens)
+            rows, active = self.routed(lin, routed_tokens)
             per_expert = max(1.0, rows / max(active, 1e-9))
         else:
             rows, active, per_expert = tokens, 1.0, tokens
@@ -91,6 +91,15 @@ class StageBuilder:
             weight_bytes=weights,
             act_bytes=acts,
         )
+
+    def routed(self, lin: Linear, tokens: int) -> tuple[float, float]:
+        """(rows, experts that get any) on the busiest expert-parallel rank when `tokens` are routed
+        top-k over the group: it behaves like an average rank of a busier step, tokens x imbalance."""
+        k, ep = self.m.experts_per_token, self.shard.ep
+        busy = busiest_rank_factor(tokens, k, ep)
+        rows = tokens * k / ep * busy
+        active = lin.experts * (1 - (1 - k / self.m.num_experts) ** (tokens * busy))
+        return rows, min(active, rows)
 
     def elementwise(self, name: str, layer: int, nbytes_: float, kind: str = COMPUTE) -> Op:
         return Op(name, kind, MEMORY, layer, bytes=nbytes_, dtype=self.act, act_bytes=nbytes_)
@@ -219,7 +228,7 @@ class StageBuilder:
             ops.append(self.collective("moe_all_gather", "all_gather", layer, size, group, group > self.per_node))
         up, down = by["experts_gate_up"], by["experts_down"]
         ops.append(self.gemm(up, t, layer, routed_tokens=group_tokens))
-        rows = group_tokens * m.experts_per_token // p.ep
+        rows, _ = self.routed(down, group_tokens)
         ops.append(self.elementwise("experts_act_fn", layer, 3 * rows * down.k * a))
         ops.append(self.gemm(down, t, layer, routed_tokens=group_tokens))
         if a2a:

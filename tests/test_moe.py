@@ -1,0 +1,43 @@
+"""MoE pricing: the busiest expert-parallel rank, against hand-computed expectations."""
+
+import pytest
+
+from simcore.ops.builder import StageBuilder
+from simcore.ops.passes import decode
+from simcore.ops.routing import busiest_rank_factor, expected_max_load
+from tests.helpers import make_run
+
+
+def test_expected_max_load_of_tiny_multinomials_by_hand():
+    # 2 assignments on 2 ranks: (2,0) or (0,2) w.p. 1/2 -> max 2; (1,1) w.p. 1/2 -> max 1
+    assert expected_max_load(2, 2) == pytest.approx(1.5)
+    # 3 on 2: (3,0),(0,3) w.p. 2/8 -> 3; otherwise 2
+    assert expected_max_load(3, 2) == pytest.approx(3 * 2 / 8 + 2 * 6 / 8)
+    # 2 on 3 ranks: same rank w.p. 1/3 -> 2, else 1
+    assert expected_max_load(2, 3) == pytest.approx(2 * 1 / 3 + 1 * 2 / 3)
+    assert expected_max_load(5, 1) == 5.0 and expected_max_load(0, 4) == 0.0
+
+
+def test_normal_approximation_continues_the_exact_values():
+    # across the switch from the exact sum to mean + sd x E[max of m normals] + 1/2
+    below, above = expected_max_load(64, 8), expected_max_load(65, 8)
+    assert below < above < below * 1.03
+    assert expected_max_load(10_000, 8) == pytest.approx(1250 + 33.07 * 1.4236 + 0.5, rel=2e-3)
+
+
+def test_imbalance_fades_with_many_tokens_and_vanishes_without_ep():
+    assert busiest_rank_factor(1, 8, 1) == 1.0
+    small, large = busiest_rank_factor(4, 8, 8), busiest_rank_factor(4096, 8, 8)
+    assert small > 1.5 and 1.0 < large < 1.05
+
+
+def test_ep_prices_the_busiest_rank():
+    # mixtral top-2 of 8 experts, ep 2 (4 experts per GPU), one decode token: 2 assignments on 2 ranks,
+    # E[max] = 1.5 rows on the busiest rank; it behaves like an average rank seeing 1.5 tokens:
+    # 4 x (1 - (1 - 2/8)^1.5) experts read
+    run = make_run("mixtral-8x7b", batch=1, prompt=8, output=2, parallelism={"tp": 2, "ep": 2})
+    ops = {op.name: op for op in StageBuilder(run, 0).ops(decode(1, past=8)) if op.layer == 0}
+    up = ops["experts_gate_up"]
+    active = 4 * (1 - 0.75 ** 1.5)
+    assert up.flops == pytest.approx(2 * 1.5 * 4096 * 2 * 14336)
+    assert up.weight_bytes == pytest.approx(active * 4096 * 2 * 14336 * 2)
