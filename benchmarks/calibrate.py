@@ -141,6 +141,7 @@ def render(p: dict, keep, memory: float, host: float, head: list[str], source: s
         f"  nccl_step_latency_us: {c.nccl_step_latency_us}  # estimate, kept: 1 KiB all-reduce on 8 H100s ="
         " 14 steps x (1.0 link + 0.5) + floor ~ 26 us (facts.md §4)",
         f"  network_link: {c.network_link}  # estimate, kept (facts.md has no measured inter-node figure)",
+        f"moe_layer_us: {keep.moe_layer_us}  # kept: fitted by benchmarks/fit_moe.py (serving_h100.json MoE rows)",
     ]
     return "\n".join(lines) + "\n"
 

@@ -41,3 +41,18 @@ def test_ep_prices_the_busiest_rank():
     active = 4 * (1 - 0.75 ** 1.5)
     assert up.flops == pytest.approx(2 * 1.5 * 4096 * 2 * 14336)
     assert up.weight_bytes == pytest.approx(active * 4096 * 2 * 14336 * 2)
+
+
+def test_moe_permute_moves_the_routed_rows_and_pays_the_fixed_chain_cost():
+    # mixtral bf16, one decode token, top-2: permute reads and writes 2 rows of 4096 x bf16, the combine
+    # reads the 2 rows and writes 1; no quantization (bf16 experts)
+    from simcore.cost.roofline import Pricer
+
+    run = make_run("mixtral-8x7b", batch=1, prompt=8, output=2)
+    ops = {op.name: op for op in StageBuilder(run, 0).ops(decode(1, past=8)) if op.layer == 0}
+    op = ops["moe_permute"]
+    assert op.bytes == 2 * 4096 * 2 * 2 + 3 * 4096 * 2
+    eff = run.system.efficiency
+    assert eff.moe_layer_us > 0
+    expected = op.bytes / (3350e9 * eff.memory) + eff.moe_layer_us * 1e-6
+    assert Pricer(run.system).time(op) == pytest.approx(expected)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from simcore.config.hardware import System
 from simcore.cost.collectives import collective_time
-from simcore.ops.op import ATTN_DECODE, ATTN_PREFILL, COLLECTIVE, GEMM, KV_FETCH, MEMORY, Op
+from simcore.ops.op import ATTN_DECODE, ATTN_PREFILL, COLLECTIVE, GEMM, KV_FETCH, MEMORY, ROUTING, Op
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +65,7 @@ class Pricer:
         eff = sys.efficiency
         floor = 0.0
         if op.kernel:
-            floor = eff.elementwise_floor if op.family == MEMORY else eff.kernel_floor
+            floor = {MEMORY: eff.elementwise_floor, ROUTING: eff.moe_layer_floor}.get(op.family, eff.kernel_floor)
         if op.family == COLLECTIVE:
             t = collective_time(op.collective, op.bytes, op.group, sys, op.inter_node, self.custom_all_reduce)
             return Cost(0.0, t, floor)

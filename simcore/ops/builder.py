@@ -23,6 +23,7 @@ from simcore.ops.op import (
     KV_FETCH,
     KV_STORE,
     MEMORY,
+    ROUTING,
     Op,
     nbytes,
 )
@@ -227,8 +228,13 @@ class StageBuilder:
             size = whole.tokens * m.hidden * a
             ops.append(self.collective("moe_all_gather", "all_gather", layer, size, group, group > self.per_node))
         up, down = by["experts_gate_up"], by["experts_down"]
-        ops.append(self.gemm(up, t, layer, routed_tokens=group_tokens))
         rows, _ = self.routed(down, group_tokens)
+        # gather each routed row into its expert's block (and quantize it when the experts compute
+        # in fp8/int8), and afterwards sum each token's top-k rows: one fixed-cost chain per layer
+        quant = nbytes(self.compute_dtype(up.dtype)) if self.compute_dtype(up.dtype) != self.act else 0.0
+        moved = rows * m.hidden * (2 * a + quant) + rows * down.k * (a + quant if quant else 0.0) + (rows + t) * m.hidden * a
+        ops.append(Op("moe_permute", COMPUTE, ROUTING, layer, bytes=moved, dtype=self.act, act_bytes=moved))
+        ops.append(self.gemm(up, t, layer, routed_tokens=group_tokens))
         ops.append(self.elementwise("experts_act_fn", layer, 3 * rows * down.k * a))
         ops.append(self.gemm(down, t, layer, routed_tokens=group_tokens))
         if a2a:

@@ -20,6 +20,7 @@ DTYPE_BYTES = {
 # Op kinds (the graph's node kinds) and families (which efficiency curve prices them).
 COMPUTE, COMM, KV_STORE, KV_FETCH = "compute", "comm", "kv_cache_store", "kv_cache_fetch"
 GEMM, ATTN_PREFILL, ATTN_DECODE, MEMORY, COLLECTIVE = "gemm", "attn_prefill", "attn_decode", "memory", "collective"
+ROUTING = "routing"  # a MoE layer's token permute / combine chain: memory-bound, with its own fixed cost
 
 
 def nbytes(dtype: str) -> float:
