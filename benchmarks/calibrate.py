@@ -142,6 +142,7 @@ def render(p: dict, keep, memory: float, host: float, head: list[str], source: s
         " 14 steps x (1.0 link + 0.5) + floor ~ 26 us (facts.md §4)",
         f"  network_link: {c.network_link}  # estimate, kept (facts.md has no measured inter-node figure)",
         f"moe_layer_us: {keep.moe_layer_us}  # kept: fitted by benchmarks/fit_moe.py (serving_h100.json MoE rows)",
+        f"moe_tile_us: {keep.moe_tile_us}  # kept: fitted by benchmarks/fit_moe.py (serving_h100.json MoE rows)",
     ]
     return "\n".join(lines) + "\n"
 

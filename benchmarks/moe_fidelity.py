@@ -5,8 +5,9 @@
 For every aggregated H100 row of ../shared/calibration/serving_h100.json whose MoE model is in
 the catalog and whose concurrency is at most --max-batch (default 8): the static decode step
 of a batch of `batch_size` sequences at context ISL + OSL/2 against the measured mean TPOT, and
-(rows at the lowest concurrency of their layout, at most 4) the static prefill of one prompt
-against the measured mean TTFT. Layout = tp / moe_tp x ep / attention_dp as the row states it:
+(rows at the lowest concurrency of their layout, at most 4) the static prefill of batch_size
+prompts against the measured mean TTFT: with fixed ISL/OSL a closed loop's clients finish
+together and their next prompts arrive together, so each prefill batches all of them. Layout = tp / moe_tp x ep / attention_dp as the row states it:
 "sliced" experts (moe_tp > 1, ep 1) or "ep" (whole experts per GPU). The server's host time per
 step (scheduling, sampling; issue 11 point 1) is not in a static step, so TPOT errors are
 expected to sit somewhat below zero. Prints per-row errors (--rows) and the median |error| by
@@ -110,7 +111,7 @@ def evaluate(rows: list[dict]) -> tuple[list[Point], dict[str, int]]:
         points.append(Point(r, "tpot", float(r["silicon_tpot_ms"]) * 1e-3, step))
         key = (r["backend"], r["model_path"], layout(r)[4], r["isl"])
         if b == lowest[key] and b <= 4:
-            points.append(Point(r, "ttft", float(r["silicon_ttft_ms"]) * 1e-3, sim.pass_(prefill(1, isl)).time))
+            points.append(Point(r, "ttft", float(r["silicon_ttft_ms"]) * 1e-3, sim.pass_(prefill(b, isl)).time))
     return points, dict(refused)
 
 

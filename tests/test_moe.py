@@ -44,15 +44,33 @@ def test_ep_prices_the_busiest_rank():
 
 
 def test_moe_permute_moves_the_routed_rows_and_pays_the_fixed_chain_cost():
-    # mixtral bf16, one decode token, top-2: permute reads and writes 2 rows of 4096 x bf16, the combine
-    # reads the 2 rows and writes 1; no quantization (bf16 experts)
+    # mixtral bf16, one decode token, top-2: the combine reads the 2 expert output rows of 4096 x bf16
+    # and writes 1; no quantization (bf16 experts)
     from simcore.cost.roofline import Pricer
 
     run = make_run("mixtral-8x7b", batch=1, prompt=8, output=2)
     ops = {op.name: op for op in StageBuilder(run, 0).ops(decode(1, past=8)) if op.layer == 0}
     op = ops["moe_permute"]
-    assert op.bytes == 2 * 4096 * 2 * 2 + 3 * 4096 * 2
+    assert op.bytes == 3 * 4096 * 2
     eff = run.system.efficiency
     assert eff.moe_layer_us > 0
     expected = op.bytes / (3350e9 * eff.memory) + eff.moe_layer_us * 1e-6
     assert Pricer(run.system).time(op) == pytest.approx(expected)
+
+
+def test_grouped_gemm_tile_rounds_by_hand():
+    # DeepSeek-V3 down projection on 8 GPUs, ~31 active experts at decode batch 4: sliced over tp 8 each GPU
+    # holds K = 256 of every expert and writes N = 7168: 31 x 56 tiles = 1736 -> 14 rounds on 132 SMs;
+    # a whole-expert EP rank with 7 active experts: 7 x 56 = 392 tiles -> 3 rounds
+    from simcore.config.hardware import load_system
+    from simcore.cost.roofline import Pricer, grouped_gemm_waves
+    from simcore.ops.op import Op
+
+    h100 = load_system("h100-sxm")
+    assert grouped_gemm_waves(h100, (1.0, 7168, 256, 31.0)) == 14
+    assert grouped_gemm_waves(h100, (1.0, 7168, 2048, 7.0)) == 3
+    assert grouped_gemm_waves(h100, (300.0, 256, 7168, 2.0)) == 1  # 2 x 3 x 2 tiles
+    eff = h100.efficiency.model_copy(update={"moe_tile_us": 1.5})
+    sys_ = h100.model_copy(update={"efficiency": eff})
+    op = Op("experts_down", "compute", "gemm", 0, flops=2.0, bytes=1.0, dtype="bf16", shape=(1.0, 7168, 256, 31.0))
+    assert Pricer(sys_).cost(op).floor_s == pytest.approx(eff.kernel_floor_us * 1e-6 + 14 * 1.5e-6)

@@ -141,6 +141,9 @@ class Efficiency(Strict):
     # fixed cost of one MoE layer's routing chain (top-k bookkeeping, token permute and combine,
     # activation quantization): a handful of small serial kernels; fitted by benchmarks/fit_moe.py
     moe_layer_us: float = Field(default=0.0, ge=0)
+    # fixed cost of one output tile of a grouped (MoE) GEMM on one SM: pipeline fill, block scales,
+    # epilogue; thin expert slices (small N or K per GPU) cut the work into many short tiles
+    moe_tile_us: float = Field(default=0.0, ge=0)
 
     @property
     def kernel_floor(self) -> float:

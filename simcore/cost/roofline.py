@@ -8,6 +8,7 @@ Efficiencies depend on the op's shape and come from the GPU's efficiency profile
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from simcore.config.hardware import System
@@ -35,6 +36,17 @@ class Cost:
 def gemm_compute_efficiency(system: System, m: float, dtype: str = "bf16") -> float:
     g = system.efficiency.gemm
     return g.compute_max_for(dtype) * m / (m + g.m_half)
+
+
+GROUPED_TILE = 128  # output rows and columns of one grouped-GEMM tile (CUTLASS / Triton MoE kernels)
+
+
+def grouped_gemm_waves(system: System, shape: tuple) -> int:
+    """Rounds of output tiles each SM works through in a grouped (MoE) GEMM of `active` experts,
+    each M x N: no split-K, so a thin slice (small N or K per GPU) still costs a tile per 128 columns."""
+    m, n, _, active = shape
+    tiles = math.ceil(active - 1e-9) * math.ceil(m / GROUPED_TILE) * math.ceil(n / GROUPED_TILE)
+    return math.ceil(tiles / system.gpu.sm_count)
 
 
 def prefill_attention_efficiency(system: System, tiles: float, seq: float) -> float:
@@ -74,8 +86,10 @@ class Pricer:
         bw = sys.gpu.memory.bandwidth
         peak = sys.gpu.peak_flops(op.dtype) if op.flops else 1.0
         if op.family == GEMM:
-            m, _, _ = op.shape
+            m = op.shape[0]
             c = op.flops / (peak * gemm_compute_efficiency(sys, m, op.dtype))
+            if len(op.shape) == 4 and op.kernel:  # grouped over experts: each output tile's fixed cost
+                floor += grouped_gemm_waves(sys, op.shape) * eff.moe_tile_us * 1e-6
             return Cost(c, op.bytes / (bw * eff.gemm.memory), floor)
         if op.family == ATTN_PREFILL:
             tiles, seq = op.shape

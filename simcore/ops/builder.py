@@ -79,8 +79,10 @@ class StageBuilder:
         if lin.routed:
             rows, active = self.routed(lin, routed_tokens)
             per_expert = max(1.0, rows / max(active, 1e-9))
+            shape = (per_expert, lin.n, lin.k, active)  # grouped GEMM: M x N x K per active expert
         else:
             rows, active, per_expert = tokens, 1.0, tokens
+            shape = (per_expert, lin.n, lin.k)
         weights = active * lin.k * lin.n * wb
         acts = rows * (lin.k + lin.n) * self.a
         return Op(
@@ -88,7 +90,7 @@ class StageBuilder:
             flops=2.0 * rows * lin.k * lin.n,
             bytes=weights + acts,
             dtype=self.compute_dtype(lin.dtype),
-            shape=(per_expert, lin.n, lin.k),
+            shape=shape,
             weight_bytes=weights,
             act_bytes=acts,
         )
@@ -229,10 +231,13 @@ class StageBuilder:
             ops.append(self.collective("moe_all_gather", "all_gather", layer, size, group, group > self.per_node))
         up, down = by["experts_gate_up"], by["experts_down"]
         rows, _ = self.routed(down, group_tokens)
-        # gather each routed row into its expert's block (and quantize it when the experts compute
-        # in fp8/int8), and afterwards sum each token's top-k rows: one fixed-cost chain per layer
+        # the expert GEMMs gather their rows by index (fused MoE kernels), so what moves here is the
+        # activation quantization when the experts compute in fp8/int8 (the layer's tokens, and the
+        # intermediate rows) and the weighted sum of each token's top-k output rows; one chain of
+        # small kernels per layer (moe_layer_us)
         quant = nbytes(self.compute_dtype(up.dtype)) if self.compute_dtype(up.dtype) != self.act else 0.0
-        moved = rows * m.hidden * (2 * a + quant) + rows * down.k * (a + quant if quant else 0.0) + (rows + t) * m.hidden * a
+        quantized = (t * m.hidden + rows * down.k) * (a + quant) if quant else 0.0
+        moved = quantized + (rows + t) * m.hidden * a
         ops.append(Op("moe_permute", COMPUTE, ROUTING, layer, bytes=moved, dtype=self.act, act_bytes=moved))
         ops.append(self.gemm(up, t, layer, routed_tokens=group_tokens))
         ops.append(self.elementwise("experts_act_fn", layer, 3 * rows * down.k * a))

@@ -33,7 +33,8 @@ class Op:
 
     bytes: all HBM traffic of the op (reads + writes). For kv_cache_* ops `kv_bytes` is the
     part of it that is KV cache; attention never carries the cache bytes its fetch op carries.
-    shape: what the efficiency curve needs: gemm (M, N, K); attn_prefill (tiles, S_q);
+    shape: what the efficiency curve needs: gemm (M, N, K), grouped over experts (M, N, K, active
+    experts) with M per expert; attn_prefill (tiles, S_q);
     attn_decode (B, heads, L); collective (algorithm scope, group size).
     kernel: False for work that runs inside another op's kernel (the decode KV fetch is the
     memory stream of the attention kernel), so it pays no launch floor of its own.
