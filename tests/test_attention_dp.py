@@ -70,3 +70,25 @@ def test_attention_dp_bounds(bad, write_experiment):
         contains=["parallelism.attention_dp"])
     bad("run", write_experiment(model="mixtral-8x7b", parallelism={"attention_dp": 2048}),
         contains=["field 'parallelism.attention_dp' = 2048", "1 to 1024"])
+
+
+def test_serving_replica_holds_every_attention_ranks_cache():
+    from simcore.config.experiment import experiment_from_dict, resolve
+    from simcore.planner.memory import kv_budget
+    from simcore.serving.report import serving_summary
+    from simcore.serving.simulate import simulate
+
+    def serving(par):
+        data = {"model": "qwen3-30b-a3b", "hardware": "h100-sxm", "parallelism": par,
+                "workload": {"kind": "requests", "requests": 8, "arrival": {"process": "closed", "concurrency": 4},
+                             "prompt_tokens": {"dist": "fixed", "value": 256},
+                             "output_tokens": {"dist": "fixed", "value": 8}}}
+        return resolve(experiment_from_dict(data))
+
+    run = serving({"attention_dp": 4, "ep": 4})
+    res = simulate(run)
+    per_gpu = kv_budget(run, run.experiment.serving.max_num_batched_tokens, run.experiment.serving.max_num_seqs,
+                        run.experiment.serving.block_size).blocks()
+    assert res.summary["kv_blocks"] == 4 * per_gpu
+    par = serving_summary(res)["parallelism"]
+    assert par["attention_dp"] == 4 and par["gpus"] == 4
