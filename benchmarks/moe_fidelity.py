@@ -73,7 +73,8 @@ def experiment(r: dict) -> dict:
         "hardware": "h100-sxm",
         "parallelism": {"tp": tp, "ep": ep, "attention_dp": adp},
         "precision": {"weights": weights},
-        "engine": {"mode": "analytical"},
+        # vLLM's default EP backend gathers tokens (allgather_reducescatter); the others send them all-to-all
+        "engine": {"mode": "analytical", "moe_dispatch": "all_gather" if r["backend"] == "vllm" else "all_to_all"},
         "workload": {"kind": "static", "batch_size": b, "prompt_tokens": isl, "output_tokens": osl},
     }
 

@@ -40,6 +40,9 @@ def test_ep_with_attention_dp_dispatches_local_tokens_and_routes_the_replicas():
     assert ops["experts_gate_up"].flops == pytest.approx(2 * expected_max_load(128 * 8, 8) * 2048 * 2 * 768)
     assert ops["attention"].shape[0] == 16  # decode attention over this rank's sequences
     assert "attn_all_reduce" not in ops and "moe_all_reduce" not in ops
+    # once per step the 8 ranks agree on their token counts: an all-reduce of 8 x 8 bytes
+    sync = by_name(StageBuilder(run, 0).ops(decode(128, 512)), layer=-1)["dp_sync"]
+    assert (sync.group, sync.bytes, sync.collective) == (8, 64, "all_reduce")
 
 
 def test_attention_dp_with_sliced_experts_gathers_and_reduce_scatters():
@@ -92,3 +95,16 @@ def test_serving_replica_holds_every_attention_ranks_cache():
     assert res.summary["kv_blocks"] == 4 * per_gpu
     par = serving_summary(res)["parallelism"]
     assert par["attention_dp"] == 4 and par["gpus"] == 4
+
+
+def test_vllm_style_dispatch_gathers_over_the_dp_group_then_all_reduces_over_tp():
+    # tp 2 x 4 attention ranks, ep 8, engine.moe_dispatch all_gather (vLLM allgather_reducescatter):
+    # the 4 DP ranks gather their 4 x 16 tokens, each GPU runs its 16 whole experts on all 64, the
+    # outputs are reduce-scattered back over the 4 DP ranks and summed over the 2 TP peers
+    run = make_run("qwen3-30b-a3b", batch=64, prompt=512, output=4, parallelism={"tp": 2, "attention_dp": 4, "ep": 8},
+                   engine={"moe_dispatch": "all_gather"})
+    ops = by_name(StageBuilder(run, 0).ops(decode(64, 512)))
+    assert (ops["moe_all_gather"].group, ops["moe_all_gather"].bytes) == (4, 64 * 2048 * 2)
+    assert (ops["moe_reduce_scatter"].group, ops["moe_reduce_scatter"].bytes) == (4, 64 * 2048 * 2)
+    assert (ops["moe_all_reduce"].group, ops["moe_all_reduce"].bytes) == (2, 16 * 2048 * 2)
+    assert "moe_dispatch" not in ops

@@ -93,6 +93,9 @@ class Engine(Strict):
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     runtime_overhead_gib: float = Field(default=1.5, ge=0)  # CUDA context, graphs, comm buffers
     all_reduce: Literal["custom", "nccl"] = "custom"  # custom: the engine's own in-node all-reduce kernel
+    # how tokens reach experts on other attention-DP / DP ranks: all_to_all (DeepEP, TensorRT-LLM, SGLang
+    # with EP) or all_gather (vLLM's default allgather_reducescatter backend: gather every rank's tokens)
+    moe_dispatch: Literal["all_to_all", "all_gather"] = "all_to_all"
     cuda_graphs: bool = True  # False: the host launches every kernel and can become the bottleneck
     kernel_launch_us: float = Field(default=5.0, ge=0)  # host time per kernel launch without CUDA graphs
 

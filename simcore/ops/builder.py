@@ -219,16 +219,21 @@ class StageBuilder:
         routed = t * m.experts_per_token * m.hidden * a
         ops.append(self.gemm(by["router"], t, layer))
         ops.append(self.elementwise("topk", layer, t * m.num_experts * 4))
-        a2a = p.ep > 1 and p.dp * self.adp > 1
-        # attention DP with experts sliced over all of the replica's GPUs (no EP): every GPU gathers
-        # the replica's tokens, runs its slice of the experts, and reduce-scatters the partial sums
-        gathered = not a2a and self.adp > 1
-        group = p.tp * self.adp
+        spread = p.ep > 1 and p.dp * self.adp > 1  # experts on ranks that do not hold these tokens
+        a2a = spread and self.run.experiment.engine.moe_dispatch == "all_to_all"
+        # attention DP with experts sliced over all of the replica's GPUs (no EP), or vLLM's
+        # allgather_reducescatter EP backend: every GPU gathers the other ranks' tokens, runs its
+        # experts (or expert slices) on them, and reduce-scatters the outputs
+        gathered = not a2a and (self.adp > 1 or spread)
+        # the gather runs among the ranks holding different tokens: every GPU of the replica for
+        # sliced experts, the DP group (one GPU per attention / DP rank) for vLLM's EP backend
+        group = p.dp * self.adp if spread else p.tp * self.adp
+        span = self.moe_group if spread else group  # GPUs the gather's ranks are spread over
         if a2a:
             ops.append(self.collective("moe_dispatch", "all_to_all", layer, routed / p.tp, self.moe_group, self.ep_inter))
         if gathered:
-            size = whole.tokens * m.hidden * a
-            ops.append(self.collective("moe_all_gather", "all_gather", layer, size, group, group > self.per_node))
+            size = whole.tokens * (p.dp if spread else 1) * m.hidden * a
+            ops.append(self.collective("moe_all_gather", "all_gather", layer, size, group, span > self.per_node))
         up, down = by["experts_gate_up"], by["experts_down"]
         rows, _ = self.routed(down, group_tokens)
         # the expert GEMMs gather their rows by index (fused MoE kernels), so what moves here is the
@@ -245,13 +250,13 @@ class StageBuilder:
         if a2a:
             ops.append(self.collective("moe_combine", "all_to_all", layer, routed / p.tp, self.moe_group, self.ep_inter))
         if gathered:
-            size = whole.tokens * m.hidden * a
-            ops.append(self.collective("moe_reduce_scatter", "reduce_scatter", layer, size, group, group > self.per_node))
+            size = whole.tokens * (p.dp if spread else 1) * m.hidden * a
+            ops.append(self.collective("moe_reduce_scatter", "reduce_scatter", layer, size, group, span > self.per_node))
         if "shared_gate_up" in by:
             sup, sdown = by["shared_gate_up"], by["shared_down"]
             ops += [self.gemm(sup, t, layer), self.elementwise("shared_act_fn", layer, 3 * t * sdown.k * a),
                     self.gemm(sdown, t, layer)]
-        if (not a2a and not gathered) or (a2a and p.tp > 1):
+        if (p.tp > 1 and spread) or not (a2a or gathered):  # sum the TP peers' experts' outputs
             ops.append(self.tp_all_reduce("moe_all_reduce", layer, t))
         return [op for op in ops if op is not None]
 
@@ -297,6 +302,11 @@ class StageBuilder:
             return []
         out = [self.elementwise("embedding", -1, 2 * t * m.hidden * a),
                self.tp_all_reduce("embedding_all_reduce", -1, t)]
+        if self.adp > 1:
+            # attention-DP ranks agree on each step's token counts before the MoE collectives
+            # (vLLM's DPMetadata all-reduce, SGLang's DP-attention gather of batch sizes)
+            out.append(self.collective("dp_sync", "all_reduce", -1, 8 * self.adp, self.adp,
+                                       self.run.par.tp * self.adp > self.per_node))
         return [op for op in out if op is not None]
 
     def epilogue(self, b: Batch) -> list[Op]:
