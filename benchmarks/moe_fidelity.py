@@ -12,6 +12,14 @@ together and their next prompts arrive together, so each prefill batches all of 
 step (scheduling, sampling; issue 11 point 1) is not in a static step, so TPOT errors are
 expected to sit somewhat below zero. Prints per-row errors (--rows) and the median |error| by
 (engine, model, layout). A report, not a gate: always exits 0.
+
+Reference (median |error| on the 60 rows without attention DP; TPOT / TTFT):
+  before issue 11's MoE work (mean-rank EP, no routing chain): 27.3% / 38.5%
+    (qwen3-235b tp4 ep4 14.7%, tp8 ep8 29.0%; gpt-oss tp2/4/8 24-33%; minimax tp4 ep4 36.0%)
+  after (busiest EP rank, moe_permute + moe_layer_us): 9.6% / 32.3%
+    (qwen3-235b 6.0% / 3.1%; gpt-oss 10.6-13.5%, biased low by vLLM's host time per step;
+    minimax tp4 ep4 18.6%). The 12 attention-DP rows (minimax tp4 x adp4, ep16, two nodes)
+    stay ~50% low: their TPOT grows ~1.3 ms per added request, which no kernel cost explains.
 """
 
 from __future__ import annotations
