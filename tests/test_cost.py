@@ -88,3 +88,29 @@ def test_nvls_wins_only_for_large_messages():
     nvls = lambda s: eff.nvls_latency_us * 1e-6 + (n - 1) / n * s / (450e9 * eff.nvls_link)  # noqa: E731
     assert collective_time("all_reduce", 1e4, n, H100, False) < nvls(1e4)
     assert collective_time("all_reduce", 4e9, n, H100, False) == pytest.approx(nvls(4e9))
+
+
+def test_all_to_all_is_one_latency_plus_bytes_over_the_busiest_link():
+    # 4 H100s in one node, 1 MiB per rank: each rank sends 3/4 of it at once over its NVLink
+    size, eff = 2**20, EFF.collectives
+    lat = 1e-6 + eff.nccl_step_latency_us * 1e-6
+    expected = lat + 0.75 * size / (450e9 * eff.ring_link)
+    assert collective_time("all_to_all", size, 4, H100, False) == pytest.approx(expected)
+    # 16 ranks on two 8-GPU nodes: 7/16 over NVLink and 8/16 over the GPU's 50 GB/s NIC, in parallel;
+    # one network latency (5 us + protocol), not 15 sequential steps
+    net_lat = 5e-6 + eff.nccl_step_latency_us * 1e-6
+    wide = net_lat + max(7 / 16 * size / (450e9 * eff.ring_link), 8 / 16 * size / (50e9 * eff.network_link))
+    assert collective_time("all_to_all", size, 16, H100, True) == pytest.approx(wide)
+
+
+def test_cross_node_all_reduce_is_hierarchical_for_small_messages():
+    # 16 ranks on 2 nodes, 16 KiB: reduce-scatter in the node (7 NVLink steps), all-reduce of the
+    # 2 KiB shard between the 2 nodes (2 network steps), all-gather in the node (7 steps)
+    size, eff = 16 * 2**10, EFF.collectives
+    lat_in, lat_out = 1e-6 + eff.nccl_step_latency_us * 1e-6, 5e-6 + eff.nccl_step_latency_us * 1e-6
+    bw_in, bw_out = 450e9 * eff.ring_link, 50e9 * eff.network_link
+    node = 7 * lat_in + 7 / 8 * size / bw_in
+    expected = 2 * node + 2 * lat_out + (size / 8) / bw_out
+    assert collective_time("all_reduce", size, 16, H100, True) == pytest.approx(expected)
+    # the flat ring would pay 30 network steps
+    assert expected < 30 * lat_out

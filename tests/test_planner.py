@@ -35,6 +35,8 @@ PER_TOKEN = [
     ("gpt-oss-120b", 36 * 2 * 8 * 64 * 2, "GQA"),  # before the 128-token window cap on half the layers
     ("gpt-oss-20b", 24 * 2 * 8 * 64 * 2, "GQA"),
     ("qwen3-235b-a22b-fp8", 94 * 2 * 4 * 128 * 2, "GQA"),  # KV stays 16-bit: fp8 weights only
+    ("qwen3-235b-a22b", 94 * 2 * 4 * 128 * 2, "GQA"),
+    ("minimax-m2.5", 62 * 2 * 8 * 128 * 2, "GQA"),
 ]
 
 

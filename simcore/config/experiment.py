@@ -33,6 +33,7 @@ class Parallelism(Strict):
     pp: PositiveInt = 1
     dp: PositiveInt = 1
     ep: PositiveInt = 1
+    attention_dp: PositiveInt = 1  # attention data-parallel ranks inside one replica (MoE; experts shared)
 
 
 class Precision(Strict):
@@ -93,6 +94,9 @@ class Engine(Strict):
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     runtime_overhead_gib: float = Field(default=1.5, ge=0)  # CUDA context, graphs, comm buffers
     all_reduce: Literal["custom", "nccl"] = "custom"  # custom: the engine's own in-node all-reduce kernel
+    # how tokens reach experts on other attention-DP / DP ranks: all_to_all (DeepEP, TensorRT-LLM, SGLang
+    # with EP) or all_gather (vLLM's default allgather_reducescatter backend: gather every rank's tokens)
+    moe_dispatch: Literal["all_to_all", "all_gather"] = "all_to_all"
     cuda_graphs: bool = True  # False: the host launches every kernel and can become the bottleneck
     kernel_launch_us: float = Field(default=5.0, ge=0)  # host time per kernel launch without CUDA graphs
 
@@ -195,7 +199,10 @@ class Run:
     @property
     def gpus(self) -> int:
         p = self.par
-        return p.tp * p.pp * p.dp
+        return p.tp * p.pp * p.dp * p.attention_dp
+
+
+MAX_ATTENTION_DP = 1024  # attention ranks of one replica; well above any deployment (DeepSeek's is 320 GPUs)
 
 
 def _divisors(n: int) -> list[int]:
@@ -243,21 +250,31 @@ def _check_parallelism(m: ModelSpec, p: Parallelism) -> None:
     why = pp_problem(m, p.pp)
     if why:
         raise SimcoreError(f"field 'parallelism.pp' = {p.pp}: {why}")
+    if p.attention_dp > 1 and not m.is_moe:
+        raise SimcoreError(
+            f"field 'parallelism.attention_dp' = {p.attention_dp}: {m.name} is a dense model with no experts to "
+            f"share; allowed attention_dp: 1 (use parallelism.dp for independent replicas)"
+        )
+    if p.attention_dp > MAX_ATTENTION_DP:
+        raise SimcoreError(
+            f"field 'parallelism.attention_dp' = {p.attention_dp}: allowed attention_dp: 1 to {MAX_ATTENTION_DP}"
+        )
     if p.ep > 1:
         if not m.is_moe:
             raise SimcoreError(
                 f"field 'parallelism.ep' = {p.ep}: {m.name} is a dense model with no experts; allowed ep: 1"
             )
-        group = p.tp * p.dp
+        group = p.tp * p.dp * p.attention_dp
+        label = "tp x dp x attention_dp" if p.attention_dp > 1 else "tp x dp"
         eps = [d for d in _divisors(m.num_experts) if group % d == 0]
         if m.num_experts % p.ep:
             raise SimcoreError(
                 f"field 'parallelism.ep' = {p.ep}: does not divide the {m.num_experts} experts of {m.name}; "
-                f"allowed ep (divides {m.num_experts} experts and tp x dp = {group}): {_listed(eps)}"
+                f"allowed ep (divides {m.num_experts} experts and {label} = {group}): {_listed(eps)}"
             )
         if group % p.ep:
             raise SimcoreError(
-                f"field 'parallelism.ep' = {p.ep}: must divide tp x dp = {group} (experts are spread over the "
+                f"field 'parallelism.ep' = {p.ep}: must divide {label} = {group} (experts are spread over the "
                 f"GPUs of one pipeline stage); allowed ep: {_listed(eps)}"
             )
 

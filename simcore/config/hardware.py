@@ -140,6 +140,12 @@ class Efficiency(Strict):
     memory: float = Field(gt=0, le=1)  # elementwise ops and KV cache stores
     host_link: float = Field(gt=0, le=1)  # achieved / line rate of the GPU-host link (KV on host)
     collectives: CollectiveEfficiency
+    # fixed cost of one MoE layer's routing chain (top-k bookkeeping, token permute and combine,
+    # activation quantization): a handful of small serial kernels; fitted by benchmarks/fit_moe.py
+    moe_layer_us: float = Field(default=0.0, ge=0)
+    # fixed cost of one output tile of a grouped (MoE) GEMM on one SM: pipeline fill, block scales,
+    # epilogue; thin expert slices (small N or K per GPU) cut the work into many short tiles
+    moe_tile_us: float = Field(default=0.0, ge=0)
 
     @property
     def kernel_floor(self) -> float:
@@ -148,6 +154,10 @@ class Efficiency(Strict):
     @property
     def elementwise_floor(self) -> float:
         return self.elementwise_floor_us * 1e-6
+
+    @property
+    def moe_layer_floor(self) -> float:
+        return self.moe_layer_us * 1e-6
 
 
 class System(Strict):

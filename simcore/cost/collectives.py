@@ -9,6 +9,12 @@ all-reduce kernels do. Algorithms:
 - direct (one-shot / two-shot through peer memory, full-mesh fabrics inside a node):
   2 steps moving 2(n-1)/n of the message.
 - nvls (in-switch reduction, NVSwitch with SHARP): one fixed cost, (n-1)/n of the message.
+- pairwise (all-to-all): every rank sends each peer its share at once (NCCL's grouped
+  send/recv, DeepEP); one latency, then the bytes over the busiest link: (g-1)/n of the
+  message over the node's fabric and (n-g)/n over the rank's network share, in parallel.
+- hierarchical (across nodes, as NCCL's tree/CollNet and the engines' two-level all-reduce):
+  reduce-scatter inside each node, the 1/g shard reduced across nodes, all-gather inside the
+  node; only the middle phase pays network latency. g = the group's GPUs per node.
 """
 
 from __future__ import annotations
@@ -53,10 +59,18 @@ def schedule(kind: str, nbytes: float, n: int, system: System, inter_node: bool,
     full-mesh node; it synchronizes through peer memory at the bare link latency.
     """
     bw, lat = _link(system, inter_node)
+    g = _per_node(n, system) if inter_node else n
     if kind == "send_recv":
         return Schedule("p2p", 1, lat + nbytes / bw, "next")
-    if kind in ("all_gather", "reduce_scatter", "all_to_all"):
-        return Schedule("ring", n - 1, lat + nbytes / n / bw, "next")
+    if kind == "all_to_all":
+        bw_in, _ = _link(system, False)
+        t = max((g - 1) / n * nbytes / bw_in, (n - g) / n * nbytes / bw)
+        return Schedule("pairwise", 1, lat + t, "all")
+    if kind in ("all_gather", "reduce_scatter"):
+        options = [Schedule("ring", n - 1, lat + nbytes / n / bw, "next")]
+        if inter_node and g > 1:
+            options.append(Schedule("hierarchical", 1, _two_level(kind, nbytes, n, g, system), "all"))
+        return min(options, key=lambda o: o.time)
     if kind != "all_reduce":
         raise ValueError(f"unknown collective {kind!r}")
     frac = (n - 1) / n
@@ -64,6 +78,8 @@ def schedule(kind: str, nbytes: float, n: int, system: System, inter_node: bool,
     if inter_node:
         depth = 2 * math.ceil(math.log2(n))
         options.append(Schedule("tree", depth, lat + 2 * nbytes / bw / depth, "next"))
+        if g > 1:
+            options.append(Schedule("hierarchical", 1, _two_level(kind, nbytes, n, g, system), "all"))
     else:
         fabric = system.cluster.intra_node
         if custom and fabric.fabric in FULL_MESH:
@@ -73,6 +89,31 @@ def schedule(kind: str, nbytes: float, n: int, system: System, inter_node: bool,
             t = eff.nvls_latency_us * 1e-6 + frac * nbytes / (system.intra_link.bandwidth * eff.nvls_link)
             options.append(Schedule("nvls", 1, t, "all"))
     return min(options, key=lambda o: o.time)
+
+
+def _per_node(n: int, system: System) -> int:
+    """The group's ranks per node when it crosses nodes: packed, and on at least two nodes."""
+    nodes = max(2, math.ceil(n / system.cluster.gpus_per_node))
+    return max(1, n // nodes)
+
+
+def _two_level(kind: str, nbytes: float, n: int, g: int, system: System) -> float:
+    """Intra-node ring phase(s) around an inter-node ring among the n/g nodes on a 1/g shard.
+
+    all_reduce: reduce-scatter in the node, all-reduce across nodes, all-gather in the node;
+    all_gather / reduce_scatter: the inter-node phase on the shard, then (or before) the node's.
+    nbytes is the per-rank message (the gathered / reduced whole).
+    """
+    bw_in, lat_in = _link(system, False)
+    bw_out, lat_out = _link(system, True)
+    nodes = math.ceil(n / g)
+    node_phase = (g - 1) * lat_in + (g - 1) / g * nbytes / bw_in  # one RS or AG among g ranks
+    shard = nbytes / g
+    if kind == "all_reduce":
+        across = 2 * (nodes - 1) * lat_out + 2 * (nodes - 1) / nodes * shard / bw_out
+        return 2 * node_phase + across
+    across = (nodes - 1) * lat_out + (nodes - 1) / nodes * shard / bw_out
+    return node_phase + across
 
 
 def collective_time(kind: str, nbytes: float, n: int, system: System, inter_node: bool, custom: bool = True) -> float:

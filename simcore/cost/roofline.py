@@ -8,11 +8,12 @@ Efficiencies depend on the op's shape and come from the GPU's efficiency profile
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from simcore.config.hardware import System
 from simcore.cost.collectives import collective_time
-from simcore.ops.op import ATTN_DECODE, ATTN_PREFILL, COLLECTIVE, GEMM, KV_FETCH, MEMORY, Op
+from simcore.ops.op import ATTN_DECODE, ATTN_PREFILL, COLLECTIVE, GEMM, KV_FETCH, MEMORY, ROUTING, Op
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,17 @@ class Cost:
 def gemm_compute_efficiency(system: System, m: float, dtype: str = "bf16") -> float:
     g = system.efficiency.gemm
     return g.compute_max_for(dtype) * m / (m + g.m_half)
+
+
+GROUPED_TILE = 128  # output rows and columns of one grouped-GEMM tile (CUTLASS / Triton MoE kernels)
+
+
+def grouped_gemm_waves(system: System, shape: tuple) -> int:
+    """Rounds of output tiles each SM works through in a grouped (MoE) GEMM of `active` experts,
+    each M x N: no split-K, so a thin slice (small N or K per GPU) still costs a tile per 128 columns."""
+    m, n, _, active = shape
+    tiles = math.ceil(active - 1e-9) * math.ceil(m / GROUPED_TILE) * math.ceil(n / GROUPED_TILE)
+    return math.ceil(tiles / system.gpu.sm_count)
 
 
 def prefill_attention_efficiency(system: System, tiles: float, seq: float) -> float:
@@ -65,7 +77,7 @@ class Pricer:
         eff = sys.efficiency
         floor = 0.0
         if op.kernel:
-            floor = eff.elementwise_floor if op.family == MEMORY else eff.kernel_floor
+            floor = {MEMORY: eff.elementwise_floor, ROUTING: eff.moe_layer_floor}.get(op.family, eff.kernel_floor)
         if op.family == COLLECTIVE:
             t = collective_time(op.collective, op.bytes, op.group, sys, op.inter_node, self.custom_all_reduce)
             return Cost(0.0, t, floor)
@@ -74,8 +86,10 @@ class Pricer:
         bw = sys.gpu.memory.bandwidth
         peak = sys.gpu.peak_flops(op.dtype) if op.flops else 1.0
         if op.family == GEMM:
-            m, _, _ = op.shape
+            m = op.shape[0]
             c = op.flops / (peak * gemm_compute_efficiency(sys, m, op.dtype))
+            if len(op.shape) == 4 and op.kernel:  # grouped over experts: each output tile's fixed cost
+                floor += grouped_gemm_waves(sys, op.shape) * eff.moe_tile_us * 1e-6
             return Cost(c, op.bytes / (bw * eff.gemm.memory), floor)
         if op.family == ATTN_PREFILL:
             tiles, seq = op.shape

@@ -77,7 +77,7 @@ def memory_per_gpu(run: Run, batch: int, prompt: int, context: int) -> MemoryPer
     host_cache = 0.0
     for stage, layers in enumerate(stage_layers(m.layers, p.pp)):
         weights = stage_weight_bytes(run, stage)
-        cache = kv_bytes(m, batch, context, run.kv_dtype, p.tp, layers)
+        cache = kv_bytes(m, -(-batch // p.attention_dp), context, run.kv_dtype, p.tp, layers)  # per attention rank
         if on_host:  # the cache lives in host memory
             host_cache, cache = max(host_cache, cache), 0.0
         acts = stage_activation_bytes(run, stage, Pass("prefill", batch, prompt), batch)

@@ -54,7 +54,7 @@ def stage_weight_bytes(run: Run, stage: int, expert_align: int = 1, rope_cache: 
     (vocab / tp) on the last. rope_cache: add the engine's rotary cos/sin table (vLLM keeps one
     buffer of max_position x head_dim in the model dtype)."""
     m, p = run.model, run.par
-    shard = Sharding(tp=p.tp, ep=p.ep, dp=p.dp)
+    shard = Sharding.of(p)
     q = m.quantization
     block = q.block if q else None
     fp8_ckpt = q is not None and q.method == "fp8"

@@ -23,9 +23,11 @@ from simcore.ops.op import (
     KV_FETCH,
     KV_STORE,
     MEMORY,
+    ROUTING,
     Op,
     nbytes,
 )
+from simcore.ops.routing import busiest_rank_factor
 from simcore.ops.passes import Batch, Group, Pass, as_batch, crosses_node, stage_layers
 
 FLASH_TILE = 128  # query rows per FlashAttention thread block
@@ -51,14 +53,16 @@ class StageBuilder:
         p = run.par
         self.stage = stage
         self.layers = stage_layers(self.m.layers, p.pp)[stage]
-        self.shard = Sharding(tp=p.tp, ep=p.ep, dp=p.dp)
+        self.shard = Sharding.of(p)
+        self.adp = p.attention_dp
         self.act = run.act_dtype
         self.a = nbytes(run.act_dtype)
         self.kv = nbytes(run.kv_dtype)
-        per_node = run.system.cluster.gpus_per_node
-        first_gpu = stage * p.tp
+        per_node = self.per_node = run.system.cluster.gpus_per_node
+        first_gpu = stage * p.tp * p.attention_dp
         self.tp_inter = crosses_node(run, first_gpu, p.tp)
-        self.ep_inter = p.tp * p.dp > per_node
+        self.moe_group = p.tp * p.dp * p.attention_dp  # GPUs of one stage that share the experts (with ep > 1)
+        self.ep_inter = self.moe_group > per_node
         self.next_inter = stage + 1 < p.pp and crosses_node(run, first_gpu + p.tp - 1, 2)
         self.kv_tier = run.experiment.inference.kvcache_type
         self._memo: dict[Pass, list[Op]] = {}
@@ -73,11 +77,12 @@ class StageBuilder:
         """`tokens` rows through `lin`; for routed experts, `routed_tokens` of the whole group."""
         wb = nbytes(lin.dtype)
         if lin.routed:
-            rows = routed_tokens * self.m.experts_per_token // self.shard.ep
-            active = lin.experts * (1 - (1 - self.m.experts_per_token / self.m.num_experts) ** routed_tokens)
+            rows, active = self.routed(lin, routed_tokens)
             per_expert = max(1.0, rows / max(active, 1e-9))
+            shape = (per_expert, lin.n, lin.k, active)  # grouped GEMM: M x N x K per active expert
         else:
             rows, active, per_expert = tokens, 1.0, tokens
+            shape = (per_expert, lin.n, lin.k)
         weights = active * lin.k * lin.n * wb
         acts = rows * (lin.k + lin.n) * self.a
         return Op(
@@ -85,10 +90,19 @@ class StageBuilder:
             flops=2.0 * rows * lin.k * lin.n,
             bytes=weights + acts,
             dtype=self.compute_dtype(lin.dtype),
-            shape=(per_expert, lin.n, lin.k),
+            shape=shape,
             weight_bytes=weights,
             act_bytes=acts,
         )
+
+    def routed(self, lin: Linear, tokens: int) -> tuple[float, float]:
+        """(rows, experts that get any) on the busiest expert-parallel rank when `tokens` are routed
+        top-k over the group: it behaves like an average rank of a busier step, tokens x imbalance."""
+        k, ep = self.m.experts_per_token, self.shard.ep
+        busy = busiest_rank_factor(tokens, k, ep)
+        rows = tokens * k / ep * busy
+        active = lin.experts * (1 - (1 - k / self.m.num_experts) ** (tokens * busy))
+        return rows, min(active, rows)
 
     def elementwise(self, name: str, layer: int, nbytes_: float, kind: str = COMPUTE) -> Op:
         return Op(name, kind, MEMORY, layer, bytes=nbytes_, dtype=self.act, act_bytes=nbytes_)
@@ -187,9 +201,11 @@ class StageBuilder:
                   weight_bytes=weights, act_bytes=acts)
 
     # -- MLP / MoE ---------------------------------------------------------------------
-    def mlp(self, layer: int, b: Batch) -> list[Op]:
+    def mlp(self, layer: int, b: Batch, whole: Batch | None = None) -> list[Op]:
+        """`b`: this attention rank's sequences; `whole`: the replica's (differs with attention_dp)."""
         m, t, a = self.m, b.tokens, self.a
         p = self.run.par
+        whole = whole or b
         lins = mlp_linears(m, layer, self.shard, self.run.weight_dtype, self.run.expert_dtype)
         by = {l.name: l for l in lins}
         ops: list[Op | None] = [self.elementwise("post_attn_norm", layer, 4 * t * m.hidden * a)]
@@ -198,25 +214,49 @@ class StageBuilder:
             ops += [self.gemm(up, t, layer), self.elementwise("act_fn", layer, 3 * t * down.k * a),
                     self.gemm(down, t, layer), self.tp_all_reduce("mlp_all_reduce", layer, t)]
             return [op for op in ops if op is not None]
-        group_tokens = t * p.dp if p.ep > 1 else t  # tokens routed to this GPU's expert set
+        # tokens routed to this GPU's expert set: with ep > 1 every replica's (and attention rank's) tokens
+        group_tokens = whole.tokens * p.dp if p.ep > 1 else whole.tokens
         routed = t * m.experts_per_token * m.hidden * a
         ops.append(self.gemm(by["router"], t, layer))
         ops.append(self.elementwise("topk", layer, t * m.num_experts * 4))
-        a2a = p.ep > 1 and p.dp > 1
+        spread = p.ep > 1 and p.dp * self.adp > 1  # experts on ranks that do not hold these tokens
+        a2a = spread and self.run.experiment.engine.moe_dispatch == "all_to_all"
+        # attention DP with experts sliced over all of the replica's GPUs (no EP), or vLLM's
+        # allgather_reducescatter EP backend: every GPU gathers the other ranks' tokens, runs its
+        # experts (or expert slices) on them, and reduce-scatters the outputs
+        gathered = not a2a and (self.adp > 1 or spread)
+        # the gather runs among the ranks holding different tokens: every GPU of the replica for
+        # sliced experts, the DP group (one GPU per attention / DP rank) for vLLM's EP backend
+        group = p.dp * self.adp if spread else p.tp * self.adp
+        span = self.moe_group if spread else group  # GPUs the gather's ranks are spread over
         if a2a:
-            ops.append(self.collective("moe_dispatch", "all_to_all", layer, routed / p.tp, p.tp * p.dp, self.ep_inter))
+            ops.append(self.collective("moe_dispatch", "all_to_all", layer, routed / p.tp, self.moe_group, self.ep_inter))
+        if gathered:
+            size = whole.tokens * (p.dp if spread else 1) * m.hidden * a
+            ops.append(self.collective("moe_all_gather", "all_gather", layer, size, group, span > self.per_node))
         up, down = by["experts_gate_up"], by["experts_down"]
+        rows, _ = self.routed(down, group_tokens)
+        # the expert GEMMs gather their rows by index (fused MoE kernels), so what moves here is the
+        # activation quantization when the experts compute in fp8/int8 (the layer's tokens, and the
+        # intermediate rows) and the weighted sum of each token's top-k output rows; one chain of
+        # small kernels per layer (moe_layer_us)
+        quant = nbytes(self.compute_dtype(up.dtype)) if self.compute_dtype(up.dtype) != self.act else 0.0
+        quantized = (t * m.hidden + rows * down.k) * (a + quant) if quant else 0.0
+        moved = quantized + (rows + t) * m.hidden * a
+        ops.append(Op("moe_permute", COMPUTE, ROUTING, layer, bytes=moved, dtype=self.act, act_bytes=moved))
         ops.append(self.gemm(up, t, layer, routed_tokens=group_tokens))
-        rows = group_tokens * m.experts_per_token // p.ep
         ops.append(self.elementwise("experts_act_fn", layer, 3 * rows * down.k * a))
         ops.append(self.gemm(down, t, layer, routed_tokens=group_tokens))
         if a2a:
-            ops.append(self.collective("moe_combine", "all_to_all", layer, routed / p.tp, p.tp * p.dp, self.ep_inter))
+            ops.append(self.collective("moe_combine", "all_to_all", layer, routed / p.tp, self.moe_group, self.ep_inter))
+        if gathered:
+            size = whole.tokens * (p.dp if spread else 1) * m.hidden * a
+            ops.append(self.collective("moe_reduce_scatter", "reduce_scatter", layer, size, group, span > self.per_node))
         if "shared_gate_up" in by:
             sup, sdown = by["shared_gate_up"], by["shared_down"]
             ops += [self.gemm(sup, t, layer), self.elementwise("shared_act_fn", layer, 3 * t * sdown.k * a),
                     self.gemm(sdown, t, layer)]
-        if not a2a or p.tp > 1:
+        if (p.tp > 1 and spread) or not (a2a or gathered):  # sum the TP peers' experts' outputs
             ops.append(self.tp_all_reduce("moe_all_reduce", layer, t))
         return [op for op in ops if op is not None]
 
@@ -234,8 +274,17 @@ class StageBuilder:
             out += self.layer_ops(layer, b)
         return out + self.epilogue(b)
 
+    def local(self, b: Batch) -> Batch:
+        """The busiest attention-DP rank's share of the replica's batch: sequences are dealt round
+        robin over the ranks (as SGLang's and vLLM's DP dispatchers balance them), so rank 0 gets
+        every adp-th one. All ranks step together, so the step lasts as long as this rank's."""
+        if self.adp == 1:
+            return b
+        return split_batch(b, self.adp)
+
     def layer_ops(self, layer: int, b: Batch) -> list[Op]:
-        return self.attention(layer, b) + self.mlp(layer, b)
+        mine = self.local(b)
+        return self.attention(layer, mine) + self.mlp(layer, mine, b)
 
     def layer_classes(self) -> list[tuple[int, int]]:
         """(first layer, count) per class of this stage's layers whose ops are identical but for the
@@ -247,14 +296,21 @@ class StageBuilder:
         return [(layer, count) for layer, count in first.values()]
 
     def prologue(self, b: Batch) -> list[Op]:
+        b = self.local(b)
         m, t, a = self.m, b.tokens, self.a
         if self.stage != 0:
             return []
         out = [self.elementwise("embedding", -1, 2 * t * m.hidden * a),
                self.tp_all_reduce("embedding_all_reduce", -1, t)]
+        if self.adp > 1:
+            # attention-DP ranks agree on each step's token counts before the MoE collectives
+            # (vLLM's DPMetadata all-reduce, SGLang's DP-attention gather of batch sizes)
+            out.append(self.collective("dp_sync", "all_reduce", -1, 8 * self.adp, self.adp,
+                                       self.run.par.tp * self.adp > self.per_node))
         return [op for op in out if op is not None]
 
     def epilogue(self, b: Batch) -> list[Op]:
+        b = self.local(b)
         m, t, a = self.m, b.tokens, self.a
         p = self.run.par
         out: list[Op | None] = []
@@ -268,6 +324,17 @@ class StageBuilder:
         else:
             out.append(self.collective("pp_send", "send_recv", self.layers[-1], t * m.hidden * a, 2, self.next_inter))
         return [op for op in out if op is not None]
+
+
+def split_batch(b: Batch, ranks: int) -> Batch:
+    """Rank 0's share when the batch's sequences, in order, are dealt round robin over `ranks`."""
+    groups, start = [], 0
+    for g in b.groups:
+        mine = (start + g.seqs + ranks - 1) // ranks - (start + ranks - 1) // ranks  # i in [start, start+seqs), i % ranks == 0
+        if mine:
+            groups.append(Group(g.phase, mine, g.new, g.past))
+        start += g.seqs
+    return Batch(tuple(groups), emitting=-(-b.emitting // ranks))
 
 
 def stage_ops(run: Run, stage: int, ps: Pass | Batch) -> list[Op]:

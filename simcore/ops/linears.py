@@ -10,15 +10,23 @@ from simcore.ops.kv import kv_heads_per_gpu
 
 @dataclass(frozen=True)
 class Sharding:
-    """How a pipeline stage's GPUs split one layer: tp for attention and dense MLPs, ep x moe_tp for experts."""
+    """How a pipeline stage's GPUs split one layer: tp for attention and dense MLPs, ep x moe_tp for experts.
+
+    adp: attention data-parallel ranks of one replica; its tp x adp GPUs share the experts.
+    """
 
     tp: int = 1
     ep: int = 1
     dp: int = 1
+    adp: int = 1
+
+    @staticmethod
+    def of(par) -> "Sharding":
+        return Sharding(tp=par.tp, ep=par.ep, dp=par.dp, adp=par.attention_dp)
 
     @property
     def moe_tp(self) -> int:
-        return self.tp * self.dp // self.ep if self.ep > 1 else self.tp
+        return self.tp * self.dp * self.adp // self.ep if self.ep > 1 else self.tp * self.adp
 
 
 @dataclass(frozen=True)

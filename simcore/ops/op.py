@@ -20,6 +20,7 @@ DTYPE_BYTES = {
 # Op kinds (the graph's node kinds) and families (which efficiency curve prices them).
 COMPUTE, COMM, KV_STORE, KV_FETCH = "compute", "comm", "kv_cache_store", "kv_cache_fetch"
 GEMM, ATTN_PREFILL, ATTN_DECODE, MEMORY, COLLECTIVE = "gemm", "attn_prefill", "attn_decode", "memory", "collective"
+ROUTING = "routing"  # a MoE layer's token permute / combine chain: memory-bound, with its own fixed cost
 
 
 def nbytes(dtype: str) -> float:
@@ -32,7 +33,8 @@ class Op:
 
     bytes: all HBM traffic of the op (reads + writes). For kv_cache_* ops `kv_bytes` is the
     part of it that is KV cache; attention never carries the cache bytes its fetch op carries.
-    shape: what the efficiency curve needs: gemm (M, N, K); attn_prefill (tiles, S_q);
+    shape: what the efficiency curve needs: gemm (M, N, K), grouped over experts (M, N, K, active
+    experts) with M per expert; attn_prefill (tiles, S_q);
     attn_decode (B, heads, L); collective (algorithm scope, group size).
     kernel: False for work that runs inside another op's kernel (the decode KV fetch is the
     memory stream of the attention kernel), so it pays no launch floor of its own.

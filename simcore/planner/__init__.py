@@ -2,7 +2,7 @@
 
     from simcore.planner import ModelArchitecture, KVCacheDetail, find_gpu_recommendations
 
-Names load on first use: simcore.engine imported simcore.planner.memory (now simcore.memory), and the recommender
+Names load on first use: simcore.engine imported simcore.memory (now simcore.memory), and the recommender
 imports the engine, so importing everything here eagerly would be circular.
 """
 

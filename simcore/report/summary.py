@@ -20,7 +20,7 @@ def summary(res: StaticResult) -> dict:
     p, wl = run.par, e.workload
     steps = res.step_times
     sequences = wl.batch_size * p.dp
-    ranks_per_stage = p.tp * p.dp  # every rank of a stage moves its own share of the cache
+    ranks_per_stage = p.tp * p.dp * p.attention_dp  # every rank of a stage moves its own share of the cache
     mem = res.memory
     return {
         "simcore_version": __version__,
@@ -30,7 +30,8 @@ def summary(res: StaticResult) -> dict:
         "hardware": run.system.gpu.name,
         "cluster": run.system.cluster.name,
         "efficiency_profile": profile_record(run.system.efficiency, run.system.gpu.name),
-        "parallelism": {"tp": p.tp, "pp": p.pp, "dp": p.dp, "ep": p.ep, "gpus": run.gpus},
+        "parallelism": {"tp": p.tp, "pp": p.pp, "dp": p.dp, "ep": p.ep,
+                        "attention_dp": p.attention_dp, "gpus": run.gpus},
         "precision": {
             "weights": run.weight_dtype,
             "experts": run.expert_dtype,

@@ -22,7 +22,8 @@ def summary_table(s: dict) -> Table:
     t.add_column(justify="right")
     p, w, d, m = s["parallelism"], s["workload"], s["decode_step_s"], s["memory_per_gpu_bytes"]
     rows = [
-        ("parallelism", f"tp {p['tp']}  pp {p['pp']}  dp {p['dp']}  ep {p['ep']}"),
+        ("parallelism", f"tp {p['tp']}  pp {p['pp']}  dp {p['dp']}  ep {p['ep']}"
+                        + (f"  attention_dp {p['attention_dp']}" if p.get("attention_dp", 1) > 1 else "")),
         ("precision", "weights {weights}, experts {experts}, activations {activations}, KV {kv_cache}".format(**s["precision"])),
         ("workload", f"batch {w['batch_size']}, prompt {w['prompt_tokens']}, output {w['output_tokens']}"),
         ("engine", f"{s['mode']} mode, overlap {s['overlap_policy']}, {s['events_simulated']:,} events on "

@@ -62,7 +62,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     prefetch = get_prefetch_policy(cfg.host_tier.prefetch)
     dis = cfg.disaggregation.enabled
     budget = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size)
-    blocks = budget.blocks()
+    blocks = budget.blocks() * run.par.attention_dp  # each attention-DP rank caches its own sequences
     if blocks <= 0 and not dis:
         raise SimcoreError(f"{run.model.name} leaves no room for a KV block on {run.system.gpu.name} at tp "
                            f"{run.par.tp} pp {run.par.pp}; raise tp or pp, or quantize")

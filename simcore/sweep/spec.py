@@ -20,7 +20,7 @@ from simcore.errors import SimcoreError, close_matches
 
 TOP_LEVEL = ("name", "description", "base", "set", "grid", "zip", "points", "filters")
 NAMED_FILTERS = ("allowed_tp", "valid", "fits")
-DERIVED = {"gpus": "parallelism.tp * parallelism.pp * parallelism.dp"}  # names an expr may use besides fields
+DERIVED = {"gpus": "parallelism.tp * parallelism.pp * parallelism.dp * parallelism.attention_dp"}  # names an expr may use besides fields
 
 
 @dataclass(frozen=True)

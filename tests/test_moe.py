@@ -1,0 +1,76 @@
+"""MoE pricing: the busiest expert-parallel rank, against hand-computed expectations."""
+
+import pytest
+
+from simcore.ops.builder import StageBuilder
+from simcore.ops.passes import decode
+from simcore.ops.routing import busiest_rank_factor, expected_max_load
+from tests.helpers import make_run
+
+
+def test_expected_max_load_of_tiny_multinomials_by_hand():
+    # 2 assignments on 2 ranks: (2,0) or (0,2) w.p. 1/2 -> max 2; (1,1) w.p. 1/2 -> max 1
+    assert expected_max_load(2, 2) == pytest.approx(1.5)
+    # 3 on 2: (3,0),(0,3) w.p. 2/8 -> 3; otherwise 2
+    assert expected_max_load(3, 2) == pytest.approx(3 * 2 / 8 + 2 * 6 / 8)
+    # 2 on 3 ranks: same rank w.p. 1/3 -> 2, else 1
+    assert expected_max_load(2, 3) == pytest.approx(2 * 1 / 3 + 1 * 2 / 3)
+    assert expected_max_load(5, 1) == 5.0 and expected_max_load(0, 4) == 0.0
+
+
+def test_normal_approximation_continues_the_exact_values():
+    # across the switch from the exact sum to mean + sd x E[max of m normals] + 1/2
+    below, above = expected_max_load(64, 8), expected_max_load(65, 8)
+    assert below < above < below * 1.03
+    assert expected_max_load(10_000, 8) == pytest.approx(1250 + 33.07 * 1.4236 + 0.5, rel=2e-3)
+
+
+def test_imbalance_fades_with_many_tokens_and_vanishes_without_ep():
+    assert busiest_rank_factor(1, 8, 1) == 1.0
+    small, large = busiest_rank_factor(4, 8, 8), busiest_rank_factor(4096, 8, 8)
+    assert small > 1.5 and 1.0 < large < 1.05
+
+
+def test_ep_prices_the_busiest_rank():
+    # mixtral top-2 of 8 experts, ep 2 (4 experts per GPU), one decode token: 2 assignments on 2 ranks,
+    # E[max] = 1.5 rows on the busiest rank; it behaves like an average rank seeing 1.5 tokens:
+    # 4 x (1 - (1 - 2/8)^1.5) experts read
+    run = make_run("mixtral-8x7b", batch=1, prompt=8, output=2, parallelism={"tp": 2, "ep": 2})
+    ops = {op.name: op for op in StageBuilder(run, 0).ops(decode(1, past=8)) if op.layer == 0}
+    up = ops["experts_gate_up"]
+    active = 4 * (1 - 0.75 ** 1.5)
+    assert up.flops == pytest.approx(2 * 1.5 * 4096 * 2 * 14336)
+    assert up.weight_bytes == pytest.approx(active * 4096 * 2 * 14336 * 2)
+
+
+def test_moe_permute_moves_the_routed_rows_and_pays_the_fixed_chain_cost():
+    # mixtral bf16, one decode token, top-2: the combine reads the 2 expert output rows of 4096 x bf16
+    # and writes 1; no quantization (bf16 experts)
+    from simcore.cost.roofline import Pricer
+
+    run = make_run("mixtral-8x7b", batch=1, prompt=8, output=2)
+    ops = {op.name: op for op in StageBuilder(run, 0).ops(decode(1, past=8)) if op.layer == 0}
+    op = ops["moe_permute"]
+    assert op.bytes == 3 * 4096 * 2
+    eff = run.system.efficiency
+    assert eff.moe_layer_us > 0
+    expected = op.bytes / (3350e9 * eff.memory) + eff.moe_layer_us * 1e-6
+    assert Pricer(run.system).time(op) == pytest.approx(expected)
+
+
+def test_grouped_gemm_tile_rounds_by_hand():
+    # DeepSeek-V3 down projection on 8 GPUs, ~31 active experts at decode batch 4: sliced over tp 8 each GPU
+    # holds K = 256 of every expert and writes N = 7168: 31 x 56 tiles = 1736 -> 14 rounds on 132 SMs;
+    # a whole-expert EP rank with 7 active experts: 7 x 56 = 392 tiles -> 3 rounds
+    from simcore.config.hardware import load_system
+    from simcore.cost.roofline import Pricer, grouped_gemm_waves
+    from simcore.ops.op import Op
+
+    h100 = load_system("h100-sxm")
+    assert grouped_gemm_waves(h100, (1.0, 7168, 256, 31.0)) == 14
+    assert grouped_gemm_waves(h100, (1.0, 7168, 2048, 7.0)) == 3
+    assert grouped_gemm_waves(h100, (300.0, 256, 7168, 2.0)) == 1  # 2 x 3 x 2 tiles
+    eff = h100.efficiency.model_copy(update={"moe_tile_us": 1.5})
+    sys_ = h100.model_copy(update={"efficiency": eff})
+    op = Op("experts_down", "compute", "gemm", 0, flops=2.0, bytes=1.0, dtype="bf16", shape=(1.0, 7168, 256, 31.0))
+    assert Pricer(sys_).cost(op).floor_s == pytest.approx(eff.kernel_floor_us * 1e-6 + 14 * 1.5e-6)
