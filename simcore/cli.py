@@ -149,6 +149,9 @@ def parser() -> argparse.ArgumentParser:
 
     register_planner(sub)
     register_sweep(sub)
+    from simcore.ui import register as register_ui
+
+    register_ui(sub)
     return p
 
 

@@ -275,14 +275,35 @@ def _estimate(j: _Job) -> Candidate:
     c.estimated_replicas = r
     gpus = r * j.tp * j.pp
     price = load_gpu(j.gpu).cost_per_hour_usd
-    c.estimated_cost_per_million_output_tokens_usd = gpus * price / (r * per_replica * osl * 3600) * 1e6
+    served = r * per_replica  # requests/s the replicas could serve; the offered load caps what they do serve
+    if j.load.rate is not None:
+        served = min(served, j.load.rate)
+    elif j.load.concurrency is not None:
+        served = min(served, j.load.concurrency / full.e2e_s)
+    c.estimated_cost_per_million_output_tokens_usd = gpus * price / (served * osl * 3600) * 1e6
     if r > j.rmax:
         return _reject(c, "replicas", f"needs about {r} replicas ({gpus} GPUs, static estimate of "
                        f"{per_replica:.2f} requests/s per replica), over the GPU limit", "estimate")
     return c
 
 
-def _serving_run(j: _Job, r: int) -> tuple[dict, object]:
+def serve_deployment(model: str, gpu: str, *, tp: int = 1, pp: int = 1, ep: int = 1, replicas: int = 1,
+                     rate: float | None = None, concurrency: int | None = None, input_len: int = 1024,
+                     output_len: int = 128, input_cv: float = 0.0, output_cv: float = 0.0, requests: int = 400,
+                     kv_dtype: str = "auto", max_num_batched_tokens: int = 8192, max_num_seqs: int = MAX_NUM_SEQS,
+                     gpu_mem_util: float = 0.9, weights: str = "auto", seed: int = 0):
+    """One deployment's serving run, as the search prices it (one replica at rate / replicas), with
+    its time series kept: a ServingResult (summary, metrics with .series)."""
+    if (rate is None) == (concurrency is None):
+        raise SimcoreError("load: give exactly one of rate (requests/s) or concurrency (clients)")
+    lengths = Lengths(positive("input_len", input_len), positive("output_len", output_len), input_cv, output_cv)
+    j = _Job(str(model), gpu, tp, pp, ep, kv_dtype, max_num_batched_tokens, weights, gpu_mem_util, max_num_seqs,
+             Load(rate, concurrency, requests=positive("requests", requests), seed=seed), lengths, lengths.longest,
+             (), replicas)
+    return _serving_run(j, replicas, keep_series=True)
+
+
+def _serving_run(j: _Job, r: int, keep_series: bool = False):
     """One serving run: one replica at rate / r (or ceil(concurrency / r) clients), or the whole
     trace over r replicas."""
     lo = j.lengths
@@ -302,8 +323,8 @@ def _serving_run(j: _Job, r: int) -> tuple[dict, object]:
             "serving": {"max_num_batched_tokens": j.mnbt, "max_num_seqs": j.max_num_seqs}}
     from simcore.serving.simulate import simulate
 
-    res = simulate(resolve(experiment_from_dict(data, source="recommend")))
-    return res.summary, res.metrics
+    res = simulate(resolve(experiment_from_dict(data, source="recommend")), keep_series=keep_series)
+    return res if keep_series else (res.summary, res.metrics)
 
 
 def _judge(j: _Job, r: int) -> dict:
