@@ -156,3 +156,28 @@ def test_the_seed_example_runs_with_only_its_import_line_changed(hub, capsys):
     assert capsys.readouterr().out.splitlines() == [
         "Attention Type: GQA", "Per-Token Memory: 131072 bytes", "Per-Request KV Cache: 0.54 GB",
         "Total Batch KV Cache: 2.15 GB"]
+
+
+SEED_ANALYSIS = '''
+from simcore.planner import ModelArchitecture
+
+model = ModelArchitecture("meta-llama/Llama-3.1-70B")
+kv_detail_2k = model.get_kv_cache_detail(context_length=2048)
+kv_detail_4k = model.get_kv_cache_detail(context_length=4096)
+print(f"Model: {model.model_id}")
+print(f"Attention Type: {kv_detail_2k.attention_type}")
+print(f"KV Data Type: {kv_detail_2k.kv_data_type}")
+print(f"Per-Token Memory: {kv_detail_2k.per_token_memory_bytes} bytes\\n")
+print(f"  Per-Request KV Cache: {kv_detail_2k.per_request_kv_cache_gb:.3f} GB")
+print(f"  Batch Size 8: {kv_detail_4k.kv_cache_size_gb * 8:.2f} GB\\n")
+'''
+
+
+def test_the_seed_detailed_analysis_example_runs(hub, capsys):
+    """The seed's 'Example: Detailed Model Analysis' (its fields, 70B): 80 x 2 x 8 x 128 x 2 = 327,680 B per
+    token; 2,048 tokens = 0.671 GB; 4,096 tokens x 8 = 10.74 GB."""
+    exec(compile(SEED_ANALYSIS, "seed", "exec"), {})
+    out = capsys.readouterr().out
+    for line in ("Model: llama-3.1-70b", "Attention Type: GQA", "KV Data Type: bf16", "Per-Token Memory: 327680 bytes",
+                 "Per-Request KV Cache: 0.671 GB", "Batch Size 8: 10.74 GB"):
+        assert line in out, (line, out)

@@ -121,6 +121,11 @@ def test_cli_closed_loop_concurrency(cli):
     (["--rate", "1", "--trace", "/nonexistent.csv"], "load"),
     (["--trace", "/nonexistent.csv"], "trace"),
     (["--rate", "1", "--kv-dtypes", "fp8,int3"], "kv_dtype"),
+    (["--rate", "1", "--seed", "-1"], "seed"),
+    (["--rate", "1", "--arrival", "gamma", "--arrival-cv", "0"], "arrival_cv"),
+    (["--rate", "1", "--requests", "0"], "requests"),
+    (["--rate", "1", "--input-cv", "nan"], "input_cv"),
+    (["--rate", "1", "--batched-tokens", "8k"], "batched_tokens"),
 ])
 def test_serving_bad_input_is_one_line(bad, extra, contains):
     bad("recommend", "--model", "llama-3.2-1b", "--input-len", "64", "--output-len", "8", "--gpus", "l4", *extra,

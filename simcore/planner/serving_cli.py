@@ -86,6 +86,11 @@ def serving_command(args, bar) -> int:
     from simcore.planner.serving_search import summary_line
 
     console.print(summary_line(rec) + ("" if args.show_rejected else " (--show-rejected lists them all)"))
+    from simcore.config.hardware import calibration_note
+
+    note = calibration_note(sorted({o.gpu for o in rec.options[: args.top]}))
+    if note:
+        console.print(f"timings: {note}", style="dim")
     console.print(rejected_table(rec, None if args.show_rejected else 8))
     console.print(pareto_table(rec))
     d = rec.deployment()

@@ -443,6 +443,10 @@ def recommend_serving(model, *, input_len: int, output_len: int, rate: float | N
         positive("concurrency", concurrency)
     if arrival not in PROCESSES:
         raise SimcoreError(f"arrival: {arrival!r}: allowed {', '.join(PROCESSES)}")
+    if isinstance(arrival_cv, bool) or not isinstance(arrival_cv, (int, float)) or not 0 < arrival_cv <= 100:
+        raise SimcoreError(f"arrival_cv: {arrival_cv!r}: must be a coefficient of variation > 0 (1: Poisson-like)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise SimcoreError(f"seed: {seed!r}: must be a whole number >= 0")
     if trace is not None and not os.path.isfile(trace):
         raise SimcoreError(f"trace: {trace!r}: no such file; give a CSV or JSONL of arrival_s, prompt_tokens, "
                            f"output_tokens")
