@@ -221,7 +221,8 @@ def parse_config(raw: dict, name: str, source: str) -> ModelSpec:
 def load_model(name: str) -> ModelSpec:
     """A catalog name (models/<name>.json), a path to any config.json, or a Hugging Face id
     (simcore/config/hf.py: the catalog's ids, the local HF cache, or a download of config.json)."""
-    hf = None if Path(name).expanduser().exists() or name.endswith(".json") else resolve_hf(name)
+    local = Path(name).expanduser()
+    hf = None if local.exists() or local.parent.is_dir() or name.endswith(".json") else resolve_hf(name)
     path = hf[0] if hf else resolve("model", "models", ".json", name)
     try:
         raw = json.loads(Path(path).read_text())
