@@ -130,3 +130,18 @@ def test_cli_closed_loop_concurrency(cli):
 def test_serving_bad_input_is_one_line(bad, extra, contains):
     bad("recommend", "--model", "llama-3.2-1b", "--input-len", "64", "--output-len", "8", "--gpus", "l4", *extra,
         contains=[contains])
+
+
+def test_a_goodput_target_needs_that_share_of_requests_within_every_slo():
+    """Lognormal lengths give a latency tail: medians within the SLOs leave some requests outside them."""
+    kw = dict(gpus="h100-sxm", rate=30, input_len=512, output_len=64, input_cv=1.5, output_cv=1.0, max_gpus=4,
+              requests=150, workers=1, ttft_slo="p50:0.05", tpot_slo="p50:0.01")
+    loose = {(o.tp, o.pp): o for o in recommend_serving("llama-3.1-8b", **kw).options}
+    assert loose[(1, 1)].replicas == 1 and loose[(1, 1)].goodput < 0.9
+    strict = recommend_serving("llama-3.1-8b", goodput=0.9, **kw)
+    assert strict.request["goodput_target"] == 0.9
+    assert all(o.goodput >= 0.9 for o in strict.options)
+    tight = {(o.tp, o.pp): o for o in strict.options}
+    assert tight[(1, 1)].replicas > 1  # the target costs replicas the medians alone did not
+    with pytest.raises(SimcoreError, match="goodput"):
+        recommend_serving("llama-3.1-8b", goodput=1.5, **kw)

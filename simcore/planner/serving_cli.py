@@ -26,6 +26,8 @@ def add_flags(r: argparse.ArgumentParser) -> None:
                    "a percentile SLO)")
     g.add_argument("--input-cv", type=float, default=0.0, help="prompt lengths lognormal with this CV (0: fixed)")
     g.add_argument("--output-cv", type=float, default=0.0, help="output lengths lognormal with this CV (0: fixed)")
+    g.add_argument("--goodput", type=float,
+                   help="least fraction of requests meeting every SLO threshold at once (e.g. 0.9)")
     g.add_argument("--requests", type=int, default=400, help="requests per serving run (default 400)")
     g.add_argument("--seed", type=int, default=0, help="workload seed (default 0)")
     g.add_argument("--kv-dtypes", help="KV dtypes to search, comma-separated (default: --kv-dtype)")
@@ -39,7 +41,7 @@ def add_flags(r: argparse.ArgumentParser) -> None:
 def serving_mode(args) -> bool:
     from simcore.planner.serving_search import is_percentile
 
-    return bool(args.rate is not None or args.trace or args.serving
+    return bool(args.rate is not None or args.trace or args.serving or args.goodput is not None
                 or is_percentile(args.ttft_slo) or is_percentile(args.tpot_slo))
 
 
@@ -70,7 +72,7 @@ def serving_command(args, bar) -> int:
             batched_tokens=_list("batched_tokens", args.batched_tokens, args.max_num_batched_tokens, int),
             weights=args.weights, gpu_mem_util=args.gpu_mem_util, max_num_seqs=args.max_num_seqs,
             requests=args.requests, seed=args.seed, simulate_top=args.simulate_top, exhaustive=args.exhaustive,
-            progress=bar)
+            progress=bar, goodput=args.goodput)
     finally:
         bar.close()
     if args.plot:

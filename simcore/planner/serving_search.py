@@ -153,6 +153,7 @@ class Candidate:
     ttft_s: float | None = None  # at the TTFT SLO's percentile (p90 without one)
     tpot_s: float | None = None  # at the TPOT SLO's percentile (p90 without one)
     latency: dict | None = None  # ttft_s / tpot_s / e2e_s: mean, p50, p90, p99 of the chosen run
+    goodput: float | None = None  # fraction of the chosen run's requests meeting every SLO threshold
     output_tokens_per_s: float | None = None  # all replicas
     output_tokens_per_s_per_gpu: float | None = None
     cost_per_hour_usd: float | None = None
@@ -226,6 +227,7 @@ class _Job:
     slos: tuple
     rmax: int
     r0: int = 1
+    goodput: float | None = None  # least fraction of requests that must meet every SLO threshold
 
 
 def _reject(c: Candidate, check: str, reason: str, stage: str) -> Candidate:
@@ -337,7 +339,12 @@ def _judge(j: _Job, r: int) -> dict:
     ttft_at = next((t for t in j.slos if t.metric == "ttft"), SLOTarget("ttft", 90, math.inf))
     tpot_at = next((t for t in j.slos if t.metric == "tpot"), SLOTarget("tpot", 90, math.inf))
     v_ttft, v_tpot = ttft_at.of(ttft), tpot_at.of(tpot)
-    misses = [t for t, v in ((ttft_at, v_ttft), (tpot_at, v_tpot)) if v > t.seconds]
+    misses = [t.label for t, v in ((ttft_at, v_ttft), (tpot_at, v_tpot)) if v > t.seconds]
+    per_req = np.zeros(len(out))
+    per_req[multi] = tpot
+    good = float(((ttft <= ttft_at.seconds) & (per_req <= tpot_at.seconds)).sum()) / len(m.reqs.output)
+    if j.goodput is not None and good < j.goodput:
+        misses.append(f"goodput {good:.1%} < {j.goodput:.0%}")
     if j.load.rate is not None and not j.load.trace:
         tokens = j.load.rate * float(m.reqs.output.mean())  # offered: a deployment meeting the SLOs keeps up
     else:
@@ -345,7 +352,7 @@ def _judge(j: _Job, r: int) -> dict:
     gpus = r * j.tp * j.pp
     dropped = s["requests_dropped"]
     return {"replicas": r, "ok": not misses and not dropped, "ttft_s": v_ttft, "tpot_s": v_tpot,
-            "misses": [t.label for t in misses], "dropped": dropped, "dropped_reasons": s["dropped_reasons"],
+            "misses": misses, "goodput": good, "dropped": dropped, "dropped_reasons": s["dropped_reasons"],
             "output_tokens_per_s": tokens, "per_gpu": tokens / gpus,
             "latency": {k: s[k] for k in ("ttft_s", "tpot_s", "e2e_s")}}
 
@@ -381,14 +388,16 @@ def _simulate(j: _Job) -> Candidate:
         why = (f"{last['dropped']} requests dropped ({', '.join(last['dropped_reasons'])})" if last["dropped"]
                else "misses " + ", ".join(last["misses"]) + f" (simulated: TTFT {last['ttft_s']:.2f} s, "
                f"TPOT {last['tpot_s'] * 1e3:.1f} ms at those percentiles)")
-        _reject(c, "drops" if last["dropped"] else ("ttft" if "TTFT" in " ".join(last["misses"]) else "tpot"),
+        missed = " ".join(last["misses"])
+        _reject(c, "drops" if last["dropped"] else "ttft" if "TTFT" in missed else "tpot" if "TPOT" in missed
+                else "goodput",
                 f"at {max(runs)} replicas ({max(runs) * j.tp * j.pp} GPUs, the most within the limit or "
                 f"searched): {why}", "simulated")
         c.replicas = max(runs)
         return c
     best = runs[hi]
     c.replicas, c.gpus = hi, hi * j.tp * j.pp
-    c.ttft_s, c.tpot_s, c.latency = best["ttft_s"], best["tpot_s"], best["latency"]
+    c.ttft_s, c.tpot_s, c.latency, c.goodput = best["ttft_s"], best["tpot_s"], best["latency"], best["goodput"]
     c.output_tokens_per_s, c.output_tokens_per_s_per_gpu = best["output_tokens_per_s"], best["per_gpu"]
     c.cost_per_hour_usd = c.gpus * load_gpu(j.gpu).cost_per_hour_usd
     c.cost_per_million_output_tokens_usd = c.cost_per_hour_usd / (c.output_tokens_per_s * 3600) * 1e6
@@ -420,7 +429,7 @@ def recommend_serving(model, *, input_len: int, output_len: int, rate: float | N
                       batched_tokens=(8192,), weights: str = "auto", gpu_mem_util: float = 0.9,
                       max_num_seqs: int = MAX_NUM_SEQS, requests: int = 400, seed: int = 0,
                       simulate_top: int = 12, exhaustive: bool = False, progress=None,
-                      workers: int | None = None) -> ServingRecommendations:
+                      workers: int | None = None, goodput: float | None = None) -> ServingRecommendations:
     """Rank deployments of `model` for an offered load by cost per million output tokens at the
     SLOs (ttft_slo / tpot_slo: seconds, or 'p90:1.0'-style strings; a bare number is the mean).
     progress(done, total) is called as deployments settle."""
@@ -445,6 +454,9 @@ def recommend_serving(model, *, input_len: int, output_len: int, rate: float | N
         raise SimcoreError(f"arrival: {arrival!r}: allowed {', '.join(PROCESSES)}")
     if isinstance(arrival_cv, bool) or not isinstance(arrival_cv, (int, float)) or not 0 < arrival_cv <= 100:
         raise SimcoreError(f"arrival_cv: {arrival_cv!r}: must be a coefficient of variation > 0 (1: Poisson-like)")
+    if goodput is not None and (isinstance(goodput, bool) or not isinstance(goodput, (int, float))
+                                or not 0 < goodput <= 1):
+        raise SimcoreError(f"goodput: {goodput!r}: must be a fraction of requests in (0, 1], e.g. 0.9")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SimcoreError(f"seed: {seed!r}: must be a whole number >= 0")
     if trace is not None and not os.path.isfile(trace):
@@ -483,7 +495,8 @@ def recommend_serving(model, *, input_len: int, output_len: int, rate: float | N
                                                         "rules"))
                             else:
                                 jobs.append(_Job(name, g, t, p, e, kv, b, weights, gpu_mem_util, max_num_seqs, load,
-                                                 lengths, ctx, slos, max_gpus // (t * p)))
+                                                 lengths, ctx, slos, max_gpus // (t * p),
+                                                 goodput=goodput))
     total = len(rejected) + len(jobs)
     done = len(rejected)
     nproc = max(1, min(workers if workers is not None else (os.cpu_count() or 1), len(jobs) // 4))
@@ -545,7 +558,7 @@ def recommend_serving(model, *, input_len: int, output_len: int, rate: float | N
         "ttft_slo_s": next((t.seconds for t in slos if t.metric == "ttft"), None),
         "tpot_slo_s": tpot_at.seconds if tpot_at else None,
         "ttft_slo_percentile": next((t.percentile for t in slos if t.metric == "ttft"), None),
-        "tpot_slo_percentile": tpot_at.percentile if tpot_at else None,
+        "tpot_slo_percentile": tpot_at.percentile if tpot_at else None, "goodput_target": goodput,
         "max_gpus": max_gpus, "gpus_considered": names, "kv_cache_dtypes": kvs, "max_num_batched_tokens": mnbts,
         "max_num_seqs": max_num_seqs, "weights": weights, "gpu_memory_utilization": gpu_mem_util,
         "max_model_len": ctx, "exhaustive": exhaustive,
