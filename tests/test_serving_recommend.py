@@ -9,7 +9,7 @@ import pytest
 
 from simcore.errors import SimcoreError
 from simcore.planner.latency import predict
-from simcore.planner.serving_search import SLOTarget, pareto_front, parse_slo, recommend_serving
+from simcore.planner.serving_search import SLOTarget, disagg_splits, pareto_front, parse_slo, recommend_serving
 
 SMALL = dict(gpus="h100-sxm,a100-80gb-sxm", rate=2, input_len=512, output_len=64, max_gpus=8, requests=60,
              workers=1)
@@ -145,3 +145,29 @@ def test_a_goodput_target_needs_that_share_of_requests_within_every_slo():
     assert tight[(1, 1)].replicas > 1  # the target costs replicas the medians alone did not
     with pytest.raises(SimcoreError, match="goodput"):
         recommend_serving("llama-3.1-8b", goodput=1.5, **kw)
+
+
+def test_disaggregated_splits_tried_for_a_winner():
+    assert disagg_splits(1) == [] and disagg_splits(2) == [(1, 1)]
+    assert disagg_splits(3) == [(1, 1), (1, 2), (2, 1)]  # 2 replicas: 1+1; 3: a third, then half, prefilling
+    assert disagg_splits(6) == [(2, 3), (2, 4), (3, 3)]
+
+
+def test_cli_disagg_prices_prefill_decode_splits_of_the_winners(cli):
+    rc, out, _ = cli("recommend", "--model", "llama-3.1-8b", "--rate", "30", "--input-len", "2048", "--output-len",
+                     "256", "--ttft-slo", "p90:0.5", "--tpot-slo", "p99:0.03", "--gpus", "h100-sxm", "--max-gpus", "16",
+                     "--disagg", "2", "--requests", "300", "--json")
+    d = json.loads(out)
+    split = [o for o in d["recommendations"] + d["rejected"] if o["prefill_replicas"] is not None]
+    assert rc == 0 and d["disagg"] == 2 and split
+    for o in split:
+        assert o["replicas"] == o["prefill_replicas"] + o["decode_replicas"]
+        assert o["gpus"] == o["replicas"] * o["tp"] * o["pp"]
+        assert (o["status"], o["check"]) in (("ok", None), ("rejected", "disagg"))
+    colocated = [o for o in d["recommendations"] if o["prefill_replicas"] is None]
+    assert all(o["decode_replicas"] is None for o in colocated) and colocated
+
+
+def test_disagg_needs_a_rate(bad):
+    bad("recommend", "--model", "llama-3.2-1b", "--input-len", "64", "--output-len", "8", "--serving",
+        "--concurrency", "4", "--disagg", "1", contains=["disagg", "--rate"])

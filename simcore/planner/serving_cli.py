@@ -28,6 +28,8 @@ def add_flags(r: argparse.ArgumentParser) -> None:
     g.add_argument("--output-cv", type=float, default=0.0, help="output lengths lognormal with this CV (0: fixed)")
     g.add_argument("--goodput", type=float,
                    help="least fraction of requests meeting every SLO threshold at once (e.g. 0.9)")
+    g.add_argument("--disagg", type=int, default=0, metavar="N",
+                   help="also try disaggregated prefill/decode splits of the N cheapest winners (--rate only)")
     g.add_argument("--requests", type=int, default=400, help="requests per serving run (default 400)")
     g.add_argument("--seed", type=int, default=0, help="workload seed (default 0)")
     g.add_argument("--kv-dtypes", help="KV dtypes to search, comma-separated (default: --kv-dtype)")
@@ -72,7 +74,7 @@ def serving_command(args, bar) -> int:
             batched_tokens=_list("batched_tokens", args.batched_tokens, args.max_num_batched_tokens, int),
             weights=args.weights, gpu_mem_util=args.gpu_mem_util, max_num_seqs=args.max_num_seqs,
             requests=args.requests, seed=args.seed, simulate_top=args.simulate_top, exhaustive=args.exhaustive,
-            progress=bar, goodput=args.goodput)
+            progress=bar, goodput=args.goodput, disagg=args.disagg)
     finally:
         bar.close()
     if args.plot:
@@ -100,8 +102,12 @@ def serving_command(args, bar) -> int:
         from simcore.planner.deploy import commands, trtllm_config
 
         b = rec.best
+        split = ("" if b.prefill_replicas is None else
+                 f", disaggregated: {b.prefill_replicas} prefill-only + {b.decode_replicas} decode-only, linked by "
+                 f"the engine's KV connector (not in these commands)")
         console.print(f"deploy the winner ({b.gpu}, tp {b.tp}, pp {b.pp}"
-                      + (f", ep {b.ep}" if b.ep > 1 else "") + f"): {b.replicas} replica(s), each:", style="bold")
+                      + (f", ep {b.ep}" if b.ep > 1 else "") + f"): {b.replicas} replica(s){split}, each:",
+                      style="bold")
         for engine, line in commands(d).items():
             console.print(f"  {engine:7} {line}", soft_wrap=True, highlight=False)
         yaml = trtllm_config(d)
@@ -144,7 +150,8 @@ def ranked_table(rec, top: int) -> Table:
         t.add_column(col, justify="left" if col in ("GPU", "KV") else "right")
     for i, o in enumerate(rec.options[:top], 1):
         t.add_row(str(i), o.gpu, str(o.tp), str(o.pp), str(o.ep), o.kv_cache_dtype, f"{o.max_num_batched_tokens:,}",
-                  str(o.replicas), str(o.gpus), _n(o.ttft_s, ".3f"), _n(o.tpot_s, ".1f", 1e3),
+                  str(o.replicas) if o.prefill_replicas is None else f"{o.prefill_replicas}P+{o.decode_replicas}D",
+                  str(o.gpus), _n(o.ttft_s, ".3f"), _n(o.tpot_s, ".1f", 1e3),
                   _n(o.output_tokens_per_s_per_gpu, ",.0f"), _n(o.cost_per_hour_usd, ",.2f"),
                   _n(o.cost_per_million_output_tokens_usd, ",.2f"), _n(o.kv_cache_capacity_bytes, ",.1f", 1 / GIB))
     if not rec.options:
@@ -180,7 +187,9 @@ def pareto_table(rec) -> Table:
     for col in ("GPU", "tp", "pp", "ep", "KV", "replicas", "GPUs", "latency ms", "tok/s/GPU", "meets SLOs"):
         t.add_column(col, justify="left" if col in ("GPU", "KV") else "right")
     for p in rec.pareto:
-        t.add_row(p["gpu"], str(p["tp"]), str(p["pp"]), str(p["ep"]), p["kv_cache_dtype"], str(p["replicas"]),
+        split = p.get("prefill_replicas")
+        t.add_row(p["gpu"], str(p["tp"]), str(p["pp"]), str(p["ep"]), p["kv_cache_dtype"],
+                  str(p["replicas"]) if split is None else f"{split}P+{p['decode_replicas']}D",
                   str(p["gpus"]), f"{p['latency_s'] * 1e3:.1f}", f"{p['output_tokens_per_s_per_gpu']:,.0f}",
                   "yes" if p["meets_slos"] else "no")
     return t

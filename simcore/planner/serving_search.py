@@ -154,6 +154,8 @@ class Candidate:
     tpot_s: float | None = None  # at the TPOT SLO's percentile (p90 without one)
     latency: dict | None = None  # ttft_s / tpot_s / e2e_s: mean, p50, p90, p99 of the chosen run
     goodput: float | None = None  # fraction of the chosen run's requests meeting every SLO threshold
+    prefill_replicas: int | None = None  # disaggregated: replicas that only prefill (None: colocated)
+    decode_replicas: int | None = None  # disaggregated: replicas that only decode
     output_tokens_per_s: float | None = None  # all replicas
     output_tokens_per_s_per_gpu: float | None = None
     cost_per_hour_usd: float | None = None
@@ -305,9 +307,10 @@ def serve_deployment(model: str, gpu: str, *, tp: int = 1, pp: int = 1, ep: int 
     return _serving_run(j, replicas, keep_series=True)
 
 
-def _serving_run(j: _Job, r: int, keep_series: bool = False):
+def _serving_run(j: _Job, r: int, keep_series: bool = False, split: tuple[int, int] | None = None):
     """One serving run: one replica at rate / r (or ceil(concurrency / r) clients), or the whole
-    trace over r replicas."""
+    trace over r replicas; with `split` = (prefill, decode) replicas, the whole disaggregated system
+    at the full rate."""
     lo = j.lengths
     wl = {"kind": "requests", "requests": j.load.requests, "seed": j.load.seed,
           "prompt_tokens": lo.spec(lo.input_len, lo.input_cv), "output_tokens": lo.spec(lo.output_len, lo.output_cv)}
@@ -315,7 +318,7 @@ def _serving_run(j: _Job, r: int, keep_series: bool = False):
     if j.load.trace:
         wl["arrival"], wl["trace"], dp = {"process": "trace"}, j.load.trace, r
     elif j.load.rate is not None:
-        wl["arrival"] = {"process": j.load.process, "rate": j.load.rate / r,
+        wl["arrival"] = {"process": j.load.process, "rate": j.load.rate / (1 if split else r),
                          **({"cv": j.load.cv} if j.load.process == "gamma" else {})}
     else:
         wl["arrival"] = {"process": "closed", "concurrency": math.ceil(j.load.concurrency / r)}
@@ -323,14 +326,18 @@ def _serving_run(j: _Job, r: int, keep_series: bool = False):
             "precision": {"weights": j.weights}, "inference": {"kvcache_precision": j.kv},
             "engine": {"gpu_memory_utilization": j.gpu_mem_util}, "workload": wl,
             "serving": {"max_num_batched_tokens": j.mnbt, "max_num_seqs": j.max_num_seqs}}
+    if split:
+        data["parallelism"]["dp"] = sum(split)
+        data["serving"].update(router="least_outstanding", disaggregation={
+            "enabled": True, "prefill_replicas": split[0], "decode_replicas": split[1]})
     from simcore.serving.simulate import simulate
 
     res = simulate(resolve(experiment_from_dict(data, source="recommend")), keep_series=keep_series)
     return res if keep_series else (res.summary, res.metrics)
 
 
-def _judge(j: _Job, r: int) -> dict:
-    s, m = _serving_run(j, r)
+def _judge(j: _Job, r: int, split: tuple[int, int] | None = None) -> dict:
+    s, m = _serving_run(j, r, split=split)
     done = ~np.isnan(m.finish)
     out = m.reqs.output[done]
     ttft = (m.first_token - m.arrival)[done]
@@ -408,6 +415,43 @@ def _run_simulations(j: _Job) -> tuple[_Job, Candidate]:
     return j, _simulate(j)
 
 
+def disagg_splits(n: int) -> list[tuple[int, int]]:
+    """(prefill, decode) replica splits tried for a colocated winner of n replicas: n - 1 and n
+    replicas in all, a third or half of them prefilling (DistServe's ratios for chat-like loads
+    sit in between), fewest GPUs first."""
+    out = []
+    for total in (n - 1, n):
+        for share in (3, 2):
+            p = max(1, round(total / share))
+            if total >= 2 and p < total and (p, total - p) not in out:
+                out.append((p, total - p))
+    return out
+
+
+def _disagg(args: tuple[_Job, int]) -> list[Candidate]:
+    """Disaggregated prefill/decode splits of a colocated winner's deployment (same GPU and
+    parallelism per replica), each simulated as a whole system at the full rate."""
+    j, n = args
+    out = []
+    for p, d in disagg_splits(n):
+        run = _judge(j, p + d, split=(p, d))
+        c = _base(j)
+        c.stage, c.prefill_replicas, c.decode_replicas = "simulated", p, d
+        c.replicas, c.gpus = p + d, (p + d) * j.tp * j.pp
+        c.runs = [(p + d, run["ok"], run["ttft_s"], run["tpot_s"], run["per_gpu"])]
+        c.ttft_s, c.tpot_s, c.latency, c.goodput = run["ttft_s"], run["tpot_s"], run["latency"], run["goodput"]
+        if not run["ok"]:
+            why = (f"{run['dropped']} requests dropped" if run["dropped"] else "misses " + ", ".join(run["misses"]))
+            out.append(_reject(c, "disagg", f"{p} prefill + {d} decode replicas: {why} (simulated: TTFT "
+                               f"{run['ttft_s']:.2f} s, TPOT {run['tpot_s'] * 1e3:.1f} ms)", "simulated"))
+            continue
+        c.output_tokens_per_s, c.output_tokens_per_s_per_gpu = run["output_tokens_per_s"], run["per_gpu"]
+        c.cost_per_hour_usd = c.gpus * load_gpu(j.gpu).cost_per_hour_usd
+        c.cost_per_million_output_tokens_usd = c.cost_per_hour_usd / (c.output_tokens_per_s * 3600) * 1e6
+        out.append(c)
+    return out
+
+
 def pareto_front(points: list[dict]) -> list[dict]:
     """Points no other point beats on both: more output tokens/s per GPU and lower latency."""
     front, best = [], -math.inf
@@ -429,7 +473,8 @@ def recommend_serving(model, *, input_len: int, output_len: int, rate: float | N
                       batched_tokens=(8192,), weights: str = "auto", gpu_mem_util: float = 0.9,
                       max_num_seqs: int = MAX_NUM_SEQS, requests: int = 400, seed: int = 0,
                       simulate_top: int = 12, exhaustive: bool = False, progress=None,
-                      workers: int | None = None, goodput: float | None = None) -> ServingRecommendations:
+                      workers: int | None = None, goodput: float | None = None,
+                      disagg: int = 0) -> ServingRecommendations:
     """Rank deployments of `model` for an offered load by cost per million output tokens at the
     SLOs (ttft_slo / tpot_slo: seconds, or 'p90:1.0'-style strings; a bare number is the mean).
     progress(done, total) is called as deployments settle."""
@@ -457,6 +502,11 @@ def recommend_serving(model, *, input_len: int, output_len: int, rate: float | N
     if goodput is not None and (isinstance(goodput, bool) or not isinstance(goodput, (int, float))
                                 or not 0 < goodput <= 1):
         raise SimcoreError(f"goodput: {goodput!r}: must be a fraction of requests in (0, 1], e.g. 0.9")
+    if isinstance(disagg, bool) or not isinstance(disagg, int) or disagg < 0:
+        raise SimcoreError(f"disagg: {disagg!r}: must be a whole number >= 0 (colocated winners to try "
+                           f"disaggregated)")
+    if disagg and rate is None:
+        raise SimcoreError("disagg: splitting prefill and decode is searched for a --rate load only")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise SimcoreError(f"seed: {seed!r}: must be a whole number >= 0")
     if trace is not None and not os.path.isfile(trace):
@@ -546,6 +596,21 @@ def recommend_serving(model, *, input_len: int, output_len: int, rate: float | N
             done += 1
             if progress:
                 progress(done, total)
+        if disagg:
+            byk = {(j.gpu, j.tp, j.pp, j.ep, j.kv, j.mnbt): j for j in sims}
+            winners = sorted(options, key=lambda o: o.cost_per_million_output_tokens_usd)[:disagg]
+            winners = [o for o in winners if o.replicas >= 2]
+            tries = [(byk[o.key], o.replicas) for o in winners]
+            for o, found in zip(winners, pool.imap(_disagg, tries) if pool else map(_disagg, tries)):
+                for c in found:
+                    c.kv_cache_capacity_bytes, c.trtllm_free_fraction = o.kv_cache_capacity_bytes, o.trtllm_free_fraction
+                    (options if c.status == "ok" else rejected).append(c)
+                    r, ok, ttft, tpot, per_gpu = c.runs[0]
+                    points.append({"gpu": c.gpu, "tp": c.tp, "pp": c.pp, "ep": c.ep,
+                                   "kv_cache_dtype": c.kv_cache_dtype, "max_num_batched_tokens": c.max_num_batched_tokens,
+                                   "replicas": r, "gpus": c.gpus, "meets_slos": ok, "ttft_s": ttft, "tpot_s": tpot,
+                                   "latency_s": tpot, "output_tokens_per_s_per_gpu": per_gpu,
+                                   "prefill_replicas": c.prefill_replicas, "decode_replicas": c.decode_replicas})
     options.sort(key=lambda o: (o.cost_per_million_output_tokens_usd, o.gpus, o.tpot_s))
     order = {"rules": 0, "estimate": 1, "simulated": 2}
     rejected.sort(key=lambda o: (order[o.stage], o.gpu, o.tp or 0, o.pp or 0, o.ep or 0, o.kv_cache_dtype or "",
@@ -561,7 +626,7 @@ def recommend_serving(model, *, input_len: int, output_len: int, rate: float | N
         "tpot_slo_percentile": tpot_at.percentile if tpot_at else None, "goodput_target": goodput,
         "max_gpus": max_gpus, "gpus_considered": names, "kv_cache_dtypes": kvs, "max_num_batched_tokens": mnbts,
         "max_num_seqs": max_num_seqs, "weights": weights, "gpu_memory_utilization": gpu_mem_util,
-        "max_model_len": ctx, "exhaustive": exhaustive,
+        "max_model_len": ctx, "exhaustive": exhaustive, "disagg": disagg,
         "pareto_latency": f"{tpot_at.label.split(' TPOT')[0] if tpot_at else 'p90'} TPOT, seconds",
     }
     return ServingRecommendations(request, options, rejected, pareto_front(points), total,
