@@ -181,3 +181,21 @@ def test_the_seed_detailed_analysis_example_runs(hub, capsys):
     for line in ("Model: llama-3.1-70b", "Attention Type: GQA", "KV Data Type: bf16", "Per-Token Memory: 327680 bytes",
                  "Per-Request KV Cache: 0.671 GB", "Batch Size 8: 10.74 GB"):
         assert line in out, (line, out)
+
+
+SEED = ROOT.parent / "shared" / "seeds" / "000_751891480a1384ef.txt"
+
+
+@pytest.mark.skipif(not SEED.is_file(), reason=f"the founding seed {SEED} is not beside this checkout")
+def test_every_runnable_seed_example_runs_verbatim_but_its_import_line(hub, capsys):
+    """The seed's code blocks that import config_explorer.recommender (the others are excerpts of
+    its source), with only that import line pointed at simcore.planner."""
+    import re
+
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", SEED.read_text(), re.S) if "import" in b]
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block.replace("from config_explorer.recommender import", "from simcore.planner import"),
+                     "seed", "exec"), {})
+    out = capsys.readouterr().out
+    assert "Per-Token Memory: 131072 bytes" in out and "Model: llama-3.1-70b" in out and "Batch Size 8: 10.74 GB" in out
