@@ -155,6 +155,9 @@ def parser() -> argparse.ArgumentParser:
     register_planner(sub)
     register_sweep(sub)
     register_calibrate(sub)
+    from simcore.ui import register as register_ui
+
+    register_ui(sub)
     return p
 
 

@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 from simcore.config.catalog import entries, resolve
+from simcore.config.hf import cache_label, resolve_hf
 from simcore.errors import SimcoreError
 
 MLA_FIELDS = ("kv_lora_rank", "qk_rope_head_dim")
@@ -221,8 +222,11 @@ def parse_config(raw: dict, name: str, source: str) -> ModelSpec:
 
 @cache
 def load_model(name: str) -> ModelSpec:
-    """A catalog name (models/<name>.json) or a path to any config.json."""
-    path = resolve("model", "models", ".json", name)
+    """A catalog name (models/<name>.json), a path to any config.json, or a Hugging Face id
+    (simcore/config/hf.py: the catalog's ids, the local HF cache, or a download of config.json)."""
+    local = Path(name).expanduser()
+    hf = None if local.exists() or local.parent.is_dir() or name.endswith(".json") else resolve_hf(name)
+    path = hf[0] if hf else resolve("model", "models", ".json", name)
     try:
         raw = json.loads(Path(path).read_text())
     except OSError as exc:
@@ -233,7 +237,7 @@ def load_model(name: str) -> ModelSpec:
         raise SimcoreError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     if not isinstance(raw, dict):
         raise SimcoreError(f"{path}: expected a JSON object of config fields, got a JSON {_json_kind(raw)}")
-    label = path.parent.name if path.stem == "config" else path.stem
+    label = hf[1] if hf else cache_label(path) or (path.parent.name if path.stem == "config" else path.stem)
     try:
         return parse_config(raw, label, str(path))
     except (TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError) as exc:

@@ -45,10 +45,10 @@ def register(subparsers) -> None:
     r.add_argument("--model", required=True, help="catalog name or path to a config.json")
     r.add_argument("--input-len", type=int, required=True, help="prompt tokens per request")
     r.add_argument("--output-len", type=int, required=True, help="output tokens per request")
-    r.add_argument("--concurrency", type=int, default=1, help="concurrent requests to serve (default 1)")
+    r.add_argument("--concurrency", type=int, help="concurrent requests to serve (default 1)")
     r.add_argument("--context-length", type=int, help="KV cache each request reserves (default input + output)")
-    r.add_argument("--ttft-slo", type=float, help="time to first token limit, seconds")
-    r.add_argument("--tpot-slo", type=float, help="time per output token limit, seconds")
+    r.add_argument("--ttft-slo", help="time to first token limit, seconds; p90:1.0 = at the 90th percentile")
+    r.add_argument("--tpot-slo", help="time per output token limit, seconds; p99:0.05 = at the 99th percentile")
     r.add_argument("--max-gpus", type=int, default=64, help="GPUs at most, all replicas together (default 64)")
     r.add_argument("--gpus", help="comma-separated GPU names (default: the whole catalog)")
     _common(r)
@@ -62,6 +62,9 @@ def register(subparsers) -> None:
     r.add_argument("--plot", metavar="PNG", help="write memory breakdown bars of the top options here")
     r.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     r.set_defaults(func=recommend_command)
+    from simcore.planner.serving_cli import add_flags
+
+    add_flags(r)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -187,11 +190,16 @@ def recommend_command(args: argparse.Namespace) -> int:
     from simcore.planner.recommend import find_gpu_recommendations
 
     positive("top", args.top)
-    bar = _LazyBar(enabled=not args.json and sys.stderr is not None and sys.stderr.isatty())  # progress on a terminal only
+    bar = _LazyBar(enabled=not args.json and sys.stderr is not None and sys.stderr.isatty())
+    from simcore.planner.serving_cli import serving_command, serving_mode
+
+    if serving_mode(args):
+        return serving_command(args, bar)
     try:
         rec = find_gpu_recommendations(
             args.model, args.context_length, input_len=args.input_len, output_len=args.output_len,
-            concurrency=args.concurrency, ttft_slo=args.ttft_slo, tpot_slo=args.tpot_slo, max_gpus=args.max_gpus,
+            concurrency=1 if args.concurrency is None else args.concurrency, ttft_slo=_seconds("ttft_slo", args.ttft_slo),
+            tpot_slo=_seconds("tpot_slo", args.tpot_slo), max_gpus=args.max_gpus,
             gpus=args.gpus, kv_dtype=args.kv_dtype, weights=args.weights, gpu_mem_util=args.gpu_mem_util,
             max_num_batched_tokens=args.max_num_batched_tokens or MAX_NUM_BATCHED_TOKENS, progress=bar,
             exhaustive=args.exhaustive,
@@ -228,6 +236,19 @@ def recommend_command(args: argparse.Namespace) -> int:
     if args.plot:
         console.print(f"wrote {args.plot}")
     return 0
+
+
+def _seconds(name: str, text):
+    """A bare SLO number (seconds) for the static recommender."""
+    from simcore.errors import SimcoreError
+
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise SimcoreError(f"{name}: {text!r}: must be a number of seconds > 0, or p90:1.0 for a percentile "
+                           f"(serving simulation)") from None
 
 
 def _num(v, fmt: str, scale: float = 1.0) -> str:

@@ -88,3 +88,33 @@ def kv_context_figure(models, path, dtypes=("bf16", "fp8"), limit: int | None = 
     fig, ax = plt.subplots(figsize=(8, 5))
     kv_vs_context(ax, models, dtypes, limit)
     save(fig, path)
+
+
+def pareto_axes(ax, points: list[dict], front: list[dict] | None = None, xlabel: str = "TPOT, seconds") -> None:
+    """Output tokens/s per GPU against latency: every simulated run (meeting the SLOs or not) and
+    the Pareto front through them."""
+    for ok, colour, label in ((True, "#55a868", "meets the SLOs"), (False, "#c44e52", "misses an SLO")):
+        pts = [p for p in points if p["meets_slos"] == ok]
+        if pts:
+            ax.scatter([p["latency_s"] * 1e3 for p in pts], [p["output_tokens_per_s_per_gpu"] for p in pts], s=18,
+                       color=colour, alpha=0.7, label=label)
+    if front:
+        ax.plot([p["latency_s"] * 1e3 for p in front], [p["output_tokens_per_s_per_gpu"] for p in front], "-",
+                color="black", drawstyle="steps-post", label="Pareto front")
+        for p in front:
+            ax.annotate(f"{p['gpu']} tp{p['tp']}x{p['replicas']}", (p["latency_s"] * 1e3, p["output_tokens_per_s_per_gpu"]),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(xlabel.replace("seconds", "ms"))
+    ax.set_ylabel("output tokens/s per GPU")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def pareto_figure(front: list[dict], path, title: str = "throughput per GPU vs latency",
+                  xlabel: str = "TPOT, seconds", points: list[dict] | None = None) -> None:
+    """`simcore recommend --plot` in serving mode."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    pareto_axes(ax, points or front, front, xlabel)
+    ax.set_title(title)
+    save(fig, path)
