@@ -24,6 +24,7 @@ class TrainingWorkload(Strict):
     sequence_parallel: bool = False  # with tp > 1: norms and dropout on 1/tp of the tokens (RS + AG for AR)
     schedule: Literal["gpipe", "1f1b", "interleaved"] = "1f1b"
     virtual_stages: PositiveInt = 1  # model chunks per pipeline rank (interleaved only)
+    attention: Literal["flash", "materialized"] = "flash"  # materialized: scores in HBM (pre-2022 kernels)
     gemm_precision: Literal["bf16", "fp8"] = "bf16"  # fp8: GEMMs in fp8 where the GPU has it
     grad_reduce_dtype: Literal["fp32", "bf16"] = "fp32"  # Megatron-LM reduces its fp32 main grads by default
     train_tokens: float = Field(default=1e12, gt=0)  # for time_to_train_s

@@ -17,6 +17,7 @@ from simcore.engine.walk import engine_parts
 from simcore.errors import SimcoreError
 from simcore.graph.schedules import B, F, peak_in_flight, rank_order, training_graph
 from simcore.graph.training_flatten import TrainingFlattener
+from simcore.ops.backward import is_attention_core
 from simcore.ops.op import ATTN_PREFILL, COMM, GEMM, MEMORY, nbytes
 from simcore.ops.training import OPTIMIZER_STATE_BYTES, TrainingStage
 
@@ -65,32 +66,35 @@ class TrainingResult:
         return self.run.gpus * self.run.system.gpu.peak_flops("bf16")
 
 
-def saved_bytes(stage: TrainingStage) -> float:
-    """Activation bytes one micro-batch leaves on this chunk until its backward: each op keeps its
-    input (a GEMM its input rows, attention Q, K, V and O, elementwise ops their input); with
-    recompute 'selective' attention keeps only its inputs' producer's copies, 'full' keeps each
-    layer's input and one layer's working set during its recomputation."""
+def saved_bytes(stage: TrainingStage) -> tuple[float, float]:
+    """(held, transient): activation bytes one micro-batch leaves on this chunk until its backward,
+    and the working set its backward adds once. Each op keeps its input (a GEMM its input rows,
+    attention Q, K, V and O, elementwise ops their input); recompute 'selective' drops what the
+    attention core keeps, 'full' keeps each layer's input, and one layer's activations exist again
+    while that layer is recomputed."""
     w, tp = stage.w, stage.run.par.tp
     layer_in = stage.batch.tokens * stage.m.hidden * stage.a / (tp if stage.sp else 1)
 
     def kept(op) -> float:
         if op.kind == COMM:
             return 0.0
+        if w.recompute == "selective" and is_attention_core(op):
+            return 0.0
         if op.family == GEMM:
             _, n, k = op.shape
             return op.act_bytes * k / (k + n)
         if op.family == ATTN_PREFILL:
-            return 0.0 if w.recompute == "selective" else op.act_bytes
+            return op.act_bytes
         return op.act_bytes / 2 if op.family == MEMORY else 0.0
 
     per_layer: dict[int, float] = {}
     for op in stage.forward:
         per_layer[op.layer] = per_layer.get(op.layer, 0.0) + kept(op)
     if w.recompute != "full":
-        return sum(per_layer.values())
+        return sum(per_layer.values()), 0.0
     body = [v for layer, v in per_layer.items() if layer in stage.layers]
     edges = sum(v for layer, v in per_layer.items() if layer not in stage.layers)
-    return len(body) * layer_in + edges + max(body, default=0.0)
+    return len(body) * layer_in + edges, max(body, default=0.0)
 
 
 def training_memory(run: Run, stages: list[TrainingStage], orders: list[list]) -> TrainingMemory:
@@ -99,7 +103,8 @@ def training_memory(run: Run, stages: list[TrainingStage], orders: list[list]) -
     weight_b = nbytes(run.weight_dtype)
     grad_b = 4.0  # fp32 main grads (Megatron-LM's main_grad buffer)
     state_b = OPTIMIZER_STATE_BYTES[w.optimizer]
-    act = {s.vstage: saved_bytes(s) for s in stages}
+    saved = {s.vstage: saved_bytes(s) for s in stages}
+    held = {vs: v[0] for vs, v in saved.items()}
     best = None
     for rank in range(p.pp):
         mine = [s for s in stages if s.vstage % p.pp == rank]
@@ -115,7 +120,7 @@ def training_memory(run: Run, stages: list[TrainingStage], orders: list[list]) -
             weights=shard(w.zero_stage >= 3) * weight_b,
             gradients=shard(w.zero_stage >= 2) * grad_b,
             optimizer_state=shard(w.zero_stage >= 1) * state_b,
-            activations=peak_in_flight(orders[rank], act.get),
+            activations=peak_in_flight(orders[rank], held.get) + max(saved[s.vstage][1] for s in mine),
             runtime=run.experiment.engine.runtime_overhead_gib * GIB,
             capacity=run.system.gpu.memory.capacity,
         )

@@ -48,6 +48,13 @@ def op_backward(op: Op) -> list[Op]:
     return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, bytes=2 * op.bytes, act_bytes=2 * op.act_bytes)]
 
 
+ATTENTION_CORE = ("attention", "attn_scores", "attn_softmax", "attn_values")  # what selective recompute redoes
+
+
+def is_attention_core(op: Op) -> bool:
+    return op.kind != COMM and op.name in ATTENTION_CORE
+
+
 def is_block_start(op: Op) -> bool:
     """The op that opens a block whose column-parallel input gradient needs the TP all-reduce."""
     return op.name.endswith("norm") and op.kind != COMM
@@ -83,7 +90,7 @@ def backward(forward: list[Op], recompute: str = "none", head_grad: Op | None = 
             if is_block_start(op) or op.name == "embedding":
                 out += held
                 held = []
-            if recompute == "selective" and op.family == ATTN_PREFILL:
+            if recompute == "selective" and is_attention_core(op):
                 out.append(recomputed(op))
             out += op_backward(op)
             if op.name == "lm_head" and head_grad is not None:

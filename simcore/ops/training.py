@@ -86,6 +86,8 @@ class TrainingStage(StageBuilder):
     @cached_property
     def forward(self) -> list[Op]:
         ops = self._build(self.batch)
+        if self.w.attention == "materialized":
+            ops = [new for op in ops for new in (self.materialized(op) if op.name == "attention" else [op])]
         if not self.sp:
             return ops
         t, p = self.batch.tokens, self.run.par
@@ -110,6 +112,23 @@ class TrainingStage(StageBuilder):
             if send:
                 ops = ops + [send]
         return ops
+
+    def materialized(self, op: Op) -> list[Op]:
+        """Attention as kernels before FlashAttention: Q K^T into HBM, a fused scale-mask-softmax over
+        the scores, then P V; the batched GEMMs compute every score, masked or not."""
+        m, a = self.m, self.a
+        b, s = self.w.micro_batch, self.w.sequence_length
+        heads = m.heads // self.run.par.tp
+        d = m.head_dim
+        scores = b * heads * s * s * a
+        qkv = b * s * heads * d * a
+        return [
+            Op("attn_scores", COMPUTE, GEMM, op.layer, flops=2.0 * b * heads * s * s * d, bytes=2 * qkv + scores,
+               dtype=self.act, shape=(s, s, d), act_bytes=2 * qkv + scores),
+            Op("attn_softmax", COMPUTE, MEMORY, op.layer, bytes=2 * scores, dtype=self.act, act_bytes=2 * scores),
+            Op("attn_values", COMPUTE, GEMM, op.layer, flops=2.0 * b * heads * s * s * d, bytes=scores + 2 * qkv,
+               dtype=self.act, shape=(s, d, s), act_bytes=scores + 2 * qkv),
+        ]
 
     def forward_ops(self) -> list[Op]:
         return self._gather_params(self.forward, "forward") if self.w.zero_stage == 3 else self.forward
