@@ -165,10 +165,16 @@ class TrainingSimulator:
         ops = [] if overlap else [op for s in mine for op in s.grad_buckets()]
         return ops + [op for s in mine for op in s.optimizer_ops()]
 
+    def orders(self) -> list[list]:
+        p = self.run.par
+        return [rank_order(self.w.schedule, r, p.pp, self.v, self.m) for r in range(p.pp)]
+
+    def memory(self) -> TrainingMemory:
+        return training_memory(self.run, self.stages, self.orders())
+
     def simulate(self) -> TrainingResult:
         p = self.run.par
-
-        orders = [rank_order(self.w.schedule, r, p.pp, self.v, self.m) for r in range(p.pp)]
+        orders = self.orders()
         mem = training_memory(self.run, self.stages, orders)
         check_fits(self.run, mem)
         last_b = {}
