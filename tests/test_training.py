@@ -224,3 +224,17 @@ def test_every_training_example_runs(cli, path):
     assert s["time_to_train_s"] == pytest.approx(s["train_tokens"] / s["tokens_per_s"])
     m = s["memory_per_gpu_bytes"]
     assert m["total"] <= m["capacity"]
+
+
+def test_trace_and_out_of_a_training_step(cli, tmp_path):
+    exp = REPO / "experiments" / "training" / "llama-3.1-8b-zero1-8gpu.yaml"
+    r = cli("run", exp, "--set", "workload.global_batch=16", "--mode", "hybrid", "--trace", tmp_path / "t.json",
+            "--out", tmp_path / "o")
+    assert r.rc == 0, r.err
+    events = json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+    cats = {e.get("cat") for e in events}
+    assert {"compute", "recompute", "backward", "optimizer", "comm"} <= cats  # each in its own colour
+    rows = (tmp_path / "o" / "breakdown.csv").read_text().splitlines()
+    assert rows[0].startswith("unit,stage,layer,op")
+    assert any(",qkv_proj.wgrad,backward," in row for row in rows)
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["micro_batches"] == 2

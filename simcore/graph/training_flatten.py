@@ -60,7 +60,7 @@ class TrainingFlattener(Flattener):
         return self.plan
 
     def _unit_event(self, ops: list, entry: list, meta: dict, key: tuple, u: tuple) -> list[int]:
-        """One closed-form event for the unit (kind backward for B units), then the exposed tail
+        """One closed-form event for the unit (kind backward or optimizer where it is one), then the exposed tail
         of its dp buckets on the dp stream."""
         on_dp = [self.policy.stream_for(op) == DP_STREAM for op in ops]
         body = [op for op, dp in zip(ops, on_dp) if not dp]
@@ -68,8 +68,8 @@ class TrainingFlattener(Flattener):
         main = self.plan.events[exits[0]] if body else None
         if main is not None and main.stream != "main":  # the send: the stage event is its dependency
             main = self.plan.events[main.deps[0]]
-        if main is not None and u[0] == B:
-            main.kind = "backward"
+        if main is not None and u[0] in (B, OPT):
+            main.kind = "backward" if u[0] == B else "optimizer"
         if not any(on_dp):
             return exits
         # bucket k is issued when the walk reaches it; buckets queue on the dp stream
