@@ -238,3 +238,14 @@ def test_trace_and_out_of_a_training_step(cli, tmp_path):
     assert rows[0].startswith("unit,stage,layer,op")
     assert any(",qkv_proj.wgrad,backward," in row for row in rows)
     assert json.loads((tmp_path / "o" / "summary.json").read_text())["micro_batches"] == 2
+
+
+def test_the_training_sweep_example_keeps_the_64_gpu_splits():
+    from simcore.sweep.expand import plan
+    from simcore.sweep.spec import load_sweep
+
+    p = plan(load_sweep(REPO / "experiments" / "sweeps" / "training-70b-64gpu.yaml"))
+    splits = {(t.experiment["parallelism"]["tp"], t.experiment["parallelism"]["pp"], t.experiment["parallelism"]["dp"])
+              for t in p.tasks}
+    assert len(splits) == 12 and all(tp * pp * dp == 64 for tp, pp, dp in splits)
+    assert len(p.tasks) == 24 and p.filtered == {"not 64 GPUs": 120}
