@@ -17,7 +17,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from simcore.config.experiment import experiment_from_dict, resolve  # noqa: E402
-from simcore.engine.training import simulate  # noqa: E402
+from simcore.run.training import simulate  # noqa: E402
 
 L70 = {"model": "llama-3.1-70b", "hardware": "h100-sxm", "parallelism": {"tp": 8, "pp": 4, "dp": 2},
        "workload": {"kind": "training", "global_batch": 32, "sequence_length": 4096, "sequence_parallel": True,

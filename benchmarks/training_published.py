@@ -29,7 +29,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from simcore.config.experiment import experiment_from_dict, resolve  # noqa: E402
-from simcore.engine.training import simulate  # noqa: E402
+from simcore.run.training import simulate  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "training_published.json"
 

@@ -18,7 +18,7 @@ def run(exp: Experiment, requests_csv=None, spans=None, progress=None):
         res = serve(resolve(exp), requests_csv, keep_series=requests_csv is not None, spans=spans, progress=progress)
         return res, serving_summary(res)
     if exp.workload.kind == "training":
-        from simcore.engine.training import simulate as train
+        from simcore.run.training import simulate as train
         from simcore.report.training import training_summary
 
         res = train(resolve(exp))

@@ -9,7 +9,7 @@ import pytest
 
 from simcore.config.experiment import Experiment, resolve
 from simcore.config.validation import validate
-from simcore.engine.training import TrainingSimulator, simulate
+from simcore.run.training import TrainingSimulator, simulate
 from simcore.errors import SimcoreError
 from simcore.graph.schedules import rank_order
 from simcore.ops.backward import backward

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from simcore import __version__
 from simcore.config.hardware import GIB
-from simcore.engine.training import TrainingResult
+from simcore.run.training import TrainingResult
 from simcore.engine.walk import walk
 from simcore.report.trace import trace_events, write_json
 
