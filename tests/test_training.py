@@ -190,6 +190,7 @@ def test_sequence_parallel_swaps_all_reduce_for_reduce_scatter_and_all_gather():
     ({"sequence_parallel": True}, {}, "h100-sxm", "needs parallelism.tp > 1"),
     ({"gemm_precision": "fp8"}, {}, "a100-80gb-sxm", "no fp8 tensor cores"),
     ({"sequence_length": 200000}, {}, "h100-sxm", "exceeds max_position_embeddings"),
+    ({"sequence_length": 1000, "context_parallel": 8}, {}, "h100-sxm", "2 x cp = 16 equal chunks"),
     ({"schedule": "interleaved", "global_batch": 6}, {"pp": 4}, "h100-sxm", "multiple of pp = 4"),
 ])
 def test_bad_training_input_is_one_line(workload, par, hardware, match):
@@ -249,3 +250,17 @@ def test_the_training_sweep_example_keeps_the_64_gpu_splits():
               for t in p.tasks}
     assert len(splits) == 12 and all(tp * pp * dp == 64 for tp, pp, dp in splits)
     assert len(p.tasks) == 24 and p.filtered == {"not 64 GPUs": 120}
+
+
+def test_context_parallelism_splits_sequences_not_work():
+    """cp 2 instead of dp 2: the same GPUs and FLOPs, half the activations per GPU, plus the K/V ring."""
+    kw = dict(global_batch=4, sequence_length=16384, recompute="full")
+    dp = train(par={"tp": 8, "dp": 2}, **kw)
+    cp = train(par={"tp": 8}, context_parallel=2, **kw)
+    assert cp.gpus == dp.gpus == 16
+    assert cp.model_flops == pytest.approx(dp.model_flops, rel=1e-12)
+    assert cp.memory.activations == pytest.approx(dp.memory.activations / 2, rel=0.01)
+    ring = [op for op in cp.stages[0].forward if op.name == "cp_kv_all_gather"]
+    assert len(ring) == 32 and ring[0].group == 2 and ring[0].inter_node  # tp 8 x cp 2 spans two nodes
+    # each K/V chunk: 8192 tokens x 2 (K and V) x 1 KV head per TP rank x 128 x bf16, gathered from both ranks
+    assert ring[0].bytes == 2 * 8192 * 2 * 1 * 128 * 2

@@ -21,6 +21,7 @@ class TrainingWorkload(Strict):
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     recompute: Literal["none", "selective", "full"] = "none"
     zero_stage: int = Field(default=1, ge=0, le=3)  # 0: plain DDP; 1 optimizer state; 2 + grads; 3 + weights
+    context_parallel: PositiveInt = 1  # ranks splitting each sequence (ring attention); multiplies the GPUs
     sequence_parallel: bool = False  # with tp > 1: norms and dropout on 1/tp of the tokens (RS + AG for AR)
     schedule: Literal["gpipe", "1f1b", "interleaved"] = "1f1b"
     virtual_stages: PositiveInt = 1  # model chunks per pipeline rank (interleaved only)
@@ -59,6 +60,11 @@ def training_problem(w: TrainingWorkload, dp: int, pp: int, tp: int, layers: int
         if pp * w.virtual_stages > layers:
             return (f"field 'workload.virtual_stages' = {w.virtual_stages}: pp x virtual_stages = "
                     f"{pp * w.virtual_stages} exceeds the {layers} layers; allowed: 1 to {layers // pp}")
+    cp = w.context_parallel
+    if cp > 1 and w.sequence_length % (2 * cp):
+        return (f"field 'workload.context_parallel' = {cp}: the sequence of {w.sequence_length} tokens must split into "
+                f"2 x cp = {2 * cp} equal chunks (load-balanced causal split); allowed: a cp with sequence_length "
+                f"divisible by 2 x cp")
     if w.sequence_parallel and tp == 1:
         return "field 'workload.sequence_parallel' = true: needs parallelism.tp > 1; allowed with tp 1: false"
     if w.gemm_precision == "fp8" and not fp8_ok:

@@ -42,9 +42,14 @@ class TrainingStage(StageBuilder):
         self.layers = stage_layers(self.m.layers, vstages)[vstage]
         self.w = w = run.experiment.workload
         self.sp = w.sequence_parallel and run.par.tp > 1
-        self.batch = Batch((Group("prefill", w.micro_batch, w.sequence_length, 0),), emitting=w.micro_batch)
+        self.cp = w.context_parallel
+        # each context-parallel rank holds 1/cp of every sequence's tokens
+        self.batch = Batch((Group("prefill", w.micro_batch, w.sequence_length // self.cp, 0),), emitting=w.micro_batch)
         per_node = run.system.cluster.gpus_per_node
-        self.dp_inter = run.par.tp * run.par.dp > per_node  # Megatron's rank order: tp, then dp, then pp
+        # Megatron's rank order: tp, then cp, then dp, then pp; gradients are reduced over dp x cp
+        self.cp_inter = run.par.tp * self.cp > per_node
+        self.dp_group = run.par.dp * self.cp
+        self.dp_inter = run.par.tp * self.dp_group > per_node
 
     @property
     def first(self) -> bool:
@@ -88,6 +93,8 @@ class TrainingStage(StageBuilder):
         ops = self._build(self.batch)
         if self.w.attention == "materialized":
             ops = [new for op in ops for new in (self.materialized(op) if op.name == "attention" else [op])]
+        if self.cp > 1:
+            ops = [new for op in ops for new in (self.context_parallel(op) if op.name == "attention" else [op])]
         if not self.sp:
             return ops
         t, p = self.batch.tokens, self.run.par
@@ -112,6 +119,22 @@ class TrainingStage(StageBuilder):
             if send:
                 ops = ops + [send]
         return ops
+
+    def context_parallel(self, op: Op) -> list[Op]:
+        """Ring attention over cp ranks with the load-balanced causal split (each rank holds chunks i
+        and 2cp-1-i): every rank computes 1/cp of the sequence's query-key pairs, after the K and V
+        of the other ranks have come round the ring (an all-gather; backward sends dK, dV back:
+        the generic backward turns it into a reduce-scatter)."""
+        m, s, b, cp = self.m, self.w.sequence_length, self.w.micro_batch, self.cp
+        tokens = b * s // cp
+        pairs = b * s * (s + 1) / 2 / cp
+        heads = m.heads // self.run.par.tp
+        flops = 2.0 * heads * pairs * 2 * m.head_dim
+        kv = tokens * 2 * max(1, m.kv_heads // self.run.par.tp) * m.head_dim * self.a
+        ring = self.collective("cp_kv_all_gather", "all_gather", op.layer, kv * cp, cp, self.cp_inter)
+        tiles, _ = op.shape
+        attn = replace(op, flops=flops, bytes=op.bytes + kv * (cp - 1), shape=(tiles, 2 * pairs / tokens))
+        return [ring, attn] if ring else [attn]
 
     def materialized(self, op: Op) -> list[Op]:
         """Attention as kernels before FlashAttention: Q K^T into HBM, a fused scale-mask-softmax over
@@ -141,7 +164,7 @@ class TrainingStage(StageBuilder):
             if op.layer in self.layers and op.layer not in seen:
                 seen.add(op.layer)
                 g = self.collective(f"dp_param_all_gather.{phase}", "all_gather", op.layer,
-                                    self.layer_params(op.layer) * nbytes(self.run.weight_dtype), self.run.par.dp,
+                                    self.layer_params(op.layer) * nbytes(self.run.weight_dtype), self.dp_group,
                                     self.dp_inter)
                 if g:
                     out.append(g)
@@ -182,12 +205,12 @@ class TrainingStage(StageBuilder):
         """The DP gradient collectives of this chunk, in the order backward finishes them (last layer first).
 
         ZeRO 0: all-reduce; ZeRO >= 1: reduce-scatter (the optimizer owns a 1/dp shard)."""
-        p, w = self.run.par, self.w
-        if p.dp == 1:
+        p, w, dp = self.run.par, self.w, self.dp_group
+        if dp == 1:
             return []
         kind = "all_reduce" if w.zero_stage == 0 else "reduce_scatter"
         per = nbytes(w.grad_reduce_dtype)
-        limit = max(BUCKET_PARAMS, 1_000_000 * p.dp)
+        limit = max(BUCKET_PARAMS, 1_000_000 * dp)
         sizes: list[tuple[int, int]] = []  # (params, layer the bucket closes at)
         pending, extra = 0, self.edge_params() if self.last else 0
         pending += extra
@@ -201,7 +224,7 @@ class TrainingStage(StageBuilder):
         if pending:
             sizes.append((pending, self.layers[0]))
         return [op for n, layer in sizes
-                if (op := self.collective("dp_grad_" + kind, kind, layer, n * per, p.dp, self.dp_inter))]
+                if (op := self.collective("dp_grad_" + kind, kind, layer, n * per, dp, self.dp_inter))]
 
     def with_buckets(self, ops: list[Op]) -> list[Op]:
         """Backward ops with each gradient bucket issued right after the layer that completes it."""
@@ -221,13 +244,13 @@ class TrainingStage(StageBuilder):
 
     def optimizer_ops(self) -> list[Op]:
         """The optimizer step over this GPU's shard, then (ZeRO 1/2) the all-gather of updated weights."""
-        p, w = self.run.par, self.w
-        shard = self.params if w.zero_stage == 0 else self.params - self.replicated_params + self.replicated_params / p.dp
+        w, dp = self.w, self.dp_group
+        shard = self.params if w.zero_stage == 0 else self.params - self.replicated_params + self.replicated_params / dp
         step = Op("optimizer_step", OPTIMIZER, MEMORY, self.m.layers, bytes=shard * OPTIMIZER_STEP_BYTES[w.optimizer])
         out: list[Op | None] = [step]
         if w.zero_stage in (1, 2):
             out.append(self.collective("dp_param_all_gather", "all_gather", self.m.layers,
-                                       self.replicated_params * nbytes(self.run.weight_dtype), p.dp, self.dp_inter))
+                                       self.replicated_params * nbytes(self.run.weight_dtype), dp, self.dp_inter))
         return [op for op in out if op is not None]
 
     # -- FLOPs ---------------------------------------------------------------------------------

@@ -30,16 +30,16 @@ def training_summary(res: TrainingResult) -> dict:
         "hardware": run.system.gpu.name,
         "cluster": run.system.cluster.name,
         "efficiency_profile": {"name": run.system.efficiency.name, "measured_on": run.system.efficiency.measured_on},
-        "parallelism": {"tp": p.tp, "pp": p.pp, "dp": p.dp, "ep": p.ep, "gpus": run.gpus},
+        "parallelism": {"tp": p.tp, "pp": p.pp, "dp": p.dp, "ep": p.ep, "cp": w.context_parallel, "gpus": res.gpus},
         "workload": w.model_dump(),
         "micro_batches": res.micro_batches,
         "step_time_s": t,
         "tokens_per_step": res.tokens,
         "tokens_per_s": tokens_per_s,
-        "tokens_per_s_per_gpu": tokens_per_s / run.gpus,
+        "tokens_per_s_per_gpu": tokens_per_s / res.gpus,
         "model_flops_per_step": res.model_flops,
         "hardware_flops_per_step": res.hardware_flops,
-        "model_tflops_per_gpu": res.model_flops / t / run.gpus / 1e12,
+        "model_tflops_per_gpu": res.model_flops / t / res.gpus / 1e12,
         "mfu": res.model_flops / t / res.peak,
         "hfu": res.hardware_flops / t / res.peak,
         "pipeline_bubble_s": res.bubble,
@@ -69,7 +69,7 @@ def training_table(s: dict) -> Table:
     crit = s["critical_path_s"]
     total = sum(crit.values()) or 1.0
     rows = [
-        ("parallelism", f"tp {p['tp']}  pp {p['pp']}  dp {p['dp']}  ep {p['ep']}"),
+        ("parallelism", f"tp {p['tp']}  pp {p['pp']}  dp {p['dp']}  ep {p['ep']}  cp {p['cp']}"),
         ("batch", f"{w['global_batch']} x {w['sequence_length']} tokens, micro-batch {w['micro_batch']} "
                   f"({s['micro_batches']} per replica), {w['schedule']}"
                   + (f" v{w['virtual_stages']}" if w["virtual_stages"] > 1 else "")),

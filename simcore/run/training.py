@@ -63,7 +63,12 @@ class TrainingResult:
     @property
     def peak(self) -> float:
         """Dense bf16 peak of all GPUs (MFU and HFU are against this, as is customary)."""
-        return self.run.gpus * self.run.system.gpu.peak_flops("bf16")
+        return self.gpus * self.run.system.gpu.peak_flops("bf16")
+
+    @property
+    def gpus(self) -> int:
+        """tp x pp x dp x context_parallel."""
+        return self.run.gpus * self.run.experiment.workload.context_parallel
 
 
 def saved_bytes(stage: TrainingStage) -> tuple[float, float]:
@@ -99,7 +104,7 @@ def saved_bytes(stage: TrainingStage) -> tuple[float, float]:
 
 def training_memory(run: Run, stages: list[TrainingStage], orders: list[list]) -> TrainingMemory:
     p, w = run.par, run.experiment.workload
-    dp = p.dp
+    dp = p.dp * w.context_parallel  # context-parallel ranks hold the same weights: ZeRO shards over both
     weight_b = nbytes(run.weight_dtype)
     grad_b = 4.0  # fp32 main grads (Megatron-LM's main_grad buffer)
     state_b = OPTIMIZER_STATE_BYTES[w.optimizer]
@@ -193,7 +198,7 @@ class TrainingSimulator:
         for u in g.graph["order"]:
             ops = g.nodes[u]["ops"]
             hw += sum(op.flops for op in ops if op.kind != COMM)
-        scale = p.tp * p.dp
+        scale = p.tp * p.dp * self.w.context_parallel
         return TrainingResult(
             self.run, step, mem, crit, bubble,
             model_flops=3 * fwd * self.m * scale,
