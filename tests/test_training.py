@@ -229,7 +229,7 @@ def test_every_training_example_runs(cli, path):
 
 def test_trace_and_out_of_a_training_step(cli, tmp_path):
     exp = REPO / "experiments" / "training" / "llama-3.1-8b-zero1-8gpu.yaml"
-    r = cli("run", exp, "--set", "workload.global_batch=16", "--mode", "hybrid", "--trace", tmp_path / "t.json",
+    r = cli("run", exp, "--set", "workload.global_batch=16", "--mode", "flattened", "--trace", tmp_path / "t.json",
             "--out", tmp_path / "o")
     assert r.rc == 0, r.err
     events = json.loads((tmp_path / "t.json").read_text())["traceEvents"]

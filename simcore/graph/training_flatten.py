@@ -48,6 +48,8 @@ class TrainingFlattener(Flattener):
             for ev in new:
                 if self.mode == "analytical" and ev.stream == "main":
                     ev.name = label
+                elif ev.kinds:  # a hybrid layer segment: coloured by the kind it spends most time in
+                    ev.kind = max(ev.kinds, key=ev.kinds.get)
             tails = {}
             for ev in new:
                 if ev.stream == DP_STREAM:

@@ -50,6 +50,12 @@ class TrainingStage(StageBuilder):
         self.cp_inter = run.par.tp * self.cp > per_node
         self.dp_group = run.par.dp * self.cp
         self.dp_inter = run.par.tp * self.dp_group > per_node
+        # pipeline neighbours are tp x cp x dp GPUs apart; the last rank's sends wrap round to rank 0
+        # (the next chunk under interleaving), so they cross nodes whenever the job spans several
+        span = run.par.tp * self.dp_group
+        rank, nxt, prev = vstage % run.par.pp, (vstage + 1) % run.par.pp, (vstage - 1) % run.par.pp
+        self.next_inter = (rank * span) // per_node != (nxt * span) // per_node
+        self.prev_inter = (rank * span) // per_node != (prev * span) // per_node
 
     @property
     def first(self) -> bool:
@@ -115,7 +121,7 @@ class TrainingStage(StageBuilder):
             ops = self._gather_params(ops, "backward")
         if not self.first:
             size = t * self.m.hidden * self.a / (p.tp if self.sp else 1)
-            send = self.collective("pp_send.bwd", "send_recv", self.layers[0], size, 2, self.next_inter)
+            send = self.collective("pp_send.bwd", "send_recv", self.layers[0], size, 2, self.prev_inter)
             if send:
                 ops = ops + [send]
         return ops
