@@ -14,7 +14,6 @@ from __future__ import annotations
 import networkx as nx
 
 from simcore.engine.policies import DP_STREAM
-from simcore.engine.walk import walk
 from simcore.graph.flatten import Flattener, Plan
 from simcore.graph.schedules import B, OPT
 
@@ -91,7 +90,3 @@ class TrainingFlattener(Flattener):
                       gpu=rank, deps=[main.id] if main is not None else [], **meta)
         return exits
 
-
-def training_walk(ops: list, pricer, policy):
-    """The closed-form walk of one unit without its dp-stream buckets (per-op breakdown)."""
-    return walk([op for op in ops if policy.stream_for(op) != DP_STREAM], pricer, policy)

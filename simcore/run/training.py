@@ -74,7 +74,8 @@ class TrainingResult:
 def saved_bytes(stage: TrainingStage) -> tuple[float, float]:
     """(held, transient): activation bytes one micro-batch leaves on this chunk until its backward,
     and the working set its backward adds once. Each op keeps its input (a GEMM its input rows,
-    attention Q, K, V and O, elementwise ops their input); recompute 'selective' drops what the
+    sharded over TP after a sequence-parallel all-gather as in Megatron-LM; attention Q, K, V and O;
+    elementwise ops their input); recompute 'selective' drops what the
     attention core keeps, 'full' keeps each layer's input, and one layer's activations exist again
     while that layer is recomputed."""
     w, tp = stage.w, stage.run.par.tp
@@ -93,8 +94,12 @@ def saved_bytes(stage: TrainingStage) -> tuple[float, float]:
         return op.act_bytes / 2 if op.family == MEMORY else 0.0
 
     per_layer: dict[int, float] = {}
+    prev = None
     for op in stage.forward:
-        per_layer[op.layer] = per_layer.get(op.layer, 0.0) + kept(op)
+        # under sequence parallelism a GEMM keeps its input sharded and gathers it again in backward
+        regathered = prev is not None and prev.kind == COMM and prev.collective == "all_gather" and stage.sp
+        per_layer[op.layer] = per_layer.get(op.layer, 0.0) + kept(op) / (tp if regathered else 1)
+        prev = op
     if w.recompute != "full":
         return sum(per_layer.values()), 0.0
     body = [v for layer, v in per_layer.items() if layer in stage.layers]
