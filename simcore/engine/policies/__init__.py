@@ -11,7 +11,7 @@ A policy names the overlaps it allows; the engine implements each overlap once:
 - "dp_grad": a training step's data-parallel gradient buckets (ops named dp_grad_*) run on their
   own stream as backward produces them; without it they run after the last backward.
 A new policy is a new module here that calls `register` (it may also override
-`stream_for` / `chunks_for` for behaviour beyond these three).
+`stream_for` / `chunks_for` for behaviour beyond these four).
 """
 
 from __future__ import annotations
