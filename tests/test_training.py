@@ -276,3 +276,26 @@ def test_sequence_parallelism_shards_saved_activations():
     plain = memory(**kw).activations
     sp = memory(sequence_parallel=True, **kw).activations
     assert 0.25 < sp / plain < 0.45
+
+
+def test_gradient_buckets_carry_every_replicated_parameter_once():
+    """ZeRO 1 reduce-scatters fp32 grads and all-gathers bf16 weights; buckets follow the backward."""
+    run = training_run(par={"dp": 8, "pp": 2}, global_batch=16, sequence_length=1024, zero_stage=1)
+    stages = TrainingSimulator(run).stages
+    n = total_params(run.model)
+    buckets = [op for s in stages for op in s.grad_buckets()]
+    assert {op.collective for op in buckets} == {"reduce_scatter"} and {op.group for op in buckets} == {8}
+    assert sum(op.bytes for op in buckets) == 4 * n
+    gathers = [op for s in stages for op in s.optimizer_ops() if op.collective == "all_gather"]
+    assert sum(op.bytes for op in gathers) == 2 * n
+    # Megatron's bucket size: every bucket but the last of a chunk holds at least 40M parameters
+    for s in stages:
+        sizes = [op.bytes / 4 for op in s.grad_buckets()]
+        assert all(size >= 40e6 for size in sizes[:-1])
+    # with dp_grad each bucket follows the backward of the layer that completes it; the send stays last
+    last = stages[1]
+    ops = last.with_buckets(last.backward)
+    assert ops[-1].name == "pp_send.bwd"
+    for i, op in enumerate(ops):
+        if op.name.startswith("dp_grad"):
+            assert ops[i - 1].layer == op.layer and ops[i - 1].kind != COMM
