@@ -77,7 +77,7 @@ def backward(forward: list[Op], recompute: str = "none", head_grad: Op | None = 
         else:
             layers.append([op])
     for ops in reversed(layers):
-        if recompute == "full" and ops[0].layer >= 0 and any(o.family == GEMM for o in ops):
+        if recompute == "full" and any(is_attention_core(o) for o in ops):  # transformer layers, not the head
             out += [recomputed(o) for o in ops]
         held: list[Op] = []
         for op in reversed(ops):
