@@ -17,6 +17,12 @@ def run(exp: Experiment, requests_csv=None, spans=None, progress=None):
 
         res = serve(resolve(exp), requests_csv, keep_series=requests_csv is not None, spans=spans, progress=progress)
         return res, serving_summary(res)
+    if exp.workload.kind == "training":
+        from simcore.run.training import simulate as train
+        from simcore.report.training import training_summary
+
+        res = train(resolve(exp))
+        return res, training_summary(res)
     res: StaticResult = simulate(resolve(exp), progress)
     return res, summary(res)
 

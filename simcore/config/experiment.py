@@ -18,6 +18,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from simcore.config.hardware import System, load_cluster, load_gpu, load_system
 from simcore.config.model import ModelSpec, load_model
+from simcore.config.training import TrainingWorkload, training_problem
 from simcore.config.validation import Strict, read_yaml, validate, yaml_kind
 from simcore.errors import SimcoreError
 from simcore.registry import lookup
@@ -57,7 +58,7 @@ class StaticWorkload(Strict):
 def _workload(data: Any) -> StaticWorkload | RequestsWorkload:
     """`kind` picks the schema; a workload without one is a static batch (the original schema).
     Dispatched here, not as a tagged union, so error paths stay 'workload.<field>'."""
-    if isinstance(data, (StaticWorkload, RequestsWorkload)):
+    if isinstance(data, (StaticWorkload, RequestsWorkload, TrainingWorkload)):
         return data
     kind = data.get("kind", "static") if isinstance(data, dict) else "static"
     if kind not in WORKLOADS:
@@ -80,7 +81,7 @@ def _workload(data: Any) -> StaticWorkload | RequestsWorkload:
         raise ValidationError.from_exception_data("workload", errs) from None
 
 
-WORKLOADS = {"static": StaticWorkload, "requests": RequestsWorkload}
+WORKLOADS = {"static": StaticWorkload, "requests": RequestsWorkload, "training": TrainingWorkload}
 # Annotated as StaticWorkload so error messages find its fields; the validator returns either kind.
 Workload = Annotated[StaticWorkload, PlainValidator(_workload), PlainSerializer(lambda w: w.model_dump())]
 
@@ -329,4 +330,23 @@ def resolve(e: Experiment) -> Run:
             f"allowed: a total of at most {model.max_position}"
         )
     dense, experts, act, kv = _dtypes(e, model, system)
+    if w.kind == "training":
+        return _training_run(Run(e, model, system, dense, experts, act, kv))
     return Run(e, model, system, dense, experts, act, kv)
+
+
+def _training_run(run: Run) -> Run:
+    """Training keeps bf16/fp16 weights (fp32 master copies live in the optimizer state)."""
+    e, p = run.experiment, run.par
+    if e.precision.weights not in ("auto", "bf16", "fp16"):
+        raise SimcoreError(f"field 'precision.weights' = {e.precision.weights!r}: training keeps 16-bit weights "
+                           f"with fp32 master copies; allowed: auto, bf16, fp16 (fp8 GEMMs: workload.gemm_precision)")
+    if run.act_dtype not in ("bf16", "fp16"):
+        raise SimcoreError(f"field 'precision.activations' = {run.act_dtype!r}: training computes in 16 bits; "
+                           f"allowed: bf16, fp16 (fp8 GEMMs: workload.gemm_precision)")
+    why = training_problem(e.workload, p.dp, p.pp, p.tp, run.model.layers, run.model.max_position,
+                           run.system.gpu.supports("fp8"))
+    if why:
+        raise SimcoreError(why)
+    dense = "fp16" if e.precision.weights == "fp16" else run.act_dtype
+    return Run(e, run.model, run.system, dense, dense, run.act_dtype, run.act_dtype)

@@ -38,6 +38,11 @@ class Plan:
         return ev
 
 
+def link_of(op: Op, gpu: int) -> str:
+    """The link a GPU's transfer holds: its NVLink port inside a node, its NIC across nodes."""
+    return f"{'nic' if op.inter_node else 'egress'}:{gpu}"
+
+
 class Flattener:
     def __init__(self, run: Run, mode: str, pricer: Pricer, policy: OverlapPolicy, launch_s: float = 0.0,
                  all_ranks: bool = False):
@@ -162,7 +167,7 @@ class Flattener:
                 for t, gpu in enumerate(gpus):
                     deps = [after[t]] if (c == 0 and after[t] is not None and (first[t] or stream != MAIN)) else []
                     ev = self.plan.add(rank=gpu, stream=stream, name=op.name, kind=COMM, duration=dur + (floor if c == 0 else 0),
-                                       gpu=gpu, link=f"egress:{gpu}", deps=deps, layer=op.layer, **meta)
+                                       gpu=gpu, link=link_of(op, gpu), deps=deps, layer=op.layer, **meta)
                     tails[t].append(ev.id)
             return tails
         sched = schedule(op.collective, op.bytes / chunks, op.group, self.run.system, op.inter_node,
@@ -180,7 +185,7 @@ class Flattener:
                         deps = list(prev_round)
                     ev = self.plan.add(rank=gpu, stream=stream, name=op.name, kind=COMM,
                                        duration=sched.step_time + (floor if c == 0 and r == 0 else 0.0),
-                                       gpu=gpu, link=f"egress:{gpu}", deps=deps, layer=op.layer, **meta)
+                                       gpu=gpu, link=link_of(op, gpu), deps=deps, layer=op.layer, **meta)
                     now.append(ev.id)
                 prev_round = now
             for t in range(lanes):

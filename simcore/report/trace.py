@@ -13,7 +13,8 @@ from simcore.engine.des import Event
 
 # The one colour and category table for every trace simcore writes (runs and serving).
 COLOURS = {"compute": "thread_state_running", "iteration": "thread_state_running", "comm": "thread_state_iowait",
-           "kv_cache_store": "yellow", "kv_cache_fetch": "olive"}
+           "kv_cache_store": "yellow", "kv_cache_fetch": "olive",
+           "backward": "thread_state_runnable", "recompute": "terrible", "optimizer": "good"}
 CATEGORY = {"kv_cache_store": "kv_cache", "kv_cache_fetch": "kv_cache"}
 
 

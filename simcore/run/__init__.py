@@ -1,1 +1,2 @@
-"""Run drivers: turn an experiment into a simulated result (static batches here; serving in simcore.serving)."""
+"""Run drivers: turn an experiment into a simulated result (static batches in static.py, training steps in
+training.py; request-level serving in simcore.serving)."""

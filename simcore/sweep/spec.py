@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from simcore.config.experiment import Experiment
+from simcore.config.experiment import WORKLOADS, Experiment, StaticWorkload
 from simcore.config.validation import read_yaml, show, yaml_kind
 from simcore.errors import SimcoreError, close_matches
 
@@ -52,7 +52,9 @@ class Sweep:
 
 
 def _models_in(annotation) -> list[type[BaseModel]]:
-    """The schema classes a field may hold (unwrapping Optional, Union and Annotated)."""
+    """The schema classes a field may hold (unwrapping Optional, Union and Annotated; a workload is any kind)."""
+    if annotation is StaticWorkload:
+        return list(WORKLOADS.values())
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
@@ -78,7 +80,7 @@ def check_path(path: str, where: str) -> None:
     models: list[type[BaseModel]] = [Experiment]
     parts = path.split(".")
     for i, part in enumerate(parts):
-        fields = {n: f for m in models for n, f in m.model_fields.items()}
+        fields = {n: f for m in reversed(models) for n, f in m.model_fields.items()}  # the first schema wins a name
         if part not in fields:
             raise SimcoreError(f"{where}: unknown field '{path}'{close_matches(path, field_paths())}")
         models = _models_in(fields[part].annotation)

@@ -7,9 +7,11 @@ A policy names the overlaps it allows; the engine implements each overlap once:
 - "tp_comm": a tensor-parallel collective runs on the comm stream in chunks, and the op
   after it starts on each chunk as it arrives (collective-GEMM overlap);
 - "pp_comm": a pipeline send runs on the comm stream, so the stage goes on with its next
-  micro-batch while the activations travel.
+  micro-batch while the activations travel;
+- "dp_grad": a training step's data-parallel gradient buckets (ops named dp_grad_*) run on their
+  own stream as backward produces them; without it they run after the last backward.
 A new policy is a new module here that calls `register` (it may also override
-`stream_for` / `chunks_for` for behaviour beyond these three).
+`stream_for` / `chunks_for` for behaviour beyond these four).
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ from dataclasses import dataclass, field, replace
 from simcore.ops.op import COMM, KV_FETCH, Op
 from simcore.registry import Registry
 
-OVERLAPS = ("kv_fetch", "tp_comm", "pp_comm")
-MAIN, COPY, COMM_STREAM = "main", "copy", "comm"
+OVERLAPS = ("kv_fetch", "tp_comm", "pp_comm", "dp_grad")
+MAIN, COPY, COMM_STREAM, DP_STREAM = "main", "copy", "comm", "dp"
+DP_GRAD = "dp_grad_"  # name prefix of data-parallel gradient collectives
+DP = "dp_"  # name prefix of every data-parallel collective (gradients, ZeRO weight gathers)
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class OverlapPolicy:
         return replace(self, overlaps=self.overlaps | {extra})
 
     def stream_for(self, op: Op) -> str:
+        if op.kind == COMM and op.name.startswith(DP):
+            return DP_STREAM if op.name.startswith(DP_GRAD) and "dp_grad" in self.overlaps else MAIN
         if op.kind == KV_FETCH and "kv_fetch" in self.overlaps:
             return COPY
         if op.kind == COMM and op.collective == "send_recv" and "pp_comm" in self.overlaps:
@@ -45,7 +51,7 @@ class OverlapPolicy:
 
     def chunks_for(self, op: Op) -> int:
         """How many pieces a TP collective (and the op consuming it) is cut into."""
-        if op.kind == COMM and op.collective != "send_recv" and "tp_comm" in self.overlaps:
+        if op.kind == COMM and op.collective != "send_recv" and "tp_comm" in self.overlaps and not op.name.startswith(DP):
             return self.tp_chunks
         return 1
 

@@ -1,0 +1,103 @@
+"""Backward ops derived from a forward op list, and the recompute ops a recomputation choice adds.
+
+Each forward op maps to its gradient kernels, priced by the same roofline:
+- GEMM Y = X W: data gradient dX = dY W^T and weight gradient dW = X^T dY, each with the
+  forward's FLOPs; the weight gradient accumulates into fp32 main grads (read + write 4 bytes
+  per weight, as Megatron-LM's main_grad buffer).
+- flash attention: 2.5x the forward FLOPs (the backward runs five matmuls to the forward's two:
+  FlashAttention-2, Dao 2023, and flash-attention's benchmarks/benchmark_flash_attention.py,
+  `flops(..., mode="bwd") = 2.5 * f`), reading Q, K, V, O, dO and writing dQ, dK, dV.
+- elementwise and norms: read the saved input and the incoming gradient, write one gradient:
+  twice the forward's bytes.
+- collectives: a tensor-parallel all-reduce after a row-parallel GEMM (identity in backward)
+  becomes the all-reduce of the column-parallel GEMM's input gradient at the block's start
+  (Megatron's f/g operators); with sequence parallelism reduce-scatter and all-gather swap.
+  Expert all-to-alls repeat in reverse. Pipeline sends are added by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from simcore.ops.op import ATTN_PREFILL, COMM, GEMM, Op
+
+BACKWARD, RECOMPUTE = "backward", "recompute"
+ATTENTION_BWD_FLOPS = 2.5  # x forward FLOPs (flash-attention benchmarks; FlashAttention-2 paper)
+WEIGHT_BYTES = 2.0  # training keeps 16-bit weights (fp8 GEMMs cast a copy)
+MAIN_GRAD_BYTES = 4.0  # fp32 main-grad element, read and written by each weight-gradient GEMM
+_SWAP = {"reduce_scatter": "all_gather", "all_gather": "reduce_scatter"}
+
+
+def gemm_backward(op: Op) -> list[Op]:
+    m, n, k, *experts = op.shape  # grouped expert GEMMs carry the active-expert count as a fourth field
+    weights = op.weight_bytes
+    grads = weights / WEIGHT_BYTES * 2 * MAIN_GRAD_BYTES
+    dgrad = replace(op, name=f"{op.name}.dgrad", kind=BACKWARD, shape=(m, k, n, *experts))
+    wgrad = replace(op, name=f"{op.name}.wgrad", kind=BACKWARD, shape=(k, n, m, *experts), bytes=op.act_bytes + grads,
+                    weight_bytes=0.0)
+    return [dgrad, wgrad]
+
+
+def op_backward(op: Op) -> list[Op]:
+    """The gradient kernels of one forward compute op."""
+    if op.family == GEMM:
+        return gemm_backward(op)
+    if op.family == ATTN_PREFILL:
+        return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, flops=ATTENTION_BWD_FLOPS * op.flops,
+                        bytes=2 * op.bytes, act_bytes=2 * op.act_bytes)]
+    return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, bytes=2 * op.bytes, act_bytes=2 * op.act_bytes)]
+
+
+ATTENTION_CORE = ("attention", "attn_scores", "attn_softmax", "attn_values")  # what selective recompute redoes
+
+
+def is_attention_core(op: Op) -> bool:
+    return op.kind != COMM and op.name in ATTENTION_CORE
+
+
+def is_block_start(op: Op) -> bool:
+    """The op that opens a block whose column-parallel input gradient needs the TP all-reduce."""
+    return op.name.endswith("norm") and op.kind != COMM
+
+
+def backward(forward: list[Op], recompute: str = "none", head_grad: Op | None = None) -> list[Op]:
+    """Backward of one stage's forward ops (without its pipeline send), in execution order.
+
+    recompute 'full': each layer's forward runs again right before that layer's backward;
+    'selective': only the attention core runs again (Korthikanti et al. 2022, 'Reducing
+    activation recomputation in large transformer models'). head_grad: the collective that sums the
+    LM head's input gradient over TP ranks (the head is column-parallel over the vocabulary)."""
+    out: list[Op] = []
+    layers: list[list[Op]] = []
+    for op in forward:
+        if op.kind == COMM and op.collective == "send_recv":
+            continue
+        if layers and layers[-1][0].layer == op.layer:
+            layers[-1].append(op)
+        else:
+            layers.append([op])
+    for ops in reversed(layers):
+        if recompute == "full" and any(is_attention_core(o) for o in ops):  # transformer layers, not the head
+            out += [recomputed(o) for o in ops]
+        held: list[Op] = []
+        for op in reversed(ops):
+            if op.kind == COMM:
+                if op.collective == "all_reduce" and not op.name.startswith("moe_"):
+                    held.append(replace(op, name=f"{op.name}.bwd"))
+                else:
+                    out.append(replace(op, name=f"{op.name}.bwd", collective=_SWAP.get(op.collective, op.collective)))
+                continue
+            if is_block_start(op) or op.name == "embedding":
+                out += held
+                held = []
+            if recompute == "selective" and is_attention_core(op):
+                out.append(recomputed(op))
+            out += op_backward(op)
+            if op.name == "lm_head" and head_grad is not None:
+                out.append(head_grad)
+        out += held
+    return out
+
+
+def recomputed(op: Op) -> Op:
+    return op if op.kind == COMM else replace(op, name=f"{op.name}.recompute", kind=RECOMPUTE)

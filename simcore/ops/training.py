@@ -1,0 +1,287 @@
+"""Op lists of one training step, per (virtual) pipeline stage and micro-batch.
+
+A TrainingStage is one model chunk: the layers of virtual stage v of pp x virtual_stages
+(Megatron-LM's interleaved split; with one chunk per rank, the pipeline stage). Its forward is
+the inference builder's prefill ops without the KV cache, with the LM head and loss over every
+token; with sequence parallelism each TP all-reduce becomes a reduce-scatter and the next
+GEMM's input an all-gather, and norms run on 1/tp of the tokens (Korthikanti et al. 2022).
+Backward ops come from simcore.ops.backward. Per step, each chunk also has its data-parallel
+gradient collectives (in buckets), its optimizer step over its parameter shard, and under ZeRO
+the parameter all-gathers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from functools import cached_property
+
+from simcore.config.experiment import Run
+from simcore.ops.backward import backward
+from simcore.ops.builder import StageBuilder
+from simcore.ops.linears import Linear, layer_params, mlp_linears
+from simcore.ops.op import COMM, COMPUTE, GEMM, MEMORY, Op, nbytes
+from simcore.ops.passes import Batch, Group, stage_layers
+
+OPTIMIZER = "optimizer"
+# Bytes moved per parameter of the shard by one optimizer step (fused multi-tensor kernels):
+# Adam(W) reads grad, master, m, v (4 x 4) and writes master, m, v (3 x 4) and the 16-bit weight (2);
+# SGD with momentum reads grad, master, momentum and writes master, momentum and the weight.
+OPTIMIZER_STEP_BYTES = {"adam": 30.0, "adamw": 30.0, "sgd": 22.0}
+OPTIMIZER_STATE_BYTES = {"adam": 12.0, "adamw": 12.0, "sgd": 8.0}  # fp32 master + moments per parameter
+# Megatron-LM's default gradient bucket: max(40M, 1M x dp) parameters
+# (megatron/core/distributed/distributed_data_parallel.py, bucket_size when none is given).
+BUCKET_PARAMS = 40_000_000
+
+
+class TrainingStage(StageBuilder):
+    """Virtual stage `vstage` of `vstages` (= pp x virtual_stages), on pipeline rank vstage % pp."""
+
+    def __init__(self, run: Run, vstage: int, vstages: int):
+        super().__init__(run, vstage % run.par.pp)
+        self.vstage, self.vstages = vstage, vstages
+        self.layers = stage_layers(self.m.layers, vstages)[vstage]
+        self.w = w = run.experiment.workload
+        self.sp = w.sequence_parallel and run.par.tp > 1
+        self.cp = w.context_parallel
+        # each context-parallel rank holds 1/cp of every sequence's tokens
+        self.batch = Batch((Group("prefill", w.micro_batch, w.sequence_length // self.cp, 0),), emitting=w.micro_batch)
+        per_node = run.system.cluster.gpus_per_node
+        # Megatron's rank order: tp, then cp, then dp, then pp; gradients are reduced over dp x cp
+        self.cp_inter = run.par.tp * self.cp > per_node
+        self.dp_group = run.par.dp * self.cp
+        self.dp_inter = run.par.tp * self.dp_group > per_node
+        # pipeline neighbours are tp x cp x dp GPUs apart; the last rank's sends wrap round to rank 0
+        # (the next chunk under interleaving), so they cross nodes whenever the job spans several
+        span = run.par.tp * self.dp_group
+        rank, nxt, prev = vstage % run.par.pp, (vstage + 1) % run.par.pp, (vstage - 1) % run.par.pp
+        self.next_inter = (rank * span) // per_node != (nxt * span) // per_node
+        self.prev_inter = (rank * span) // per_node != (prev * span) // per_node
+
+    @property
+    def first(self) -> bool:
+        return self.vstage == 0
+
+    @property
+    def last(self) -> bool:
+        return self.vstage == self.vstages - 1
+
+    def compute_dtype(self, weight_dtype: str) -> str:
+        return "fp8" if self.w.gemm_precision == "fp8" else self.act
+
+    def kv_ops(self, layer: int, b: Batch) -> list[Op]:
+        return []  # training keeps no KV cache: K and V are activations saved for backward
+
+    def prologue(self, b: Batch) -> list[Op]:
+        if not self.first:
+            return []
+        m, t = self.m, b.tokens
+        out = [self.elementwise("embedding", -1, 2 * t * m.hidden * self.a),
+               self.tp_all_reduce("embedding_all_reduce", -1, t)]
+        return [op for op in out if op is not None]
+
+    def epilogue(self, b: Batch) -> list[Op]:
+        m, t, a, p = self.m, b.tokens, self.a, self.run.par
+        if not self.last:
+            size = t * m.hidden * a / (p.tp if self.sp else 1)
+            send = self.collective("pp_send", "send_recv", self.layers[-1], size, 2, self.next_inter)
+            return [send] if send else []
+        vocab = m.vocab // p.tp
+        out = [self.elementwise("final_norm", m.layers, 4 * t * m.hidden * a),
+               self.gemm(Linear("lm_head", m.hidden, vocab, self.run.weight_dtype), t, m.layers),
+               # vocab-parallel cross-entropy: fp32 logits read, softmax and loss, gradient written
+               self.elementwise("loss", m.layers, t * vocab * (a + 4 + a)),
+               self.collective("loss_all_reduce", "all_reduce", m.layers, 3 * t * 4, p.tp, self.tp_inter)]
+        return [op for op in out if op is not None]
+
+    # -- forward / backward of one micro-batch ------------------------------------------------
+    @cached_property
+    def forward(self) -> list[Op]:
+        ops = self._build(self.batch)
+        if self.w.attention == "materialized":
+            ops = [new for op in ops for new in (self.materialized(op) if op.name == "attention" else [op])]
+        if self.cp > 1:
+            ops = [new for op in ops for new in (self.context_parallel(op) if op.name == "attention" else [op])]
+        if not self.sp:
+            return ops
+        t, p = self.batch.tokens, self.run.par
+        entry = None if self.first else self.collective("input_all_gather", "all_gather", self.layers[0],
+                                                          t * self.m.hidden * self.a, p.tp, self.tp_inter)
+        return sequence_parallel(ops, p.tp, entry)
+
+    @cached_property
+    def backward(self) -> list[Op]:
+        """Backward of one micro-batch, ending with the gradient send to the previous stage."""
+        t, p = self.batch.tokens, self.run.par
+        head = None
+        if self.last and p.tp > 1 and not self.sp:
+            head = self.collective("lm_head_all_reduce.bwd", "all_reduce", self.m.layers, t * self.m.hidden * self.a,
+                                   p.tp, self.tp_inter)
+        ops = backward(self.forward, self.w.recompute, head)
+        if self.w.zero_stage == 3:
+            ops = self._gather_params(ops, "backward")
+        if not self.first:
+            size = t * self.m.hidden * self.a / (p.tp if self.sp else 1)
+            send = self.collective("pp_send.bwd", "send_recv", self.layers[0], size, 2, self.prev_inter)
+            if send:
+                ops = ops + [send]
+        return ops
+
+    def context_parallel(self, op: Op) -> list[Op]:
+        """Ring attention over cp ranks with the load-balanced causal split (each rank holds chunks i
+        and 2cp-1-i): every rank computes 1/cp of the sequence's query-key pairs, after the K and V
+        of the other ranks have come round the ring (an all-gather; backward sends dK, dV back:
+        the generic backward turns it into a reduce-scatter)."""
+        m, s, b, cp = self.m, self.w.sequence_length, self.w.micro_batch, self.cp
+        tokens = b * s // cp
+        pairs = b * s * (s + 1) / 2 / cp
+        heads = m.heads // self.run.par.tp
+        flops = 2.0 * heads * pairs * 2 * m.head_dim
+        kv = tokens * 2 * max(1, m.kv_heads // self.run.par.tp) * m.head_dim * self.a
+        ring = self.collective("cp_kv_all_gather", "all_gather", op.layer, kv * cp, cp, self.cp_inter)
+        tiles, _ = op.shape
+        attn = replace(op, flops=flops, bytes=op.bytes + kv * (cp - 1), shape=(tiles, 2 * pairs / tokens))
+        return [ring, attn] if ring else [attn]
+
+    def materialized(self, op: Op) -> list[Op]:
+        """Attention as kernels before FlashAttention: Q K^T into HBM, a fused scale-mask-softmax over
+        the scores, then P V; the batched GEMMs compute every score, masked or not."""
+        m, a = self.m, self.a
+        b, s = self.w.micro_batch, self.w.sequence_length
+        heads = m.heads // self.run.par.tp
+        d = m.head_dim
+        scores = b * heads * s * s * a
+        qkv = b * s * heads * d * a
+        return [
+            Op("attn_scores", COMPUTE, GEMM, op.layer, flops=2.0 * b * heads * s * s * d, bytes=2 * qkv + scores,
+               dtype=self.act, shape=(s, s, d), act_bytes=2 * qkv + scores),
+            Op("attn_softmax", COMPUTE, MEMORY, op.layer, bytes=2 * scores, dtype=self.act, act_bytes=2 * scores),
+            Op("attn_values", COMPUTE, GEMM, op.layer, flops=2.0 * b * heads * s * s * d, bytes=scores + 2 * qkv,
+               dtype=self.act, shape=(s, d, s), act_bytes=scores + 2 * qkv),
+        ]
+
+    def forward_ops(self) -> list[Op]:
+        return self._gather_params(self.forward, "forward") if self.w.zero_stage == 3 else self.forward
+
+    def _gather_params(self, ops: list[Op], phase: str) -> list[Op]:
+        """ZeRO-3: each layer's weights are all-gathered over DP before its first op (not prefetched)."""
+        out: list[Op] = []
+        seen: set[int] = set()
+        for op in ops:
+            if op.layer in self.layers and op.layer not in seen:
+                seen.add(op.layer)
+                g = self.collective(f"dp_param_all_gather.{phase}", "all_gather", op.layer,
+                                    self.layer_params(op.layer) * nbytes(self.run.weight_dtype), self.dp_group,
+                                    self.dp_inter)
+                if g:
+                    out.append(g)
+            out.append(op)
+        return out
+
+    # -- parameters, gradients and the optimizer --------------------------------------------------
+    def layer_params(self, layer: int, replicated_only: bool = True) -> int:
+        """Parameters of one layer on this GPU; replicated_only: those data parallelism replicates
+        (routed experts are spread over the stage's GPUs, so their gradients need no DP reduction)."""
+        total = layer_params(self.m, layer, self.shard)
+        if replicated_only and self.m.moe_layers[layer]:
+            total -= sum(l.params for l in mlp_linears(self.m, layer, self.shard, "bf16", "bf16") if l.routed)
+        return total
+
+    def edge_params(self) -> int:
+        """Embedding (first chunk) and LM head + final norm (last chunk), split over TP."""
+        m, tp = self.m, self.run.par.tp
+        n = 0
+        if self.first:
+            n += m.vocab * m.hidden // tp
+        if self.last:
+            n += m.hidden
+            if not (m.tie_embeddings and self.first):
+                n += m.vocab * m.hidden // tp
+        return n
+
+    @cached_property
+    def params(self) -> int:
+        """Every parameter this chunk holds on one GPU (before any ZeRO sharding)."""
+        return sum(self.layer_params(l, replicated_only=False) for l in self.layers) + self.edge_params()
+
+    @cached_property
+    def replicated_params(self) -> int:
+        return sum(self.layer_params(l) for l in self.layers) + self.edge_params()
+
+    def grad_buckets(self) -> list[Op]:
+        """The DP gradient collectives of this chunk, in the order backward finishes them (last layer first).
+
+        ZeRO 0: all-reduce; ZeRO >= 1: reduce-scatter (the optimizer owns a 1/dp shard)."""
+        p, w, dp = self.run.par, self.w, self.dp_group
+        if dp == 1:
+            return []
+        kind = "all_reduce" if w.zero_stage == 0 else "reduce_scatter"
+        per = nbytes(w.grad_reduce_dtype)
+        limit = max(BUCKET_PARAMS, 1_000_000 * dp)
+        sizes: list[tuple[int, int]] = []  # (params, layer the bucket closes at)
+        pending, extra = 0, self.edge_params() if self.last else 0
+        pending += extra
+        for layer in reversed(self.layers):
+            pending += self.layer_params(layer)
+            if pending >= limit:
+                sizes.append((pending, layer))
+                pending = 0
+        if self.first:
+            pending += self.m.vocab * self.m.hidden // p.tp
+        if pending:
+            sizes.append((pending, self.layers[0]))
+        return [op for n, layer in sizes
+                if (op := self.collective("dp_grad_" + kind, kind, layer, n * per, dp, self.dp_inter))]
+
+    def with_buckets(self, ops: list[Op]) -> list[Op]:
+        """Backward ops with each gradient bucket issued right after the layer that completes it."""
+        buckets = self.grad_buckets()
+        out: list[Op] = []
+        for i, op in enumerate(ops):
+            out.append(op)
+            nxt = ops[i + 1] if i + 1 < len(ops) else None
+            closing = nxt is None or nxt.layer != op.layer or nxt.collective == "send_recv"
+            while buckets and closing and op.kind != COMM and buckets[0].layer == op.layer:
+                out.append(buckets.pop(0))
+        out += buckets
+        if ops and ops[-1].collective == "send_recv":  # the send stays last: the previous stage waits on it
+            out.remove(ops[-1])
+            out.append(ops[-1])
+        return out
+
+    def optimizer_ops(self) -> list[Op]:
+        """The optimizer step over this GPU's shard, then (ZeRO 1/2) the all-gather of updated weights."""
+        w, dp = self.w, self.dp_group
+        shard = self.params if w.zero_stage == 0 else self.params - self.replicated_params + self.replicated_params / dp
+        step = Op("optimizer_step", OPTIMIZER, MEMORY, self.m.layers, bytes=shard * OPTIMIZER_STEP_BYTES[w.optimizer])
+        out: list[Op | None] = [step]
+        if w.zero_stage in (1, 2):
+            out.append(self.collective("dp_param_all_gather", "all_gather", self.m.layers,
+                                       self.replicated_params * nbytes(self.run.weight_dtype), dp, self.dp_inter))
+        return [op for op in out if op is not None]
+
+    # -- FLOPs ---------------------------------------------------------------------------------
+    def flops(self, ops: list[Op]) -> float:
+        return sum(op.flops for op in ops if op.kind != COMM)
+
+
+def sequence_parallel(ops: list[Op], tp: int, entry: Op | None = None) -> list[Op]:
+    """Megatron sequence parallelism: TP all-reduce -> reduce-scatter; the next GEMM's input is
+    all-gathered; elementwise ops between them run on 1/tp of the tokens. entry: the all-gather of
+    a stage whose input arrives sharded (every stage but the first)."""
+    out: list[Op] = []
+    gather: Op | None = entry
+    sharded = entry is not None  # between a reduce-scatter and the next all-gather
+    for op in ops:
+        if op.kind == COMM and op.collective == "all_reduce" and op.group == tp and not op.name.startswith(("loss", "moe_")):
+            out.append(replace(op, name=op.name.replace("all_reduce", "reduce_scatter"), collective="reduce_scatter"))
+            gather = replace(op, name=op.name.replace("all_reduce", "all_gather"), collective="all_gather")
+            sharded = True
+            continue
+        if op.family == GEMM and op.kind == COMPUTE and sharded:
+            out.append(gather)
+            sharded = False
+        elif sharded and op.family == MEMORY:
+            op = replace(op, bytes=op.bytes / tp, act_bytes=op.act_bytes / tp)
+        out.append(op)
+    return out
+

@@ -1,0 +1,303 @@
+"""Training steps: hand-computed FLOPs, physics bounds, memory accounting, schedules, modes, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from simcore.config.experiment import Experiment, resolve
+from simcore.config.validation import validate
+from simcore.run.training import TrainingSimulator, simulate
+from simcore.errors import SimcoreError
+from simcore.graph.schedules import rank_order
+from simcore.ops.backward import backward
+from simcore.ops.linears import total_params
+from simcore.ops.op import COMM, GEMM
+from simcore.ops.training import TrainingStage
+
+REPO = Path(__file__).resolve().parent.parent
+GIB = 1024**3
+
+# A tiny dense model: h 64, 4 heads of 16 (MHA), 2 layers, gated MLP of 128, vocabulary 256.
+TINY = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 64, "num_attention_heads": 4,
+        "num_key_value_heads": 4, "num_hidden_layers": 2, "intermediate_size": 128, "vocab_size": 256,
+        "max_position_embeddings": 4096, "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    def make(**cfg) -> str:
+        path = tmp_path / "tiny.json"
+        path.write_text(json.dumps({**TINY, **cfg}))
+        return str(path)
+    return make
+
+
+def training_run(model="llama-3.1-8b", hardware="h100-sxm", par=None, engine=None, **workload):
+    data = {"model": model, "hardware": hardware, "parallelism": par or {},
+            "workload": {"kind": "training", "global_batch": 8, **workload}}
+    if engine:
+        data["engine"] = engine
+    return resolve(validate(Experiment, data, "test"))
+
+
+def train(*args, **kw):
+    return simulate(training_run(*args, **kw))
+
+
+def memory(*args, **kw):
+    return TrainingSimulator(training_run(*args, **kw)).memory()
+
+
+def test_tiny_model_flops_are_six_n_tokens_plus_attention(tiny):
+    b, s, steps = 4, 32, 2  # micro-batch 4, 2 micro-batches
+    res = train(tiny(), global_batch=b * steps, micro_batch=b, sequence_length=s)
+    h, inter, vocab, layers, heads, d = 64, 128, 256, 2, 4, 16
+    matmul_params = layers * (h * 3 * h + h * h + h * 2 * inter + inter * h) + h * vocab  # lm head, not the lookup
+    assert matmul_params == 98304
+    tokens = b * s * steps
+    pairs = b * s * (s + 1) // 2 * steps  # causal: token i attends to i keys
+    attention = layers * 2 * heads * pairs * 2 * d  # QK^T and PV, 2 FLOPs per multiply-add
+    assert res.tokens == tokens
+    assert res.model_flops == pytest.approx(6 * matmul_params * tokens + 3 * attention, rel=1e-12)
+    # what runs: backward GEMMs are 2x forward, flash-attention backward 2.5x forward
+    assert res.hardware_flops == pytest.approx(6 * matmul_params * tokens + 3.5 * attention, rel=1e-12)
+    full = train(tiny(), global_batch=b * steps, micro_batch=b, sequence_length=s, recompute="full")
+    head = h * vocab  # full recompute redoes the transformer layers, not the LM head
+    assert full.hardware_flops == pytest.approx(6 * matmul_params * tokens + 2 * (matmul_params - head) * tokens
+                                                + 4.5 * attention, rel=1e-12)
+    sel = train(tiny(), global_batch=b * steps, micro_batch=b, sequence_length=s, recompute="selective")
+    assert sel.hardware_flops == pytest.approx(6 * matmul_params * tokens + 4.5 * attention, rel=1e-12)
+
+
+def test_gemm_backward_is_data_and_weight_gradient_with_the_forward_flops():
+    from simcore.ops.op import Op
+    fwd = Op("up", "compute", GEMM, 0, flops=2.0 * 512 * 64 * 128, bytes=1.0, shape=(512, 128, 64),
+             weight_bytes=64 * 128 * 2.0, act_bytes=512 * (64 + 128) * 2.0)
+    dgrad, wgrad = backward([fwd])
+    assert dgrad.flops == wgrad.flops == fwd.flops
+    assert dgrad.shape == (512, 64, 128) and wgrad.shape == (64, 128, 512)
+    # the weight gradient reads X and dY and accumulates into fp32 main grads (read + write 4 bytes)
+    assert wgrad.bytes == fwd.act_bytes + 64 * 128 * 8.0
+    assert {dgrad.kind, wgrad.kind} == {"backward"}
+
+
+@pytest.mark.parametrize("par,extra", [
+    ({"dp": 8}, {"zero_stage": 1}),
+    ({"tp": 4, "pp": 2}, {"sequence_parallel": True, "recompute": "selective"}),
+    ({"tp": 2, "pp": 4}, {"schedule": "interleaved", "virtual_stages": 2, "recompute": "full"}),
+])
+def test_a_step_is_never_faster_than_its_flops_at_peak(par, extra):
+    res = train(par=par, global_batch=16, sequence_length=2048, engine={"overlap_policy": "all"}, **extra)
+    peak = res.run.gpus * res.run.system.gpu.peak_flops("bf16")
+    assert res.step_time >= res.hardware_flops / peak
+    assert 0 < res.model_flops <= res.hardware_flops
+
+
+def test_memory_adds_up_and_zero_shards_what_it_says():
+    n = total_params(training_run().model)
+    mems = {z: memory(par={"dp": 8}, zero_stage=z, sequence_length=1024, recompute="full") for z in range(4)}
+    m0 = mems[0]
+    assert m0.weights == 2 * n and m0.gradients == 4 * n and m0.optimizer_state == 12 * n  # bf16, fp32 grads, Adam
+    assert mems[1].optimizer_state == pytest.approx(12 * n / 8) and mems[1].gradients == 4 * n
+    assert mems[2].gradients == pytest.approx(4 * n / 8) and mems[2].weights == 2 * n
+    assert mems[3].weights == pytest.approx(2 * n / 8)
+    for m in mems.values():
+        assert m.total == pytest.approx(m.weights + m.gradients + m.optimizer_state + m.activations + m.runtime)
+    # the pipeline ranks together hold every parameter once
+    res = train(par={"pp": 4}, global_batch=8, sequence_length=512)
+    assert sum(s.params for s in res.stages) == n
+
+
+def test_activation_memory_follows_the_schedule(tiny):
+    """GPipe holds every micro-batch; 1F1B's first rank holds pp of them; full recompute keeps layer inputs."""
+    model = tiny(hidden_size=1024, num_attention_heads=8, num_key_value_heads=8, num_hidden_layers=16,
+                 intermediate_size=4096, vocab_size=64)
+    kw = dict(model=model, par={"pp": 4}, global_batch=16, sequence_length=1024)
+    gpipe = memory(schedule="gpipe", **kw).activations
+    ofob = memory(schedule="1f1b", **kw).activations
+    assert gpipe / ofob == pytest.approx(16 / 4, rel=0.03)  # stages differ by the embedding and head
+    full = memory(schedule="1f1b", recompute="full", **kw).activations
+    assert full < ofob / 5
+
+
+def test_1f1b_order_and_interleaved_warmup():
+    assert rank_order("1f1b", 0, 4, 1, 6)[:5] == [("F", 0, 0), ("F", 1, 0), ("F", 2, 0), ("F", 3, 0), ("B", 0, 0)]
+    last = rank_order("1f1b", 3, 4, 1, 6)
+    assert last[:4] == [("F", 0, 3), ("B", 0, 3), ("F", 1, 3), ("B", 1, 3)]
+    inter = rank_order("interleaved", 0, 2, 2, 4)
+    # warm-up (pp - 1) x 2 + (v - 1) x pp = 4 forwards: micro-batches 0, 1 on chunk 0, then on chunk 1
+    assert inter[:5] == [("F", 0, 0), ("F", 1, 0), ("F", 0, 2), ("F", 1, 2), ("F", 2, 0)]
+    assert inter[5] == ("B", 0, 2)
+    for order in (rank_order("interleaved", r, 2, 2, 4) for r in range(2)):
+        assert sorted(order) == sorted({(p, mb, vs) for p, mb, vs in order})  # each unit once
+        assert len(order) == 2 * 4 * 2
+
+
+def test_1f1b_bubble_is_p_minus_1_over_m_plus_p_minus_1(tiny):
+    """Uniform stages and nothing to contend: the busiest rank idles (p-1)/(m+p-1) of the pipeline time."""
+    model = tiny(hidden_size=1024, num_attention_heads=8, num_key_value_heads=8, num_hidden_layers=16,
+                 intermediate_size=4096, vocab_size=64)  # the head and embedding barely unbalance the stages
+    for p, m in ((4, 8), (2, 6), (8, 16)):
+        res = train(model, par={"pp": p}, global_batch=m, sequence_length=512, schedule="1f1b")
+        opt = max(e.duration for e in res.events if e.name == "optimizer")
+        pipeline = res.step_time - opt
+        assert res.bubble / pipeline == pytest.approx((p - 1) / (m + p - 1), rel=0.03)
+        g = train(model, par={"pp": p}, global_batch=m, sequence_length=512, schedule="gpipe")
+        assert g.bubble == pytest.approx(res.bubble, rel=0.03)  # same bubble, more memory
+    inter = train(model, par={"pp": 4}, global_batch=8, sequence_length=512, schedule="interleaved", virtual_stages=2)
+    plain = train(model, par={"pp": 4}, global_batch=8, sequence_length=512)
+    assert inter.bubble < 0.6 * plain.bubble  # v chunks cut the bubble about v times
+
+
+def test_modes_agree_without_contention():
+    kw = dict(par={"tp": 2, "pp": 2, "dp": 2}, global_batch=8, sequence_length=512, zero_stage=1,
+              sequence_parallel=True)
+    times = {mode: train(engine={"mode": mode}, **kw).step_time for mode in ("analytical", "hybrid", "flattened")}
+    assert times["hybrid"] == pytest.approx(times["analytical"], rel=1e-9)
+    assert times["flattened"] == pytest.approx(times["analytical"], rel=1e-9)
+
+
+def test_gradient_overlap_hides_communication_and_never_slows_a_step():
+    kw = dict(par={"dp": 8}, global_batch=32, sequence_length=2048, zero_stage=1)
+    steps = {}
+    for mode in ("analytical", "hybrid"):
+        plain = train(engine={"mode": mode}, **kw)
+        over = steps[mode] = train(engine={"mode": mode, "overlap_policy": "dp_grad"}, **kw)
+        assert over.step_time < plain.step_time
+        assert over.critical.get("comm", 0) < plain.critical["comm"]
+    # the buckets have their link to themselves: the closed-form tail equals the simulated queue
+    assert steps["hybrid"].step_time == pytest.approx(steps["analytical"].step_time, rel=1e-9)
+
+
+def test_sequence_parallel_swaps_all_reduce_for_reduce_scatter_and_all_gather():
+    run = resolve(validate(Experiment, {"model": "llama-3.1-8b", "hardware": "h100-sxm", "parallelism": {"tp": 4},
+                                        "workload": {"kind": "training", "global_batch": 8,
+                                                     "sequence_parallel": True}}, "t"))
+    plain_run = resolve(validate(Experiment, {**run.experiment.model_dump(), "workload": {
+        **run.experiment.workload.model_dump(), "sequence_parallel": False}}, "t"))
+    sp, plain = TrainingStage(run, 0, 1).forward, TrainingStage(plain_run, 0, 1).forward
+    comm = lambda ops, kind: sum(o.bytes for o in ops if o.kind == COMM and o.collective == kind)  # noqa: E731
+    loss = sum(o.bytes for o in sp if o.name == "loss_all_reduce")
+    assert comm(sp, "all_reduce") == loss  # every TP all-reduce but the loss's became a reduce-scatter
+    assert comm(plain, "all_reduce") == comm(sp, "reduce_scatter") + loss
+    assert comm(sp, "reduce_scatter") == comm(sp, "all_gather") > 0  # one of each per block
+    norm = lambda ops: next(o for o in ops if o.name == "post_attn_norm")  # noqa: E731
+    assert norm(sp).bytes == norm(plain).bytes / 4
+
+
+@pytest.mark.parametrize("workload,par,hardware,match", [
+    ({"global_batch": 12}, {"dp": 8}, "h100-sxm", "must be a multiple of micro_batch x dp"),
+    ({"schedule": "interleaved"}, {}, "h100-sxm", "needs parallelism.pp > 1"),
+    ({"virtual_stages": 2}, {"pp": 2}, "h100-sxm", "only the interleaved schedule"),
+    ({"sequence_parallel": True}, {}, "h100-sxm", "needs parallelism.tp > 1"),
+    ({"gemm_precision": "fp8"}, {}, "a100-80gb-sxm", "no fp8 tensor cores"),
+    ({"sequence_length": 200000}, {}, "h100-sxm", "exceeds max_position_embeddings"),
+    ({"sequence_length": 1000, "context_parallel": 8}, {}, "h100-sxm", "2 x cp = 16 equal chunks"),
+    ({"schedule": "interleaved", "global_batch": 6}, {"pp": 4}, "h100-sxm", "multiple of pp = 4"),
+])
+def test_bad_training_input_is_one_line(workload, par, hardware, match):
+    with pytest.raises(SimcoreError, match=match) as err:
+        train(hardware=hardware, par=par, **workload)
+    assert "\n" not in str(err.value)
+
+
+def test_a_configuration_that_does_not_fit_names_its_largest_component(cli, tmp_path):
+    exp = tmp_path / "big.yaml"
+    exp.write_text("model: llama-3.1-70b\nhardware: h100-sxm\nparallelism: {dp: 8}\n"
+                   "workload: {kind: training, global_batch: 8, zero_stage: 0}\n")
+    r = cli("run", str(exp))
+    assert r.rc == 2
+    assert r.err.count("\n") == 1 and r.err.startswith("error: training does not fit")
+    assert "largest: optimizer_state" in r.err
+
+
+KEYS = ("step_time_s", "tokens_per_s", "tokens_per_s_per_gpu", "mfu", "hfu", "pipeline_bubble_s", "critical_path_s",
+        "memory_per_gpu_bytes", "time_to_train_s", "model_flops_per_step", "hardware_flops_per_step")
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "experiments" / "training").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_training_example_runs(cli, path):
+    r = cli("run", str(path), "--json")
+    assert r.rc == 0, r.err
+    s = json.loads(r.out)
+    for key in KEYS:
+        assert key in s, key
+    assert 0 < s["mfu"] <= s["hfu"] < 1
+    assert s["tokens_per_s"] == pytest.approx(s["tokens_per_step"] / s["step_time_s"])
+    assert s["time_to_train_s"] == pytest.approx(s["train_tokens"] / s["tokens_per_s"])
+    m = s["memory_per_gpu_bytes"]
+    assert m["total"] <= m["capacity"]
+
+
+def test_trace_and_out_of_a_training_step(cli, tmp_path):
+    exp = REPO / "experiments" / "training" / "llama-3.1-8b-zero1-8gpu.yaml"
+    r = cli("run", exp, "--set", "workload.global_batch=16", "--mode", "flattened", "--trace", tmp_path / "t.json",
+            "--out", tmp_path / "o")
+    assert r.rc == 0, r.err
+    events = json.loads((tmp_path / "t.json").read_text())["traceEvents"]
+    cats = {e.get("cat") for e in events}
+    assert {"compute", "recompute", "backward", "optimizer", "comm"} <= cats  # each in its own colour
+    rows = (tmp_path / "o" / "breakdown.csv").read_text().splitlines()
+    assert rows[0].startswith("unit,stage,layer,op")
+    assert any(",qkv_proj.wgrad,backward," in row for row in rows)
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["micro_batches"] == 2
+
+
+def test_the_training_sweep_example_keeps_the_64_gpu_splits():
+    from simcore.sweep.expand import plan
+    from simcore.sweep.spec import load_sweep
+
+    p = plan(load_sweep(REPO / "experiments" / "sweeps" / "training-70b-64gpu.yaml"))
+    splits = {(t.experiment["parallelism"]["tp"], t.experiment["parallelism"]["pp"], t.experiment["parallelism"]["dp"])
+              for t in p.tasks}
+    assert len(splits) == 12 and all(tp * pp * dp == 64 for tp, pp, dp in splits)
+    assert len(p.tasks) == 24 and p.filtered == {"not 64 GPUs": 120}
+
+
+def test_context_parallelism_splits_sequences_not_work():
+    """cp 2 instead of dp 2: the same GPUs and FLOPs, half the activations per GPU, plus the K/V ring."""
+    kw = dict(global_batch=4, sequence_length=16384, recompute="full")
+    dp = train(par={"tp": 8, "dp": 2}, **kw)
+    cp = train(par={"tp": 8}, context_parallel=2, **kw)
+    assert cp.gpus == dp.gpus == 16
+    assert cp.model_flops == pytest.approx(dp.model_flops, rel=1e-12)
+    assert cp.memory.activations == pytest.approx(dp.memory.activations / 2, rel=0.01)
+    ring = [op for op in cp.stages[0].forward if op.name == "cp_kv_all_gather"]
+    assert len(ring) == 32 and ring[0].group == 2 and ring[0].inter_node  # tp 8 x cp 2 spans two nodes
+    # each K/V chunk: 8192 tokens x 2 (K and V) x 1 KV head per TP rank x 128 x bf16, gathered from both ranks
+    assert ring[0].bytes == 2 * 8192 * 2 * 1 * 128 * 2
+
+
+def test_sequence_parallelism_shards_saved_activations():
+    """Korthikanti et al. 2022: per layer s b h (10 + 24/t) bytes without sequence parallelism, 34/t with it;
+    at t = 8 that is a third. simcore's op-by-op count lands in the same place."""
+    kw = dict(model="llama-3.1-70b", par={"tp": 8, "pp": 4}, global_batch=8, sequence_length=4096)
+    plain = memory(**kw).activations
+    sp = memory(sequence_parallel=True, **kw).activations
+    assert 0.25 < sp / plain < 0.45
+
+
+def test_gradient_buckets_carry_every_replicated_parameter_once():
+    """ZeRO 1 reduce-scatters fp32 grads and all-gathers bf16 weights; buckets follow the backward."""
+    run = training_run(par={"dp": 8, "pp": 2}, global_batch=16, sequence_length=1024, zero_stage=1)
+    stages = TrainingSimulator(run).stages
+    n = total_params(run.model)
+    buckets = [op for s in stages for op in s.grad_buckets()]
+    assert {op.collective for op in buckets} == {"reduce_scatter"} and {op.group for op in buckets} == {8}
+    assert sum(op.bytes for op in buckets) == 4 * n
+    gathers = [op for s in stages for op in s.optimizer_ops() if op.collective == "all_gather"]
+    assert sum(op.bytes for op in gathers) == 2 * n
+    # Megatron's bucket size: every bucket but the last of a chunk holds at least 40M parameters
+    for s in stages:
+        sizes = [op.bytes / 4 for op in s.grad_buckets()]
+        assert all(size >= 40e6 for size in sizes[:-1])
+    # with dp_grad each bucket follows the backward of the layer that completes it; the send stays last
+    last = stages[1]
+    ops = last.with_buckets(last.backward)
+    assert ops[-1].name == "pp_send.bwd"
+    for i, op in enumerate(ops):
+        if op.name.startswith("dp_grad"):
+            assert ops[i - 1].layer == op.layer and ops[i - 1].kind != COMM
