@@ -113,6 +113,30 @@ def walk(ops: list[Op], pricer: Pricer, policy: OverlapPolicy, launch_s: float =
     return out
 
 
+def walk_totals(ops: list[Op], pricer: Pricer, policy: OverlapPolicy, launch_s: float = 0.0
+                ) -> tuple[float, dict[str, float]]:
+    """walk(...).time and .by_kind(), without keeping a per-op walk: what a stage-level event needs.
+    Without overlaps every op is exposed whole, so it is one pass over the prices (same sums, same order)."""
+    if policy.overlaps or type(policy) is not OverlapPolicy:  # overlaps (or a policy's own streams) need the walk
+        w = walk(ops, pricer, policy, launch_s)
+        return w.time, w.by_kind()
+    cost = pricer.cost
+    time = 0
+    kinds: dict[str, float] = {}
+    for op in ops:
+        t = cost(op).total
+        time += t
+        kinds[op.kind] = kinds.get(op.kind, 0.0) + t
+    if launch_s:
+        stall = max(0.0, sum(1 for op in ops if op.kernel) * launch_s - time)
+        time += stall
+        if stall:
+            kinds["host_launch"] = stall
+    else:
+        time += 0.0
+    return time, kinds
+
+
 def stage_time(builder, batch, pricer: Pricer, policy: OverlapPolicy, launch_s: float = 0.0) -> float:
     """A stage's walk time for `batch` without building every layer: one layer per class
     (StageBuilder.layer_classes) is walked twice and its second walk, whose overlap slack comes

@@ -22,7 +22,7 @@ from simcore.cost.collectives import schedule
 from simcore.cost.roofline import Pricer
 from simcore.engine.des import Event
 from simcore.engine.policies import COPY, MAIN, OverlapPolicy
-from simcore.engine.walk import consumer_end, walk
+from simcore.engine.walk import consumer_end, walk_totals
 from simcore.graph.build import Streams, stage_streams
 from simcore.ops.op import COMM, Op
 
@@ -45,7 +45,7 @@ class Flattener:
         self.tp = run.par.tp
         self.lanes = self.tp if mode == "flattened" and all_ranks else 1  # ranks per stage that get their own events
         self.plan = Plan()
-        self._walks: dict[tuple, object] = {}  # (stage, Pass) -> its walk: micro-batches and steps repeat
+        self._walks: dict[tuple, tuple] = {}  # (stage, Pass) -> its (time, by kind): micro-batches and steps repeat
 
     def flatten(self, streams: Streams) -> Plan:
         exits: dict[tuple[int, int, int], list[int]] = {}
@@ -74,10 +74,10 @@ class Flattener:
         body = ops[:-1] if send else ops
         w = self._walks.get(key)
         if w is None:
-            w = self._walks[key] = walk(body, self.pricer, self.policy, self.launch_s)
+            w = self._walks[key] = walk_totals(body, self.pricer, self.policy, self.launch_s)
         rank = meta["stage"]
-        ev = self.plan.add(rank=rank, stream=MAIN, name=f"stage {rank}", kind="compute", duration=w.time,
-                           gpu=rank, deps=[d for d in entry if d is not None], kinds=w.by_kind(), **meta)
+        ev = self.plan.add(rank=rank, stream=MAIN, name=f"stage {rank}", kind="compute", duration=w[0],
+                           gpu=rank, deps=[d for d in entry if d is not None], kinds=dict(w[1]), **meta)
         if not send:
             return [ev.id]
         s = self.plan.add(rank=rank, stream=self.policy.stream_for(send), name=send.name, kind=COMM,
