@@ -45,6 +45,7 @@ class Flattener:
         self.tp = run.par.tp
         self.lanes = self.tp if mode == "flattened" and all_ranks else 1  # ranks per stage that get their own events
         self.plan = Plan()
+        self._schedules: dict[tuple, object] = {}  # a collective's rounds recur every layer
         self._walks: dict[tuple, tuple] = {}  # (stage, Pass) -> its (time, by kind): micro-batches and steps repeat
 
     def flatten(self, streams: Streams) -> Plan:
@@ -165,8 +166,11 @@ class Flattener:
                                        gpu=gpu, link=f"egress:{gpu}", deps=deps, layer=op.layer, **meta)
                     tails[t].append(ev.id)
             return tails
-        sched = schedule(op.collective, op.bytes / chunks, op.group, self.run.system, op.inter_node,
-                         self.pricer.custom_all_reduce)
+        key = (op.collective, op.bytes / chunks, op.group, op.inter_node)
+        sched = self._schedules.get(key)
+        if sched is None:
+            sched = self._schedules[key] = schedule(*key[:3], self.run.system, op.inter_node,
+                                                    self.pricer.custom_all_reduce)
         for c in range(chunks):
             prev_round: list[int] = []
             for r in range(sched.steps):
