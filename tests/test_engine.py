@@ -207,3 +207,38 @@ def test_stage_time_by_layer_class_equals_the_full_walk(model, hardware, par):
         for name, rel in (("none", 1e-9), ("kv_fetch", 0.01)):
             full = walk(b.ops(batch), pricer, get_policy(name)).time
             assert stage_time(b, batch, pricer, get_policy(name)) == pytest.approx(full, rel=rel)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "flattened"])
+def test_a_retimed_plan_equals_flattening_the_pass_anew(mode):
+    """Decode steps of one shape share a plan whose durations are re-timed: the same times as a fresh flatten,
+    and a kept result's events are its own (a later re-time does not change them)."""
+    from simcore.run.static import StaticSimulator
+
+    run = make_run("llama-3.1-70b", batch=8, prompt=512, output=2, parallelism={"tp": 4, "pp": 2},
+                   engine={"mode": mode, "overlap_policy": "all"})
+    sim = StaticSimulator(run)
+    short = sim.pass_(decode(8, 512))
+    ends = [e.end for e in short.events]
+    long = sim.pass_(decode(8, 4096))  # longer context: slower attention, same events
+    assert len(sim._plans) == 1 and long.time > short.time
+    fresh = StaticSimulator(run).pass_(decode(8, 4096))
+    assert long.time == fresh.time and long.critical == fresh.critical and long.bubble == fresh.bubble
+    assert [(e.start, e.end, e.duration, e.memory_s, e.kinds) for e in long.events] == \
+           [(e.start, e.end, e.duration, e.memory_s, e.kinds) for e in fresh.events]
+    assert [e.end for e in short.events] == ends
+
+
+def test_retime_refuses_a_pass_whose_collective_changes_algorithm():
+    from dataclasses import replace
+
+    from simcore.graph.build import pass_streams
+    from simcore.graph.flatten import Flattener
+
+    run = make_run("llama-3.1-70b", batch=8, prompt=512, output=2, parallelism={"tp": 4})
+    streams = pass_streams(run, decode(8, 512))
+    flat = Flattener(run, "flattened", Pricer(run.system), get_policy("none"))
+    flat.flatten(streams)
+    assert flat.retime(streams)
+    flat._schedules = {k: replace(v, steps=v.steps + 1) for k, v in flat._schedules.items()}  # as if the size moved
+    assert not flat.retime(streams)

@@ -31,11 +31,22 @@ class Plan:
     events: list[Event] = field(default_factory=list)
     hbm_gpus: set[int] = field(default_factory=set)
     ranks: int = 0
+    # per event, how its duration follows from the ops (Flattener.retime): [how, (step, mb, stage), op index or
+    # indices, pieces, ...]; the rest of an event (streams, deps, links) depends only on the pass's shape
+    recipes: list[list] = field(default_factory=list)
 
-    def add(self, **kw) -> Event:
+    def add(self, recipe: list, **kw) -> Event:
         ev = Event(id=len(self.events), **kw)
         self.events.append(ev)
+        self.recipes.append(recipe)
         return ev
+
+
+def shape(streams: Streams) -> tuple:
+    """What the flattener's events depend on besides durations: passes of equal shape (the sampled decode
+    steps: only the context length differs) share one plan, re-timed for each."""
+    return tuple((key, tuple((op.name, op.kind, op.family, op.layer, op.collective, op.group, op.inter_node, op.tier)
+                             for op in ops)) for key, (_, ops) in streams.items())
 
 
 class Flattener:
@@ -77,17 +88,19 @@ class Flattener:
         if w is None:
             w = self._walks[key] = walk_totals(body, self.pricer, self.policy, self.launch_s)
         rank = meta["stage"]
-        ev = self.plan.add(rank=rank, stream=MAIN, name=f"stage {rank}", kind="compute", duration=w[0],
+        ev = self.plan.add(None, rank=rank, stream=MAIN, name=f"stage {rank}", kind="compute", duration=w[0],
                            gpu=rank, deps=[d for d in entry if d is not None], kinds=dict(w[1]), **meta)
         if not send:
             return [ev.id]
-        s = self.plan.add(rank=rank, stream=self.policy.stream_for(send), name=send.name, kind=COMM,
+        s = self.plan.add(None, rank=rank, stream=self.policy.stream_for(send), name=send.name, kind=COMM,
                           duration=self.pricer.time(send), gpu=rank, deps=[ev.id], layer=send.layer, **meta)
         return [s.id]
 
     def _op_events(self, ops: list[Op], entry: list, meta: dict) -> list[int]:
         lanes = range(self.lanes)
         stage = meta["stage"]
+        key = (meta["step"], meta["mb"], stage)
+        hybrid = self.mode == "hybrid"
         gpus = [self._rank(stage, t) for t in lanes]
         last_main: list[int | None] = list(entry)  # the event a lane's next op must follow
         first = [True] * self.lanes
@@ -101,7 +114,7 @@ class Flattener:
             if op.kind == COMM:
                 segment = [None] * self.lanes
                 chunks = self.policy.chunks_for(op)
-                tails = self._collective(op, stream, gpus, last_main, first, chunks, meta)
+                tails = self._collective(op, stream, gpus, last_main, first, chunks, meta, (key, i))
                 if stream == MAIN:
                     last_main = [t[-1] for t in tails]
                     first = [False] * self.lanes
@@ -113,7 +126,8 @@ class Flattener:
                         return [t[-1] for t in tails]
                     continue
                 end = consumer_end(ops, i)
-                last_main = self._consumers(ops[i + 1 : end + 1], tails, gpus, last_main, first, chunks, meta)
+                last_main = self._consumers(ops[i + 1 : end + 1], tails, gpus, last_main, first, chunks, meta,
+                                            (key, i + 1))
                 first = [False] * self.lanes
                 i = end + 1
                 continue
@@ -127,7 +141,8 @@ class Flattener:
                     # in pieces, so the fetch can slip into every gap the main stream leaves in HBM
                     pieces = self.policy.fetch_chunks
                     for _ in range(pieces):
-                        ev = self.plan.add(rank=gpus[t], stream=COPY, name=op.name, kind=op.kind,
+                        ev = self.plan.add(["ops", key, [i], pieces, False], rank=gpus[t], stream=COPY, name=op.name,
+                                           kind=op.kind,
                                            duration=cost.total / pieces, memory_s=cost.memory_s / pieces,
                                            gpu=gpus[t], deps=deps, layer=op.layer, **meta)
                         deps = []
@@ -135,14 +150,16 @@ class Flattener:
                     self.plan.hbm_gpus.add(gpus[t])
                     continue
                 seg = segment[t]
-                merge = self.mode == "hybrid" and seg is not None and not pending[t] and seg.layer == op.layer
+                merge = hybrid and seg is not None and not pending[t] and seg.layer == op.layer
                 if merge:
+                    self.plan.recipes[seg.id][2].append(i)
                     seg.duration += cost.total
                     seg.memory_s += cost.memory_s
                     seg.kinds[op.kind] = seg.kinds.get(op.kind, 0.0) + cost.total
                     continue
                 deps = pending[t] + ([last_main[t]] if first[t] and last_main[t] is not None else [])
-                ev = self.plan.add(rank=gpus[t], stream=MAIN, name=op.name if self.mode != "hybrid" else f"layer {op.layer}",
+                ev = self.plan.add(["ops", key, [i], 1, hybrid], rank=gpus[t], stream=MAIN,
+                                   name=op.name if not hybrid else f"layer {op.layer}",
                                    kind=op.kind, duration=cost.total, memory_s=cost.memory_s, gpu=gpus[t], deps=deps,
                                    layer=op.layer, kinds={op.kind: cost.total} if self.mode == "hybrid" else None, **meta)
                 pending[t] = []
@@ -152,7 +169,8 @@ class Flattener:
             i += 1
         return [x for x in last_main]
 
-    def _collective(self, op: Op, stream: str, gpus: list[int], after: list, first: list, chunks: int, meta: dict):
+    def _collective(self, op: Op, stream: str, gpus: list[int], after: list, first: list, chunks: int, meta: dict,
+                    where: tuple):
         """Events of one collective (in `chunks` pieces); returns per lane the ids of each piece's last event."""
         floor = self.pricer.cost(op).floor_s
         tails: list[list[int]] = [[] for _ in gpus]
@@ -162,15 +180,12 @@ class Flattener:
             for c in range(chunks):
                 for t, gpu in enumerate(gpus):
                     deps = [after[t]] if (c == 0 and after[t] is not None and (first[t] or stream != MAIN)) else []
-                    ev = self.plan.add(rank=gpu, stream=stream, name=op.name, kind=COMM, duration=dur + (floor if c == 0 else 0),
+                    ev = self.plan.add(["closed", *where, chunks, c == 0], rank=gpu, stream=stream, name=op.name, kind=COMM,
+                                       duration=dur + (floor if c == 0 else 0),
                                        gpu=gpu, link=f"egress:{gpu}", deps=deps, layer=op.layer, **meta)
                     tails[t].append(ev.id)
             return tails
-        key = (op.collective, op.bytes / chunks, op.group, op.inter_node)
-        sched = self._schedules.get(key)
-        if sched is None:
-            sched = self._schedules[key] = schedule(*key[:3], self.run.system, op.inter_node,
-                                                    self.pricer.custom_all_reduce)
+        sched = self._schedule(op, chunks)
         for c in range(chunks):
             prev_round: list[int] = []
             for r in range(sched.steps):
@@ -182,8 +197,8 @@ class Flattener:
                         deps = [prev_round[(t - 1) % lanes]]
                     else:
                         deps = list(prev_round)
-                    ev = self.plan.add(rank=gpu, stream=stream, name=op.name, kind=COMM,
-                                       duration=sched.step_time + (floor if c == 0 and r == 0 else 0.0),
+                    ev = self.plan.add(["round", *where, chunks, c == 0 and r == 0, sched.steps, sched.peers],
+                                       rank=gpu, stream=stream, name=op.name, kind=COMM, duration=sched.step_time + (floor if c == 0 and r == 0 else 0.0),
                                        gpu=gpu, link=f"egress:{gpu}", deps=deps, layer=op.layer, **meta)
                     now.append(ev.id)
                 prev_round = now
@@ -191,7 +206,7 @@ class Flattener:
                 tails[t].append(prev_round[t])
         return tails
 
-    def _consumers(self, ops: list[Op], tails, gpus, after, first, chunks: int, meta: dict) -> list[int]:
+    def _consumers(self, ops: list[Op], tails, gpus, after, first, chunks: int, meta: dict, where: tuple) -> list[int]:
         """The ops fed by a chunked collective, chunk-major: piece c of each waits for the collective's piece c."""
         last = list(after)
         for c in range(chunks):
@@ -201,10 +216,49 @@ class Flattener:
                     deps = [tails[t][c]] if k == 0 else []
                     if first[t] and last[t] is not None and c == 0 and k == 0:
                         deps.append(last[t])
-                    ev = self.plan.add(rank=gpu, stream=MAIN, name=op.name, kind=op.kind, duration=cost.total / chunks,
+                    ev = self.plan.add(["ops", where[0], [where[1] + k], chunks, False], rank=gpu, stream=MAIN,
+                                       name=op.name, kind=op.kind, duration=cost.total / chunks,
                                        memory_s=cost.memory_s / chunks, gpu=gpu, deps=deps, layer=op.layer, **meta)
                     last[t] = ev.id
         return last
+
+    def _schedule(self, op: Op, chunks: int):
+        """A collective piece's rounds (memoized: they recur every layer)."""
+        key = (op.collective, op.bytes / chunks, op.group, op.inter_node)
+        sched = self._schedules.get(key)
+        if sched is None:
+            sched = self._schedules[key] = schedule(*key[:3], self.run.system, op.inter_node,
+                                                    self.pricer.custom_all_reduce)
+        return sched
+
+    def retime(self, streams: Streams) -> bool:
+        """Give this plan's events the durations of `streams`, a pass of the same shape (see `shape`), as
+        flattening it would (same formulas, same order of sums). False, leaving the plan unusable, where
+        the shape differs after all (a collective's algorithm changed with its size): flatten anew."""
+        cost = self.pricer.cost
+        for ev, (how, key, at, pieces, *rest) in zip(self.plan.events, self.plan.recipes):
+            ops = streams[key][1]
+            if how == "ops":
+                c = cost(ops[at[0]])
+                duration, memory = c.total / pieces, c.memory_s / pieces
+                kinds = {ops[at[0]].kind: c.total} if rest[0] else None
+                for i in at[1:]:  # a hybrid layer-level event: its ops summed in order
+                    c = cost(ops[i])
+                    duration += c.total
+                    memory += c.memory_s
+                    kinds[ops[i].kind] = kinds.get(ops[i].kind, 0.0) + c.total
+                ev.duration, ev.memory_s, ev.kinds = duration, memory, kinds
+                continue
+            op = ops[at]
+            floor = cost(op).floor_s
+            if how == "closed":
+                ev.duration = (cost(op).total - floor) / pieces + (floor if rest[0] else 0)
+                continue
+            sched = self._schedule(op, pieces)
+            if (sched.steps, sched.peers) != tuple(rest[1:]):
+                return False
+            ev.duration = sched.step_time + (floor if rest[0] else 0.0)
+        return True
 
 
 def flatten(g, run: Run, mode: str, pricer: Pricer, policy: OverlapPolicy, launch_s: float = 0.0,
