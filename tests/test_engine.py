@@ -242,3 +242,16 @@ def test_retime_refuses_a_pass_whose_collective_changes_algorithm():
     assert flat.retime(streams)
     flat._schedules = {k: replace(v, steps=v.steps + 1) for k, v in flat._schedules.items()}  # as if the size moved
     assert not flat.retime(streams)
+
+
+def test_all_ranks_flag_simulates_every_gpu_with_the_same_result(cli, write_experiment):
+    path = write_experiment(model="llama-3.1-70b", parallelism={"tp": 4, "pp": 2},
+                            workload={"batch_size": 4, "prompt_tokens": 256, "output_tokens": 3})
+    rc, out, _ = cli("run", path, "--mode", "flattened", "--json")
+    rc_all, out_all, _ = cli("run", path, "--mode", "flattened", "--all-ranks", "--json")
+    one, every = json.loads(out), json.loads(out_all)
+    assert rc == rc_all == 0
+    assert (one["ranks_simulated"], every["ranks_simulated"]) == (2, 8)
+    assert every["events_simulated"] == 4 * one["events_simulated"]
+    for key in ("ttft_s", "e2e_s", "critical_path_s"):
+        assert one[key] == every[key]
