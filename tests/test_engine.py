@@ -255,3 +255,10 @@ def test_all_ranks_flag_simulates_every_gpu_with_the_same_result(cli, write_expe
     assert every["events_simulated"] == 4 * one["events_simulated"]
     for key in ("ttft_s", "e2e_s", "critical_path_s"):
         assert one[key] == every[key]
+
+
+def test_all_ranks_outside_flattened_mode_is_an_error(cli, write_experiment):
+    rc, out, err = cli("run", write_experiment(), "--all-ranks", "--json")
+    assert rc == 2 and out == ""
+    assert err.startswith("error: field 'engine.all_ranks' = true: only flattened mode") and "'analytical'" in err
+    assert err.count("\n") == 1
