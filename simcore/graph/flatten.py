@@ -44,7 +44,8 @@ class Plan:
 
 def shape(streams: Streams) -> tuple:
     """What the flattener's events depend on besides durations: passes of equal shape (the sampled decode
-    steps: only the context length differs) share one plan, re-timed for each."""
+    steps: only the context length differs) share one plan, re-timed for each. An overlap policy's stream and
+    chunk choices may depend on these fields only."""
     return tuple((key, tuple((op.name, op.kind, op.family, op.layer, op.collective, op.group, op.inter_node, op.tier)
                              for op in ops)) for key, (_, ops) in streams.items())
 
