@@ -262,3 +262,33 @@ def test_all_ranks_outside_flattened_mode_is_an_error(cli, write_experiment):
     assert rc == 2 and out == ""
     assert err.startswith("error: field 'engine.all_ranks' = true: only flattened mode") and "'analytical'" in err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("model, hardware, par, graphs", [
+    ("llama-3.1-70b", "h100-sxm", {"tp": 4, "pp": 2}, True),
+    ("gpt-oss-120b", "h100-sxm", {"tp": 2}, False),  # sliding and full attention layers alternate; MoE
+    ("deepseek-v3", "h200-sxm", {"tp": 8}, True),  # dense first layers, then MoE
+    ("mixtral-8x7b", "h100-sxm", {"tp": 2, "dp": 2, "ep": 4}, False),
+])
+def test_pricing_one_layer_per_class_equals_the_whole_stage(model, hardware, par, graphs):
+    """Where nothing overlaps the analytical stage time is a sum, so each class of identical layers is priced once
+    and counted: the same time and split by kind as summing every op (to rounding), the same pipeline send."""
+    from simcore.engine.walk import class_totals, walk_totals
+    from simcore.ops.builder import StageBuilder
+    from simcore.ops.passes import as_batch
+
+    run = make_run(model, hardware, batch=4, prompt=512, output=2, parallelism=par,
+                   engine={"cuda_graphs": graphs, "kernel_launch_us": 400.0})
+    pricer, policy = Pricer(run.system), get_policy("none")
+    launch = 0.0 if graphs else 400e-6  # without CUDA graphs the host's launches outlast the GPU's work
+    for stage in range(run.par.pp):
+        b = StageBuilder(run, stage)
+        for ps in (prefill(4, 512), decode(4, 700)):
+            ops = b.ops(ps)
+            send = ops[-1] if ops[-1].collective == "send_recv" else None
+            (time, kinds), got_send = class_totals(b, as_batch(ps), pricer, launch)
+            want_time, want_kinds = walk_totals(ops[:-1] if send else ops, pricer, policy, launch)
+            assert time == pytest.approx(want_time, rel=1e-12)
+            assert kinds == pytest.approx(want_kinds, rel=1e-12)
+            assert got_send == send and (send is not None) == (stage < run.par.pp - 1)
+            assert ("host_launch" in kinds) == (not graphs)

@@ -22,9 +22,10 @@ from simcore.cost.collectives import schedule
 from simcore.cost.roofline import Pricer
 from simcore.engine.des import Event
 from simcore.engine.policies import COPY, MAIN, OverlapPolicy
-from simcore.engine.walk import consumer_end, walk_totals
+from simcore.engine.walk import class_totals, consumer_end, walk_totals
 from simcore.graph.build import Streams, stage_streams
 from simcore.ops.op import COMM, Op
+from simcore.ops.passes import as_batch
 
 @dataclass
 class Plan:
@@ -52,13 +53,14 @@ def shape(streams: Streams) -> tuple:
 
 class Flattener:
     def __init__(self, run: Run, mode: str, pricer: Pricer, policy: OverlapPolicy, launch_s: float = 0.0,
-                 all_ranks: bool = False):
+                 all_ranks: bool = False, builders: list | None = None):
         self.run, self.mode, self.pricer, self.policy, self.launch_s = run, mode, pricer, policy, launch_s
+        self.builders = builders  # per stage: prices stages whose streams carry no ops (analytical, nothing overlaps)
         self.tp = run.par.tp
         self.lanes = self.tp if mode == "flattened" and all_ranks else 1  # ranks per stage that get their own events
         self.plan = Plan()
         self._schedules: dict[tuple, object] = {}  # a collective's rounds recur every layer
-        self._walks: dict[tuple, tuple] = {}  # (stage, Pass) -> its (time, by kind): micro-batches and steps repeat
+        self._walks: dict[tuple, tuple] = {}  # (stage, Pass) -> ((time, by kind), its send): micro-batches, steps repeat
 
     def flatten(self, streams: Streams) -> Plan:
         exits: dict[tuple[int, int, int], list[int]] = {}
@@ -82,12 +84,18 @@ class Flattener:
     def _rank(self, stage: int, lane: int) -> int:
         return stage * self.lanes + lane
 
-    def _stage_event(self, ops: list[Op], entry: list, meta: dict, key: tuple) -> list[int]:
-        send = ops[-1] if ops[-1].collective == "send_recv" else None
-        body = ops[:-1] if send else ops
-        w = self._walks.get(key)
-        if w is None:
-            w = self._walks[key] = walk_totals(body, self.pricer, self.policy, self.launch_s)
+    def _stage_event(self, ops: list[Op] | None, entry: list, meta: dict, key: tuple) -> list[int]:
+        found = self._walks.get(key)
+        if found is not None:
+            w, send = found
+        elif ops is None:  # no ops built: one layer per class (the policy exposes every op whole)
+            w, send = self._walks[key] = class_totals(self.builders[key[0]], as_batch(key[1]), self.pricer,
+                                                      self.launch_s)
+        else:
+            send = ops[-1] if ops[-1].collective == "send_recv" else None
+            body = ops[:-1] if send else ops
+            w = walk_totals(body, self.pricer, self.policy, self.launch_s)
+            self._walks[key] = (w, send)
         rank = meta["stage"]
         ev = self.plan.add(None, rank=rank, stream=MAIN, name=f"stage {rank}", kind="compute", duration=w[0],
                            gpu=rank, deps=[d for d in entry if d is not None], kinds=dict(w[1]), **meta)
@@ -263,10 +271,10 @@ class Flattener:
 
 
 def flatten(g, run: Run, mode: str, pricer: Pricer, policy: OverlapPolicy, launch_s: float = 0.0,
-            all_ranks: bool | None = None) -> Plan:
+            all_ranks: bool | None = None, builders: list | None = None) -> Plan:
     """From the pipeline graph (a networkx DiGraph) or its streams (what the static driver passes: the
     graph would only be read back into streams). all_ranks: default engine.all_ranks."""
     streams = g if isinstance(g, dict) else stage_streams(g)
     if all_ranks is None:
         all_ranks = run.experiment.engine.all_ranks
-    return Flattener(run, mode, pricer, policy, launch_s, all_ranks).flatten(streams)
+    return Flattener(run, mode, pricer, policy, launch_s, all_ranks, builders).flatten(streams)

@@ -20,7 +20,7 @@ import numpy as np
 
 from simcore.config.experiment import Run
 from simcore.engine.des import Event, busiest_rank_idle, critical_path, execute
-from simcore.engine.walk import Walk, engine_parts, walk
+from simcore.engine.walk import Walk, engine_parts, exposes_whole, walk
 from simcore.graph.build import pass_streams
 from simcore.graph.flatten import Flattener, flatten, shape
 from simcore.ops.op import KV_FETCH, KV_STORE, Op
@@ -90,7 +90,7 @@ class StaticSimulator:
         passes that only differ in durations (the sampled decode steps), so no event is built twice."""
         run, mode = self.run, self.mode
         if mode == "analytical":  # a handful of stage-level events: nothing to reuse
-            return flatten(streams, run, mode, self.pricer, self.policy, self.launch_s)
+            return flatten(streams, run, mode, self.pricer, self.policy, self.launch_s, builders=self.builders)
         key = shape(streams)
         flat = self._plans.get(key)
         if flat is None or not flat.retime(streams):
@@ -105,7 +105,9 @@ class StaticSimulator:
         pp = self.run.par.pp
         steps = 2 if ps.phase == "decode" and pp > 1 and min(self.micro_batches, ps.batch) > 1 else 1
         # the flattener reads the pipeline graph as streams: build those directly (no networkx graph)
-        streams = pass_streams(self.run, ps, self.micro_batches, steps, self.builders)
+        # analytical and nothing overlaps: stages are priced one layer per class, without building each layer
+        lazy = self.mode == "analytical" and exposes_whole(self.policy)
+        streams = pass_streams(self.run, ps, self.micro_batches, steps, self.builders, build_ops=not lazy)
         plan = self._plan(streams)
         makespan = execute(plan.events, contention=self.mode != "analytical", hbm_gpus=plan.hbm_gpus)
         self.events_simulated += len(plan.events)
