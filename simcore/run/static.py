@@ -7,6 +7,7 @@ steps and timed between their ends, so the pipeline is full as in steady state.
 Decode may be priced at sampled steps: step time, KV traffic and critical-path times are
 piecewise linear in the context length, so sampling evenly spaced steps plus the
 sliding-window knees and interpolating linearly reproduces the full run closely (tested).
+The sampled steps share one flattened plan per pass shape, re-timed for each (docs/engine.md).
 """
 
 from __future__ import annotations
