@@ -292,3 +292,18 @@ def test_pricing_one_layer_per_class_equals_the_whole_stage(model, hardware, par
             assert kinds == pytest.approx(want_kinds, rel=1e-12)
             assert got_send == send and (send is not None) == (stage < run.par.pp - 1)
             assert ("host_launch" in kinds) == (not graphs)
+
+
+@pytest.mark.parametrize("model, par", [("gpt-oss-120b", {"tp": 2}), ("llama-3.1-70b", {"tp": 4, "pp": 2}),
+                                        ("deepseek-v3", {"tp": 8})])
+def test_kv_bytes_counted_per_layer_class_equal_every_ops_sum(model, par):
+    from simcore.run.static import StaticSimulator
+
+    run = make_run(model, "h200-sxm", batch=4, prompt=4096, output=2, parallelism=par)
+    sim = StaticSimulator(run)
+    for ps in (prefill(4, 4096), decode(4, 5000)):
+        res = sim.pass_(ps)
+        for kind in ("kv_cache_fetch", "kv_cache_store"):
+            every = sum(op.kv_bytes for stage in res.ops() for op in stage if op.kind == kind)
+            assert every > 0 or (kind == "kv_cache_fetch" and ps.phase == "prefill")
+            assert res.kv_bytes(kind) == pytest.approx(every, rel=1e-12)

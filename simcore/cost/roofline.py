@@ -44,13 +44,13 @@ def prefill_attention_efficiency(system: System, tiles: float, seq: float) -> fl
     return a.compute_max * seq / (seq + a.s_half) * fill
 
 
-# Every field of an op but its layer index and name: equal ops of different layers share one price.
-_PRICE_KEY = operator.attrgetter(*(f.name for f in fields(Op) if f.name not in ("layer", "name")))
+# Every field of an op but its layer index: equal ops of different layers share one price.
+_PRICE_KEY = operator.attrgetter(*(f.name for f in fields(Op) if f.name != "layer"))
 
 
 class Pricer:
     """Prices ops on one system; memoized because the same op shapes recur every layer and step
-    (keyed by every field but the layer index and name, so an op's price must not depend on those)."""
+    (keyed by every field but the layer index, so an op's price must not depend on it)."""
 
     def __init__(self, system: System, custom_all_reduce: bool = True):
         self.system = system

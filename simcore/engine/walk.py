@@ -118,16 +118,24 @@ def exposes_whole(policy: OverlapPolicy) -> bool:
     return not policy.overlaps and type(policy) is OverlapPolicy
 
 
+def layer_segments(builder, batch) -> list[tuple[list[Op], int]]:
+    """A stage's ops as (ops, how many times they recur): the prologue, one layer per class of identical
+    layers (StageBuilder.layer_classes) with the class's layer count, the epilogue."""
+    return [(builder.prologue(batch), 1),
+            *((builder.layer_ops(layer, batch), count) for layer, count in builder.layer_classes()),
+            (builder.epilogue(batch), 1)]
+
+
 def class_totals(builder, batch, pricer: Pricer, launch_s: float = 0.0) -> tuple[tuple[float, dict[str, float]], Op | None]:
     """(walk_totals of a stage's ops but its trailing pipeline send, that send) where nothing overlaps
     (exposes_whole), without building every layer: one layer per class (StageBuilder.layer_classes) is
     priced and counted as many times as the class has layers. Equal to walk_totals but for the order of
     the sums (within 1e-15 relative, tested)."""
-    tail = builder.epilogue(batch)
-    send = tail.pop() if tail and tail[-1].collective == "send_recv" else None
-    segments = [(builder.prologue(batch), 1)]
-    segments += [(builder.layer_ops(layer, batch), count) for layer, count in builder.layer_classes()]
-    segments.append((tail, 1))
+    segments = layer_segments(builder, batch)
+    tail = segments[-1][0]
+    send = tail[-1] if tail and tail[-1].collective == "send_recv" else None
+    if send is not None:
+        segments[-1] = (tail[:-1], 1)
     cost = pricer.cost
     time, kernels = 0.0, 0
     kinds: dict[str, float] = {}

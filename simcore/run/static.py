@@ -21,11 +21,11 @@ import numpy as np
 
 from simcore.config.experiment import Run
 from simcore.engine.des import Event, busiest_rank_idle, critical_path, execute
-from simcore.engine.walk import Walk, engine_parts, exposes_whole, walk
+from simcore.engine.walk import Walk, engine_parts, exposes_whole, layer_segments, walk
 from simcore.graph.build import pass_streams
 from simcore.graph.flatten import Flattener, flatten, shape
 from simcore.ops.op import KV_FETCH, KV_STORE, Op
-from simcore.ops.passes import Pass, decode, prefill, window_knee
+from simcore.ops.passes import Pass, as_batch, decode, prefill, window_knee
 from simcore.planner.memory import MemoryPerGPU, static_memory
 
 
@@ -37,6 +37,7 @@ class PassResult:
     critical: dict[str, float]  # critical-path time by kind
     bubble: float  # time the busiest rank sits idle
     events: list[Event] = field(default_factory=list)
+    kv: Callable[[str], float] | None = None  # kv_bytes without building every layer (one per class)
 
     @cached_property
     def stages(self) -> list[Walk]:
@@ -45,6 +46,8 @@ class PassResult:
 
     def kv_bytes(self, kind: str) -> float:
         """Cache bytes of one TP rank per stage; needs the ops, not their priced walk."""
+        if self.kv is not None:
+            return self.kv(kind)
         return sum(op.kv_bytes for stage in self.ops() for op in stage if op.kind == kind)
 
 
@@ -128,8 +131,12 @@ class StaticSimulator:
         def breakdown() -> list[Walk]:
             return [walk(stage, self.pricer, self.policy, self.launch_s) for stage in ops()]
 
+        def kv(kind: str) -> float:  # each class of identical layers counted, not built layer by layer
+            return sum(count * sum(op.kv_bytes for op in seg if op.kind == kind)
+                       for b in self.builders for seg, count in layer_segments(b, as_batch(ps)))
+
         events = plan.events if self.mode == "analytical" else [copy(e) for e in plan.events] if keep_events else []
-        return PassResult(breakdown, ops, time, crit, bubble, events)
+        return PassResult(breakdown, ops, time, crit, bubble, events, kv)
 
     def sample_points(self, steps: int, prompt: int) -> list[int]:
         """Decode steps (1-based) to price: evenly spaced, plus where a sliding window fills."""
