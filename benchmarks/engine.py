@@ -1,16 +1,25 @@
-"""Engine speed and behaviour: per-mode wall time, mode agreement, decode sampling error, overlap policies.
+"""Engine speed and behaviour: per-mode wall and CPU time, mode agreement, decode sampling error, overlap policies.
 
-Usage: python benchmarks/engine.py [--full]   (--full also times the unsampled flattened run)
+Usage: python benchmarks/engine.py [--full] [--profile]
+  --full     also times the unsampled flattened run and the 405B run with every rank (--all-ranks)
+  --profile  prints the top cProfile entries of the 405B tp8 pp4 flattened run and stops
+CPU time is the figure to compare on a shared machine (wall time includes waiting for a core).
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
+import pstats
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -26,23 +35,40 @@ BASE = {"model": "llama-3.1-70b", "hardware": "h100-sxm", "parallelism": {"tp": 
 def timed(data: dict, **engine):
     exp = experiment_from_dict({**data, "engine": {**data.get("engine", {}), **engine}}, source="benchmark")
     run = resolve(exp)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     res = simulate(run)
+    timed.cpu = time.process_time() - c
     return res, time.perf_counter() - t
 
 
+def static_process() -> tuple[float, float]:
+    """(wall, CPU) seconds of `simcore run experiments/llama-3.1-8b-h100.yaml --json` as a whole process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "simcore", "run", str(ROOT / "experiments/llama-3.1-8b-h100.yaml"), "--json"],
+                   check=True, capture_output=True, cwd=ROOT)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
 def speed(console: Console, full: bool) -> None:
-    t = Table(title="Speed on this machine (issue targets: analytical < 0.5 s, hybrid < 3 s, flattened < 30 s; "
-                    "405B tp8 pp4 flattened < 60 s)", title_justify="left")
-    for col in ("case", "mode", "wall s", "events", "events/s", "e2e s", "sampled steps"):
+    t = Table(title="Speed on this machine (issue 9 targets: 70B tp8 flattened <= 2 s, 405B tp8 pp4 flattened <= 15 s; "
+                    "static 8B run as a whole process <= 0.5 s)", title_justify="left")
+    for col in ("case", "mode", "wall s", "CPU s", "events", "events/CPU s", "e2e s", "sampled steps"):
         t.add_column(col, justify="left" if col in ("case", "mode") else "right")
     cases = [("llama-3.1-70b tp8 pp1 b64 2048/512", BASE, m) for m in ("analytical", "hybrid", "flattened")]
     big = {**BASE, "model": "llama-3.1-405b", "parallelism": {"tp": 8, "pp": 4}}
     cases.append(("llama-3.1-405b tp8 pp4 b64 2048/512", big, "flattened"))
+    if full:
+        cases.append(("llama-3.1-405b tp8 pp4 b64 2048/512 all ranks", {**big, "engine": {"all_ranks": True}},
+                      "flattened"))
     for label, data, mode in cases:
         res, wall = timed(data, mode=mode)
-        t.add_row(label, mode, f"{wall:.2f}", f"{res.events_simulated:,}", f"{res.events_simulated / wall:,.0f}",
-                  f"{res.e2e:.4f}", str(len(res.sampled_steps)))
+        t.add_row(label, mode, f"{wall:.2f}", f"{timed.cpu:.2f}", f"{res.events_simulated:,}",
+                  f"{res.events_simulated / timed.cpu:,.0f}", f"{res.e2e:.4f}", str(len(res.sampled_steps)))
+    wall, cpu = static_process()
+    t.add_row("simcore run llama-3.1-8b-h100.yaml --json (whole process)", "analytical", f"{wall:.2f}", f"{cpu:.2f}",
+              "", "", "", "")
     console.print(t)
     s = Table(title="Decode sampling against pricing every step (llama-3.1-70b tp8 b64 2048/512)", title_justify="left")
     for col in ("mode", "sampled e2e s", "every-step e2e s", "error", "sampled wall s", "every-step wall s"):
@@ -87,11 +113,28 @@ def policies(console: Console) -> None:
     console.print(t)
 
 
+def profile(console: Console) -> None:
+    big = {**BASE, "model": "llama-3.1-405b", "parallelism": {"tp": 8, "pp": 4}}
+    run = resolve(experiment_from_dict({**big, "engine": {"mode": "flattened"}}, source="benchmark"))
+    prof = cProfile.Profile()
+    prof.enable()
+    simulate(run)
+    prof.disable()
+    out = io.StringIO()
+    pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(15)
+    console.print("llama-3.1-405b tp8 pp4 flattened, top functions by own time (under cProfile):")
+    console.print(out.getvalue(), markup=False, highlight=False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--full", action="store_true", help="also time the unsampled flattened run (slow)")
+    ap.add_argument("--full", action="store_true", help="also time the unsampled flattened run and all ranks (slow)")
+    ap.add_argument("--profile", action="store_true", help="profile the 405B flattened run and stop")
     args = ap.parse_args()
     console = Console(width=160)
+    if args.profile:
+        profile(console)
+        return
     speed(console, args.full)
     agreement(console)
     policies(console)

@@ -78,6 +78,9 @@ def outputs(tree: Path) -> dict:
     return json.loads(proc.stdout)
 
 
+_worst = [0.0]  # largest relative difference accepted in the current case
+
+
 def diffs(a, b, path: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         out = [f"{path}.{k}: only in {'before' if k in a else 'after'}" for k in set(a) ^ set(b)]
@@ -91,6 +94,8 @@ def diffs(a, b, path: str = "") -> list[str]:
     if isinstance(a, float) or isinstance(b, float):
         if isinstance(a, (int, float)) and isinstance(b, (int, float)) and (
                 a == b or math.isclose(a, b, rel_tol=REL, abs_tol=1e-300)):
+            if a != b:
+                _worst[0] = max(_worst[0], abs(a - b) / max(abs(a), abs(b)))
             return []
     elif a == b:
         return []
@@ -131,11 +136,13 @@ def main() -> None:
         if name not in before or name not in after:
             print(f"{name:50s} missing {'before' if name not in before else 'after'}")
             continue
+        _worst[0] = 0.0
         d = diffs(before[name], after[name])
         bad += bool(d)
+        same = "identical" if not _worst[0] else f"same within {_worst[0]:.1e}"
         work = "".join(f" ({k} {before[name][k]:,} -> {after[name][k]:,})" for k in sorted(WORK)
                        if k in before[name] and k in after[name] and before[name][k] != after[name][k])
-        print(f"{name:42s} {'same' if not d else f'{len(d)} differ: ' + '; '.join(d[:3])}{work}")
+        print(f"{name:42s} {same if not d else f'{len(d)} differ: ' + '; '.join(d[:3])}{work}")
     print(f"{len(after) - bad}/{len(after)} cases unchanged (within {REL:g} relative), {time.perf_counter() - t0:.0f} s")
     sys.exit(1 if bad else 0)
 

@@ -207,3 +207,103 @@ def test_stage_time_by_layer_class_equals_the_full_walk(model, hardware, par):
         for name, rel in (("none", 1e-9), ("kv_fetch", 0.01)):
             full = walk(b.ops(batch), pricer, get_policy(name)).time
             assert stage_time(b, batch, pricer, get_policy(name)) == pytest.approx(full, rel=rel)
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "flattened"])
+def test_a_retimed_plan_equals_flattening_the_pass_anew(mode):
+    """Decode steps of one shape share a plan whose durations are re-timed: the same times as a fresh flatten,
+    and a kept result's events are its own (a later re-time does not change them)."""
+    from simcore.run.static import StaticSimulator
+
+    run = make_run("llama-3.1-70b", batch=8, prompt=512, output=2, parallelism={"tp": 4, "pp": 2},
+                   engine={"mode": mode, "overlap_policy": "all"})
+    sim = StaticSimulator(run)
+    short = sim.pass_(decode(8, 512))
+    ends = [e.end for e in short.events]
+    long = sim.pass_(decode(8, 4096))  # longer context: slower attention, same events
+    assert len(sim._plans) == 1 and long.time > short.time
+    fresh = StaticSimulator(run).pass_(decode(8, 4096))
+    assert long.time == fresh.time and long.critical == fresh.critical and long.bubble == fresh.bubble
+    assert [(e.start, e.end, e.duration, e.memory_s, e.kinds) for e in long.events] == \
+           [(e.start, e.end, e.duration, e.memory_s, e.kinds) for e in fresh.events]
+    assert [e.end for e in short.events] == ends
+
+
+def test_retime_refuses_a_pass_whose_collective_changes_algorithm():
+    from dataclasses import replace
+
+    from simcore.graph.build import pass_streams
+    from simcore.graph.flatten import Flattener
+
+    run = make_run("llama-3.1-70b", batch=8, prompt=512, output=2, parallelism={"tp": 4})
+    streams = pass_streams(run, decode(8, 512))
+    flat = Flattener(run, "flattened", Pricer(run.system), get_policy("none"))
+    flat.flatten(streams)
+    assert flat.retime(streams)
+    flat._schedules = {k: replace(v, steps=v.steps + 1) for k, v in flat._schedules.items()}  # as if the size moved
+    assert not flat.retime(streams)
+
+
+def test_all_ranks_flag_simulates_every_gpu_with_the_same_result(cli, write_experiment):
+    path = write_experiment(model="llama-3.1-70b", parallelism={"tp": 4, "pp": 2},
+                            workload={"batch_size": 4, "prompt_tokens": 256, "output_tokens": 3})
+    rc, out, _ = cli("run", path, "--mode", "flattened", "--json")
+    rc_all, out_all, _ = cli("run", path, "--mode", "flattened", "--all-ranks", "--json")
+    one, every = json.loads(out), json.loads(out_all)
+    assert rc == rc_all == 0
+    assert (one["ranks_simulated"], every["ranks_simulated"]) == (2, 8)
+    assert every["events_simulated"] == 4 * one["events_simulated"]
+    for key in ("ttft_s", "e2e_s", "critical_path_s"):
+        assert one[key] == every[key]
+
+
+def test_all_ranks_outside_flattened_mode_is_an_error(cli, write_experiment):
+    rc, out, err = cli("run", write_experiment(), "--all-ranks", "--json")
+    assert rc == 2 and out == ""
+    assert err.startswith("error: field 'engine.all_ranks' = true: only flattened mode") and "'analytical'" in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("model, hardware, par, graphs", [
+    ("llama-3.1-70b", "h100-sxm", {"tp": 4, "pp": 2}, True),
+    ("gpt-oss-120b", "h100-sxm", {"tp": 2}, False),  # sliding and full attention layers alternate; MoE
+    ("deepseek-v3", "h200-sxm", {"tp": 8}, True),  # dense first layers, then MoE
+    ("mixtral-8x7b", "h100-sxm", {"tp": 2, "dp": 2, "ep": 4}, False),
+])
+def test_pricing_one_layer_per_class_equals_the_whole_stage(model, hardware, par, graphs):
+    """Where nothing overlaps the analytical stage time is a sum, so each class of identical layers is priced once
+    and counted: the same time and split by kind as summing every op (to rounding), the same pipeline send."""
+    from simcore.engine.walk import class_totals, walk_totals
+    from simcore.ops.builder import StageBuilder
+    from simcore.ops.passes import as_batch
+
+    run = make_run(model, hardware, batch=4, prompt=512, output=2, parallelism=par,
+                   engine={"cuda_graphs": graphs, "kernel_launch_us": 400.0})
+    pricer, policy = Pricer(run.system), get_policy("none")
+    launch = 0.0 if graphs else 400e-6  # without CUDA graphs the host's launches outlast the GPU's work
+    for stage in range(run.par.pp):
+        b = StageBuilder(run, stage)
+        for ps in (prefill(4, 512), decode(4, 700)):
+            ops = b.ops(ps)
+            send = ops[-1] if ops[-1].collective == "send_recv" else None
+            (time, kinds), got_send = class_totals(b, as_batch(ps), pricer, launch)
+            want_time, want_kinds = walk_totals(ops[:-1] if send else ops, pricer, policy, launch)
+            assert time == pytest.approx(want_time, rel=1e-12)
+            assert kinds == pytest.approx(want_kinds, rel=1e-12)
+            assert got_send == send and (send is not None) == (stage < run.par.pp - 1)
+            assert ("host_launch" in kinds) == (not graphs)
+
+
+@pytest.mark.parametrize("model, par", [("gpt-oss-120b", {"tp": 2}), ("llama-3.1-70b", {"tp": 4, "pp": 2}),
+                                        ("deepseek-v3", {"tp": 8})])
+def test_kv_bytes_counted_per_layer_class_equal_every_ops_sum(model, par):
+    from simcore.run.static import StaticSimulator
+
+    run = make_run(model, "h200-sxm", batch=4, prompt=4096, output=2, parallelism=par)
+    sim = StaticSimulator(run)
+    for ps in (prefill(4, 4096), decode(4, 5000)):
+        res = sim.pass_(ps)
+        for kind in ("kv_cache_fetch", "kv_cache_store"):
+            every = sum(op.kv_bytes for stage in res.ops() for op in stage if op.kind == kind)
+            assert every > 0 or (kind == "kv_cache_fetch" and ps.phase == "prefill")
+            assert res.kv_bytes(kind) == pytest.approx(every, rel=1e-12)

@@ -321,6 +321,10 @@ def resolve(e: Experiment) -> Run:
     system = _field("cluster" if e.cluster is not None else "hardware", load_system, e.hardware, e.cluster)
     _check_parallelism(model, e.parallelism)
     _field("engine.overlap_policy", lookup, "simcore.engine.policies", e.engine.overlap_policy)
+    if e.engine.all_ranks and e.engine.mode != "flattened":
+        raise SimcoreError(f"field 'engine.all_ranks' = true: only flattened mode simulates GPUs one by one, and "
+                           f"engine.mode is {e.engine.mode!r}; allowed: all_ranks with engine.mode flattened "
+                           f"(--mode flattened)")
     w = e.workload
     total = w.prompt_tokens + w.output_tokens if w.kind == "static" else 0  # request streams check per request
     if model.max_position and total > model.max_position:

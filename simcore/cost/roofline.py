@@ -9,7 +9,8 @@ Efficiencies depend on the op's shape and come from the GPU's efficiency profile
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import operator
+from dataclasses import dataclass, fields
 
 from simcore.config.hardware import System
 from simcore.cost.collectives import collective_time
@@ -55,21 +56,27 @@ def prefill_attention_efficiency(system: System, tiles: float, seq: float) -> fl
     return a.compute_max * seq / (seq + a.s_half) * fill
 
 
+# Every field of an op but its layer index: equal ops of different layers share one price.
+_PRICE_KEY = operator.attrgetter(*(f.name for f in fields(Op) if f.name != "layer"))
+
+
 class Pricer:
-    """Prices ops on one system; memoized because the same op shapes recur every layer and step."""
+    """Prices ops on one system; memoized because the same op shapes recur every layer and step
+    (keyed by every field but the layer index, so an op's price must not depend on it)."""
 
     def __init__(self, system: System, custom_all_reduce: bool = True):
         self.system = system
         self.custom_all_reduce = custom_all_reduce
-        self._cache: dict[Op, Cost] = {}
+        self._cache: dict[tuple, Cost] = {}
 
     def time(self, op: Op) -> float:
         return self.cost(op).total
 
     def cost(self, op: Op) -> Cost:
-        found = self._cache.get(op)
+        key = _PRICE_KEY(op)
+        found = self._cache.get(key)
         if found is None:
-            found = self._cache[op] = self._price(op)
+            found = self._cache[key] = self._price(op)
         return found
 
     def _price(self, op: Op) -> Cost:

@@ -41,7 +41,10 @@ class Event:
 def execute(events: list[Event], contention: bool = True, hbm_gpus: set[int] | frozenset = frozenset()) -> float:
     """Run every event; fills start/end/pred; returns the makespan."""
     env = simpy.Environment()
-    done = [env.event() for _ in events]
+    # Only events another lane waits for get a SimPy event, made when they finish (a lane follows its
+    # own previous event without one): most events need none, and none is made up front.
+    awaited = {d for ev in events for d in ev.deps}
+    done: dict[int, simpy.Event] = {}
     lanes: dict[tuple[int, str], list[Event]] = defaultdict(list)
     for ev in events:
         lanes[ev.rank, ev.stream].append(ev)
@@ -58,8 +61,11 @@ def execute(events: list[Event], contention: bool = True, hbm_gpus: set[int] | f
         for ev in evs:
             ready, pred = (prev.end, prev.id) if prev else (0.0, -1)
             for d in ev.deps:
-                if not done[d].processed:
-                    yield done[d]
+                signal = done.get(d)
+                if signal is None:  # not finished yet: wait for the signal it will send
+                    signal = done[d] = env.event()
+                if not signal.processed:
+                    yield signal
                 if events[d].end > ready:
                     ready, pred = events[d].end, d
             ev.pred, ev.ready = pred, env.now
@@ -81,7 +87,11 @@ def execute(events: list[Event], contention: bool = True, hbm_gpus: set[int] | f
             if req is not None:
                 link.release(req)
             ev.end = env.now
-            done[ev.id].succeed()
+            if ev.id in awaited:
+                signal = done.get(ev.id)
+                if signal is None:
+                    signal = done[ev.id] = env.event()
+                signal.succeed()
             prev = ev
 
     for evs in lanes.values():

@@ -29,8 +29,9 @@ Streams = dict[tuple[int, int, int], tuple[Pass, list]]  # (step, micro-batch, s
 
 
 def pass_streams(run: Run, ps: Pass, micro_batches: int = 1, steps: int = 1,
-                 builders: list[StageBuilder] | None = None) -> Streams:
-    """The ops each (step, micro-batch, stage) runs, in execution order of the keys."""
+                 builders: list[StageBuilder] | None = None, build_ops: bool = True) -> Streams:
+    """The ops each (step, micro-batch, stage) runs, in execution order of the keys. build_ops=False
+    leaves the ops None: the flattener prices such a stage from its builder, one layer per class."""
     builders = builders or [StageBuilder(run, s) for s in range(run.par.pp)]
     out: Streams = {}
     for step in range(steps):
@@ -38,7 +39,7 @@ def pass_streams(run: Run, ps: Pass, micro_batches: int = 1, steps: int = 1,
         for mb, size in enumerate(split_batch(ps.batch, micro_batches)):
             mb_pass = replace(step_pass, batch=size)
             for stage, b in enumerate(builders):
-                out[step, mb, stage] = (mb_pass, b.ops(mb_pass))
+                out[step, mb, stage] = (mb_pass, b.ops(mb_pass) if build_ops else None)
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import networkx as nx
 
 from simcore.engine.policies import DP_STREAM
+from simcore.engine.walk import walk
 from simcore.graph.flatten import Flattener, Plan
 from simcore.graph.schedules import B, OPT
 
@@ -74,8 +75,8 @@ class TrainingFlattener(Flattener):
         if not any(on_dp):
             return exits
         # bucket k is issued when the walk reaches it; buckets queue on the dp stream
-        timed = self._walks[key].ops
         send = body[-1] if body and body[-1].collective == "send_recv" else None
+        timed = walk(body[:-1] if send else body, self.pricer, self.policy, self.launch_s).ops
         t = comm_end = 0.0
         j = 0
         for op, dp in zip(ops, on_dp):
@@ -86,7 +87,7 @@ class TrainingFlattener(Flattener):
                 j += 1
         tail = max(0.0, comm_end - t)
         rank = meta["stage"]
-        self.plan.add(rank=rank, stream=DP_STREAM, name="dp_grad (exposed tail)", kind="comm", duration=tail,
+        self.plan.add(None, rank=rank, stream=DP_STREAM, name="dp_grad (exposed tail)", kind="comm", duration=tail,
                       gpu=rank, deps=[main.id] if main is not None else [], **meta)
         return exits
 

@@ -7,11 +7,13 @@ steps and timed between their ends, so the pipeline is full as in steady state.
 Decode may be priced at sampled steps: step time, KV traffic and critical-path times are
 piecewise linear in the context length, so sampling evenly spaced steps plus the
 sliding-window knees and interpolating linearly reproduces the full run closely (tested).
+The sampled steps share one flattened plan per pass shape, re-timed for each (docs/engine.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from copy import copy
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -19,11 +21,11 @@ import numpy as np
 
 from simcore.config.experiment import Run
 from simcore.engine.des import Event, busiest_rank_idle, critical_path, execute
-from simcore.engine.walk import Walk, engine_parts, walk
+from simcore.engine.walk import Walk, engine_parts, exposes_whole, layer_segments, walk
 from simcore.graph.build import pass_streams
-from simcore.graph.flatten import flatten
+from simcore.graph.flatten import Flattener, flatten, shape
 from simcore.ops.op import KV_FETCH, KV_STORE, Op
-from simcore.ops.passes import Pass, decode, prefill, window_knee
+from simcore.ops.passes import Pass, as_batch, decode, prefill, window_knee
 from simcore.memory import MemoryPerGPU, static_memory
 
 
@@ -35,6 +37,7 @@ class PassResult:
     critical: dict[str, float]  # critical-path time by kind
     bubble: float  # time the busiest rank sits idle
     events: list[Event] = field(default_factory=list)
+    kv: Callable[[str], float] | None = None  # kv_bytes without building every layer (one per class)
 
     @cached_property
     def stages(self) -> list[Walk]:
@@ -43,6 +46,8 @@ class PassResult:
 
     def kv_bytes(self, kind: str) -> float:
         """Cache bytes of one TP rank per stage; needs the ops, not their priced walk."""
+        if self.kv is not None:
+            return self.kv(kind)
         return sum(op.kv_bytes for stage in self.ops() for op in stage if op.kind == kind)
 
 
@@ -82,13 +87,32 @@ class StaticSimulator:
         self.micro_batches = engine.micro_batches or run.par.pp
         self.events_simulated = 0
         self.ranks = 0
+        self._plans: dict[tuple, Flattener] = {}  # pass shape -> its flattened plan, re-timed for each pass of it
 
-    def pass_(self, ps: Pass) -> PassResult:
+    def _plan(self, streams):
+        """The event plan of a pass: flattened once per pass shape (hybrid, flattened) and re-timed for the
+        passes that only differ in durations (the sampled decode steps), so no event is built twice."""
+        run, mode = self.run, self.mode
+        if mode == "analytical":  # a handful of stage-level events: nothing to reuse
+            return flatten(streams, run, mode, self.pricer, self.policy, self.launch_s, builders=self.builders)
+        key = shape(streams)
+        flat = self._plans.get(key)
+        if flat is None or not flat.retime(streams):
+            flat = self._plans[key] = Flattener(run, mode, self.pricer, self.policy, self.launch_s,
+                                                run.experiment.engine.all_ranks)
+            flat.flatten(streams)
+        return flat.plan
+
+    def pass_(self, ps: Pass, keep_events: bool = True) -> PassResult:
+        """keep_events: the result keeps its own copy of the simulated events (for traces); False leaves
+        them out (a later pass of the same shape re-times the plan's events)."""
         pp = self.run.par.pp
         steps = 2 if ps.phase == "decode" and pp > 1 and min(self.micro_batches, ps.batch) > 1 else 1
         # the flattener reads the pipeline graph as streams: build those directly (no networkx graph)
-        streams = pass_streams(self.run, ps, self.micro_batches, steps, self.builders)
-        plan = flatten(streams, self.run, self.mode, self.pricer, self.policy, self.launch_s)
+        # analytical and nothing overlaps: stages are priced one layer per class, without building each layer
+        lazy = self.mode == "analytical" and exposes_whole(self.policy)
+        streams = pass_streams(self.run, ps, self.micro_batches, steps, self.builders, build_ops=not lazy)
+        plan = self._plan(streams)
         makespan = execute(plan.events, contention=self.mode != "analytical", hbm_gpus=plan.hbm_gpus)
         self.events_simulated += len(plan.events)
         self.ranks = plan.ranks
@@ -107,7 +131,12 @@ class StaticSimulator:
         def breakdown() -> list[Walk]:
             return [walk(stage, self.pricer, self.policy, self.launch_s) for stage in ops()]
 
-        return PassResult(breakdown, ops, time, crit, bubble, plan.events)
+        def kv(kind: str) -> float:  # each class of identical layers counted, not built layer by layer
+            return sum(count * sum(op.kv_bytes for op in seg if op.kind == kind)
+                       for b in self.builders for seg, count in layer_segments(b, as_batch(ps)))
+
+        events = plan.events if self.mode == "analytical" else [copy(e) for e in plan.events] if keep_events else []
+        return PassResult(breakdown, ops, time, crit, bubble, events, kv)
 
     def sample_points(self, steps: int, prompt: int) -> list[int]:
         """Decode steps (1-based) to price: evenly spaced, plus where a sliding window fills."""
@@ -139,7 +168,7 @@ class StaticSimulator:
         if steps:
             results = {}
             for i in sampled:
-                results[i] = self.pass_(decode(b, s + i - 1))
+                results[i] = self.pass_(decode(b, s + i - 1), keep_events=i in (sampled[0], sampled[-1]))
                 if progress:
                     progress(1 + len(results), total)
             first, last = results[sampled[0]], results[sampled[-1]]
