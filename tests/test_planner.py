@@ -33,6 +33,9 @@ PER_TOKEN = [
     ("qwen3-30b-a3b", 48 * 2 * 4 * 128 * 2, "GQA"),
     ("deepseek-v3", 61 * (512 + 64) * 2, "MLA"),  # layers x (kv_lora_rank + qk_rope_head_dim) x bytes = 70272
     ("gpt-oss-120b", 36 * 2 * 8 * 64 * 2, "GQA"),  # before the 128-token window cap on half the layers
+    ("qwen3-235b-a22b", 94 * 2 * 4 * 128 * 2, "GQA"),  # 192512
+    ("minimax-m2.5", 62 * 2 * 8 * 128 * 2, "GQA"),  # 253952
+    ("deepseek-r1", 61 * (512 + 64) * 2, "MLA"),  # the DeepSeek-V3 architecture
 ]
 
 
