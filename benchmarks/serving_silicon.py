@@ -67,7 +67,8 @@ def simulate(exp: dict) -> dict:
     except SimcoreError as exc:
         return {"refused": refusal(exc), "detail": str(exc).splitlines()[0][:120]}
     if not s["requests_completed"] or s["ttft_s"]["mean"] is None:
-        return {"refused": "nothing completed", "detail": str(s["dropped_reasons"])[:120]}
+        why = "KV cache too small" if "KV blocks" in str(s["dropped_reasons"]) else "nothing completed"
+        return {"refused": why, "detail": str(s["dropped_reasons"])[:120]}
     return {"ttft": s["ttft_s"]["mean"] * 1e3, "tpot": s["tpot_s"]["mean"] * 1e3,
             "preemptions": s["preemptions"], "dropped": s["requests_dropped"]}
 
@@ -81,14 +82,16 @@ def label(row: dict) -> tuple[str, str, str]:
     return row["backend"], row["model_path"].split("/")[-1], row.get("precision") or "bf16"
 
 
-def run_rows(rows: list[dict], jobs: int, rounds: int, use_cache: bool, console: Console) -> list:
-    """[(row, experiment or None, result)] in row order."""
-    digest = code_digest()
+def run_rows(rows: list[dict], jobs: int, rounds: int, use_cache: bool, console: Console, salt: str = "",
+             initializer=None, limits: str | None = None) -> list:
+    """[(row, experiment or None, result)] in row order. salt / initializer: a variant of the simulator
+    set up in each worker (benchmarks/fit_serving.py runs the rows without host time)."""
+    digest = code_digest() + salt
     out: list = [None] * len(rows)
     todo = []
     for i, row in enumerate(rows):
         try:
-            exp = experiment_for_row(row, rounds=rounds)
+            exp = experiment_for_row(row, rounds=rounds, limits=limits)
         except Refused as exc:
             out[i] = (row, None, {"refused": exc.reason, "detail": str(exc)})
             continue
@@ -101,7 +104,7 @@ def run_rows(rows: list[dict], jobs: int, rounds: int, use_cache: bool, console:
     CACHE.mkdir(parents=True, exist_ok=True)
     show = sys.stderr.isatty()
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, initializer=initializer) as pool:
         futs = {pool.submit(simulate, exp): (i, exp, key) for i, exp, key in todo}
         for n, fut in enumerate(as_completed(futs), 1):
             i, exp, key = futs[fut]
@@ -195,6 +198,8 @@ def main() -> None:
     ap.add_argument("--only", default="", help="only rows whose backend/model/precision text contains this")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
     ap.add_argument("--rounds", type=int, default=MEASURED_ROUNDS, help="measured requests per client")
+    ap.add_argument("--limits", choices=("defaults", "aiconfigurator"),
+                    help="engine limits for every row (default: per engine, simcore.serving.silicon.LIMITS)")
     ap.add_argument("--no-cache", action="store_true", help="simulate every row again")
     ap.add_argument("--quiet", action="store_true", help="summary only, no per-row table")
     a = ap.parse_args()
@@ -203,7 +208,7 @@ def main() -> None:
     if a.only:
         rows = [r for r in rows if a.only.lower() in " ".join(map(str, r.values())).lower()]
     start = time.perf_counter()
-    results = run_rows(rows, a.jobs, a.rounds, not a.no_cache, console)
+    results = run_rows(rows, a.jobs, a.rounds, not a.no_cache, console, limits=a.limits)
     if not a.quiet:
         print_rows(console, results)
     summarize(console, results)

@@ -116,10 +116,7 @@ class IterationCost:
                 d = self.pad[dec] = padded(dec, self.sizes)
             if d != dec:  # padding rows hold no context: the same KV traffic over more GEMM rows
                 dec_past, dec = dec_past * dec / d, d
-        gpu = self.gpu_time(dec, dec_past, pre, pre_tokens, pre_past)
-        h = self.host
-        host = h.const_s + h.per_request_s * (dec + pre) + h.per_token_s * (dec + pre_tokens)
-        return max(gpu, host) if h.overlap else gpu + host
+        return self.host.step(self.gpu_time(dec, dec_past, pre, pre_tokens, pre_past), dec + pre, dec + pre_tokens)
 
     def gpu_time(self, dec: int, dec_past: float, pre: int, pre_tokens: int, pre_past: float) -> float:
         """Seconds of one iteration's forward pass; dec_past/pre_past are means.

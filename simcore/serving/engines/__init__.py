@@ -22,8 +22,10 @@ _REGISTRY: Registry = Registry("engine profile (field 'serving.engine')", __name
 @dataclass(frozen=True)
 class HostModel:
     """Host time of one engine step, in seconds: const + per_request x requests in the step +
-    per_token x tokens scheduled in it. overlap: the host work of step n+1 runs while the GPU runs
-    step n (vLLM async scheduling, SGLang's overlap scheduler), so a step takes max(GPU, host)."""
+    per_token x tokens scheduled in it. overlap: the engine schedules step n+1 while the GPU runs step n
+    (vLLM async scheduling, SGLang's overlap scheduler), which hides the per-step constant under the GPU
+    time; the per-request and per-token work (input preparation, sampling, output processing) stays on
+    the path between steps. `step` gives the step's time from its GPU time."""
 
     const_s: float
     per_request_s: float
@@ -32,6 +34,12 @@ class HostModel:
 
     def time(self, requests: int, tokens: int) -> float:
         return self.const_s + self.per_request_s * requests + self.per_token_s * tokens
+
+    def step(self, gpu_s: float, requests: int, tokens: int) -> float:
+        exposed = self.per_request_s * requests + self.per_token_s * tokens
+        if self.overlap:
+            return max(gpu_s, self.const_s) + exposed
+        return gpu_s + self.const_s + exposed
 
 
 @dataclass(frozen=True)
