@@ -164,3 +164,9 @@ def test_attention_dp_rows_carry_the_field():
                             "attention_dp_size": "4", "moe_ep_size": "16"})
     assert e["parallelism"] == {"tp": 4, "pp": 1, "attention_dp": 4, "ep": 16}
     assert np.isfinite(e["serving"]["max_num_batched_tokens"])
+
+
+def test_an_explicit_iteration_overhead_replaces_the_profiles_constant():
+    e2e = [simulate(serving_run(ONE, {"engine": "vllm", "engine_version": "0.12.0", "iteration_overhead_us": us}))
+           .summary["e2e_s"]["mean"] for us in (0, 1000)]
+    assert e2e[1] - e2e[0] == pytest.approx(16 * 1e-3, rel=1e-6)  # one prefill + 15 decode steps, 1 ms each
