@@ -139,8 +139,10 @@ def test_experiment_for_row_builds_a_runnable_experiment():
     assert e["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3"}  # the engine's own limits
     limits = experiment_for_row(ROW, limits="aiconfigurator")["serving"]  # aiconfigurator's generator rule
     assert limits["max_num_seqs"] == 16 and limits["max_num_batched_tokens"] == 1568  # 16 + 1024 + 500, in 32s
-    vllm = experiment_for_row({**ROW, "backend": "vllm"})["serving"]
-    assert vllm["max_num_seqs"] == 512 and vllm["max_num_batched_tokens"] == 16 + 1024 + 1500
+    vllm = experiment_for_row({**ROW, "backend": "vllm"})
+    assert vllm["serving"]["max_num_seqs"] == 512 and vllm["serving"]["max_num_batched_tokens"] == 16 + 1024 + 1500
+    assert vllm["inference"] == {"kvcache_precision": "fp8"}  # the generator's fp8 KV for an fp8 deployment
+    assert "inference" not in experiment_for_row({**ROW, "backend": "vllm", "precision": ""})
     s = simulate(resolve(experiment_from_dict(e))).summary
     assert s["requests_completed"] == 32 and s["tpot_s"]["mean"] > 0
 

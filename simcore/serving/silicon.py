@@ -82,7 +82,9 @@ LIMITS = {"vllm": "aiconfigurator", "sglang": "defaults", "trtllm": "defaults"}
 
 def deployment(engine: str, c: int, isl: int) -> dict:
     """The engine limits aiconfigurator's generator writes for an aggregated worker of `c` clients
-    (src/aiconfigurator/generator/rule_plugin/{trtllm,vllm,sglang}.rule @095f58a5)."""
+    (src/aiconfigurator/generator/rule_plugin/{trtllm,vllm,sglang}.rule @095f58a5). The generator also
+    passes the KV cache dtype of the configuration it searched (module_bridge.py: kvcache_quant_mode ->
+    kv_cache_dtype): fp8 for fp8 deployments, set by experiment_for_row."""
     if engine == "trtllm":  # max_batch_size = batch_size; max_num_tokens = batch + ISL + 500, in 32-token blocks
         return {"max_num_seqs": c, "max_num_batched_tokens": -(-(c + isl + 500) // 32) * 32}
     if engine == "vllm":  # max_num_seqs 512 (2 x batch past 512); max_num_batched_tokens = batch + ISL + 1500
@@ -122,8 +124,11 @@ def experiment_for_row(row: dict, rounds: int = MEASURED_ROUNDS, limits: str | N
         par["ep"] = ep
     version = row.get("backend_version") or None
     serving: dict = {"engine": engine}
+    extra: dict = {}
     if (limits or LIMITS[engine]) == "aiconfigurator":
         serving.update(deployment(engine, c, isl))
+        if (row.get("precision") or "").lower() == "fp8":  # the generator passes the searched fp8 KV cache on
+            extra["inference"] = {"kvcache_precision": "fp8"}
     if version:
         serving["engine_version"] = version
     n = c * rounds
@@ -133,6 +138,7 @@ def experiment_for_row(row: dict, rounds: int = MEASURED_ROUNDS, limits: str | N
         "hardware": gpu,
         "parallelism": par,
         **_precision(row, model),
+        **extra,
         "workload": {
             "kind": "requests", "requests": n, "seed": 0,
             "arrival": {"process": "closed", "concurrency": c},
