@@ -172,3 +172,19 @@ def test_an_explicit_iteration_overhead_replaces_the_profiles_constant():
     e2e = [simulate(serving_run(ONE, {"engine": "vllm", "engine_version": "0.12.0", "iteration_overhead_us": us}))
            .summary["e2e_s"]["mean"] for us in (0, 1000)]
     assert e2e[1] - e2e[0] == pytest.approx(16 * 1e-3, rel=1e-6)  # one prefill + 15 decode steps, 1 ms each
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_one_request_under_a_profile_without_host_time_matches_the_static_batch_1_run(engine, monkeypatch):
+    from simcore.config.experiment import experiment_from_dict as exp_dict
+    from simcore.engine.static import simulate as static_simulate
+    from simcore.serving.engines import host_fit
+
+    monkeypatch.setitem(host_fit.HOST, engine, {"const_us": 0.0, "per_request_us": 0.0, "per_token_us": 0.0})
+    wl = {**ONE, "prompt_tokens": {"value": 1024}, "output_tokens": {"value": 128}}
+    s = simulate(serving_run(wl, {"engine": engine})).summary
+    static = static_simulate(resolve(exp_dict({
+        "model": "llama-3.1-8b", "hardware": "h100-sxm",
+        "workload": {"kind": "static", "batch_size": 1, "prompt_tokens": 1024, "output_tokens": 128}})))
+    assert s["ttft_s"]["mean"] == pytest.approx(static.ttft, rel=0.01)
+    assert s["tpot_s"]["mean"] == pytest.approx(float(static.step_times.mean()), rel=0.01)
