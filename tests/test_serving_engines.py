@@ -64,7 +64,7 @@ def test_host_model_terms_and_overlap():
     assert h.time(requests=4, tokens=1000) == pytest.approx(100e-6 + 40e-6 + 1000e-6)
     assert get_profile("vllm", "0.12.0").host.overlap is False  # async scheduling default from 0.14
     assert get_profile("vllm", "0.18.0").host.overlap is True
-    assert get_profile("sglang").host.overlap is True
+    assert get_profile("sglang").host.overlap is True and get_profile("trtllm").host.overlap is True
     assert version_tuple("1.0.0rc3") == (1, 0, 0) and version_tuple(None) > version_tuple("99.0")
 
 

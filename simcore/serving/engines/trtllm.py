@@ -20,10 +20,10 @@ def profile(version: str | None) -> Profile:
     return Profile(
         name="trtllm", version=version,
         description="TensorRT-LLM in-flight batching: generation first, then whole context requests under "
-                    "max_num_tokens (chunking off), GUARANTEED_NO_EVICT admission",
+                    "max_num_tokens (chunking off), GUARANTEED_NO_EVICT admission, overlap scheduler",
         defaults={"scheduler": "trtllm", "max_num_seqs": 2048, "max_num_batched_tokens": 8192,
                   "chunked_prefill": False, "block_size": 32, "watermark": 0.0, "preemption": "recompute"},
         capture_sizes=capture_sizes(128),
         kv_dtype=kv_dtype,
-        host=host_model("trtllm", overlap=False),
+        host=host_model("trtllm", overlap=True),
     )
