@@ -108,6 +108,8 @@ def experiment_for_row(row: dict, rounds: int = MEASURED_ROUNDS, limits: str | N
     if engine is None:
         raise Refused("engine", str(row.get("backend")))
     if row.get("mode", "agg") != "agg":
+        if not row.get("decode_batch_size"):
+            raise Refused("no concurrency", "disaggregated row without batch sizes")
         raise Refused("disagg", "separate prefill/decode pools")
     c = _int(row, "batch_size")
     if c is None:
