@@ -12,6 +12,7 @@ PUBLISHED = json.loads((Path(__file__).parent / "data" / "published_params.json"
 REQUIRED_MODELS = {
     "llama-2-7b", "llama-2-70b", "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "llama-3.2-1b", "qwen2.5-7b",
     "qwen3-32b", "mistral-7b", "mixtral-8x7b", "qwen3-30b-a3b", "deepseek-v3", "gpt-oss-120b",
+    "qwen3-235b-a22b", "minimax-m2.5", "deepseek-r1",
 }
 REQUIRED_GPUS = {"h100-sxm", "h100-pcie", "h200-sxm", "a100-80gb-sxm", "a100-40gb", "l40s", "l4", "mi300x", "b200"}
 

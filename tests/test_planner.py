@@ -37,6 +37,7 @@ PER_TOKEN = [
     ("qwen3-235b-a22b-fp8", 94 * 2 * 4 * 128 * 2, "GQA"),  # KV stays 16-bit: fp8 weights only
     ("qwen3-235b-a22b", 94 * 2 * 4 * 128 * 2, "GQA"),
     ("minimax-m2.5", 62 * 2 * 8 * 128 * 2, "GQA"),
+    ("deepseek-r1", 61 * (512 + 64) * 2, "MLA"),  # the DeepSeek-V3 architecture
 ]
 
 

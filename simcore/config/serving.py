@@ -48,9 +48,12 @@ class Arrival(Strict):
     rate: PositiveFloat | None = None
     cv: PositiveFloat = 1.0  # gamma: coefficient of variation of the inter-arrival gaps
     concurrency: PositiveInt | None = None
+    warmup: int = Field(default=0, ge=0)  # closed: the first `warmup` requests are sent but not measured
 
     @model_validator(mode="after")
     def _needs(self):
+        if self.warmup and self.process != "closed":
+            raise ValueError("warmup applies to process closed only (benchmark clients' warm-up requests)")
         if self.process in ("poisson", "gamma", "fixed") and self.rate is None:
             raise ValueError(f"process {self.process} needs rate (requests per second)")
         if self.process == "closed" and self.concurrency is None:
@@ -89,6 +92,9 @@ class RequestsWorkload(Strict):
     def _trace(self):
         if self.arrival.process == "trace" and self.trace is None:
             raise ValueError("arrival process trace needs workload.trace (a CSV or JSONL file)")
+        if self.arrival.warmup >= self.requests:
+            raise ValueError(f"arrival.warmup = {self.arrival.warmup} leaves none of the {self.requests} requests "
+                             f"measured; allowed: 0 to {self.requests - 1}")
         return self
 
 
@@ -136,6 +142,8 @@ class Disaggregation(Strict):
 
 
 class Serving(Strict):
+    engine: str | None = None  # an engine profile in simcore/serving/engines/: its defaults fill unset fields
+    engine_version: str | None = None  # the engine's version, where its defaults changed between versions
     scheduler: str = "vllm"  # a policy in simcore/serving/schedulers/
     max_num_seqs: PositiveInt = 256
     max_num_batched_tokens: PositiveInt = 8192

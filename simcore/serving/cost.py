@@ -10,11 +10,13 @@ decode-step sampling applied to batch shapes; docs/serving.md states the error.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from simcore.config.experiment import Run
 from simcore.engine.walk import engine_parts, stage_time
 from simcore.ops.passes import Batch, Group
+from simcore.serving.engines import padded
 
 EXACT = 16  # counts up to here are priced exactly
 PAST_LINEAR = 256  # a context below this is interpolated between 0 and 256 (KV traffic is linear in it)
@@ -65,10 +67,22 @@ def _past_grid(x: float) -> tuple[int, int, float]:
 
 
 class IterationCost:
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, profile=None):
+        """profile: an engine profile (simcore/serving/engines/): its host model replaces the flat
+        iteration_overhead_us (which, when set explicitly, replaces the profile's constant term) and
+        decode-only steps are priced at their CUDA-graph padded batch size."""
         parts = engine_parts(run)
         self.pricer, self.policy, self.launch_s, self.builders = parts.pricer, parts.policy, parts.launch_s, parts.builders
-        self.overhead = run.experiment.serving.iteration_overhead_us * 1e-6
+        cfg = run.experiment.serving
+        self.overhead = cfg.iteration_overhead_us * 1e-6
+        self.host = None
+        self.pad: dict[int, int] = {}
+        if profile is not None:
+            host = profile.host
+            if "iteration_overhead_us" in cfg.model_fields_set:
+                host = dataclasses.replace(host, const_s=self.overhead)
+            self.host = host
+            self.sizes = profile.capture_sizes
         self.priced: dict[tuple, float] = {}  # grid corner -> seconds
         self._seq_grid: dict[int, tuple] = {}  # memoized grid() of sequence counts
         self._tok_grid: dict[int, tuple] = {}  # ... and of prefill token counts
@@ -93,7 +107,19 @@ class IterationCost:
         return t
 
     def time(self, dec: int, dec_past: float, pre: int, pre_tokens: int, pre_past: float) -> float:
-        """Seconds of one iteration, host overhead included; dec_past/pre_past are means.
+        """Seconds of one iteration, host time included; dec_past/pre_past are means."""
+        if self.host is None:
+            return self.gpu_time(dec, dec_past, pre, pre_tokens, pre_past) + self.overhead
+        if dec and not pre:  # a decode-only step replays the CUDA graph of the next captured batch size
+            d = self.pad.get(dec)
+            if d is None:
+                d = self.pad[dec] = padded(dec, self.sizes)
+            if d != dec:  # padding rows hold no context: the same KV traffic over more GEMM rows
+                dec_past, dec = dec_past * dec / d, d
+        return self.host.step(self.gpu_time(dec, dec_past, pre, pre_tokens, pre_past), dec + pre, dec + pre_tokens)
+
+    def gpu_time(self, dec: int, dec_past: float, pre: int, pre_tokens: int, pre_past: float) -> float:
+        """Seconds of one iteration's forward pass; dec_past/pre_past are means.
 
         The same corners, weights and floating-point operations, in the same order, as interpolating
         over every corner with a non-zero weight; grid lookups of counts are memoized and the corner
@@ -137,7 +163,7 @@ class IterationCost:
                     if c is None:
                         c = cell[3] = self.corner(a1, b1, 0, 0, 0)
                     total += wa1 * wb1 * c
-            return total + self.overhead
+            return total
         pt = self._tok_grid.get(pre_tokens)
         if pt is None:
             pt = self._tok_grid[pre_tokens] = grid(pre_tokens, STEPS["tokens"])
@@ -156,4 +182,4 @@ class IterationCost:
                     for e, we in ((pp[0], 1 - pp[2]), (pp[1], pp[2])):
                         if we:
                             total += wa * wb * wc * we * corner(a, b, pre, max(c, pre), e)
-        return total + self.overhead
+        return total

@@ -56,6 +56,7 @@ class Metrics:
         self._xg: list[float] = []  # the gaps of explicit segments (histogram only)
         self._pending = 0  # gaps buffered
         self.series: list[tuple] | None = None  # (t, replica, batch, waiting, kv used fraction) when kept
+        self.warmup = 0  # requests 0 .. warmup - 1 are benchmark warm-up: run, but left out of the statistics
         self._file = self._writer = None
         if csv_path is not None:
             self._file = open(csv_path, "w", newline="")
@@ -150,12 +151,19 @@ class Metrics:
         return {"mean": self.itl_sum / self.itl_n, "p50": q(50), "p90": q(90), "p99": q(99)}
 
     def summary(self) -> dict:
-        done = ~np.isnan(self.finish)
+        finished = ~np.isnan(self.finish)
+        done = finished.copy()
+        done[: self.warmup] = False  # warm-up requests: not measured (latencies, throughput, goodput)
         out = self.reqs.output[done]
         a, f, e = self.arrival[done], self.first_token[done], self.finish[done]
         multi = out > 1
         tpot = (e[multi] - f[multi]) / (out[multi] - 1)
-        span = float(np.nanmax(self.finish) - np.nanmin(self.arrival)) if done.any() else 0.0
+        if not done.any():
+            span = 0.0
+        elif self.warmup:  # the measured requests' own window
+            span = float(e.max() - a.min())
+        else:
+            span = float(np.nanmax(self.finish) - np.nanmin(self.arrival))
         good = np.ones(len(a), dtype=bool)
         s = self.slo
         if s.ttft_s is not None:
@@ -170,7 +178,7 @@ class Metrics:
             "throughput": {"requests_per_s": rate(int(done.sum())), "output_tokens_per_s": rate(float(out.sum()))},
             "goodput_requests_per_s": rate(int(good.sum())),
             "preemptions": self.preemptions,
-            "requests_completed": int(done.sum()),
+            "requests_completed": int(finished.sum()),
             "requests_dropped": self.dropped_n,
             "dropped_reasons": dict(self.dropped),
             "duration_s": span,

@@ -138,14 +138,18 @@ class Replica(TierMoves):
             budget -= n
         return chunks, budget
 
-    def admit(self, budget: int, chunks: list, whole: bool = False) -> int:
-        """Waiting requests in order while the budget, max_num_seqs and free blocks allow."""
+    def admit(self, budget: int, chunks: list, whole: bool = False, reserve: float | None = None,
+              whole_output: bool = False) -> int:
+        """Waiting requests in order while the budget, max_num_seqs and free blocks allow.
+        reserve: blocks to keep free (default: the watermark); whole_output: a request needs the blocks of
+        its whole prompt + output free (and they stay reserved for it), as TensorRT-LLM's no-evict policy."""
         if self.tier is not None:
             return self.admit_tiered(budget, chunks, whole)
         if not self.waiting or budget <= 0 or not self.free_slots:
             return budget
         chunked = self.cfg.chunked_prefill and not whole
-        reserve = self.cfg.watermark * self.pool.capacity
+        if reserve is None:
+            reserve = self.cfg.watermark * self.pool.capacity
         pool, bs = self.pool, self.bs
         while self.waiting and budget > 0 and self.free_slots:
             r = self.waiting[0]
@@ -155,10 +159,12 @@ class Replica(TierMoves):
             cached = hit * bs
             n = min(total - cached, budget) if chunked else total - cached
             need = -(-(cached + n) // bs) - hit
-            if n > budget or pool.free - need < reserve:
+            later = -(-(int(self.reqs.prompt[r]) + int(self.reqs.output[r])) // bs) - hit - need if whole_output else 0
+            if n > budget or pool.free - need - later < reserve:
                 if hit:
                     pool.release(r, hit)  # give the cache hits back; retried next step
                 break
+            reserve += later
             self.waiting.popleft()
             s = self._seat(r, cached, total, done, hit, last)
             self.prefilling[s] = None
@@ -167,6 +173,16 @@ class Replica(TierMoves):
             chunks.append((s, n))
             budget -= n
         return budget
+
+    def remaining_output(self) -> int:
+        """Output tokens the running requests have still to produce."""
+        return sum(self.out[s] - self.progress(s)[0] for s in self.running_order)
+
+    def future_blocks(self) -> int:
+        """KV blocks the running requests will still take before they finish (prompt + output)."""
+        q, bs = self.reqs, self.bs
+        return sum(max(0, -(-(int(q.prompt[self.req[s]]) + self.out[s]) // bs) - self.blocks[s])
+                   for s in self.running_order)
 
     def _seat(self, r: int, ctx: int, plen: int, gen: int, blocks: int, last: float) -> int:
         """Give request r a running slot: `ctx` of its `plen` prompt tokens cached, `gen` tokens emitted,

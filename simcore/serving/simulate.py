@@ -19,6 +19,7 @@ from simcore.errors import SimcoreError
 from simcore.memory import kv_budget
 from simcore.serving.cache_policies import CacheContext, get_cache_policy
 from simcore.serving.cost import IterationCost
+from simcore.serving.engines import resolve as resolve_engine
 from simcore.serving.host_tier import block_flops, make_tier, tier_geometry
 from simcore.serving.prefetch import get_prefetch_policy
 from simcore.serving.metrics import Metrics
@@ -54,6 +55,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     wall = time.perf_counter()
     e = run.experiment
     cfg, w = e.serving, e.workload
+    run, cfg, profile = resolve_engine(run, cfg)  # serving.engine: the engine's defaults fill unset fields
     make_scheduler = lambda: get_scheduler(cfg.scheduler)  # noqa: E731
     make_scheduler()  # an unknown scheduler is reported before any request is generated
     route = get_router(cfg.router)
@@ -68,6 +70,8 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
                            f"{run.par.tp} pp {run.par.pp}; raise tp or pp, or quantize")
     reqs = reqs if reqs is not None else generate(w)
     metrics = Metrics(reqs, cfg.slo, csv_path)
+    if w.arrival.process == "closed":
+        metrics.warmup = w.arrival.warmup
     if keep_series:
         metrics.series = []
     ctx = CacheContext(block_flops(run, cfg.block_size), tier_geometry(run, budget, cfg.block_size)[0])
@@ -79,7 +83,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
         back = reps[len(front):]
         dreserve = cfg.watermark * dblocks
     else:
-        cost = IterationCost(run)  # the pools of a disaggregated run price with their own layouts
+        cost = IterationCost(run, profile)  # the pools of a disaggregated run price with their own layouts
         costs = [cost]
         reps = [Replica(i, cfg, blocks, cost, make_scheduler(), reqs, metrics,
                         policy(ctx) if cfg.prefix_caching else None,

@@ -1,0 +1,12 @@
+"""Host time per engine step, fitted by benchmarks/fit_serving.py from ../shared/calibration/serving_h100.json.
+
+Written by the fitting script; do not edit by hand. const_us: per step; per_request_us: per request in
+the step (decodes and prefill chunks); per_token_us: per token scheduled in the step.
+"""
+
+HOST = {
+    "sglang": {"const_us": 0.0, "per_request_us": 32.5, "per_token_us": 0.8},  # 81 rows
+    "trtllm": {"const_us": 2400.0, "per_request_us": 45.0, "per_token_us": 2.9},  # 357 rows
+    "vllm": {"const_us": 300.0, "per_request_us": 87.5, "per_token_us": 2.1},  # 138 rows
+}
+SOURCE = "benchmarks/fit_serving.py on serving_h100.json (H100 rows only), least squares of log TPOT"

@@ -1,0 +1,29 @@
+"""SGLang (0.5.x) on an H100-class GPU; docs/serving.md cites each default."""
+
+from __future__ import annotations
+
+from simcore.serving.engines import Profile, host_model, register
+
+
+def capture_sizes(max_bs: int) -> tuple[int, ...]:
+    """server_args.py: 1, 2, 4, 8, 12, then steps of 8 to 256, then steps of 16, up to cuda_graph_max_bs."""
+    sizes = [1, 2, 4, 8, 12] + list(range(16, 257, 8)) + list(range(272, 1025, 16))
+    return tuple(s for s in sizes if s <= max_bs)
+
+
+def kv_dtype(run) -> str:
+    return "bf16" if run.act_dtype == "fp8" else run.act_dtype  # kv_cache_dtype auto: the model's dtype
+
+
+@register
+def profile(version: str | None) -> Profile:
+    return Profile(
+        name="sglang", version=version,
+        description="SGLang: prefill-first (new prompts in chunks of chunked_prefill_size run before decodes), "
+                    "new-token-ratio admission, overlap scheduler",
+        defaults={"scheduler": "sglang", "max_num_seqs": 4096, "max_num_batched_tokens": 8192,
+                  "chunked_prefill": True, "block_size": 1, "watermark": 0.0, "preemption": "recompute"},
+        capture_sizes=capture_sizes(256),  # cuda_graph_max_bs on an H100 at tp < 4 (512 at tp >= 4)
+        kv_dtype=kv_dtype,
+        host=host_model("sglang", overlap=True),
+    )

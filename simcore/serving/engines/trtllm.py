@@ -1,0 +1,29 @@
+"""TensorRT-LLM (PyTorch backend, trtllm-serve) on an H100-class GPU; docs/serving.md cites each default."""
+
+from __future__ import annotations
+
+from simcore.serving.engines import Profile, host_model, register
+
+
+def capture_sizes(max_bs: int) -> tuple[int, ...]:
+    """CudaGraphConfig: 1, 2, 4, then multiples of 8 up to max_batch_size (128 by default)."""
+    return tuple(s for s in [1, 2, 4] + list(range(8, max_bs + 1, 8)) if s <= max_bs)
+
+
+def kv_dtype(run) -> str:
+    # kv_cache_config.dtype auto: the checkpoint's kv_cache_quant_algo; FP8 (ModelOpt) checkpoints quantize the KV
+    return "fp8" if run.weight_dtype == "fp8" else run.act_dtype
+
+
+@register
+def profile(version: str | None) -> Profile:
+    return Profile(
+        name="trtllm", version=version,
+        description="TensorRT-LLM in-flight batching: generation first, then whole context requests under "
+                    "max_num_tokens (chunking off), GUARANTEED_NO_EVICT admission, overlap scheduler",
+        defaults={"scheduler": "trtllm", "max_num_seqs": 2048, "max_num_batched_tokens": 8192,
+                  "chunked_prefill": False, "block_size": 32, "watermark": 0.0, "preemption": "recompute"},
+        capture_sizes=capture_sizes(128),
+        kv_dtype=kv_dtype,
+        host=host_model("trtllm", overlap=True),
+    )

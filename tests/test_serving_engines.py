@@ -1,0 +1,191 @@
+"""Engine profiles (serving.engine), their schedulers and host model, benchmark warm-up, measured-row builder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simcore.config.experiment import experiment_from_dict, resolve
+from simcore.errors import SimcoreError
+from simcore.serving.engines import HostModel, engine_names, get_profile, padded, resolve as resolve_engine
+from simcore.serving.engines import version_tuple
+from simcore.serving.silicon import Refused, experiment_for_row
+from simcore.serving.simulate import simulate
+from tests.test_serving import check_invariants, run_checked, serving_run
+
+ONE = {"requests": 1, "arrival": {"process": "fixed", "rate": 1.0}, "prompt_tokens": {"value": 256},
+       "output_tokens": {"value": 16}}
+
+
+def test_three_engines_are_registered():
+    assert engine_names() == ["sglang", "trtllm", "vllm"]
+
+
+@pytest.mark.parametrize("engine, scheduler, block, seqs, tokens, chunked", [
+    ("vllm", "vllm", 16, 1024, 8192, True),
+    ("sglang", "sglang", 1, 4096, 8192, True),
+    ("trtllm", "trtllm", 32, 2048, 8192, False),
+])
+def test_a_profile_fills_only_the_fields_left_unset(engine, scheduler, block, seqs, tokens, chunked):
+    run = serving_run(ONE, {"engine": engine})
+    _, cfg, prof = resolve_engine(run, run.experiment.serving)
+    assert (cfg.scheduler, cfg.block_size, cfg.max_num_seqs, cfg.max_num_batched_tokens, cfg.chunked_prefill) == \
+        (scheduler, block, seqs, tokens, chunked)
+    run = serving_run(ONE, {"engine": engine, "block_size": 64, "max_num_seqs": 7})
+    _, cfg, _ = resolve_engine(run, run.experiment.serving)
+    assert (cfg.block_size, cfg.max_num_seqs, cfg.scheduler) == (64, 7, scheduler)  # what the user set wins
+
+
+def test_kv_dtype_defaults_per_engine():
+    fp8 = {"precision": {"weights": "fp8", "activations": "fp8"}}
+    for engine, kv in (("vllm", "bf16"), ("sglang", "bf16"), ("trtllm", "fp8")):
+        run = serving_run(ONE, {"engine": engine}, **fp8)
+        assert resolve_engine(run, run.experiment.serving)[0].kv_dtype == kv
+    run = serving_run(ONE, {"engine": "vllm"}, inference={"kvcache_precision": "fp8"}, **fp8)
+    assert resolve_engine(run, run.experiment.serving)[0].kv_dtype == "fp8"  # an explicit KV dtype wins
+
+
+def test_unknown_engine_is_one_line_with_the_choices():
+    with pytest.raises(SimcoreError, match="vllm") as e:
+        simulate(serving_run(ONE, {"engine": "vlm"}))
+    assert "\n" not in str(e.value) and "engine" in str(e.value)
+
+
+def test_cuda_graph_padding_and_capture_sizes():
+    sizes = get_profile("vllm").capture_sizes
+    assert sizes[:5] == (1, 2, 4, 8, 16) and sizes[-1] == 512 and 264 not in sizes and 272 in sizes
+    assert [padded(n, sizes) for n in (1, 3, 9, 250, 257, 512, 600)] == [1, 4, 16, 256, 272, 512, 600]
+    assert get_profile("trtllm").capture_sizes[-1] == 128
+    assert get_profile("sglang").capture_sizes[:6] == (1, 2, 4, 8, 12, 16)
+
+
+def test_host_model_terms_and_overlap():
+    h = HostModel(100e-6, 10e-6, 1e-6, overlap=False)
+    assert h.time(requests=4, tokens=1000) == pytest.approx(100e-6 + 40e-6 + 1000e-6)
+    assert get_profile("vllm", "0.12.0").host.overlap is False  # async scheduling default from 0.14
+    assert get_profile("vllm", "0.18.0").host.overlap is True
+    assert get_profile("sglang").host.overlap is True and get_profile("trtllm").host.overlap is True
+    assert version_tuple("1.0.0rc3") == (1, 0, 0) and version_tuple(None) > version_tuple("99.0")
+
+
+def test_host_time_adds_per_step_without_overlap_and_hides_under_the_gpu_with_it(monkeypatch):
+    """One request, 256-token prompt, 16 outputs: one prefill step and 15 decode steps of batch 1."""
+    from simcore.serving.engines import host_fit
+
+    def e2e(const_us, per_req_us, per_tok_us, version):
+        monkeypatch.setitem(host_fit.HOST, "vllm", {"const_us": const_us, "per_request_us": per_req_us,
+                                                    "per_token_us": per_tok_us})
+        return simulate(serving_run(ONE, {"engine": "vllm", "engine_version": version})).summary["e2e_s"]["mean"]
+
+    base = e2e(0, 0, 0, "0.12.0")
+    # 16 steps x 1000 us + 16 steps x 1 request x 10 us + (256 + 15) tokens x 2 us
+    assert e2e(1000, 10, 2, "0.12.0") - base == pytest.approx(16e-3 + 16 * 10e-6 + 271 * 2e-6, rel=1e-6)
+    assert e2e(1000, 0, 0, "0.18.0") == pytest.approx(base, rel=1e-9)  # 1 ms of scheduling hides under each step
+    assert e2e(50000, 0, 0, "0.18.0") == pytest.approx(16 * 50e-3, rel=1e-9)  # ... 50 ms does not
+    # per-request and per-token work stays on the path between steps even with overlap
+    assert e2e(1000, 10, 2, "0.18.0") - base == pytest.approx(16 * 10e-6 + 271 * 2e-6, rel=1e-6)
+
+
+def test_sglang_runs_prefill_steps_without_decodes():
+    """Two requests 1 ms apart. vLLM decodes the first request in the step that prefills the second; SGLang's
+    prefill step runs alone, so the first request finishes one decode step later after the second's first token."""
+    wl = {"requests": 2, "arrival": {"process": "fixed", "rate": 1000.0}, "prompt_tokens": {"value": 2048},
+          "output_tokens": {"value": 64}}
+    lag = {}
+    for scheduler in ("sglang", "vllm"):  # the same profile (host model, padding), only the scheduler differs
+        res = run_checked(serving_run(wl, {"engine": "sglang", "scheduler": scheduler}))
+        m = res.metrics
+        lag[scheduler] = (m.finish[0] - m.first_token[1], res.summary["tpot_s"]["mean"])
+    assert lag["sglang"][0] - lag["vllm"][0] > 0.5 * lag["vllm"][1]
+
+
+def test_trtllm_never_preempts_and_reserves_the_whole_output():
+    """A cache of a few requests' worth: no-evict admission queues instead of preempting."""
+    wl = {"requests": 40, "arrival": {"process": "closed", "concurrency": 40}, "prompt_tokens": {"value": 1000},
+          "output_tokens": {"value": 1000}}
+    small = {"engine": {"gpu_memory_utilization": 0.34}}  # room for weights, the profile-run peak and a few requests' KV
+    trt = run_checked(serving_run(wl, {"engine": "trtllm"}, **small)).summary
+    vllm = run_checked(serving_run(wl, {"engine": "vllm"}, **small)).summary
+    assert trt["preemptions"] == 0 and vllm["preemptions"] > 0
+    assert trt["requests_completed"] == 40
+
+
+def test_warmup_requests_are_run_but_not_measured():
+    wl = {"requests": 24, "arrival": {"process": "closed", "concurrency": 4}, "prompt_tokens": {"value": 512},
+          "output_tokens": {"value": 32}}
+    res = run_checked(serving_run({**wl, "arrival": {**wl["arrival"], "warmup": 8}}))
+    m, s = res.metrics, res.summary
+    assert s["requests_completed"] == 24
+    ttft = m.first_token[8:] - m.arrival[8:]
+    assert s["ttft_s"]["mean"] == pytest.approx(float(ttft.mean()))
+    first = run_checked(serving_run(wl)).summary
+    assert first["ttft_s"]["mean"] != s["ttft_s"]["mean"]  # the first wave's lock-step prefills are left out
+    with pytest.raises(SimcoreError, match="warmup"):
+        serving_run({**wl, "arrival": {"process": "closed", "concurrency": 4, "warmup": 24}})
+    with pytest.raises(SimcoreError, match="warmup"):
+        serving_run({**wl, "arrival": {"process": "poisson", "rate": 1.0, "warmup": 2}})
+
+
+ROW = {"system": "h100_sxm", "backend": "trtllm", "backend_version": "1.0.0rc3", "model_path": "Qwen/Qwen3-32B",
+       "precision": "fp8", "mode": "agg", "isl": "1024", "osl": "128", "gemm_quant_mode": "fp8", "batch_size": "16",
+       "tp_size": "2", "pp_size": "1", "moe_tp_size": "1", "moe_ep_size": "1"}
+
+
+def test_experiment_for_row_builds_a_runnable_experiment():
+    e = experiment_for_row(ROW, rounds=2)
+    assert e["model"] == "qwen3-32b" and e["hardware"] == "h100-sxm" and e["parallelism"] == {"tp": 2, "pp": 1}
+    assert e["precision"] == {"weights": "fp8", "activations": "fp8"}
+    assert e["workload"]["requests"] == 32 and e["workload"]["arrival"] == {"process": "closed", "concurrency": 16}
+    assert e["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3"}  # the engine's own limits
+    limits = experiment_for_row(ROW, limits="aiconfigurator")["serving"]  # aiconfigurator's generator rule
+    assert limits["max_num_seqs"] == 16 and limits["max_num_batched_tokens"] == 1568  # 16 + 1024 + 500, in 32s
+    vllm = experiment_for_row({**ROW, "backend": "vllm"})
+    assert vllm["serving"]["max_num_seqs"] == 512 and vllm["serving"]["max_num_batched_tokens"] == 16 + 1024 + 1500
+    assert vllm["inference"] == {"kvcache_precision": "fp8"}  # the generator's fp8 KV for an fp8 deployment
+    assert "inference" not in experiment_for_row({**ROW, "backend": "vllm", "precision": ""})
+    s = simulate(resolve(experiment_from_dict(e))).summary
+    assert s["requests_completed"] == 32 and s["tpot_s"]["mean"] > 0
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"mode": "disagg", "decode_batch_size": "8"}, "disagg"),
+    ({"mode": "disagg"}, "no concurrency"),
+    ({"batch_size": None}, "no concurrency"),
+    ({"model_path": "acme/unknown-7B"}, "model not in catalog"),
+    ({"system": "tpu_v5"}, "gpu not in catalog"),
+    ({"backend": "tgi"}, "engine"),
+])
+def test_rows_simcore_cannot_express_are_refused_with_a_reason(change, reason):
+    row = {k: v for k, v in {**ROW, **change}.items() if v is not None}
+    with pytest.raises(Refused) as e:
+        experiment_for_row(row)
+    assert e.value.reason == reason
+
+
+def test_attention_dp_rows_carry_the_field():
+    e = experiment_for_row({**ROW, "model_path": "MiniMaxAI/MiniMax-M2.5", "backend": "vllm", "tp_size": "4",
+                            "attention_dp_size": "4", "moe_ep_size": "16"})
+    assert e["parallelism"] == {"tp": 4, "pp": 1, "attention_dp": 4, "ep": 16}
+    assert np.isfinite(e["serving"]["max_num_batched_tokens"])
+
+
+def test_an_explicit_iteration_overhead_replaces_the_profiles_constant():
+    e2e = [simulate(serving_run(ONE, {"engine": "vllm", "engine_version": "0.12.0", "iteration_overhead_us": us}))
+           .summary["e2e_s"]["mean"] for us in (0, 1000)]
+    assert e2e[1] - e2e[0] == pytest.approx(16 * 1e-3, rel=1e-6)  # one prefill + 15 decode steps, 1 ms each
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_one_request_under_a_profile_without_host_time_matches_the_static_batch_1_run(engine, monkeypatch):
+    from simcore.config.experiment import experiment_from_dict as exp_dict
+    from simcore.run.static import simulate as static_simulate
+    from simcore.serving.engines import host_fit
+
+    monkeypatch.setitem(host_fit.HOST, engine, {"const_us": 0.0, "per_request_us": 0.0, "per_token_us": 0.0})
+    wl = {**ONE, "prompt_tokens": {"value": 1024}, "output_tokens": {"value": 128}}
+    s = simulate(serving_run(wl, {"engine": engine})).summary
+    static = static_simulate(resolve(exp_dict({
+        "model": "llama-3.1-8b", "hardware": "h100-sxm",
+        "workload": {"kind": "static", "batch_size": 1, "prompt_tokens": 1024, "output_tokens": 128}})))
+    assert s["ttft_s"]["mean"] == pytest.approx(static.ttft, rel=0.01)
+    assert s["tpot_s"]["mean"] == pytest.approx(float(static.step_times.mean()), rel=0.01)
