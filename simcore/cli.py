@@ -147,8 +147,11 @@ def parser() -> argparse.ArgumentParser:
     from simcore.planner.cli import register as register_planner
     from simcore.sweep.cli import register as register_sweep
 
+    from simcore.validate.cli import register as register_validate
+
     register_planner(sub)
     register_sweep(sub)
+    register_validate(sub)
     return p
 
 
