@@ -33,7 +33,7 @@ SGLANG_METRICS = {"ttft": "ttft", "tpot": "tpot", "itl": "itl", "e2e_latency": "
 BACKEND_ENGINES = {"vllm": "vllm", "vllm-chat": "vllm", "sglang": "sglang", "sglang-native": "sglang",
                    "sglang-oai": "sglang", "sglang-oai-chat": "sglang", "trt": "trtllm", "tensorrt-llm": "trtllm",
                    "trtllm": "trtllm"}
-FORMATS = ("vllm", "sglang", "rows")
+PLACEHOLDER = {"model": "NAME", "gpu": "NAME", "engine": "vllm|sglang|trtllm", "tp": "N"}
 
 
 @dataclass(frozen=True)
@@ -198,9 +198,10 @@ def read(path: str | Path, facts: Facts = Facts()) -> list[Measurement]:
     if not path.exists():
         raise SimcoreError(f"{path}: no such file")
     out: list[Measurement] = []
-    for i, obj in enumerate(_objects(path), 1):
+    objs = _objects(path)
+    for i, obj in enumerate(objs, 1):
         fmt = detect(obj)
-        where = f"{path}" if i == 1 and fmt == "rows" else f"{path}:{i}"
+        where = f"{path}" if len(objs) == 1 else f"{path}:{i}"
         if fmt is None:
             keys = ", ".join(list(obj)[:6]) if isinstance(obj, dict) else type(obj).__name__
             raise SimcoreError(f"{where}: unknown result format (keys: {keys}); expected a vLLM --save-result "
@@ -225,7 +226,7 @@ def read(path: str | Path, facts: Facts = Facts()) -> list[Measurement]:
             missing.append("tp")
         if missing:
             raise SimcoreError(f"{where}: the {fmt} result lacks {', '.join(missing)}; pass "
-                               + " ".join(f"--{m} ..." for m in missing))
+                               + " ".join(f"--{m} {PLACEHOLDER[m]}" for m in missing))
         if not rec.latency:
             raise SimcoreError(f"{where}: no measured latencies (mean_ttft_ms, ...) in the {fmt} result")
         out.append(rec)
