@@ -311,3 +311,12 @@ def test_out_is_a_file_is_an_error(bad, tmp_path):
     f = tmp_path / "x"
     f.write_text("")
     bad("validate", ROWS, "--out", f, contains=["--out", "is a file"])
+
+
+def test_non_finite_figures_are_left_out(tmp_path):
+    """vLLM writes NaN for a metric with no samples (e.g. TPOT of one-token outputs): not compared."""
+    text = VLLM.read_text().replace('"mean_tpot_ms": 8.41', '"mean_tpot_ms": NaN')
+    p = tmp_path / "nan.json"
+    p.write_text(text)
+    (r,) = read(p, Facts(gpu="h100-sxm", tp=1))
+    assert "mean" not in r.latency["tpot"] and r.latency["tpot"]["p50"] == 8.37

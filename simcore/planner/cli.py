@@ -158,7 +158,7 @@ def recommend_command(args: argparse.Namespace) -> int:
     from simcore.planner.recommend import find_gpu_recommendations
 
     positive("top", args.top)
-    bar = _LazyBar(enabled=not args.json and sys.stderr is not None)
+    bar = _LazyBar(enabled=not args.json and sys.stderr is not None and sys.stderr.isatty())
     try:
         rec = find_gpu_recommendations(
             args.model, args.context_length, input_len=args.input_len, output_len=args.output_len,

@@ -19,6 +19,7 @@ flags given override the file. A file still lacking one is one error line naming
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,14 +52,14 @@ class Facts:
 
 
 def _num(v) -> float | None:
+    """A finite number from a JSON value (numbers or numeric strings), else None."""
     if isinstance(v, bool) or v is None:
         return None
-    if isinstance(v, (int, float)):
-        return float(v)
     try:
-        return float(v)
+        x = float(v)
     except (TypeError, ValueError):
         return None
+    return x if math.isfinite(x) else None
 
 
 def _latency(obj: dict, names: dict) -> dict:
@@ -125,8 +126,7 @@ def _load(obj: dict, rec: Measurement, stats_names: dict) -> None:
     thr = {"requests_per_s": _num(obj.get("request_throughput")),
            "output_tokens_per_s": _num(obj.get("output_throughput"))}
     rec.throughput = {k: v for k, v in thr.items() if v is not None}
-    rate, conc = obj.get("request_rate"), _num(obj.get("max_concurrency"))
-    rate = None if rate in (None, "inf") or _num(rate) in (None, float("inf")) else _num(rate)
+    rate, conc = _num(obj.get("request_rate")), _num(obj.get("max_concurrency"))  # "inf", Infinity: None
     if rate is not None and conc is not None:
         rec.refused = "rate with max_concurrency"  # open loop capped by a semaphore: not expressible
     elif rate is not None:
