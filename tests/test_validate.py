@@ -60,6 +60,13 @@ def test_sglang_jsonl_reads_each_line_and_server_info():
     assert (b.concurrency, b.rate) == (None, 2.0)
     assert a.latency["itl"]["p95"] == 29.8 and a.latency["e2e"]["mean"] == 3802.4
     assert a.source.endswith("sglang_qwen32b.jsonl:1") and b.source.endswith(":2")
+    # the user's server ran with the engine's defaults, not aiconfigurator's generator limits
+    exp = experiment_for_record(a)
+    assert exp["serving"] == {"engine": "sglang", "engine_version": "0.5.1.post1"}
+    assert exp["parallelism"] == {"tp": 2, "pp": 1} and exp["model"] == "qwen3-32b"
+    assert exp["workload"]["arrival"] == {"process": "closed", "concurrency": 8, "warmup": 0}
+    assert exp["workload"]["requests"] == 32  # 4 per client, under the file's 80
+    assert experiment_for_record(b)["workload"]["arrival"] == {"process": "poisson", "rate": 2.0}
 
 
 def test_flags_override_the_file():

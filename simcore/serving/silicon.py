@@ -120,6 +120,7 @@ class Measurement:
     latency: dict = field(default_factory=dict)
     throughput: dict = field(default_factory=dict)
     refused: str | None = None  # set by a reader for a run simcore cannot express (e.g. a ramp-up)
+    serving: dict = field(default_factory=dict)  # serving fields the deployment set (rows: the generator's limits)
 
 
 def _row_ms(row: dict, key: str) -> float | None:
@@ -133,6 +134,8 @@ def _row_ms(row: dict, key: str) -> float | None:
 def measurement_from_row(row: dict, source: str = "row", warmup_rounds: int = WARMUP_ROUNDS) -> Measurement:
     """A row of the silicon format; bad values raise Refused (counted as the benchmark counts them)."""
     c = _int(row, "batch_size")
+    isl = _int(row, "isl")
+    engine = ENGINES.get(row.get("backend", ""))
     lat = {}
     for metric, key in (("ttft", "silicon_ttft_ms"), ("tpot", "silicon_tpot_ms")):
         v = _row_ms(row, key)
@@ -143,8 +146,9 @@ def measurement_from_row(row: dict, source: str = "row", warmup_rounds: int = WA
         engine=row.get("backend") or None, engine_version=row.get("backend_version") or None,
         tp=_int(row, "tp_size", 1), pp=_int(row, "pp_size", 1), ep=_int(row, "moe_ep_size", 1) or 1,
         attention_dp=_int(row, "attention_dp_size", 1) or 1, precision=row.get("precision"),
-        mode=row.get("mode", "agg"), concurrency=c, isl=_int(row, "isl"), osl=_int(row, "osl"),
-        warmup=c * warmup_rounds if c else 0, latency=lat)
+        mode=row.get("mode", "agg"), concurrency=c, isl=isl, osl=_int(row, "osl"),
+        warmup=c * warmup_rounds if c else 0, latency=lat,
+        serving=deployment(engine, c, isl) if engine and c and isl else {})
 
 
 def catalog_name(kind: str, name: str | None, aliases: dict) -> str | None:
@@ -189,8 +193,7 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
         par["attention_dp"] = adp
     if ep > 1:
         par["ep"] = ep
-    # the engine limits aiconfigurator's generator writes are sized by its clients; open loop: the engine's own
-    serving: dict = {"engine": engine, **(deployment(engine, c, isl) if c else {})}
+    serving: dict = {"engine": engine, **rec.serving}  # unset fields: the engine profile's defaults
     if rec.engine_version:
         serving["engine_version"] = rec.engine_version
     if c is not None:
