@@ -17,7 +17,6 @@ Only H100 rows of dense models are used: other GPUs are held out, and MoE rows c
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -29,9 +28,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from rich.console import Console  # noqa: E402
 
-from serving_silicon import DEFAULT_ROWS, run_rows  # noqa: E402
+from serving_silicon import DEFAULT_ROWS, DiskCache  # noqa: E402
 from simcore.config.model import load_model  # noqa: E402
-from simcore.serving.engines import get_profile  # noqa: E402
+from simcore.serving.engines import HOST_KEYS, get_profile  # noqa: E402
+from simcore.serving.silicon import ENGINES  # noqa: E402
+from simcore.validate.compare import experiments, run  # noqa: E402
+from simcore.validate.readers import read  # noqa: E402
 
 # the grid: what a host can plausibly spend per step (a few ms at most), per request and per token
 CONST_US = np.arange(0, 3001, 50.0)
@@ -40,12 +42,14 @@ PER_TOKEN_US = np.arange(0, 3.01, 0.1)
 OUT = ROOT / "simcore" / "serving" / "engines" / "host_fit.py"
 
 
-def no_host() -> None:
-    """Worker initializer: every engine's host time is zero, so a run prices the GPU work alone."""
-    from simcore.serving.engines import host_fit
-
-    for c in host_fit.HOST.values():
-        c.update(const_us=0.0, per_request_us=0.0, per_token_us=0.0)
+def no_host_profiles(folder: Path) -> dict[str, str]:
+    """Per engine, a serving.engine_profile file with zero host time, so a run prices the GPU work alone."""
+    out = {}
+    for engine in ENGINES.values():
+        path = folder / f"{engine}-no-host.yaml"
+        path.write_text(f"engine: {engine}\nhost: {{{', '.join(f'{k}: 0' for k in HOST_KEYS)}}}\n")
+        out[engine] = str(path)
+    return out
 
 
 def fit(rows: list[tuple]) -> tuple[tuple[float, float, float], float]:
@@ -75,17 +79,25 @@ def main() -> None:
     ap.add_argument("--write", action="store_true", help="store the fitted constants in host_fit.py")
     a = ap.parse_args()
     console = Console()
-    rows = [r for r in json.loads(a.rows.read_text())["rows"] if r.get("system") == "h100_sxm"]
-    results = run_rows(rows, a.jobs, 4, True, console, salt="no-host", initializer=no_host)
+    records = [r for r in read(a.rows) if r.gpu == "h100_sxm"]
+    outcomes = experiments(records, rounds=4)
+    folder = ROOT / "benchmarks" / ".cache" / "no-host"  # a fixed place, so the disk cache keys stay the same
+    folder.mkdir(parents=True, exist_ok=True)
+    zero = no_host_profiles(folder)
+    for o in outcomes:
+        if o.experiment is not None:
+            o.experiment["serving"]["engine_profile"] = zero[o.experiment["serving"]["engine"]]
+    run(outcomes, a.jobs, cache=DiskCache(True))
     by_engine: dict[str, list] = {}
-    for row, exp, res in results:
-        if "refused" in res or load_model(exp["model"]).is_moe:
+    for o in outcomes:
+        if o.refused or load_model(o.experiment["model"]).is_moe:
             continue
-        c, isl, osl = int(row["batch_size"]), int(row["isl"]), int(row["osl"])
+        r, exp = o.record, o.experiment
+        c, isl, osl = r.concurrency, r.isl, r.osl
         engine = exp["serving"]["engine"]
         overlap = get_profile(engine, exp["serving"].get("engine_version")).host.overlap
-        by_engine.setdefault(engine, []).append(
-            (res["tpot"] * 1e-3, float(row["silicon_tpot_ms"]) * 1e-3, c, c * (isl + osl) / osl, overlap))
+        by_engine.setdefault(engine, []).append((o.result["latency"]["tpot"]["mean"] * 1e-3,
+                                                 r.latency["tpot"]["mean"] * 1e-3, c, c * (isl + osl) / osl, overlap))
     consts: dict[str, dict] = {}
     for engine, items in sorted(by_engine.items()):
         (a_us, b_us, d_us), rms = fit(items)

@@ -182,12 +182,15 @@ def parser() -> argparse.ArgumentParser:
     from simcore.planner.cli import register as register_planner
     from simcore.sweep.cli import register as register_sweep
 
+    from simcore.validate.cli import register as register_validate
+
     register_planner(sub)
     register_sweep(sub)
     register_calibrate(sub)
     from simcore.ui import register as register_ui
 
     register_ui(sub)
+    register_validate(sub)
     return p
 
 

@@ -144,6 +144,7 @@ class Disaggregation(Strict):
 class Serving(Strict):
     engine: str | None = None  # an engine profile in simcore/serving/engines/: its defaults fill unset fields
     engine_version: str | None = None  # the engine's version, where its defaults changed between versions
+    engine_profile: str | None = None  # a YAML of fitted host constants (simcore validate --fit) for serving.engine
     scheduler: str = "vllm"  # a policy in simcore/serving/schedulers/
     max_num_seqs: PositiveInt = 256
     max_num_batched_tokens: PositiveInt = 8192

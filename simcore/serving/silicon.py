@@ -1,14 +1,20 @@
-"""Measured serving benchmark rows (aiconfigurator's silicon format) as simcore experiments.
+"""Measured serving benchmarks as simcore experiments: one plain record, one builder.
 
-A row (../shared/calibration/serving_*.json, every value a string) names a backend, a model, a
-GPU, a parallel layout, ISL / OSL and `batch_size` concurrent clients. `experiment_for_row` turns
-it into a serving experiment dict that reproduces the benchmark: the engine profile of the
-backend, the clients of the benchmark tool, the layout; a row simcore cannot express raises
-`Refused` with a short reason, so validation reports count refusals by reason.
-docs/serving.md ("Validating against measured servers") gives every choice.
+`Measurement` is one benchmark run, whatever tool wrote it: the deployment (model, GPU, layout,
+engine and version), the offered load (closed-loop clients or an open-loop request rate), the
+request lengths and the measured latencies and throughput. `measurement_from_row` reads a row of
+aiconfigurator's silicon format (../shared/calibration/serving_*.json, every value a string);
+simcore/validate/readers.py reads vLLM's and SGLang's benchmark files into the same record.
+`experiment_for_record` turns a record into the serving experiment dict that reproduces the
+benchmark: the engine profile of the backend, the clients of the benchmark tool, the layout; a
+record simcore cannot express raises `Refused` with a short reason, so validation reports count
+refusals by reason. docs/serving.md ("Validating against measured servers") gives every choice.
 """
 
 from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
 
 from simcore.errors import SimcoreError
 
@@ -39,6 +45,7 @@ ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
 # The warm-up itself leaves nothing behind (prefix caching is off) and is not simulated; fewer rounds
 # than the tool's 20 are simulated to keep the validation fast.
 MEASURED_ROUNDS = 8
+OPEN_LOOP_REQUESTS = 500  # open loop: at most this many simulated requests unless asked for more
 
 
 class Refused(SimcoreError):
@@ -95,57 +102,146 @@ def deployment(engine: str, c: int, isl: int) -> dict:
             "max_num_batched_tokens": min(8192, isl + 1500)}
 
 
-def experiment_for_row(row: dict, rounds: int = MEASURED_ROUNDS, limits: str | None = None) -> dict:
-    """The serving experiment that reproduces one measured row; raises Refused when it cannot.
+@dataclass
+class Measurement:
+    """One measured benchmark run. Latencies are in ms: metric -> {stat: value}, metric one of ttft,
+    tpot, itl, e2e and stat one of mean, p50, p90, p95, p99 (what the file has); throughput:
+    requests_per_s and output_tokens_per_s. Deployment fields hold the file's own spelling (a
+    Hugging Face id or a catalog name; h100_sxm or h100-sxm) until experiment_for_record maps them."""
+
+    source: str  # file (and line or row) it came from
+    model: str | None = None
+    gpu: str | None = None
+    engine: str | None = None
+    engine_version: str | None = None
+    tp: int | None = None
+    pp: int = 1
+    ep: int = 1
+    attention_dp: int = 1
+    precision: str | None = None  # None: the checkpoint's own dtype
+    mode: str = "agg"  # agg: one pool; disagg: separate prefill / decode pools (refused)
+    concurrency: int | None = None  # closed loop: clients, each sending its next request when one ends
+    rate: float | None = None  # open loop: requests per second
+    burstiness: float = 1.0  # open loop: gamma shape of the gaps (1: Poisson)
+    isl: int | None = None  # input tokens per request (a file's mean when lengths vary)
+    osl: int | None = None  # output tokens per request
+    requests: int | None = None  # requests the benchmark measured
+    warmup: int = 0  # closed loop: requests sent before measuring (aiperf's warm-up)
+    latency: dict = field(default_factory=dict)
+    throughput: dict = field(default_factory=dict)
+    refused: str | None = None  # set by a reader for a run simcore cannot express (e.g. a ramp-up)
+    serving: dict = field(default_factory=dict)  # serving fields the deployment set (rows: the generator's limits)
+    kv_cache_dtype: str | None = None  # the deployment's KV cache dtype when it set one (None: the engine default)
+
+
+def _row_ms(row: dict, key: str) -> float | None:
+    v = row.get(key)
+    try:
+        return float(v) if v not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def measurement_from_row(row: dict, source: str = "row", limits: str | None = None) -> Measurement:
+    """A row of the silicon format; bad values raise Refused (counted as the benchmark counts them).
     limits: "defaults" (the engine profile's) or "aiconfigurator" (deployment()); None: LIMITS per engine."""
-    model = MODELS.get(row.get("model_path", ""))
-    if model is None:
-        raise Refused("model not in catalog", str(row.get("model_path")))
-    gpu = GPUS.get(row.get("system", ""))
-    if gpu is None:
-        raise Refused("gpu not in catalog", str(row.get("system")))
-    engine = ENGINES.get(row.get("backend", ""))
-    if engine is None:
-        raise Refused("engine", str(row.get("backend")))
-    if row.get("mode", "agg") != "agg":
-        if not row.get("decode_batch_size"):
-            raise Refused("no concurrency", "disaggregated row without batch sizes")
-        raise Refused("disagg", "separate prefill/decode pools")
     c = _int(row, "batch_size")
-    if c is None:
+    isl = _int(row, "isl")
+    engine = ENGINES.get(row.get("backend", ""))
+    lat = {}
+    for metric, key in (("ttft", "silicon_ttft_ms"), ("tpot", "silicon_tpot_ms")):
+        v = _row_ms(row, key)
+        if v is not None:
+            lat[metric] = {"mean": v}
+    mode = row.get("mode", "agg")
+    refused = "no concurrency" if mode != "agg" and not row.get("decode_batch_size") else None
+    serving, kv = {}, None
+    if engine and c and isl and (limits or LIMITS[engine]) == "aiconfigurator":
+        serving = deployment(engine, c, isl)
+        if (row.get("precision") or "").lower() == "fp8":  # the generator passes the searched fp8 KV cache on
+            kv = "fp8"
+    return Measurement(
+        source=source, model=row.get("model_path") or None, gpu=row.get("system") or None,
+        engine=row.get("backend") or None, engine_version=row.get("backend_version") or None,
+        tp=_int(row, "tp_size", 1), pp=_int(row, "pp_size", 1), ep=_int(row, "moe_ep_size", 1) or 1,
+        attention_dp=_int(row, "attention_dp_size", 1) or 1, precision=row.get("precision"),
+        mode=mode, concurrency=c, isl=isl, osl=_int(row, "osl"), latency=lat, refused=refused,
+        serving=serving, kv_cache_dtype=kv)
+
+
+def catalog_name(kind: str, name: str | None, aliases: dict) -> str | None:
+    """A file's model or GPU as a catalog name: the alias table, else the name itself when the
+    catalog has it; None when neither."""
+    from simcore.config.catalog import entries
+
+    if not name:
+        return None
+    if name in aliases:
+        return aliases[name]
+    folder, suffix = ("models", ".json") if kind == "model" else ("hardware/gpus", ".yaml")
+    return name if name in entries(folder, suffix) else None
+
+
+def experiment_for_record(rec: Measurement, requests: int | None = None, rounds: int = MEASURED_ROUNDS) -> dict:
+    """The serving experiment that reproduces one measured run; raises Refused when it cannot.
+    Closed loop: rec.warmup requests, then `requests` measured ones (default: `rounds` per client).
+    Open loop: `requests` requests (default: as many as the benchmark measured)."""
+    if rec.refused:
+        raise Refused(rec.refused)
+    model = catalog_name("model", rec.model, MODELS)
+    if model is None:
+        raise Refused("model not in catalog", str(rec.model))
+    gpu = catalog_name("gpu", rec.gpu, GPUS)
+    if gpu is None:
+        raise Refused("gpu not in catalog", str(rec.gpu))
+    engine = ENGINES.get(rec.engine or "")
+    if engine is None:
+        raise Refused("engine", str(rec.engine))
+    if rec.mode != "agg":
+        raise Refused("disagg", "separate prefill/decode pools")
+    c = rec.concurrency
+    if c is None and rec.rate is None:
         raise Refused("no concurrency", "batch_size missing")
-    tp = _int(row, "tp_size", 1)
-    pp = _int(row, "pp_size", 1)
-    adp = _int(row, "attention_dp_size", 1) or 1
-    ep = _int(row, "moe_ep_size", 1) or 1
-    isl, osl = _int(row, "isl"), _int(row, "osl")
+    isl, osl = rec.isl, rec.osl
+    if not isl or not osl:
+        raise Refused("no lengths", f"isl {isl}, osl {osl}")
+    tp, pp, adp, ep = rec.tp or 1, rec.pp or 1, rec.attention_dp or 1, rec.ep or 1
     par: dict = {"tp": tp, "pp": pp}
     if adp > 1:
         par["attention_dp"] = adp
     if ep > 1:
         par["ep"] = ep
-    version = row.get("backend_version") or None
-    serving: dict = {"engine": engine}
-    extra: dict = {}
-    if (limits or LIMITS[engine]) == "aiconfigurator":
-        serving.update(deployment(engine, c, isl))
-        if (row.get("precision") or "").lower() == "fp8":  # the generator passes the searched fp8 KV cache on
-            extra["inference"] = {"kvcache_precision": "fp8"}
-    if version:
-        serving["engine_version"] = version
-    n = c * rounds
+    serving: dict = {"engine": engine, **rec.serving}  # unset fields: the engine profile's defaults
+    if rec.engine_version:
+        serving["engine_version"] = rec.engine_version
+    if c is not None:
+        n = requests if requests is not None else min(c * rounds, rec.requests or c * rounds)
+        arrival = {"process": "closed", "concurrency": c, **({"warmup": rec.warmup} if rec.warmup else {})}
+        n += rec.warmup
+        load = f"c{c}"
+    else:
+        n = requests if requests is not None else min(rec.requests or OPEN_LOOP_REQUESTS, OPEN_LOOP_REQUESTS)
+        arrival = ({"process": "poisson", "rate": rec.rate} if rec.burstiness == 1 else
+                   {"process": "gamma", "rate": rec.rate, "cv": 1 / math.sqrt(rec.burstiness)})
+        load = f"r{rec.rate:g}"
     return {
-        "name": f"{row.get('backend')}-{model}-{gpu}-tp{tp}-c{c}-{isl}x{osl}",
+        "name": f"{rec.engine}-{model}-{gpu}-tp{tp}-{load}-{isl}x{osl}",
         "model": model,
         "hardware": gpu,
         "parallelism": par,
-        **_precision(row, model),
-        **extra,
+        **_precision({"precision": rec.precision or ""}, model),
+        **({"inference": {"kvcache_precision": rec.kv_cache_dtype}} if rec.kv_cache_dtype else {}),
         "workload": {
             "kind": "requests", "requests": n, "seed": 0,
-            "arrival": {"process": "closed", "concurrency": c},
+            "arrival": arrival,
             "prompt_tokens": {"dist": "fixed", "value": isl},
             "output_tokens": {"dist": "fixed", "value": osl},
         },
         "serving": serving,
     }
+
+
+def experiment_for_row(row: dict, rounds: int = MEASURED_ROUNDS, limits: str | None = None) -> dict:
+    """The serving experiment that reproduces one measured row; raises Refused when it cannot.
+    limits: "defaults" (the engine profile's) or "aiconfigurator" (deployment()); None: LIMITS per engine."""
+    return experiment_for_record(measurement_from_row(row, limits=limits), rounds=rounds)

@@ -14,6 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
+from simcore.errors import SimcoreError
 from simcore.registry import Registry
 
 _REGISTRY: Registry = Registry("engine profile (field 'serving.engine')", __name__)
@@ -90,6 +91,39 @@ def host_model(engine: str, overlap: bool) -> HostModel:
     return HostModel(c["const_us"] * 1e-6, c["per_request_us"] * 1e-6, c["per_token_us"] * 1e-6, overlap)
 
 
+HOST_KEYS = ("const_us", "per_request_us", "per_token_us")
+
+
+def load_host_profile(path: str, engine: str) -> dict:
+    """The host constants (us) of a profile file written by `simcore validate --fit`; bad files are
+    one-line errors naming serving.engine_profile."""
+    from pathlib import Path
+
+    from simcore.config.validation import read_yaml, yaml_kind
+
+    where = f"serving.engine_profile: {path}"
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise SimcoreError(f"{where}: no such file (write one with `simcore validate RESULTS --fit`)")
+    raw = read_yaml(p)
+    if not isinstance(raw, dict):
+        raise SimcoreError(f"{where}: expected a mapping with engine and host, got {yaml_kind(raw)}")
+    extra = sorted(set(raw) - {"engine", "engine_version", "host", "fit", "about"})
+    if extra:
+        raise SimcoreError(f"{where}: unknown key {extra[0]!r}; allowed: engine, engine_version, host, fit, about")
+    if raw.get("engine") != engine:
+        raise SimcoreError(f"{where}: a profile for engine {raw.get('engine')!r}, but serving.engine is {engine!r}")
+    host = raw.get("host")
+    if not isinstance(host, dict) or set(host) != set(HOST_KEYS):
+        got = ", ".join(map(str, host)) if isinstance(host, dict) else yaml_kind(host)
+        raise SimcoreError(f"{where}: host needs exactly {', '.join(HOST_KEYS)} (microseconds), got {got}")
+    for k in HOST_KEYS:
+        v = host[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
+            raise SimcoreError(f"{where}: host.{k} = {v!r}; allowed: a finite number of microseconds >= 0")
+    return {k: float(host[k]) for k in HOST_KEYS}
+
+
 def padded(n: int, sizes: tuple[int, ...]) -> int:
     """The captured batch size a decode batch of n runs as (n itself past the largest capture size)."""
     for s in sizes:
@@ -101,8 +135,15 @@ def padded(n: int, sizes: tuple[int, ...]) -> int:
 def resolve(run, cfg):
     """(run, serving config, profile or None) with the profile's defaults applied to what is unset."""
     if cfg.engine is None:
+        if cfg.engine_profile:
+            raise SimcoreError(f"serving.engine_profile: {cfg.engine_profile}: needs serving.engine (the engine "
+                               f"whose host constants it holds): {', '.join(engine_names())}")
         return run, cfg, None
     prof = get_profile(cfg.engine, cfg.engine_version)
+    if cfg.engine_profile:  # fitted host constants replace the profile's own; overlap stays the engine's
+        c = load_host_profile(cfg.engine_profile, cfg.engine)
+        prof = dataclasses.replace(prof, host=HostModel(c["const_us"] * 1e-6, c["per_request_us"] * 1e-6,
+                                                        c["per_token_us"] * 1e-6, prof.host.overlap))
     unset = {k: v for k, v in prof.defaults.items() if k not in cfg.model_fields_set}
     cfg = cfg.model_copy(update=unset)
     kv = prof.kv_dtype(run) if run.experiment.inference.kvcache_precision == "auto" else run.kv_dtype

@@ -1,0 +1,337 @@
+"""`simcore validate`: readers of real benchmark formats, the record -> experiment mapping, the
+comparison, the host-constant fit and its profile file, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from simcore.errors import SimcoreError
+from simcore.serving.engines import load_host_profile
+from simcore.serving.silicon import Measurement, Refused, experiment_for_record, experiment_for_row
+from simcore.validate.compare import comparisons, experiments, run, summarize
+from simcore.validate.fit import fit_host, write_profile
+from simcore.validate.readers import Facts, read
+
+from conftest import REPO
+
+DATA = REPO / "tests" / "data" / "validate"
+VLLM = DATA / "vllm_llama8b_c16.json"  # no GPU, no tp: needs --gpu and --tp
+VLLM_META = DATA / "vllm_metadata_rate.json"  # --metadata gpu, tp, engine, engine_version; rate 8, burstiness 0.25
+SGLANG = DATA / "sglang_qwen32b.jsonl"  # two runs; server_info gives model, tp, version; no GPU
+ROWS = DATA / "silicon_rows.json"
+
+
+# ---- readers -------------------------------------------------------------------------------------
+
+def test_vllm_result_reads_load_lengths_and_every_statistic():
+    (r,) = read(VLLM, Facts(gpu="h100-sxm", tp=1))
+    assert (r.model, r.engine, r.gpu, r.tp) == ("meta-llama/Llama-3.1-8B-Instruct", "vllm", "h100-sxm", 1)
+    # request_rate inf with max_concurrency 16: a closed loop of 16 clients
+    assert (r.concurrency, r.rate, r.requests) == (16, None, 64)
+    assert (r.isl, r.osl) == (65536 // 64, 8192 // 64)  # totals / completed
+    assert r.latency["ttft"] == {"mean": 61.92, "p50": 48.35, "p99": 151.7}
+    assert r.latency["e2e"]["p99"] == 1262.3  # vLLM's e2el
+    assert r.throughput == {"requests_per_s": 14.19, "output_tokens_per_s": 1816.4}
+
+
+def test_vllm_metadata_gives_the_deployment_and_burstiness_a_gamma_arrival():
+    (r,) = read(VLLM_META)
+    assert (r.gpu, r.tp, r.engine, r.engine_version) == ("h100-sxm", 1, "vllm", "0.11.0")
+    assert (r.rate, r.concurrency, r.burstiness) == (8.0, None, 0.25)
+    assert r.latency["tpot"]["p90"] == 8.5
+    exp = experiment_for_record(r)
+    # vLLM draws gaps from gamma(shape = burstiness): cv = 1 / sqrt(burstiness) = 2
+    assert exp["workload"]["arrival"] == {"process": "gamma", "rate": 8.0, "cv": 2.0}
+    assert exp["workload"]["requests"] == 200  # what the benchmark measured (under the 500 cap)
+    assert exp["serving"] == {"engine": "vllm", "engine_version": "0.11.0"}  # open loop: the engine's own limits
+
+
+def test_sglang_jsonl_reads_each_line_and_server_info():
+    a, b = read(SGLANG, Facts(gpu="h100-sxm"))
+    assert (a.model, a.tp, a.engine, a.engine_version) == ("Qwen/Qwen3-32B", 2, "sglang", "0.5.1.post1")
+    assert (a.concurrency, a.rate) == (8, None)  # request_rate Infinity, max_concurrency 8
+    assert (b.concurrency, b.rate) == (None, 2.0)
+    assert a.latency["itl"]["p95"] == 29.8 and a.latency["e2e"]["mean"] == 3802.4
+    assert a.source.endswith("sglang_qwen32b.jsonl:1") and b.source.endswith(":2")
+    # the user's server ran with the engine's defaults, not aiconfigurator's generator limits
+    exp = experiment_for_record(a)
+    assert exp["serving"] == {"engine": "sglang", "engine_version": "0.5.1.post1"}
+    assert exp["parallelism"] == {"tp": 2, "pp": 1} and exp["model"] == "qwen3-32b"
+    assert exp["workload"]["arrival"] == {"process": "closed", "concurrency": 8}
+    assert exp["workload"]["requests"] == 64  # 8 per client (silicon.MEASURED_ROUNDS), under the file's 80
+    assert experiment_for_record(b)["workload"]["arrival"] == {"process": "poisson", "rate": 2.0}
+
+
+def test_flags_override_the_file():
+    (r,) = read(VLLM_META, Facts(tp=2, engine_version="0.13.0"))
+    assert (r.tp, r.engine_version) == (2, "0.13.0")
+
+
+def test_rows_read_as_the_benchmark_builds_them():
+    rows = json.loads(ROWS.read_text())["rows"]
+    recs = read(ROWS)
+    assert len(recs) == 4
+    for row, rec in zip(rows, recs):
+        try:
+            want = experiment_for_row(row)
+        except Refused as exc:
+            with pytest.raises(Refused, match=exc.reason):
+                experiment_for_record(rec)
+            continue
+        assert experiment_for_record(rec) == want
+
+
+def test_trtllm_row_maps_to_hand_computed_experiment():
+    rec = read(ROWS)[3]  # trtllm Llama-3.1-8B, c 8, 1024 / 128, tp 1, 1.0.0rc3
+    exp = experiment_for_record(rec)
+    assert exp["model"] == "llama-3.1-8b" and exp["hardware"] == "h100-sxm"
+    # aiperf waits out its warm-up, so the measured phase is a closed loop from t = 0: 8 rounds of 8 clients
+    assert exp["workload"]["arrival"] == {"process": "closed", "concurrency": 8}
+    assert exp["workload"]["requests"] == 8 * 8
+    # TensorRT-LLM rows run with the engine's own limits (silicon.LIMITS)
+    assert exp["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3"}
+    # aiconfigurator's trtllm rule: max_num_tokens = batch + ISL + 500 rounded up to 32: 8 + 1024 + 500 = 1532 -> 1536
+    limited = experiment_for_record(read(ROWS, limits="aiconfigurator")[3])
+    assert limited["serving"] == {"engine": "trtllm", "max_num_seqs": 8, "max_num_batched_tokens": 1536,
+                                  "engine_version": "1.0.0rc3"}
+    assert rec.latency == {"ttft": {"mean": 190.9545068625}, "tpot": {"mean": 7.94357745}}
+
+
+def test_requests_flag_sets_the_measured_requests():
+    (r,) = read(VLLM, Facts(gpu="h100-sxm", tp=1))
+    assert experiment_for_record(r)["workload"]["requests"] == 64  # min(8 rounds x 16, the file's 64)
+    assert experiment_for_record(r, requests=20)["workload"]["requests"] == 20
+    rows = read(ROWS)
+    assert experiment_for_record(rows[3], requests=10)["workload"]["requests"] == 10
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"model": "acme/unknown-7b"}, "model not in catalog"),
+    ({"gpu": "tpu-v5"}, "gpu not in catalog"),
+    ({"mode": "disagg"}, "disagg"),
+    ({"refused": "rate with max_concurrency"}, "rate with max_concurrency"),
+])
+def test_records_simcore_cannot_express_are_refused_with_a_reason(change, reason):
+    (r,) = read(VLLM, Facts(gpu="h100-sxm", tp=1))
+    for k, v in change.items():
+        setattr(r, k, v)
+    with pytest.raises(Refused) as exc:
+        experiment_for_record(r)
+    assert exc.value.reason == reason
+
+
+def test_rate_with_max_concurrency_is_refused_by_the_reader(tmp_path):
+    d = json.loads(VLLM.read_text())
+    d.update(request_rate=4.0, max_concurrency=8)
+    p = tmp_path / "r.json"
+    p.write_text(json.dumps(d))
+    (r,) = read(p, Facts(gpu="h100-sxm", tp=1))
+    assert r.refused == "rate with max_concurrency"
+
+
+# ---- comparison ----------------------------------------------------------------------------------
+
+def test_comparisons_are_signed_errors_of_what_both_sides_have():
+    (r,) = read(VLLM, Facts(gpu="h100-sxm", tp=1))
+    (o,) = run(experiments([r], requests=16))
+    cs = comparisons(o)
+    keys = {(c["metric"], c["stat"]) for c in cs}
+    # the file has mean / median / p99 (no p90); the simulator no p95
+    assert ("ttft", "p50") in keys and ("ttft", "p99") in keys and ("ttft", "p90") not in keys
+    assert ("throughput", "requests_per_s") in keys
+    for c in cs:
+        assert c["error"] == pytest.approx(c["predicted"] / c["measured"] - 1)
+    lat = o.result["latency"]
+    assert lat["ttft"]["p50"] <= lat["ttft"]["p99"]
+    # physics: a decode step of an 8B bf16 model reads ~16 GB of weights at <= 3.35 TB/s: TPOT >= 4.8 ms
+    assert lat["tpot"]["mean"] >= 16.06e9 / 3.35e12 * 1e3
+    s = summarize([o])
+    assert s["simulated"] == 1 and s["refused"] == {}
+
+
+# ---- engine profile files ------------------------------------------------------------------------
+
+def _c1_tpot(profile, cli, tmp_path) -> float:
+    """Mean TPOT (ms) of one client, vLLM 0.10 (no async scheduling: step = GPU + host)."""
+    rec = Measurement(source="t", model="llama-3.1-8b", gpu="h100-sxm", engine="vllm", engine_version="0.10.0",
+                      tp=1, concurrency=1, isl=128, osl=16)
+    sets = (f"serving.engine_profile={profile}",) if profile else ()
+    (o,) = run(experiments([rec], requests=2), 1, sets)
+    return o.result["latency"]["tpot"]["mean"]
+
+
+def test_engine_profile_replaces_the_host_constants(tmp_path, cli):
+    from simcore.serving.engines.host_fit import HOST
+
+    base = _c1_tpot(None, cli, tmp_path)  # host_fit.py's vllm constants
+    p = tmp_path / "vllm.yaml"
+    write_profile(p, "vllm", None, {"const_us": 1300.0, "per_request_us": 50.0, "per_token_us": 0.0})
+    # one decode of one token per step: the host time goes from const + per_request + per_token to 1300 + 50 us
+    h = HOST["vllm"]
+    was = h["const_us"] + h["per_request_us"] + h["per_token_us"]
+    assert _c1_tpot(p, cli, tmp_path) - base == pytest.approx((1350.0 - was) * 1e-3, abs=1e-6)
+
+
+@pytest.mark.parametrize("text, contains", [
+    ("engine: sglang\nhost: {const_us: 1, per_request_us: 0, per_token_us: 0}\n", "for engine 'sglang'"),
+    ("engine: vllm\nhost: {const_us: 1, per_request_us: 0}\n", "host needs exactly"),
+    ("engine: vllm\nhost: {const_us: -5, per_request_us: 0, per_token_us: 0}\n", "host.const_us = -5"),
+    ("engine: vllm\nhosts: {}\n", "unknown key 'hosts'"),
+    ("- a list\n", "expected a mapping"),
+])
+def test_bad_profile_files_are_one_line_errors(tmp_path, text, contains):
+    p = tmp_path / "p.yaml"
+    p.write_text(text)
+    with pytest.raises(SimcoreError, match=contains):
+        load_host_profile(str(p), "vllm")
+
+
+def test_run_with_a_bad_profile_exits_2(bad, write_experiment, tmp_path):
+    def exp(serving: str):
+        return write_experiment(text="model: llama-3.1-8b\nhardware: h100-sxm\nworkload: {kind: requests, "
+                                     "requests: 4, arrival: {process: closed, concurrency: 1}}\n"
+                                     f"serving: {serving}\n")
+
+    bad("run", exp(f"{{engine: vllm, engine_profile: {tmp_path / 'missing.yaml'}}}"),
+        contains=["serving.engine_profile", "no such file"])
+    bad("run", exp("{engine_profile: x.yaml}"), contains=["needs serving.engine"])
+
+
+# ---- fit -----------------------------------------------------------------------------------------
+
+TRUE = {"const_us": 800.0, "per_request_us": 20.0, "per_token_us": 0.5}
+
+
+def _synthetic(tmp_path) -> list[Measurement]:
+    """Records whose 'measurements' are simcore's own figures with the TRUE constants: varied clients
+    (const vs per-request) and prompts (per-token, through the prefill steps)."""
+    recs = [Measurement(source=f"syn{i}", model="llama-3.1-8b", gpu="h100-sxm", engine="vllm",
+                        engine_version="0.10.0", tp=1, concurrency=c, isl=isl, osl=16, requests=n)
+            for i, (c, isl, n) in enumerate([(1, 512, 4), (8, 512, 16), (16, 2048, 32)])]
+    p = tmp_path / "true.yaml"
+    write_profile(p, "vllm", "0.10.0", TRUE)
+    for o in run(experiments(recs), 1, (f"serving.engine_profile={p}",)):
+        o.record.latency = {m: {"mean": o.result["latency"][m]["mean"]} for m in ("ttft", "tpot", "itl")}
+    return recs
+
+
+def test_fit_recovers_known_host_constants(tmp_path):
+    fit = fit_host(experiments(_synthetic(tmp_path)))
+    assert fit.engine == "vllm"
+    from simcore.serving.engines.host_fit import HOST
+
+    assert fit.start_us == pytest.approx({k: HOST["vllm"][k] for k in ("const_us", "per_request_us", "per_token_us")})
+    for k, v in TRUE.items():
+        assert fit.fitted_us[k] == pytest.approx(v, rel=0.01), k
+    before = {m["metric"]: m["median_abs_error"] for m in fit.before["metrics"]}
+    after = {m["metric"]: m["median_abs_error"] for m in fit.after["metrics"]}
+    assert before["tpot"] > 0.05  # host_fit.py's constants instead of 800 + 20 x requests + 0.5 x tokens
+    assert all(v < 1e-6 for v in after.values())
+
+
+def test_fit_cli_writes_a_profile_that_runs_back(cli, tmp_path):
+    recs = _synthetic(tmp_path)
+    lines = []
+    for r in recs:  # as a vLLM --save-result file each, with its deployment in --metadata keys
+        lines.append(json.dumps({"model_id": r.model, "backend": "vllm", "gpu": "h100-sxm", "tp": "1",
+                                 "engine_version": "0.10.0", "request_rate": "inf", "max_concurrency": r.concurrency,
+                                 "completed": r.requests, "total_input_tokens": r.isl * r.requests,
+                                 "total_output_tokens": r.osl * r.requests,
+                                 **{f"mean_{m}_ms": r.latency[m]["mean"] for m in ("ttft", "tpot", "itl")}}))
+    f = tmp_path / "runs.jsonl"
+    f.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "o"
+    res = cli("validate", f, "--fit", "--jobs", "1", "--out", out, "--json")
+    assert res.rc == 0, res.err
+    rep = json.loads(res.out)
+    prof = out / "vllm-host-profile.yaml"
+    assert rep["fit"]["profile"] == str(prof)
+    data = yaml.safe_load(prof.read_text())
+    assert data["engine"] == "vllm" and data["host"]["const_us"] == pytest.approx(800, rel=0.01)
+    again = cli("validate", f, "--jobs", "1", "--json", "--set", f"serving.engine_profile={prof}")
+    errs = [c["error"] for r in json.loads(again.out)["records"] for c in r["comparisons"]]
+    assert max(map(abs, errs)) < 1e-3
+    rows = list(csv.DictReader((out / "comparisons.csv").open()))
+    assert {r["metric"] for r in rows} == {"ttft", "tpot", "itl"} and len(rows) == 9
+
+
+def test_fit_refuses_several_engines(bad):
+    bad("validate", ROWS, "--fit", "--jobs", "1", "--only", "Qwen3-32B",
+        contains=["--fit", "engines sglang, vllm"])
+
+
+# ---- the command ---------------------------------------------------------------------------------
+
+def test_validate_prints_the_table_and_summary(cli):
+    r = cli("validate", VLLM, "--gpu", "h100-sxm", "--tp", "1", "--requests", "16", "--jobs", "1")
+    assert r.rc == 0, r.err
+    assert "vllm-llama-3.1-8b-h100-sxm-tp1-c16-1024x128" in r.out
+    assert "TTFT mean: median |error|" in r.out and "Simulated 1 of 1 records" in r.out
+
+
+def test_rows_refusals_are_counted_by_reason(cli):
+    r = cli("validate", ROWS, "--json", "--jobs", "1", "--requests", "8")
+    s = json.loads(r.out)["summary"]
+    assert s["records"] == 4 and s["refused"] == {"disagg": 1} and s["simulated"] == 3
+    assert {m["metric"] for m in s["metrics"]} == {"ttft", "tpot"}
+
+
+def test_benchmark_prints_the_same_figures(cli):
+    """benchmarks/serving_silicon.py is a wrapper over the same functions: same summary lines."""
+    r = cli("validate", ROWS, "--jobs", "1")
+    mine = [ln for ln in r.out.splitlines() if ln.startswith(("TTFT", "TPOT", "Simulated"))]
+    bench = subprocess.run([sys.executable, str(REPO / "benchmarks" / "serving_silicon.py"), "--rows", str(ROWS),
+                            "--jobs", "1", "--quiet"], capture_output=True, text=True, check=True).stdout
+    theirs = [ln for ln in bench.splitlines() if ln.startswith(("TTFT", "TPOT", "Simulated"))]
+    assert len(mine) == 3 and mine == theirs
+
+
+@pytest.mark.parametrize("argv, contains", [
+    (("missing.json",), ["missing.json", "no such file"]),
+    ((VLLM,), ["lacks gpu, tp", "--gpu NAME --tp N"]),
+    ((SGLANG,), ["sglang_qwen32b.jsonl:1", "lacks gpu"]),
+    ((VLLM, "--gpu", "h100", "--tp", "1"), ["unknown gpu (--gpu) 'h100'", "h100-sxm"]),
+    ((VLLM, "--gpu", "h100-sxm", "--tp", "1", "--engine", "vlm"), ["unknown engine (--engine) 'vlm'", "vllm"]),
+    ((VLLM, "--gpu", "h100-sxm", "--tp", "0"), ["--tp", "allowed: 1 or more"]),
+    ((VLLM, "--profile-out", "p.yaml"), ["--profile-out", "only with --fit"]),
+    ((ROWS, "--only", "nothing-like-this"), ["--only", "matches no record"]),
+])
+def test_bad_command_lines_are_one_line_errors(bad, argv, contains):
+    bad("validate", *argv, contains=contains)
+
+
+@pytest.mark.parametrize("text, contains", [
+    ('{"foo": 1}', ["unknown result format", "keys: foo"]),
+    ("not json at all\n", ["line 1: not JSON"]),
+    ("", ["empty file"]),
+    ('{"model_id": "x", "backend": "vllm", "gpu": "h100-sxm", "tp": 1, "mean_ttft_ms": 5}\n{"bar": 2}\n',
+     [":2: unknown result format"]),
+    ('{"rows": [1, 2]}', ["rows[0]: expected a mapping"]),
+    ('{"model_id": "m", "endpoint_type": "openai", "backend": "openai", "mean_ttft_ms": 5}',
+     ["lacks gpu, engine, tp"]),
+])
+def test_bad_files_are_one_line_errors(bad, tmp_path, text, contains):
+    p = tmp_path / "f.json"
+    p.write_text(text)
+    bad("validate", p, contains=contains)
+
+
+def test_out_is_a_file_is_an_error(bad, tmp_path):
+    f = tmp_path / "x"
+    f.write_text("")
+    bad("validate", ROWS, "--out", f, contains=["--out", "is a file"])
+
+
+def test_non_finite_figures_are_left_out(tmp_path):
+    """vLLM writes NaN for a metric with no samples (e.g. TPOT of one-token outputs): not compared."""
+    text = VLLM.read_text().replace('"mean_tpot_ms": 8.41', '"mean_tpot_ms": NaN')
+    p = tmp_path / "nan.json"
+    p.write_text(text)
+    (r,) = read(p, Facts(gpu="h100-sxm", tp=1))
+    assert "mean" not in r.latency["tpot"] and r.latency["tpot"]["p50"] == 8.37
