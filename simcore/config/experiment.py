@@ -22,6 +22,7 @@ from simcore.config.validation import Strict, read_yaml, validate, yaml_kind
 from simcore.errors import SimcoreError
 from simcore.registry import lookup
 from simcore.config.serving import RequestsWorkload, Serving
+from simcore.config.speculative import Speculative, draft_run
 
 WeightDtype = Literal["auto", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4"]
 ActDtype = Literal["bf16", "fp16", "fp8"]
@@ -113,6 +114,7 @@ class Experiment(Strict):
     workload: Workload
     engine: Engine = Engine()
     serving: Serving = Serving()  # request-level runs only (docs/serving.md)
+    speculative: Speculative = Speculative()  # speculative decoding, static and serving runs (docs/serving.md)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -329,4 +331,6 @@ def resolve(e: Experiment) -> Run:
             f"allowed: a total of at most {model.max_position}"
         )
     dense, experts, act, kv = _dtypes(e, model, system)
-    return Run(e, model, system, dense, experts, act, kv)
+    run = Run(e, model, system, dense, experts, act, kv)
+    draft_run(run)  # a bad drafter is reported before anything runs
+    return run

@@ -71,7 +71,15 @@ def summary(res: StaticResult) -> dict:
         "overlap_policy": e.engine.overlap_policy,
         "events_simulated": res.events_simulated,
         "ranks_simulated": res.ranks,
+        **({"speculative": _speculative(res)} if res.speculation else {}),
     }
+
+
+def _speculative(res: StaticResult) -> dict:
+    sp, steps = res.speculation, res.run.experiment.workload.output_tokens - 1
+    return {**sp.record, "verified_steps": sp.verified_steps, "decode_s": sp.decode_s,
+            "decode_s_without": sp.decode_s_without, "speedup": sp.speedup,
+            "tpot_s": sp.decode_s / steps if steps else 0.0, "e2e_s": res.ttft + sp.decode_s}
 
 
 BREAKDOWN_FIELDS = ("phase", "stage", "layer", "op", "kind", "family", "duration_s", "exposed_s",

@@ -40,6 +40,10 @@ def summary_table(s: dict) -> Table:
     crit = s["critical_path_s"]
     total = sum(crit.values()) or 1.0
     rows.append(("critical path", ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in sorted(crit.items(), key=lambda kv: -kv[1]))))
+    if "speculative" in s:
+        sp = s["speculative"]
+        rows.append(("speculative", f"{sp['method']} k {sp['k']}: {sp['tokens_per_step']:.2f} tokens per step, TPOT "
+                                    f"{_ms(sp['tpot_s'])} ms, end to end {sp['e2e_s']:,.3f} s, decode x{sp['speedup']:.2f}"))
     for k, v in rows:
         t.add_row(k, v)
     return t

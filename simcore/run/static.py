@@ -18,6 +18,7 @@ from functools import cached_property
 import numpy as np
 
 from simcore.config.experiment import Run
+from simcore.engine.speculative import StaticSpeculation, static_speculation
 from simcore.engine.des import Event, busiest_rank_idle, critical_path, execute
 from simcore.engine.walk import Walk, engine_parts, walk
 from simcore.graph.build import pass_streams
@@ -62,6 +63,7 @@ class StaticResult:
     critical_path: dict[str, float]  # whole run, by kind
     events_simulated: int
     ranks: int
+    speculation: StaticSpeculation | None = None  # with speculative.k > 0 (docs/serving.md)
 
     @property
     def ttft(self) -> float:
@@ -154,8 +156,9 @@ class StaticSimulator:
             written += total([results[i].kv_bytes(KV_STORE) for i in sampled])
             for kind in {k for r in results.values() for k in r.critical}:
                 crit[kind] = crit.get(kind, 0.0) + total([results[i].critical.get(kind, 0.0) for i in sampled])
+        spec = static_speculation(self.run, b, s, n) if self.run.experiment.speculative.enabled else None
         return StaticResult(self.run, mem, pre, first, last, times, sampled, read, written, crit,
-                            self.events_simulated, self.ranks)
+                            self.events_simulated, self.ranks, spec)
 
 
 def simulate(run: Run, progress: Callable[[int, int], None] | None = None) -> StaticResult:

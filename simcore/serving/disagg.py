@@ -18,6 +18,7 @@ from simcore.config.experiment import _check_parallelism
 from simcore.cost.collectives import schedule
 from simcore.errors import SimcoreError
 from simcore.memory import kv_budget
+from simcore.memory.speculative import blocks_with_draft
 from simcore.serving.replica import Replica
 
 
@@ -39,7 +40,7 @@ def pool_run(run, which: str, replicas: int):
 def pool_blocks(run, cfg, which: str) -> tuple:
     """(KV blocks per replica from the planner's kv_budget for the pool's parallelism, the budget)."""
     budget = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size)
-    blocks = budget.blocks()
+    blocks = blocks_with_draft(budget)  # a drafter's weights and cache share the budget
     if blocks <= 0:
         raise SimcoreError(f"serving.disaggregation: {run.model.name} leaves no room for a KV block on "
                            f"{run.system.gpu.name} at the {which} pool's tp {run.par.tp} pp {run.par.pp}; "

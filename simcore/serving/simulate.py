@@ -18,7 +18,8 @@ from simcore.config.experiment import Run
 from simcore.errors import SimcoreError
 from simcore.memory import kv_budget
 from simcore.serving.cache_policies import CacheContext, get_cache_policy
-from simcore.serving.cost import IterationCost
+from simcore.memory.speculative import blocks_with_draft
+from simcore.serving.speculative import make_cost
 from simcore.serving.host_tier import block_flops, make_tier, tier_geometry
 from simcore.serving.prefetch import get_prefetch_policy
 from simcore.serving.metrics import Metrics
@@ -62,7 +63,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     prefetch = get_prefetch_policy(cfg.host_tier.prefetch)
     dis = cfg.disaggregation.enabled
     budget = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size)
-    blocks = budget.blocks() * run.par.attention_dp  # each attention-DP rank caches its own sequences
+    blocks = blocks_with_draft(budget) * run.par.attention_dp  # each attention-DP rank caches its own sequences
     if blocks <= 0 and not dis:
         raise SimcoreError(f"{run.model.name} leaves no room for a KV block on {run.system.gpu.name} at tp "
                            f"{run.par.tp} pp {run.par.pp}; raise tp or pp, or quantize")
@@ -73,13 +74,13 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     ctx = CacheContext(block_flops(run, cfg.block_size), tier_geometry(run, budget, cfg.block_size)[0])
     if dis:  # prefill pool, then decode pool (simcore/serving/disagg.py)
         from simcore.serving.disagg import build
-        reps, link, blocks, dblocks, droute, costs = build(run, cfg, IterationCost, make_scheduler, reqs, metrics,
+        reps, link, blocks, dblocks, droute, costs = build(run, cfg, make_cost, make_scheduler, reqs, metrics,
                                                            policy, ctx)
         front = reps[:cfg.disaggregation.prefill_replicas]
         back = reps[len(front):]
         dreserve = cfg.watermark * dblocks
     else:
-        cost = IterationCost(run)  # the pools of a disaggregated run price with their own layouts
+        cost = make_cost(run)  # the pools of a disaggregated run price with their own layouts
         costs = [cost]
         reps = [Replica(i, cfg, blocks, cost, make_scheduler(), reqs, metrics,
                         policy(ctx) if cfg.prefix_caching else None,
@@ -219,6 +220,8 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     s["block_size"] = cfg.block_size
     s["iterations"] = sum(r.iterations for r in reps)
     s["shapes_priced"] = sum(len(c.priced) for c in costs)
+    if e.speculative.enabled:  # the decode pool's pricer when disaggregated
+        s["speculative"] = costs[-1].summary(budget.blocks() * run.par.attention_dp)
     if dis:
         s["kv_blocks"] = dblocks
         s["disaggregation"] = {"kv_transfer_bytes": link.bytes,
