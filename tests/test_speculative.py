@@ -133,3 +133,13 @@ def test_serving_draft_takes_kv_blocks(cli, write_experiment):
 ])
 def test_bad_speculative_input(bad, write_experiment, spec, contains):
     bad("run", write_experiment(speculative=spec), contains=contains)
+
+
+def test_speedup_falls_below_one_as_batches_grow():
+    """The sweep example's settings: memory-bound small batches gain, compute-bound large ones lose."""
+    run = _run(speculative={"method": "draft", "draft_model": "llama-3.2-1b", "k": 4, "acceptance": 0.6})
+    p = SpecPricer(run)
+    assert p.tau == pytest.approx(1 + 0.6 + 0.36 + 0.216 + 0.1296)
+    speed = {b: p.tau * p.plain(b, 384) / p.verified(b, 384) for b in (1, 32, 256)}
+    assert speed[1] > 1.1 and speed[256] < 1
+    assert speed[1] > speed[32] > speed[256]

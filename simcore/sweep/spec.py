@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from simcore.config.experiment import Experiment
+from simcore.config.experiment import Experiment, StaticWorkload
+from simcore.config.serving import RequestsWorkload
 from simcore.config.validation import read_yaml, show, yaml_kind
 from simcore.errors import SimcoreError, close_matches
 
@@ -58,11 +59,17 @@ def _models_in(annotation) -> list[type[BaseModel]]:
     return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
+def _field_models(name: str, info) -> list[type[BaseModel]]:
+    """The schemas a field holds; `workload` dispatches on its kind, so request-stream fields are paths too."""
+    subs = _models_in(info.annotation)
+    return subs + [RequestsWorkload] if name == "workload" and StaticWorkload in subs else subs
+
+
 def field_paths(model: type[BaseModel] = Experiment, prefix: str = "") -> list[str]:
     """Every leaf dotted path of the experiment schema (for close-match hints)."""
     out = []
     for name, info in model.model_fields.items():
-        subs = _models_in(info.annotation)
+        subs = _field_models(name, info)
         if subs:
             for sub in subs:
                 out += [p for p in field_paths(sub, f"{prefix}{name}.") if p not in out]
@@ -78,10 +85,13 @@ def check_path(path: str, where: str) -> None:
     models: list[type[BaseModel]] = [Experiment]
     parts = path.split(".")
     for i, part in enumerate(parts):
-        fields = {n: f for m in models for n, f in m.model_fields.items()}
-        if part not in fields:
+        holders = [m.model_fields[part] for m in models if part in m.model_fields]  # both workload kinds may
+        if not holders:
             raise SimcoreError(f"{where}: unknown field '{path}'{close_matches(path, field_paths())}")
-        models = _models_in(fields[part].annotation)
+        kinds = [_field_models(part, f) for f in holders]
+        if i == len(parts) - 1 and not all(kinds):  # a value in some schema (static prompt_tokens: an int)
+            return
+        models = [m for k in kinds for m in k]
         if not models and i < len(parts) - 1:
             raise SimcoreError(f"{where}: unknown field '{path}': '{'.'.join(parts[:i + 1])}' is a value, not a section")
     if models:
