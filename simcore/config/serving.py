@@ -147,6 +147,7 @@ class Serving(Strict):
     cache_policy: str = "lru"  # a policy in simcore/serving/cache_policies/
     host_tier: HostTier = HostTier()
     iteration_overhead_us: float = Field(default=300.0, ge=0)  # host time per engine step (estimate)
+    pipeline_batches: PositiveInt | None = None  # batches in flight per replica with pp > 1; None: pp (docs/serving.md)
     router: str = "round_robin"  # a policy in simcore/serving/routers.py
     slo: SLO = SLO()
     max_time_s: PositiveFloat | None = None  # stop the clock here; unfinished requests are dropped
@@ -156,6 +157,9 @@ class Serving(Strict):
     def _tier(self):
         if self.host_tier.enabled and not self.prefix_caching:
             raise ValueError("host_tier needs prefix_caching: true (blocks are found on host by their hash, as in vLLM)")
+        if self.pipeline_batches not in (None, 1) and (self.host_tier.enabled or self.preemption == "swap"):
+            raise ValueError(f"pipeline_batches = {self.pipeline_batches} does not support host_tier or preemption: "
+                             "swap yet; set pipeline_batches: 1")
         if self.disaggregation.enabled and (self.host_tier.enabled or self.preemption == "swap"):
             raise ValueError("disaggregation does not support host_tier or preemption: swap yet")
         return self

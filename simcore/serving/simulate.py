@@ -23,6 +23,7 @@ from simcore.serving.speculative import make_cost
 from simcore.serving.host_tier import block_flops, make_tier, tier_geometry
 from simcore.serving.prefetch import get_prefetch_policy
 from simcore.serving.metrics import Metrics
+from simcore.serving.pipeline import pipeline_batches, pipeline_summary, virtual_engines
 from simcore.serving.replica import Replica
 from simcore.serving.routers import get_router
 from simcore.serving.schedulers import get_scheduler
@@ -85,6 +86,10 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
         reps = [Replica(i, cfg, blocks, cost, make_scheduler(), reqs, metrics,
                         policy(ctx) if cfg.prefix_caching else None,
                         make_tier(run, cfg, budget, host_policy, ctx), prefetch()) for i in range(run.par.dp)]
+        if pipeline_batches(run) > 1:  # several batches in flight per replica (simcore/serving/pipeline.py)
+            reps, pipes, blocks = virtual_engines(run, cfg, cost, blocks, lambda i, b, c: Replica(
+                i, cfg, b, c, make_scheduler(), reqs, metrics, policy(ctx) if cfg.prefix_caching else None,
+                None, prefetch()))
         front = reps
     xfer: list = []  # KV transfers in flight: (end, request, decode replica)
     nsent = 0
@@ -220,6 +225,8 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     s["block_size"] = cfg.block_size
     s["iterations"] = sum(r.iterations for r in reps)
     s["shapes_priced"] = sum(len(c.priced) for c in costs)
+    if not dis and pipeline_batches(run) > 1:
+        s["pipeline"] = pipeline_summary(pipes, s["duration_s"], pipeline_batches(run))
     if e.speculative.enabled:  # the decode pool's pricer when disaggregated
         s["speculative"] = costs[-1].summary(budget.blocks() * run.par.attention_dp)
     if dis:
