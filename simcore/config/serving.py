@@ -120,7 +120,17 @@ class PoolParallelism(Strict):
 class KVTransfer(Strict):
     """The link that carries KV from the prefill pool to the decode pool."""
 
-    link: Literal["auto", "intra_node", "inter_node"] = "auto"  # auto: NVLink when both pools fit in one node
+    link: Literal["auto", "intra_node", "inter_node", "custom"] = "auto"  # auto: NVLink when both pools fit in one node
+    bandwidth_gbps: PositiveFloat | None = None  # link custom: achieved GB/s per GPU, per direction
+    latency_us: float = Field(default=10.0, ge=0)  # link custom: per transfer
+
+    @model_validator(mode="after")
+    def _custom(self):
+        if self.link == "custom" and self.bandwidth_gbps is None:
+            raise ValueError("link custom needs bandwidth_gbps (achieved GB/s per GPU, e.g. 50 for 400 Gb/s NDR)")
+        if self.link != "custom" and self.bandwidth_gbps is not None:
+            raise ValueError(f"bandwidth_gbps is only used with link custom, not {self.link}")
+        return self
 
 
 class Disaggregation(Strict):
@@ -131,6 +141,8 @@ class Disaggregation(Strict):
     decode_replicas: PositiveInt = 1
     prefill_parallelism: PoolParallelism = PoolParallelism()
     decode_parallelism: PoolParallelism = PoolParallelism()
+    prefill_hardware: str | None = None  # a GPU in hardware/gpus; unset: the experiment's hardware (and cluster)
+    decode_hardware: str | None = None
     decode_router: str = "least_outstanding"  # a policy in simcore/serving/routers.py
     transfer: KVTransfer = KVTransfer()
 

@@ -236,7 +236,9 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
                                "prefill_replicas": len(front), "decode_replicas": len(back),
                                "kv_transfers": link.count, "inter_node": link.inter_node,
                                "prefill_kv_blocks": blocks, "decode_kv_blocks": dblocks,
-                               "prefill_gpus": link.gpus[0], "decode_gpus": link.gpus[1]}
+                               "prefill_gpus": link.gpus[0], "decode_gpus": link.gpus[1],
+                               "prefill_hardware": link.hardware[0], "decode_hardware": link.hardware[1],
+                               "link": link.kind}
     if dis:  # the output's parallelism: the experiment's tp / pp, dp = all replicas of both pools
         import dataclasses
         par = run.par.model_copy(update={"dp": len(reps)})
