@@ -23,6 +23,7 @@ from simcore.errors import SimcoreError
 from simcore.registry import lookup
 from simcore.config.serving import RequestsWorkload, Serving
 from simcore.config.speculative import Speculative, draft_run
+from simcore.config.kv_retention import KVRetention, with_retention
 
 WeightDtype = Literal["auto", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4"]
 ActDtype = Literal["bf16", "fp16", "fp8"]
@@ -46,6 +47,7 @@ class Inference(Strict):
     kvcache_precision: KVDtype = "auto"  # auto: same as activations
     kvcache_type: Literal["hbm", "host"] = "hbm"  # the tier the cache lives in
     kvcache_fetch_overlap: bool = False
+    kv_retention: KVRetention = KVRetention()  # long-decode KV eviction (docs/serving.md)
 
 
 class StaticWorkload(Strict):
@@ -315,7 +317,7 @@ def _field(name: str, load, *args):
 
 
 def resolve(e: Experiment) -> Run:
-    model = _field("model", load_model, e.model)
+    model = with_retention(_field("model", load_model, e.model), e.inference.kv_retention)
     _field("hardware", load_gpu, e.hardware)
     if e.cluster is not None:
         _field("cluster", load_cluster, e.cluster)

@@ -11,6 +11,7 @@ import math
 
 from simcore.config.experiment import Run
 from simcore.config.model import ModelSpec
+from simcore.ops.kv_retention import get_retention
 from simcore.ops.kv import cached_tokens, kv_elements_per_token, kv_heads_per_gpu
 from simcore.ops.linears import Linear, Sharding, attention_linears, mlp_linears
 from simcore.ops.op import (
@@ -65,6 +66,7 @@ class StageBuilder:
         self.ep_inter = self.moe_group > per_node
         self.next_inter = stage + 1 < p.pp and crosses_node(run, first_gpu + p.tp - 1, 2)
         self.kv_tier = run.experiment.inference.kvcache_type
+        self.retention = get_retention(run.experiment.inference.kv_retention.policy)  # its bookkeeping ops
         self._memo: dict[Pass, list[Op]] = {}
 
     # -- primitives -------------------------------------------------------------------
@@ -132,7 +134,7 @@ class StageBuilder:
                 Op("kv_cache_fetch", KV_FETCH, MEMORY, layer, bytes=fetched, kv_bytes=fetched,
                    kernel=False, tier=self.kv_tier)
             )
-        return ops
+        return ops + self.retention.bookkeeping(self, layer, b)
 
     def attention_core(self, layer: int, groups: tuple[Group, ...], dk: int, dv: int, q_heads: int) -> Op:
         """One attention kernel over every group of one phase (varlen, as FlashAttention runs a batch)."""

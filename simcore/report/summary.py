@@ -72,7 +72,25 @@ def summary(res: StaticResult) -> dict:
         "events_simulated": res.events_simulated,
         "ranks_simulated": res.ranks,
         **({"speculative": _speculative(res)} if res.speculation else {}),
+        **({"kv_retention": _retention(res, ranks_per_stage)} if res.without_retention else {}),
     }
+
+
+BOOKKEEPING = ("kv_scores", "kv_rerotate")  # the retention policies' own ops (simcore/ops/kv_retention/)
+
+
+def _retention(res: StaticResult, ranks: int) -> dict:
+    full, cfg = res.without_retention, res.run.experiment.inference.kv_retention
+    last = res.decode_last.stages if res.decode_last else []
+    book = sum(t.duration for w in last for t in w.ops if t.op.name in BOOKKEEPING)
+    head = {"policy": cfg.policy, "retained_tokens": res.run.model.sliding_window, "bookkeeping_s_last_step": book}
+    if isinstance(full, str):
+        return {**head, "kv_cache_bytes_read": res.kv_read_per_rank * ranks, "full": full}
+    return {**head,
+            "kv_cache_bytes_read": res.kv_read_per_rank * ranks,
+            "kv_cache_bytes_read_full": full.kv_read_per_rank * ranks,
+            "kv_cache_bytes_saved": (full.kv_read_per_rank - res.kv_read_per_rank) * ranks,
+            "e2e_s_full": full.e2e, "time_saved_s": full.e2e - res.e2e}
 
 
 def _speculative(res: StaticResult) -> dict:

@@ -18,6 +18,7 @@ from functools import cached_property
 import numpy as np
 
 from simcore.config.experiment import Run
+from simcore.errors import SimcoreError
 from simcore.engine.speculative import StaticSpeculation, static_speculation
 from simcore.engine.des import Event, busiest_rank_idle, critical_path, execute
 from simcore.engine.walk import Walk, engine_parts, walk
@@ -64,6 +65,7 @@ class StaticResult:
     events_simulated: int
     ranks: int
     speculation: StaticSpeculation | None = None  # with speculative.k > 0 (docs/serving.md)
+    without_retention: "StaticResult | str | None" = None  # the run keeping every token, or why it cannot run
 
     @property
     def ttft(self) -> float:
@@ -157,8 +159,22 @@ class StaticSimulator:
             for kind in {k for r in results.values() for k in r.critical}:
                 crit[kind] = crit.get(kind, 0.0) + total([results[i].critical.get(kind, 0.0) for i in sampled])
         spec = static_speculation(self.run, b, s, n) if self.run.experiment.speculative.enabled else None
+        full = None
+        if self.run.experiment.inference.kv_retention.policy != "full":  # what the policy saves or costs
+            try:
+                full = StaticSimulator(without_retention(self.run)).simulate()
+            except SimcoreError as exc:  # keeping every token may not fit: say so in the result
+                full = str(exc)
         return StaticResult(self.run, mem, pre, first, last, times, sampled, read, written, crit,
-                            self.events_simulated, self.ranks, spec)
+                            self.events_simulated, self.ranks, spec, full)
+
+
+def without_retention(run: Run) -> Run:
+    from simcore.config.experiment import resolve
+    from simcore.config.kv_retention import KVRetention
+
+    e = run.experiment
+    return resolve(e.model_copy(update={"inference": e.inference.model_copy(update={"kv_retention": KVRetention()})}))
 
 
 def simulate(run: Run, progress: Callable[[int, int], None] | None = None) -> StaticResult:
