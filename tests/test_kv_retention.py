@@ -89,3 +89,9 @@ def test_models_with_their_own_window_take_full_only(bad, write_experiment):
     bad("run", write_experiment(model="gpt-oss-20b", precision={"weights": "auto", "activations": "bf16"},
                                 inference={"kv_retention": {"policy": "sliding_window", "window": 64}}),
         contains=["inference.kv_retention.policy", "already has sliding-window layers"])
+
+
+def test_run_table_shows_the_saving(cli, write_experiment):
+    r = cli("run", write_experiment(workload={"batch_size": 1, "prompt_tokens": 2048, "output_tokens": 8},
+                                    inference={"kv_retention": {"policy": "sliding_window", "window": 512}}))
+    assert r.rc == 0 and "KV retention" in r.out and "sliding_window keeps 512 tokens" in r.out

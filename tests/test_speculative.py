@@ -143,3 +143,11 @@ def test_speedup_falls_below_one_as_batches_grow():
     speed = {b: p.tau * p.plain(b, 384) / p.verified(b, 384) for b in (1, 32, 256)}
     assert speed[1] > 1.1 and speed[256] < 1
     assert speed[1] > speed[32] > speed[256]
+
+
+def test_run_tables_show_speculation(cli, write_experiment):
+    spec = {"method": "eagle", "k": 2, "acceptance": 0.5}
+    static = cli("run", write_experiment(speculative=spec))
+    assert static.rc == 0 and "eagle k 2: 1.75 tokens per step" in static.out
+    serving = cli("run", write_experiment(**SERVE, drop=DROP, speculative=spec))
+    assert serving.rc == 0 and "eagle k 2: acceptance 38%, 1.75 tokens per step" in serving.out

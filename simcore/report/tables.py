@@ -40,6 +40,11 @@ def summary_table(s: dict) -> Table:
     crit = s["critical_path_s"]
     total = sum(crit.values()) or 1.0
     rows.append(("critical path", ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in sorted(crit.items(), key=lambda kv: -kv[1]))))
+    if "kv_retention" in s:
+        kr = s["kv_retention"]
+        saved = (f"KV read {kr['kv_cache_bytes_saved'] / 1e9:,.1f} GB less, {kr['time_saved_s']:,.3f} s saved"
+                 if "time_saved_s" in kr else f"keeping every token: {kr['full']}")
+        rows.append(("KV retention", f"{kr['policy']} keeps {kr['retained_tokens']:,} tokens: {saved}"))
     if "speculative" in s:
         sp = s["speculative"]
         rows.append(("speculative", f"{sp['method']} k {sp['k']}: {sp['tokens_per_step']:.2f} tokens per step, TPOT "
