@@ -24,6 +24,7 @@ from simcore.registry import lookup
 from simcore.config.serving import RequestsWorkload, Serving
 from simcore.config.speculative import Speculative, draft_run
 from simcore.config.kv_retention import KVRetention, with_retention
+from simcore.config.kv_placement import KVPlacement
 
 WeightDtype = Literal["auto", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4"]
 ActDtype = Literal["bf16", "fp16", "fp8"]
@@ -48,6 +49,7 @@ class Inference(Strict):
     kvcache_type: Literal["hbm", "host"] = "hbm"  # the tier the cache lives in
     kvcache_fetch_overlap: bool = False
     kv_retention: KVRetention = KVRetention()  # long-decode KV eviction (docs/serving.md)
+    kv_placement: KVPlacement = KVPlacement()  # KV over HBM, host and a third tier (docs/serving.md)
 
 
 class StaticWorkload(Strict):
@@ -324,6 +326,10 @@ def resolve(e: Experiment) -> Run:
     system = _field("cluster" if e.cluster is not None else "hardware", load_system, e.hardware, e.cluster)
     _check_parallelism(model, e.parallelism)
     _field("engine.overlap_policy", lookup, "simcore.engine.policies", e.engine.overlap_policy)
+    _field("inference.kv_placement.policy", lookup, "simcore.memory.kv_placement", e.inference.kv_placement.policy)
+    if e.inference.kv_placement.policy != "hbm" and e.inference.kvcache_type != "hbm":
+        raise SimcoreError(f"field 'inference.kv_placement.policy' = {e.inference.kv_placement.policy!r}: places the "
+                           "cache itself; leave inference.kvcache_type at hbm")
     w = e.workload
     total = w.prompt_tokens + w.output_tokens if w.kind == "static" else 0  # request streams check per request
     if model.max_position and total > model.max_position:

@@ -73,7 +73,21 @@ def summary(res: StaticResult) -> dict:
         "ranks_simulated": res.ranks,
         **({"speculative": _speculative(res)} if res.speculation else {}),
         **({"kv_retention": _retention(res, ranks_per_stage)} if res.without_retention else {}),
+        **({"kv_placement": _placement(res, ranks_per_stage)} if res.placement else {}),
     }
+
+
+def _placement(res: StaticResult, ranks: int) -> dict:
+    pl, hbm = res.placement, res.all_in_hbm
+    held = pl.resident()
+    total = sum(held.values()) or 1.0
+    read = res.kv_read_per_rank * ranks
+    tiers = {t.name: {"bandwidth_gbps": t.bandwidth / 1e9, "capacity_bytes": t.capacity,
+                      "resident_bytes": held[t.name], "bytes_read": read * held[t.name] / total} for t in pl.tiers}
+    out = {"policy": pl.policy, "parallel_reads": pl.parallel, "tiers": tiers}
+    if isinstance(hbm, str):
+        return {**out, "all_in_hbm": hbm}
+    return {**out, "e2e_s_all_in_hbm": hbm.e2e, "time_cost_s": res.e2e - hbm.e2e}
 
 
 BOOKKEEPING = ("kv_scores", "kv_rerotate")  # the retention policies' own ops (simcore/ops/kv_retention/)

@@ -18,6 +18,7 @@ from functools import cached_property
 import numpy as np
 
 from simcore.config.experiment import Run
+from simcore.config.kv_placement import KVPlacement
 from simcore.errors import SimcoreError
 from simcore.engine.speculative import StaticSpeculation, static_speculation
 from simcore.engine.des import Event, busiest_rank_idle, critical_path, execute
@@ -66,6 +67,8 @@ class StaticResult:
     ranks: int
     speculation: StaticSpeculation | None = None  # with speculative.k > 0 (docs/serving.md)
     without_retention: "StaticResult | str | None" = None  # the run keeping every token, or why it cannot run
+    placement: object = None  # inference.kv_placement over stage 0's layers (a memory.kv_placement.Placement)
+    all_in_hbm: "StaticResult | str | None" = None  # the same run with the whole cache in HBM, or why it cannot run
 
     @property
     def ttft(self) -> float:
@@ -165,16 +168,30 @@ class StaticSimulator:
                 full = StaticSimulator(without_retention(self.run)).simulate()
             except SimcoreError as exc:  # keeping every token may not fit: say so in the result
                 full = str(exc)
+        placed = hbm = None
+        if self.run.experiment.inference.kv_placement.policy != "hbm":
+            from simcore.memory.budget import stage_placement
+            placed = stage_placement(self.run, 0, b, s, s + n)
+            try:
+                hbm = StaticSimulator(with_field(self.run, "kv_placement", KVPlacement())).simulate()
+            except SimcoreError as exc:
+                hbm = str(exc)
         return StaticResult(self.run, mem, pre, first, last, times, sampled, read, written, crit,
-                            self.events_simulated, self.ranks, spec, full)
+                            self.events_simulated, self.ranks, spec, full, placed, hbm)
+
+
+def with_field(run: Run, name: str, value) -> Run:
+    """The run with inference.<name> replaced (its baseline for a comparison)."""
+    from simcore.config.experiment import resolve
+
+    e = run.experiment
+    return resolve(e.model_copy(update={"inference": e.inference.model_copy(update={name: value})}))
 
 
 def without_retention(run: Run) -> Run:
-    from simcore.config.experiment import resolve
     from simcore.config.kv_retention import KVRetention
 
-    e = run.experiment
-    return resolve(e.model_copy(update={"inference": e.inference.model_copy(update={"kv_retention": KVRetention()})}))
+    return with_field(run, "kv_retention", KVRetention())
 
 
 def simulate(run: Run, progress: Callable[[int, int], None] | None = None) -> StaticResult:
