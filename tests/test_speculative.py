@@ -151,3 +151,13 @@ def test_run_tables_show_speculation(cli, write_experiment):
     assert static.rc == 0 and "eagle k 2: 1.75 tokens per step" in static.out
     serving = cli("run", write_experiment(**SERVE, drop=DROP, speculative=spec))
     assert serving.rc == 0 and "eagle k 2: acceptance 38%, 1.75 tokens per step" in serving.out
+
+
+def test_static_memory_holds_the_drafter(cli, write_experiment):
+    w = {"batch_size": 2, "prompt_tokens": 1000, "output_tokens": 24}
+    plain = json.loads(cli("run", write_experiment(workload=w), "--json").out)["memory_per_gpu_bytes"]
+    spec = json.loads(cli("run", write_experiment(workload=w, speculative={
+        "method": "draft", "draft_model": "llama-3.2-1b", "k": 3}), "--json").out)["memory_per_gpu_bytes"]
+    run = _run(speculative={"method": "draft", "draft_model": "llama-3.2-1b", "k": 3})
+    assert spec["weights"] - plain["weights"] == draft_weight_bytes(run)
+    assert spec["kv_cache"] - plain["kv_cache"] == 2 * 1024 * 16 * 8 * 64 * 2 * 2  # 2 seqs x 1,024 tokens in the 1B

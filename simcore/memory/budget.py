@@ -16,6 +16,7 @@ from simcore.config.experiment import Run
 from simcore.errors import SimcoreError
 from simcore.memory.engines import EngineMemory, engine_memory
 from simcore.memory.kv_placement import Placement, place
+from simcore.memory.speculative import draft_kv_bytes, draft_weight_bytes
 from simcore.memory.weights import stage_weight_bytes
 from simcore.ops.builder import stage_ops
 from simcore.ops.kv import kv_bytes
@@ -83,6 +84,9 @@ def memory_per_gpu(run: Run, batch: int, prompt: int, context: int) -> MemoryPer
         if on_host:  # the cache lives in host memory
             host_cache, cache = max(host_cache, cache), 0.0
         acts = stage_activation_bytes(run, stage, Pass("prefill", batch, prompt), batch)
+        if stage == p.pp - 1 and run.experiment.speculative.enabled:  # a drafter sits with the last stage
+            weights += draft_weight_bytes(run)
+            cache += draft_kv_bytes(run, -(-batch // p.attention_dp), context)
         if placed:  # spread over tiers by the placement policy: HBM holds its share, host its own
             res = stage_placement(run, stage, batch, prompt, context, weights, acts).resident()
             cache, host_cache = res["hbm"], max(host_cache, res["host"])

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 from simcore.config.speculative import draft_run
-from simcore.memory.budget import KVBudget
 from simcore.memory.weights import stage_weight_bytes
 from simcore.ops.kv import kv_bytes
 
@@ -32,6 +31,12 @@ def draft_weight_bytes(run) -> float:
     return total - shared + 2 * m.hidden * m.hidden * 2
 
 
+def draft_kv_bytes(run, batch: int, context: int) -> float:
+    """KV bytes the drafter holds on one GPU for `batch` sequences of `context` tokens (0 without a model drafter)."""
+    d = draft_run(run)
+    return kv_bytes(d.model, batch, context, run.kv_dtype, d.par.tp) if d is not None else 0.0
+
+
 def draft_kv_bytes_per_token(run) -> float:
     """KV bytes one token takes in the drafter's layers on one GPU (0 without a model drafter)."""
     d = draft_run(run)
@@ -40,7 +45,7 @@ def draft_kv_bytes_per_token(run) -> float:
     return kv_bytes(d.model, 1, 1, run.kv_dtype, d.par.tp)
 
 
-def blocks_with_draft(budget: KVBudget) -> int:
+def blocks_with_draft(budget) -> int:
     """KV blocks per GPU once the drafter's weights and per-token cache share the last stage's budget:
     floor((capacity - draft weights) / (block_size x (target + draft bytes per token))), the smallest
     over stages (the budget's own blocks() when nothing drafts with a model)."""
