@@ -55,7 +55,14 @@ def test_pipelining_raises_throughput_under_load(cli, write_experiment):
 @pytest.mark.parametrize("serving, contains", [
     ({"pipeline_batches": 3}, ["serving.pipeline_batches", "3", "parallelism.pp = 2"]),
     ({"pipeline_batches": 0}, ["serving.pipeline_batches"]),
-    ({"prefix_caching": True, "host_tier": {"enabled": True}}, ["serving.pipeline_batches", "host_tier"]),
+    ({"prefix_caching": True, "host_tier": {"enabled": True}, "pipeline_batches": 2}, ["pipeline_batches = 2", "host_tier"]),
 ])
 def test_bad_pipeline_input(bad, write_experiment, serving, contains):
     bad("run", write_experiment(**{**PP, "serving": serving}, drop=DROP), contains=contains)
+
+
+def test_host_tier_keeps_one_batch_at_a_time_by_default(cli, write_experiment):
+    tiered = {**PP, "serving": {"prefix_caching": True, "host_tier": {"enabled": True}, "iteration_overhead_us": 0}}
+    r = cli("run", write_experiment(**tiered, drop=DROP), "--json")
+    assert r.rc == 0, r.err
+    assert "pipeline" not in json.loads(r.out)

@@ -66,9 +66,12 @@ class PipelinedCost:
 
 
 def pipeline_batches(run) -> int:
-    """Virtual engines per replica: serving.pipeline_batches, default pp (one batch per stage)."""
-    n = run.experiment.serving.pipeline_batches
-    return run.par.pp if n is None else n
+    """Virtual engines per replica: serving.pipeline_batches; by default pp (one batch per stage), or 1
+    with the host tier or swap preemption, which are not pipelined yet (docs/serving.md)."""
+    cfg = run.experiment.serving
+    if cfg.pipeline_batches is not None:
+        return cfg.pipeline_batches
+    return 1 if cfg.host_tier.enabled or cfg.preemption == "swap" else run.par.pp
 
 
 def pipeline_summary(pipes: list[StagePipeline], duration: float, batches: int) -> dict:
@@ -88,9 +91,6 @@ def virtual_engines(run, cfg, cost, blocks: int, make_replica) -> tuple[list, li
     if n > pp:
         raise SimcoreError(f"serving.pipeline_batches: {n}: at most one batch per pipeline stage; allowed: 1 to "
                            f"parallelism.pp = {pp}")
-    if cfg.host_tier.enabled or cfg.preemption == "swap":
-        raise SimcoreError(f"serving.pipeline_batches: {n} (default: pp = {pp}): pipelined replicas do not support "
-                           "host_tier or preemption: swap yet; set serving.pipeline_batches: 1")
     each = blocks // n
     shares = stage_shares(cost)
     reps, pipes = [], []
