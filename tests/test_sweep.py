@@ -310,3 +310,9 @@ def test_request_stream_fields_are_sweep_paths():
     check_path("speculative.k", "grid")
     with pytest.raises(SimcoreError, match="unknown field 'workload.arrival.concurency'"):
         check_path("workload.arrival.concurency", "grid")
+
+
+def test_speculative_sweep_example_plans():
+    p = plan(load_sweep(REPO / "experiments/sweeps/speculative-concurrency.yaml"))
+    points = [(t.experiment["speculative"]["k"], t.experiment["workload"]["arrival"]["concurrency"]) for t in p.tasks]
+    assert points == [(k, c) for k in (0, 4) for c in (1, 8, 32, 64, 128, 256, 512)]
