@@ -298,3 +298,21 @@ def test_axis_values_keep_their_type_exponent_floats_included(tmp_path):
     for point in expand(sweep):
         drop, data, error = check(sweep, point)
         assert error is None and data["engine"]["kernel_launch_us"] == point.overrides["engine.kernel_launch_us"]
+
+
+def test_request_stream_fields_are_sweep_paths():
+    """`workload` dispatches on its kind: request-stream fields are axes too, static ones stay values."""
+    from simcore.sweep.spec import check_path
+
+    check_path("workload.arrival.concurrency", "grid")
+    check_path("workload.prompt_tokens.value", "grid")
+    check_path("workload.prompt_tokens", "grid")  # a static batch's prompt length (an int)
+    check_path("speculative.k", "grid")
+    with pytest.raises(SimcoreError, match="unknown field 'workload.arrival.concurency'"):
+        check_path("workload.arrival.concurency", "grid")
+
+
+def test_speculative_sweep_example_plans():
+    p = plan(load_sweep(REPO / "experiments/sweeps/speculative-concurrency.yaml"))
+    points = [(t.experiment["speculative"]["k"], t.experiment["workload"]["arrival"]["concurrency"]) for t in p.tasks]
+    assert points == [(k, c) for k in (0, 4) for c in (1, 8, 32, 64, 128, 256, 512)]

@@ -23,6 +23,9 @@ from simcore.config.validation import Strict, read_yaml, validate, yaml_kind
 from simcore.errors import SimcoreError
 from simcore.registry import lookup
 from simcore.config.serving import RequestsWorkload, Serving
+from simcore.config.speculative import Speculative, draft_run
+from simcore.config.kv_retention import KVRetention, with_retention
+from simcore.config.kv_placement import KVPlacement
 
 WeightDtype = Literal["auto", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4"]
 ActDtype = Literal["bf16", "fp16", "fp8"]
@@ -46,6 +49,8 @@ class Inference(Strict):
     kvcache_precision: KVDtype = "auto"  # auto: same as activations
     kvcache_type: Literal["hbm", "host"] = "hbm"  # the tier the cache lives in
     kvcache_fetch_overlap: bool = False
+    kv_retention: KVRetention = KVRetention()  # long-decode KV eviction (docs/serving.md)
+    kv_placement: KVPlacement = KVPlacement()  # KV over HBM, host and a third tier (docs/serving.md)
 
 
 class StaticWorkload(Strict):
@@ -114,6 +119,7 @@ class Experiment(Strict):
     workload: Workload
     engine: Engine = Engine()
     serving: Serving = Serving()  # request-level runs only (docs/serving.md)
+    speculative: Speculative = Speculative()  # speculative decoding, static and serving runs (docs/serving.md)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -314,7 +320,7 @@ def _field(name: str, load, *args):
 
 
 def resolve(e: Experiment) -> Run:
-    model = _field("model", load_model, e.model)
+    model = with_retention(_field("model", load_model, e.model), e.inference.kv_retention)
     _field("hardware", load_gpu, e.hardware)
     if e.cluster is not None:
         _field("cluster", load_cluster, e.cluster)
@@ -325,6 +331,10 @@ def resolve(e: Experiment) -> Run:
         raise SimcoreError(f"field 'engine.all_ranks' = true: only flattened mode simulates GPUs one by one, and "
                            f"engine.mode is {e.engine.mode!r}; allowed: all_ranks with engine.mode flattened "
                            f"(--mode flattened)")
+    _field("inference.kv_placement.policy", lookup, "simcore.memory.kv_placement", e.inference.kv_placement.policy)
+    if e.inference.kv_placement.policy != "hbm" and e.inference.kvcache_type != "hbm":
+        raise SimcoreError(f"field 'inference.kv_placement.policy' = {e.inference.kv_placement.policy!r}: places the "
+                           "cache itself; leave inference.kvcache_type at hbm")
     w = e.workload
     total = w.prompt_tokens + w.output_tokens if w.kind == "static" else 0  # request streams check per request
     if model.max_position and total > model.max_position:
@@ -336,7 +346,9 @@ def resolve(e: Experiment) -> Run:
     dense, experts, act, kv = _dtypes(e, model, system)
     if w.kind == "training":
         return _training_run(Run(e, model, system, dense, experts, act, kv))
-    return Run(e, model, system, dense, experts, act, kv)
+    run = Run(e, model, system, dense, experts, act, kv)
+    draft_run(run)  # a bad drafter is reported before anything runs
+    return run
 
 
 def _training_run(run: Run) -> Run:

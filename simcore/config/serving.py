@@ -126,7 +126,17 @@ class PoolParallelism(Strict):
 class KVTransfer(Strict):
     """The link that carries KV from the prefill pool to the decode pool."""
 
-    link: Literal["auto", "intra_node", "inter_node"] = "auto"  # auto: NVLink when both pools fit in one node
+    link: Literal["auto", "intra_node", "inter_node", "custom"] = "auto"  # auto: NVLink when both pools fit in one node
+    bandwidth_gbps: PositiveFloat | None = None  # link custom: achieved GB/s per GPU, per direction
+    latency_us: float = Field(default=10.0, ge=0)  # link custom: per transfer
+
+    @model_validator(mode="after")
+    def _custom(self):
+        if self.link == "custom" and self.bandwidth_gbps is None:
+            raise ValueError("link custom needs bandwidth_gbps (achieved GB/s per GPU, e.g. 50 for 400 Gb/s NDR)")
+        if self.link != "custom" and self.bandwidth_gbps is not None:
+            raise ValueError(f"bandwidth_gbps is only used with link custom, not {self.link}")
+        return self
 
 
 class Disaggregation(Strict):
@@ -137,6 +147,8 @@ class Disaggregation(Strict):
     decode_replicas: PositiveInt = 1
     prefill_parallelism: PoolParallelism = PoolParallelism()
     decode_parallelism: PoolParallelism = PoolParallelism()
+    prefill_hardware: str | None = None  # a GPU in hardware/gpus; unset: the experiment's hardware (and cluster)
+    decode_hardware: str | None = None
     decode_router: str = "least_outstanding"  # a policy in simcore/serving/routers.py
     transfer: KVTransfer = KVTransfer()
 
@@ -156,6 +168,7 @@ class Serving(Strict):
     cache_policy: str = "lru"  # a policy in simcore/serving/cache_policies/
     host_tier: HostTier = HostTier()
     iteration_overhead_us: float = Field(default=300.0, ge=0)  # host time per engine step (estimate)
+    pipeline_batches: PositiveInt | None = None  # batches in flight per replica with pp > 1; None: pp (docs/serving.md)
     router: str = "round_robin"  # a policy in simcore/serving/routers.py
     slo: SLO = SLO()
     max_time_s: PositiveFloat | None = None  # stop the clock here; unfinished requests are dropped
@@ -165,6 +178,9 @@ class Serving(Strict):
     def _tier(self):
         if self.host_tier.enabled and not self.prefix_caching:
             raise ValueError("host_tier needs prefix_caching: true (blocks are found on host by their hash, as in vLLM)")
+        if self.pipeline_batches not in (None, 1) and (self.host_tier.enabled or self.preemption == "swap"):
+            raise ValueError(f"pipeline_batches = {self.pipeline_batches} does not support host_tier or preemption: "
+                             "swap yet; set pipeline_batches: 1")
         if self.disaggregation.enabled and (self.host_tier.enabled or self.preemption == "swap"):
             raise ValueError("disaggregation does not support host_tier or preemption: swap yet")
         return self

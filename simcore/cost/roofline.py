@@ -88,6 +88,8 @@ class Pricer:
         if op.family == COLLECTIVE:
             t = collective_time(op.collective, op.bytes, op.group, sys, op.inter_node, self.custom_all_reduce)
             return Cost(0.0, t, floor)
+        if op.tier_bw:  # a tier of inference.kv_placement (HBM shares keep the attention stream's pricing)
+            return Cost(0.0, op.bytes / op.tier_bw, floor)
         if op.tier == "host":
             return Cost(0.0, op.bytes / sys.host_bandwidth, floor)
         bw = sys.gpu.memory.bandwidth

@@ -67,12 +67,30 @@ def engine_parts(run) -> EngineParts:
     policy = get_policy(engine.overlap_policy)
     if run.experiment.inference.kvcache_fetch_overlap:
         policy = policy.with_overlap("kv_fetch")
+    builders = [StageBuilder(run, s) for s in range(run.par.pp)]
+    if run.experiment.inference.kv_placement.policy != "hbm":
+        place_kv(run, builders)
     return EngineParts(
         Pricer(run.system, custom_all_reduce=engine.all_reduce == "custom"),
         policy,
         0.0 if engine.cuda_graphs else engine.kernel_launch_us * 1e-6,
-        [StageBuilder(run, s) for s in range(run.par.pp)],
+        builders,
     )
+
+
+def place_kv(run, builders) -> None:
+    """Tell each stage's builder where its layers' KV lives (inference.kv_placement; static batches)."""
+    from simcore.errors import SimcoreError
+    from simcore.memory.budget import stage_placement
+
+    w = run.experiment.workload
+    if w.kind != "static":
+        raise SimcoreError(f"field 'inference.kv_placement.policy' = {run.experiment.inference.kv_placement.policy!r}: "
+                           "static workloads only for now; serving runs keep the cache in HBM (and serving.host_tier)")
+    for b in builders:
+        pl = stage_placement(run, b.stage, w.batch_size, w.prompt_tokens, w.prompt_tokens + w.output_tokens)
+        b.kv_split = {layer: pl.split(k) for k, layer in enumerate(b.layers)}
+        b.kv_parallel = pl.parallel
 
 
 def consumer_end(ops: list[Op], i: int) -> int:

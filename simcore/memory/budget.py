@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from simcore.config.experiment import Run
 from simcore.errors import SimcoreError
 from simcore.memory.engines import EngineMemory, engine_memory
+from simcore.memory.kv_placement import Placement, place
+from simcore.memory.speculative import draft_kv_bytes, draft_weight_bytes
 from simcore.memory.weights import stage_weight_bytes
 from simcore.ops.builder import stage_ops
 from simcore.ops.kv import kv_bytes
@@ -75,12 +77,19 @@ def memory_per_gpu(run: Run, batch: int, prompt: int, context: int) -> MemoryPer
     worst = None
     on_host = run.experiment.inference.kvcache_type == "host"
     host_cache = 0.0
+    placed = run.experiment.inference.kv_placement.policy != "hbm"
     for stage, layers in enumerate(stage_layers(m.layers, p.pp)):
         weights = stage_weight_bytes(run, stage)
         cache = kv_bytes(m, -(-batch // p.attention_dp), context, run.kv_dtype, p.tp, layers)  # per attention rank
         if on_host:  # the cache lives in host memory
             host_cache, cache = max(host_cache, cache), 0.0
         acts = stage_activation_bytes(run, stage, Pass("prefill", batch, prompt), batch)
+        if stage == p.pp - 1 and run.experiment.speculative.enabled:  # a drafter sits with the last stage
+            weights += draft_weight_bytes(run)
+            cache += draft_kv_bytes(run, -(-batch // p.attention_dp), context)
+        if placed:  # spread over tiers by the placement policy: HBM holds its share, host its own
+            res = stage_placement(run, stage, batch, prompt, context, weights, acts).resident()
+            cache, host_cache = res["hbm"], max(host_cache, res["host"])
         here = (weights, cache, acts)
         if worst is None or sum(here) > sum(worst):
             worst = here
@@ -90,6 +99,20 @@ def memory_per_gpu(run: Run, batch: int, prompt: int, context: int) -> MemoryPer
         capacity=run.system.gpu.memory.capacity * e.gpu_memory_utilization,
         host_kv_cache=host_cache,
     )
+
+
+def stage_placement(run: Run, stage: int, batch: int, prompt: int, context: int, weights: float | None = None,
+                    acts: float | None = None) -> Placement:
+    """The KV placement policy over one stage's layers: HBM has what weights, the activation peak and the
+    runtime overhead leave of its usable capacity (inference.kv_placement, docs/serving.md)."""
+    m, p, e = run.model, run.par, run.experiment.engine
+    layers = stage_layers(m.layers, p.pp)[stage]
+    weights = stage_weight_bytes(run, stage) if weights is None else weights
+    if acts is None:
+        acts = stage_activation_bytes(run, stage, Pass("prefill", batch, prompt), batch)
+    free = run.system.gpu.memory.capacity * e.gpu_memory_utilization - e.runtime_overhead_gib * GIB - weights - acts
+    per = [kv_bytes(m, -(-batch // p.attention_dp), context, run.kv_dtype, p.tp, range(i, i + 1)) for i in layers]
+    return place(run, per, free)
 
 
 def static_memory(run: Run) -> MemoryPerGPU:

@@ -7,10 +7,13 @@ layers are built here from the Linear specs in simcore.ops.linears.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import math
 
 from simcore.config.experiment import Run
 from simcore.config.model import ModelSpec
+from simcore.ops.kv_retention import get_retention
 from simcore.ops.kv import cached_tokens, kv_elements_per_token, kv_heads_per_gpu
 from simcore.ops.linears import Linear, Sharding, attention_linears, mlp_linears
 from simcore.ops.op import (
@@ -65,6 +68,9 @@ class StageBuilder:
         self.ep_inter = self.moe_group > per_node
         self.next_inter = stage + 1 < p.pp and crosses_node(run, first_gpu + p.tp - 1, 2)
         self.kv_tier = run.experiment.inference.kvcache_type
+        self.retention = get_retention(run.experiment.inference.kv_retention.policy)  # its bookkeeping ops
+        self.kv_split: dict | None = None  # layer -> ((tier, fraction, bytes/s), ...): inference.kv_placement
+        self.kv_parallel = False  # a layer's tiers are read at once (engine_parts sets both)
         self._memo: dict[Pass, list[Op]] = {}
 
     # -- primitives -------------------------------------------------------------------
@@ -132,7 +138,21 @@ class StageBuilder:
                 Op("kv_cache_fetch", KV_FETCH, MEMORY, layer, bytes=fetched, kv_bytes=fetched,
                    kernel=False, tier=self.kv_tier)
             )
-        return ops
+        if self.kv_split is not None:
+            ops = [p for op in ops for p in self.placed(op, layer)]
+        return ops + self.retention.bookkeeping(self, layer, b)
+
+    def placed(self, op: Op, layer: int) -> list[Op]:
+        """A kv_cache op over the tiers its layer's KV lives in: one op per tier (a layer in one tier, or
+        split where a tier filled up), or one op at the tiers' combined speed when they are read at once."""
+        split = self.kv_split[layer]
+        if len(split) == 1 and split[0][0] == "hbm":
+            return [op]
+        if self.kv_parallel:
+            slowest = max(split, key=lambda x: x[1] / x[2])
+            return [replace(op, tier=slowest[0], tier_bw=slowest[2] / slowest[1])]
+        return [replace(op, bytes=op.bytes * f, kv_bytes=op.kv_bytes * f,
+                        **({} if tier == "hbm" else {"tier": tier, "tier_bw": bw})) for tier, f, bw in split]
 
     def attention_core(self, layer: int, groups: tuple[Group, ...], dk: int, dv: int, q_heads: int) -> Op:
         """One attention kernel over every group of one phase (varlen, as FlashAttention runs a batch)."""
@@ -291,7 +311,8 @@ class StageBuilder:
         index: one attention kind (full or sliding) and one MLP kind (dense or MoE)."""
         first: dict[tuple, list[int]] = {}
         for layer in self.layers:
-            entry = first.setdefault((self.m.layer_kinds[layer], self.m.moe_layers[layer]), [layer, 0])
+            split = self.kv_split.get(layer) if self.kv_split else None
+            entry = first.setdefault((self.m.layer_kinds[layer], self.m.moe_layers[layer], split), [layer, 0])
             entry[1] += 1
         return [(layer, count) for layer, count in first.values()]
 

@@ -56,3 +56,4 @@ class Op:
     group: int = 1  # ranks taking part in a collective
     inter_node: bool = False  # the collective crosses nodes
     tier: str = "hbm"  # where a kv_cache op's bytes live: hbm | host
+    tier_bw: float = 0.0  # bytes/s of a placed kv_cache op's tier(s) (inference.kv_placement); 0: by `tier`

@@ -70,11 +70,20 @@ def print_serving(s: dict, console: Console) -> None:
         b = s["kv_tier_bytes"]
         rows.append(("host tier", f"{s['host_cache_blocks']:,} blocks, hit rate {100 * s['host_cache_hit_rate']:.1f}%, "
                                   f"{b['hbm_to_host'] / GIB:,.2f} GiB to host, {b['host_to_hbm'] / GIB:,.2f} GiB back"))
+    if "speculative" in s:
+        rows.append(("speculative", _speculative_row(s["speculative"])))
     for reason, n in s["dropped_reasons"].items():
         rows.append(("dropped", f"{n:,}: {reason}"))
     for k, val in rows:
         t.add_row(k, val)
     console.print(t)
+
+
+def _speculative_row(d: dict) -> str:
+    speed = f", decode step x{d['decode_step_speedup']:.2f} at batch {d['mean_decode_batch']:.0f}" \
+        if d.get("decode_step_speedup") else ""
+    return (f"{d['method']} k {d['k']}: acceptance {100 * d['acceptance_rate']:.0f}%, "
+            f"{d['tokens_per_step']:.2f} tokens per step{speed}")
 
 
 def write_outputs(res, s: dict, out: Path) -> None:

@@ -71,7 +71,47 @@ def summary(res: StaticResult) -> dict:
         "overlap_policy": e.engine.overlap_policy,
         "events_simulated": res.events_simulated,
         "ranks_simulated": res.ranks,
+        **({"speculative": _speculative(res)} if res.speculation else {}),
+        **({"kv_retention": _retention(res, ranks_per_stage)} if res.without_retention else {}),
+        **({"kv_placement": _placement(res, ranks_per_stage)} if res.placement else {}),
     }
+
+
+def _placement(res: StaticResult, ranks: int) -> dict:
+    pl, hbm = res.placement, res.all_in_hbm
+    held = pl.resident()
+    total = sum(held.values()) or 1.0
+    read = res.kv_read_per_rank * ranks
+    tiers = {t.name: {"bandwidth_gbps": t.bandwidth / 1e9, "capacity_bytes": t.capacity,
+                      "resident_bytes": held[t.name], "bytes_read": read * held[t.name] / total} for t in pl.tiers}
+    out = {"policy": pl.policy, "parallel_reads": pl.parallel, "tiers": tiers}
+    if isinstance(hbm, str):
+        return {**out, "all_in_hbm": hbm}
+    return {**out, "e2e_s_all_in_hbm": hbm.e2e, "time_cost_s": res.e2e - hbm.e2e}
+
+
+BOOKKEEPING = ("kv_scores", "kv_rerotate")  # the retention policies' own ops (simcore/ops/kv_retention/)
+
+
+def _retention(res: StaticResult, ranks: int) -> dict:
+    full, cfg = res.without_retention, res.run.experiment.inference.kv_retention
+    last = res.decode_last.stages if res.decode_last else []
+    book = sum(t.duration for w in last for t in w.ops if t.op.name in BOOKKEEPING)
+    head = {"policy": cfg.policy, "retained_tokens": res.run.model.sliding_window, "bookkeeping_s_last_step": book}
+    if isinstance(full, str):
+        return {**head, "kv_cache_bytes_read": res.kv_read_per_rank * ranks, "full": full}
+    return {**head,
+            "kv_cache_bytes_read": res.kv_read_per_rank * ranks,
+            "kv_cache_bytes_read_full": full.kv_read_per_rank * ranks,
+            "kv_cache_bytes_saved": (full.kv_read_per_rank - res.kv_read_per_rank) * ranks,
+            "e2e_s_full": full.e2e, "time_saved_s": full.e2e - res.e2e}
+
+
+def _speculative(res: StaticResult) -> dict:
+    sp, steps = res.speculation, res.run.experiment.workload.output_tokens - 1
+    return {**sp.record, "verified_steps": sp.verified_steps, "decode_s": sp.decode_s,
+            "decode_s_without": sp.decode_s_without, "speedup": sp.speedup,
+            "tpot_s": sp.decode_s / steps if steps else 0.0, "e2e_s": res.ttft + sp.decode_s}
 
 
 BREAKDOWN_FIELDS = ("phase", "stage", "layer", "op", "kind", "family", "duration_s", "exposed_s",

@@ -40,6 +40,21 @@ def summary_table(s: dict) -> Table:
     crit = s["critical_path_s"]
     total = sum(crit.values()) or 1.0
     rows.append(("critical path", ", ".join(f"{k} {100 * v / total:.1f}%" for k, v in sorted(crit.items(), key=lambda kv: -kv[1]))))
+    if "kv_retention" in s:
+        kr = s["kv_retention"]
+        saved = (f"KV read {kr['kv_cache_bytes_saved'] / 1e9:,.1f} GB less, {kr['time_saved_s']:,.3f} s saved"
+                 if "time_saved_s" in kr else f"keeping every token: {kr['full']}")
+        rows.append(("KV retention", f"{kr['policy']} keeps {kr['retained_tokens']:,} tokens: {saved}"))
+    if "kv_placement" in s:
+        kp = s["kv_placement"]
+        held = ", ".join(f"{n} {t['resident_bytes'] / GIB:,.1f} GiB" for n, t in kp["tiers"].items() if t["resident_bytes"])
+        cost = (f", {kp['time_cost_s']:+,.3f} s against all in HBM" if "time_cost_s" in kp
+                else ", all in HBM does not fit")
+        rows.append(("KV placement", f"{kp['policy']}: {held}{cost}"))
+    if "speculative" in s:
+        sp = s["speculative"]
+        rows.append(("speculative", f"{sp['method']} k {sp['k']}: {sp['tokens_per_step']:.2f} tokens per step, TPOT "
+                                    f"{_ms(sp['tpot_s'])} ms, end to end {sp['e2e_s']:,.3f} s, decode x{sp['speedup']:.2f}"))
     for k, v in rows:
         t.add_row(k, v)
     return t

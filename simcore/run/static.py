@@ -20,6 +20,9 @@ from functools import cached_property
 import numpy as np
 
 from simcore.config.experiment import Run
+from simcore.config.kv_placement import KVPlacement
+from simcore.errors import SimcoreError
+from simcore.engine.speculative import StaticSpeculation, static_speculation
 from simcore.engine.des import Event, busiest_rank_idle, critical_path, execute
 from simcore.engine.walk import Walk, engine_parts, exposes_whole, layer_segments, walk
 from simcore.graph.build import pass_streams
@@ -67,6 +70,10 @@ class StaticResult:
     critical_path: dict[str, float]  # whole run, by kind
     events_simulated: int
     ranks: int
+    speculation: StaticSpeculation | None = None  # with speculative.k > 0 (docs/serving.md)
+    without_retention: "StaticResult | str | None" = None  # the run keeping every token, or why it cannot run
+    placement: object = None  # inference.kv_placement over stage 0's layers (a memory.kv_placement.Placement)
+    all_in_hbm: "StaticResult | str | None" = None  # the same run with the whole cache in HBM, or why it cannot run
 
     @property
     def ttft(self) -> float:
@@ -183,8 +190,37 @@ class StaticSimulator:
             written += total([results[i].kv_bytes(KV_STORE) for i in sampled])
             for kind in {k for r in results.values() for k in r.critical}:
                 crit[kind] = crit.get(kind, 0.0) + total([results[i].critical.get(kind, 0.0) for i in sampled])
+        spec = static_speculation(self.run, b, s, n) if self.run.experiment.speculative.enabled else None
+        full = None
+        if self.run.experiment.inference.kv_retention.policy != "full":  # what the policy saves or costs
+            try:
+                full = StaticSimulator(without_retention(self.run)).simulate()
+            except SimcoreError as exc:  # keeping every token may not fit: say so in the result
+                full = str(exc)
+        placed = hbm = None
+        if self.run.experiment.inference.kv_placement.policy != "hbm":
+            from simcore.memory.budget import stage_placement
+            placed = stage_placement(self.run, 0, b, s, s + n)
+            try:
+                hbm = StaticSimulator(with_field(self.run, "kv_placement", KVPlacement())).simulate()
+            except SimcoreError as exc:
+                hbm = str(exc)
         return StaticResult(self.run, mem, pre, first, last, times, sampled, read, written, crit,
-                            self.events_simulated, self.ranks)
+                            self.events_simulated, self.ranks, spec, full, placed, hbm)
+
+
+def with_field(run: Run, name: str, value) -> Run:
+    """The run with inference.<name> replaced (its baseline for a comparison)."""
+    from simcore.config.experiment import resolve
+
+    e = run.experiment
+    return resolve(e.model_copy(update={"inference": e.inference.model_copy(update={name: value})}))
+
+
+def without_retention(run: Run) -> Run:
+    from simcore.config.kv_retention import KVRetention
+
+    return with_field(run, "kv_retention", KVRetention())
 
 
 def simulate(run: Run, progress: Callable[[int, int], None] | None = None) -> StaticResult:

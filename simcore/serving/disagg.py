@@ -18,6 +18,7 @@ from simcore.config.experiment import _check_parallelism
 from simcore.cost.collectives import schedule
 from simcore.errors import SimcoreError
 from simcore.memory import kv_budget
+from simcore.memory.speculative import blocks_with_draft
 from simcore.serving.replica import Replica
 
 
@@ -33,13 +34,22 @@ def pool_run(run, which: str, replicas: int):
     except SimcoreError as exc:
         raise SimcoreError(str(exc).replace("field 'parallelism.",
                                             f"field 'serving.disaggregation.{which}_parallelism.")) from None
+    hw = getattr(d, f"{which}_hardware")
+    if hw is not None and hw != e.hardware:  # a pool on another GPU kind: resolved as its own experiment
+        from simcore.config.experiment import resolve
+        try:
+            return resolve(e.model_copy(update={"parallelism": par, "hardware": hw, "cluster": None}))
+        except SimcoreError as exc:
+            raise SimcoreError(str(exc).replace("field 'hardware'", f"field 'serving.disaggregation.{which}_hardware'")
+                               .replace("field 'precision.", f"field 'serving.disaggregation.{which}_hardware' "
+                                        "with 'precision.")) from None
     return dataclasses.replace(run, experiment=e.model_copy(update={"parallelism": par}))
 
 
 def pool_blocks(run, cfg, which: str) -> tuple:
     """(KV blocks per replica from the planner's kv_budget for the pool's parallelism, the budget)."""
     budget = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size)
-    blocks = budget.blocks()
+    blocks = blocks_with_draft(budget)  # a drafter's weights and cache share the budget
     if blocks <= 0:
         raise SimcoreError(f"serving.disaggregation: {run.model.name} leaves no room for a KV block on "
                            f"{run.system.gpu.name} at the {which} pool's tp {run.par.tp} pp {run.par.pp}; "
@@ -58,11 +68,16 @@ def check_replicas(run, prun, drun) -> bool:
     gpus = prun.gpus + drun.gpus
     node = run.system.cluster.gpus_per_node
     link = d.transfer.link
+    mixed = prun.system.gpu.name != drun.system.gpu.name
+    if link == "intra_node" and mixed:
+        raise SimcoreError(f"field 'serving.disaggregation.transfer.link' = intra_node: the prefill pool's "
+                           f"{prun.system.gpu.name} and the decode pool's {drun.system.gpu.name} are not in one "
+                           "NVLink node; use link: inter_node, custom or auto")
     if link == "intra_node" and gpus > node:
         raise SimcoreError(f"field 'serving.disaggregation.transfer.link' = intra_node: the pools need {gpus} GPUs "
                            f"({prun.gpus} prefill + {drun.gpus} decode), more than the {node} of one "
                            f"{run.system.cluster.name} node; use fewer replicas or link: inter_node")
-    return link == "inter_node" or (link == "auto" and gpus > node)
+    return link == "inter_node" or (link == "auto" and (gpus > node or mixed))
 
 
 class KVLink:
@@ -72,9 +87,13 @@ class KVLink:
     ops/kv.py kv_bytes) in parallel, so a transfer takes the send_recv time of the largest shard
     (the decode pipeline stage with the most KV bytes); `bytes` counts the whole replica's."""
 
-    def __init__(self, drun, budget, inter_node: bool, senders: int):
+    def __init__(self, drun, budget, inter_node: bool, senders: int, prun=None):
         self.budget, self.tp = budget, drun.par.tp  # the decode pool's KV budget sizes what it receives
         self.system, self.inter_node = drun.system, inter_node
+        if prun is not None and inter_node:  # pools on different nodes: the slower per-GPU network share binds
+            self.system = min((drun.system, prun.system), key=lambda s: s.inter_link.bandwidth)
+        t = drun.experiment.serving.disaggregation.transfer
+        self.custom = (t.bandwidth_gbps * 1e9, t.latency_us * 1e-6) if t.link == "custom" else None
         self.busy = [0.0] * senders
         self.sizes: dict[int, tuple[float, float]] = {}
         self.bytes = 0.0
@@ -92,7 +111,10 @@ class KVLink:
     def send(self, sender: int, tokens: int, now: float) -> float:
         """Queue one request's prompt KV on the sender's FIFO at `now`; returns when it has arrived."""
         total, shard = self.size(tokens)
-        t = schedule("send_recv", shard, 2, self.system, self.inter_node).time
+        if self.custom:
+            t = self.custom[1] + shard / self.custom[0]
+        else:
+            t = schedule("send_recv", shard, 2, self.system, self.inter_node).time
         start = self.busy[sender] if self.busy[sender] > now else now
         end = self.busy[sender] = start + t
         self.bytes += total
@@ -181,6 +203,8 @@ def build(run, cfg, cost_cls, make_scheduler, reqs, metrics, policy, ctx):
             for i in range(d.prefill_replicas)]
     reps += [DecodeReplica(d.prefill_replicas + i, cfg, dblocks, dcost, make_scheduler(), reqs, metrics, mk())
              for i in range(d.decode_replicas)]
-    link = KVLink(drun, dbudget, inter, d.prefill_replicas)
+    link = KVLink(drun, dbudget, inter, d.prefill_replicas, prun)
     link.gpus = (prun.gpus, drun.gpus)
+    link.hardware = (prun.system.gpu.name, drun.system.gpu.name)
+    link.kind = "custom" if link.custom else "inter_node" if inter else "intra_node"
     return reps, link, pblocks, dblocks, droute, (pcost, dcost)

@@ -20,9 +20,12 @@ from simcore.memory import kv_budget
 from simcore.serving.cache_policies import CacheContext, get_cache_policy
 from simcore.serving.cost import IterationCost
 from simcore.serving.engines import resolve as resolve_engine
+from simcore.memory.speculative import blocks_with_draft
+from simcore.serving.speculative import make_cost
 from simcore.serving.host_tier import block_flops, make_tier, tier_geometry
 from simcore.serving.prefetch import get_prefetch_policy
 from simcore.serving.metrics import Metrics
+from simcore.serving.pipeline import pipeline_batches, pipeline_summary, virtual_engines
 from simcore.serving.replica import Replica
 from simcore.serving.routers import get_router
 from simcore.serving.schedulers import get_scheduler
@@ -64,7 +67,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     prefetch = get_prefetch_policy(cfg.host_tier.prefetch)
     dis = cfg.disaggregation.enabled
     budget = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size)
-    blocks = budget.blocks() * run.par.attention_dp  # each attention-DP rank caches its own sequences
+    blocks = blocks_with_draft(budget) * run.par.attention_dp  # each attention-DP rank caches its own sequences
     if blocks <= 0 and not dis:
         raise SimcoreError(f"{run.model.name} leaves no room for a KV block on {run.system.gpu.name} at tp "
                            f"{run.par.tp} pp {run.par.pp}; raise tp or pp, or quantize")
@@ -77,17 +80,21 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     ctx = CacheContext(block_flops(run, cfg.block_size), tier_geometry(run, budget, cfg.block_size)[0])
     if dis:  # prefill pool, then decode pool (simcore/serving/disagg.py)
         from simcore.serving.disagg import build
-        reps, link, blocks, dblocks, droute, costs = build(run, cfg, IterationCost, make_scheduler, reqs, metrics,
+        reps, link, blocks, dblocks, droute, costs = build(run, cfg, make_cost, make_scheduler, reqs, metrics,
                                                            policy, ctx)
         front = reps[:cfg.disaggregation.prefill_replicas]
         back = reps[len(front):]
         dreserve = cfg.watermark * dblocks
     else:
-        cost = IterationCost(run, profile)  # the pools of a disaggregated run price with their own layouts
+        cost = make_cost(run, profile)  # the pools of a disaggregated run price with their own layouts
         costs = [cost]
         reps = [Replica(i, cfg, blocks, cost, make_scheduler(), reqs, metrics,
                         policy(ctx) if cfg.prefix_caching else None,
                         make_tier(run, cfg, budget, host_policy, ctx), prefetch()) for i in range(run.par.dp)]
+        if pipeline_batches(run) > 1:  # several batches in flight per replica (simcore/serving/pipeline.py)
+            reps, pipes, blocks = virtual_engines(run, cfg, cost, blocks, lambda i, b, c: Replica(
+                i, cfg, b, c, make_scheduler(), reqs, metrics, policy(ctx) if cfg.prefix_caching else None,
+                None, prefetch()))
         front = reps
     xfer: list = []  # KV transfers in flight: (end, request, decode replica)
     nsent = 0
@@ -223,6 +230,10 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     s["block_size"] = cfg.block_size
     s["iterations"] = sum(r.iterations for r in reps)
     s["shapes_priced"] = sum(len(c.priced) for c in costs)
+    if not dis and pipeline_batches(run) > 1:
+        s["pipeline"] = pipeline_summary(pipes, s["duration_s"], pipeline_batches(run))
+    if e.speculative.enabled:  # the decode pool's pricer when disaggregated
+        s["speculative"] = costs[-1].summary(budget.blocks() * run.par.attention_dp)
     if dis:
         s["kv_blocks"] = dblocks
         s["disaggregation"] = {"kv_transfer_bytes": link.bytes,
@@ -230,7 +241,9 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
                                "prefill_replicas": len(front), "decode_replicas": len(back),
                                "kv_transfers": link.count, "inter_node": link.inter_node,
                                "prefill_kv_blocks": blocks, "decode_kv_blocks": dblocks,
-                               "prefill_gpus": link.gpus[0], "decode_gpus": link.gpus[1]}
+                               "prefill_gpus": link.gpus[0], "decode_gpus": link.gpus[1],
+                               "prefill_hardware": link.hardware[0], "decode_hardware": link.hardware[1],
+                               "link": link.kind}
     if dis:  # the output's parallelism: the experiment's tp / pp, dp = all replicas of both pools
         import dataclasses
         par = run.par.model_copy(update={"dp": len(reps)})

@@ -60,11 +60,17 @@ def _models_in(annotation) -> list[type[BaseModel]]:
     return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
+def _field_models(name: str, info) -> list[type[BaseModel]]:
+    """The schemas a field holds; `workload` dispatches on its kind, so every kind's fields are paths
+    (_models_in expands it to WORKLOADS)."""
+    return _models_in(info.annotation)
+
+
 def field_paths(model: type[BaseModel] = Experiment, prefix: str = "") -> list[str]:
     """Every leaf dotted path of the experiment schema (for close-match hints)."""
     out = []
     for name, info in model.model_fields.items():
-        subs = _models_in(info.annotation)
+        subs = _field_models(name, info)
         if subs:
             for sub in subs:
                 out += [p for p in field_paths(sub, f"{prefix}{name}.") if p not in out]
@@ -80,10 +86,13 @@ def check_path(path: str, where: str) -> None:
     models: list[type[BaseModel]] = [Experiment]
     parts = path.split(".")
     for i, part in enumerate(parts):
-        fields = {n: f for m in reversed(models) for n, f in m.model_fields.items()}  # the first schema wins a name
-        if part not in fields:
+        holders = [m.model_fields[part] for m in models if part in m.model_fields]  # both workload kinds may
+        if not holders:
             raise SimcoreError(f"{where}: unknown field '{path}'{close_matches(path, field_paths())}")
-        models = _models_in(fields[part].annotation)
+        kinds = [_field_models(part, f) for f in holders]
+        if i == len(parts) - 1 and not all(kinds):  # a value in some schema (static prompt_tokens: an int)
+            return
+        models = [m for k in kinds for m in k]
         if not models and i < len(parts) - 1:
             raise SimcoreError(f"{where}: unknown field '{path}': '{'.'.join(parts[:i + 1])}' is a value, not a section")
     if models:
