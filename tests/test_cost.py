@@ -83,6 +83,16 @@ def test_small_all_reduce_latency_with_and_without_the_engines_custom_kernel():
     assert collective_time("all_reduce", 1024, 8, H100, False, custom=True) < nccl / 5
 
 
+def test_custom_all_reduce_only_up_to_8_mib():
+    # vLLM's CustomAllreduce max_size: an 8 MiB message may take the 2-step kernel, a larger one is NCCL's
+    eff = EFF.collectives
+    direct = lambda s: 2 * (1e-6 + 7 / 8 * s / (450e9 * eff.ring_link))  # noqa: E731
+    assert collective_time("all_reduce", 8 * 2**20, 8, H100, False) == pytest.approx(direct(8 * 2**20))
+    big = 16 * 2**20
+    nccl = collective_time("all_reduce", big, 8, H100, False, custom=False)
+    assert collective_time("all_reduce", big, 8, H100, False) == pytest.approx(nccl) and nccl > direct(big)
+
+
 def test_nvls_wins_only_for_large_messages():
     n, eff = 8, EFF.collectives
     nvls = lambda s: eff.nvls_latency_us * 1e-6 + (n - 1) / n * s / (450e9 * eff.nvls_link)  # noqa: E731

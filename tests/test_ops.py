@@ -92,6 +92,21 @@ def test_tp_all_reduces_carry_the_hidden_state():
     assert ops["qkv_proj"].shape[1] == (64 // 8 + 2 * 8 // 8) * 128
 
 
+def test_w8a8_quantizes_gemm_inputs_only():
+    # fp8 linear layers return bf16: norms, attention and the TP all-reduce move 16-bit activations,
+    # the GEMM math and weights are fp8, and the unquantized LM head keeps 16-bit weights
+    fp8 = {"weights": "fp8", "activations": "fp8"}
+    run = make_run("llama-3.1-70b", batch=4, prompt=8, output=2, parallelism={"tp": 8}, precision=fp8)
+    ops = ops_by_name(StageBuilder(run, 0).ops(decode(4, past=8)))
+    assert ops["attn_all_reduce"].bytes == 4 * 8192 * 2
+    assert ops["input_norm"].bytes == 4 * 4 * 8192 * 2
+    qkv = ops["qkv_proj"]
+    assert qkv.dtype == "fp8" and qkv.weight_bytes == 8192 * (10 * 128) * 1
+    assert qkv.act_bytes == 4 * (8192 + 10 * 128) * 2
+    head = ops_by_name(StageBuilder(run, 0).ops(decode(4, past=8)), layer=80)["lm_head"]
+    assert head.weight_bytes == 8192 * (128256 // 8) * 2
+
+
 def test_moe_reads_only_activated_experts():
     run = make_run("mixtral-8x7b", batch=1, prompt=8, output=2)
     ops = ops_by_name(StageBuilder(run, 0).ops(decode(1, past=8)))

@@ -24,7 +24,7 @@ def test_three_engines_are_registered():
 @pytest.mark.parametrize("engine, scheduler, block, seqs, tokens, chunked", [
     ("vllm", "vllm", 16, 1024, 8192, True),
     ("sglang", "sglang", 1, 4096, 8192, True),
-    ("trtllm", "trtllm", 32, 2048, 8192, False),
+    ("trtllm", "trtllm", 32, 2048 - 1, 8192, False),  # max_batch_size 2048, one held by the padding request
 ])
 def test_a_profile_fills_only_the_fields_left_unset(engine, scheduler, block, seqs, tokens, chunked):
     run = serving_run(ONE, {"engine": engine})
@@ -33,7 +33,29 @@ def test_a_profile_fills_only_the_fields_left_unset(engine, scheduler, block, se
         (scheduler, block, seqs, tokens, chunked)
     run = serving_run(ONE, {"engine": engine, "block_size": 64, "max_num_seqs": 7})
     _, cfg, _ = resolve_engine(run, run.experiment.serving)
-    assert (cfg.block_size, cfg.max_num_seqs, cfg.scheduler) == (64, 7, scheduler)  # what the user set wins
+    held = 1 if engine == "trtllm" else 0
+    assert (cfg.block_size, cfg.max_num_seqs, cfg.scheduler) == (64, 7 - held, scheduler)  # what the user set wins
+
+
+def test_trtllm_padding_request_holds_one_of_max_num_seqs():
+    # the CUDA-graph padding request is a live sequence: c slots run c - 1 requests (none to pad below 3)
+    for seqs, runs in ((16, 15), (3, 2), (2, 2), (1, 1)):
+        run = serving_run(ONE, {"engine": "trtllm", "max_num_seqs": seqs})
+        assert resolve_engine(run, run.experiment.serving)[1].max_num_seqs == runs
+    run = serving_run(ONE, {"engine": "vllm", "max_num_seqs": 16})
+    assert resolve_engine(run, run.experiment.serving)[1].max_num_seqs == 16
+
+
+def test_serving_kv_budget_uses_the_engines_own_accounting():
+    # Qwen3-32B bf16 on one H100: vLLM's accounting (0.9 of the GPU) leaves no KV block; SGLang's
+    # mem_fraction_static leaves it a small cache, and the run goes through
+    from simcore.memory import kv_budget
+
+    run = serving_run(ONE, {"engine": "sglang"}, model="qwen3-32b")
+    run, cfg, _ = resolve_engine(run, run.experiment.serving)
+    sg = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size, "sglang")
+    assert sg.blocks() > 0 and kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size).blocks() <= 0
+    assert simulate(serving_run(ONE, {"engine": "sglang"}, model="qwen3-32b")).summary["requests_completed"] == 1
 
 
 def test_kv_dtype_defaults_per_engine():
@@ -136,9 +158,10 @@ def test_experiment_for_row_builds_a_runnable_experiment():
     assert e["model"] == "qwen3-32b" and e["hardware"] == "h100-sxm" and e["parallelism"] == {"tp": 2, "pp": 1}
     assert e["precision"] == {"weights": "fp8", "activations": "fp8"}
     assert e["workload"]["requests"] == 32 and e["workload"]["arrival"] == {"process": "closed", "concurrency": 16}
-    assert e["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3"}  # the engine's own limits
-    limits = experiment_for_row(ROW, limits="aiconfigurator")["serving"]  # aiconfigurator's generator rule
-    assert limits["max_num_seqs"] == 16 and limits["max_num_batched_tokens"] == 1568  # 16 + 1024 + 500, in 32s
+    # aiconfigurator's generator rule: max_batch_size = c, max_num_tokens = c + ISL + 500 in 32s
+    assert e["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3", "max_num_seqs": 16,
+                            "max_num_batched_tokens": 1568}
+    assert experiment_for_row(ROW, limits="defaults")["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3"}
     vllm = experiment_for_row({**ROW, "backend": "vllm"})
     assert vllm["serving"]["max_num_seqs"] == 512 and vllm["serving"]["max_num_batched_tokens"] == 16 + 1024 + 1500
     assert vllm["inference"] == {"kvcache_precision": "fp8"}  # the generator's fp8 KV for an fp8 deployment

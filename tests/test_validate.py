@@ -94,8 +94,11 @@ def test_trtllm_row_maps_to_hand_computed_experiment():
     # aiperf waits out its warm-up, so the measured phase is a closed loop from t = 0: 8 rounds of 8 clients
     assert exp["workload"]["arrival"] == {"process": "closed", "concurrency": 8}
     assert exp["workload"]["requests"] == 8 * 8
-    # TensorRT-LLM rows run with the engine's own limits (silicon.LIMITS)
-    assert exp["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3"}
+    # TensorRT-LLM rows run with the generator's limits (silicon.LIMITS); --limits defaults drops them
+    assert exp["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3", "max_num_seqs": 8,
+                              "max_num_batched_tokens": 1536}
+    assert experiment_for_record(read(ROWS, limits="defaults")[3])["serving"] == {"engine": "trtllm",
+                                                                                   "engine_version": "1.0.0rc3"}
     # aiconfigurator's trtllm rule: max_num_tokens = batch + ISL + 500 rounded up to 32: 8 + 1024 + 500 = 1532 -> 1536
     limited = experiment_for_record(read(ROWS, limits="aiconfigurator")[3])
     assert limited["serving"] == {"engine": "trtllm", "max_num_seqs": 8, "max_num_batched_tokens": 1536,
@@ -205,7 +208,7 @@ def test_run_with_a_bad_profile_exits_2(bad, write_experiment, tmp_path):
 
 # ---- fit -----------------------------------------------------------------------------------------
 
-TRUE = {"const_us": 800.0, "per_request_us": 20.0, "per_token_us": 0.5}
+TRUE = {"const_us": 1500.0, "per_request_us": 10.0, "per_token_us": 0.5}
 
 
 def _synthetic(tmp_path) -> list[Measurement]:
@@ -231,7 +234,7 @@ def test_fit_recovers_known_host_constants(tmp_path):
         assert fit.fitted_us[k] == pytest.approx(v, rel=0.01), k
     before = {m["metric"]: m["median_abs_error"] for m in fit.before["metrics"]}
     after = {m["metric"]: m["median_abs_error"] for m in fit.after["metrics"]}
-    assert before["tpot"] > 0.05  # host_fit.py's constants instead of 800 + 20 x requests + 0.5 x tokens
+    assert before["tpot"] > 0.05  # host_fit.py's constants instead of 1500 + 10 x requests + 0.5 x tokens
     assert all(v < 1e-6 for v in after.values())
 
 
@@ -253,7 +256,7 @@ def test_fit_cli_writes_a_profile_that_runs_back(cli, tmp_path):
     prof = out / "vllm-host-profile.yaml"
     assert rep["fit"]["profile"] == str(prof)
     data = yaml.safe_load(prof.read_text())
-    assert data["engine"] == "vllm" and data["host"]["const_us"] == pytest.approx(800, rel=0.01)
+    assert data["engine"] == "vllm" and data["host"]["const_us"] == pytest.approx(TRUE["const_us"], rel=0.01)
     again = cli("validate", f, "--jobs", "1", "--json", "--set", f"serving.engine_profile={prof}")
     errs = [c["error"] for r in json.loads(again.out)["records"] for c in r["comparisons"]]
     assert max(map(abs, errs)) < 1e-3

@@ -25,6 +25,9 @@ from dataclasses import dataclass
 from simcore.config.hardware import System
 
 FULL_MESH = ("nvswitch", "infinity-fabric")
+# The engines' custom all-reduce kernels take messages up to 8 MiB; larger ones go to NCCL (vLLM
+# CustomAllreduce(max_size=8192 * 1024), vllm/distributed/device_communicators/custom_all_reduce.py)
+CUSTOM_MAX_BYTES = 8 * 2**20
 
 
 def _link(system: System, inter_node: bool) -> tuple[float, float]:
@@ -82,7 +85,7 @@ def schedule(kind: str, nbytes: float, n: int, system: System, inter_node: bool,
             options.append(Schedule("hierarchical", 1, _two_level(kind, nbytes, n, g, system), "all"))
     else:
         fabric = system.cluster.intra_node
-        if custom and fabric.fabric in FULL_MESH:
+        if custom and fabric.fabric in FULL_MESH and nbytes <= CUSTOM_MAX_BYTES:
             options.append(Schedule("direct", 2, system.intra_link.latency + frac * nbytes / bw, "all"))
         if fabric.nvls:
             eff = system.efficiency.collectives

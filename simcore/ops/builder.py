@@ -58,8 +58,11 @@ class StageBuilder:
         self.layers = stage_layers(self.m.layers, p.pp)[stage]
         self.shard = Sharding.of(p)
         self.adp = p.attention_dp
-        self.act = run.act_dtype
-        self.a = nbytes(run.act_dtype)
+        # W8A8 quantizes GEMM inputs only: the residual stream, norms, attention, the GEMMs' outputs and the
+        # TP collectives stay in 16 bits (vLLM's and TensorRT-LLM's fp8 linear layers return bf16), so
+        # activation bytes are 16-bit ones; compute_dtype still runs the GEMM math in fp8
+        self.act = run.act_dtype if nbytes(run.act_dtype) >= 2 else "bf16"
+        self.a = nbytes(self.act)
         self.kv = nbytes(run.kv_dtype)
         per_node = self.per_node = run.system.cluster.gpus_per_node
         first_gpu = stage * p.tp * p.attention_dp

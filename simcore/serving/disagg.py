@@ -48,7 +48,7 @@ def pool_run(run, which: str, replicas: int):
 
 def pool_blocks(run, cfg, which: str) -> tuple:
     """(KV blocks per replica from the planner's kv_budget for the pool's parallelism, the budget)."""
-    budget = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size)
+    budget = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size, cfg.engine or "vllm")
     blocks = blocks_with_draft(budget)  # a drafter's weights and cache share the budget
     if blocks <= 0:
         raise SimcoreError(f"serving.disaggregation: {run.model.name} leaves no room for a KV block on "

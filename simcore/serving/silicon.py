@@ -83,8 +83,8 @@ def _precision(row: dict, model: str) -> dict:
 
 # The rows do not record the engine limits they ran with. Per engine, the hypothesis that fits the H100 rows
 # better (docs/serving.md, "Validating against measured servers", gives both results): the limits
-# aiconfigurator's generator writes for vLLM; the engines' own defaults for SGLang and TensorRT-LLM.
-LIMITS = {"vllm": "aiconfigurator", "sglang": "defaults", "trtllm": "defaults"}
+# aiconfigurator's generator writes for vLLM and TensorRT-LLM; the engine's own defaults for SGLang.
+LIMITS = {"vllm": "aiconfigurator", "sglang": "defaults", "trtllm": "aiconfigurator"}
 
 
 def deployment(engine: str, c: int, isl: int) -> dict:

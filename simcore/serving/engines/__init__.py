@@ -53,6 +53,9 @@ class Profile:
     host: HostModel
     version: str | None = None
     notes: tuple[str, ...] = field(default=())
+    # the CUDA-graph padding request is a live sequence of the engine and holds one of max_num_seqs
+    # (TensorRT-LLM; docs/serving.md, "Validating against measured servers")
+    padding_holds_seq: bool = False
 
 
 def register(fn: Callable[[str | None], Profile]) -> Callable:
@@ -146,6 +149,8 @@ def resolve(run, cfg):
                                                         c["per_token_us"] * 1e-6, prof.host.overlap))
     unset = {k: v for k, v in prof.defaults.items() if k not in cfg.model_fields_set}
     cfg = cfg.model_copy(update=unset)
+    if prof.padding_holds_seq and cfg.max_num_seqs > 2:  # a batch below the limit needs padding: the request exists
+        cfg = cfg.model_copy(update={"max_num_seqs": cfg.max_num_seqs - 1})
     kv = prof.kv_dtype(run) if run.experiment.inference.kvcache_precision == "auto" else run.kv_dtype
     # the run carries the resolved settings, so the summary shows what was simulated
     run = dataclasses.replace(run, kv_dtype=kv, experiment=run.experiment.model_copy(update={"serving": cfg}))

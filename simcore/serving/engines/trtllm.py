@@ -26,4 +26,5 @@ def profile(version: str | None) -> Profile:
         capture_sizes=capture_sizes(128),
         kv_dtype=kv_dtype,
         host=host_model("trtllm", overlap=True),
+        padding_holds_seq=True,  # model_engine.py _get_padded_batch: kv_cache_manager.add_dummy_requests (1.0)
     )
