@@ -96,9 +96,13 @@ class TrainingSimulator:
         bubble = busiest_rank_idle(plan.events)
         fwd = sum(s.flops(s.forward) for s in self.stages)
         hw = 0.0
+        flops: dict[int, tuple] = {}  # id(ops) -> (ops, FLOPs): units of one chunk share their op list
         for u in g.graph["order"]:
             ops = g.nodes[u]["ops"]
-            hw += sum(op.flops for op in ops if op.kind != COMM)
+            known = flops.get(id(ops))
+            if known is None or known[0] is not ops:
+                known = flops[id(ops)] = (ops, sum(op.flops for op in ops if op.kind != COMM))
+            hw += known[1]
         scale = p.tp * p.dp * self.w.context_parallel
         return TrainingResult(
             self.run, step, mem, crit, bubble,
