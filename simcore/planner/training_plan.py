@@ -23,7 +23,7 @@ def hardware_of(gpu: str | None, cluster: str | None) -> str:
         return gpu
     if cluster:
         return load_cluster(cluster).gpu
-    raise SimcoreError("gpu: none given: name a GPU with --gpu or a cluster with --cluster (e.g. --gpu h100-sxm)")
+    raise SimcoreError("--gpu: none given: name a GPU with --gpu or a cluster with --cluster (e.g. --gpu h100-sxm)")
 
 
 def training_experiment(model: str, gpu: str | None = None, cluster: str | None = None, *, tp: int = 1, pp: int = 1,
