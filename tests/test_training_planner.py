@@ -110,8 +110,10 @@ def test_search_over_a_small_candidate_set(tiny):
     assert all(o.dp * o.tp * o.pp == 8 for o in rec.options)
     best = rec.options[0]
     assert best.tokens_per_s_per_gpu == pytest.approx(8 * 32 / best.step_time_s / 8)
+    calls = []
     ex = recommend_training(tiny, 8, "h100-sxm", global_batch=8, seq_len=32, tp=(2,), pp=(2,), micro_batch=(1,),
-                            recompute=("none", "full"), exhaustive=True)
+                            recompute=("none", "full"), exhaustive=True, progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 2), (2, 2)]  # one tick per candidate, ending at the total
     by = {o.recompute: o.step_time_s for o in ex.options}
     assert set(by) == {"none", "full"} and by["full"] > by["none"]
 
