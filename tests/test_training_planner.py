@@ -141,6 +141,10 @@ def test_recommend_training_cli(cli, tiny):
             "--seq-len", "32", "--tp", "1,8", "--pp", "1", "--micro-batch", "1", "--show-rejected")
     assert r.rc == 0
     assert "1 gpus" in r.out and "more than the 4 GPUs" in r.out
+    assert "timings:" not in r.out  # h100-sxm is priced with its own measured profile
+    r = cli("recommend", "--training", "--model", tiny, "--gpus", "2", "--gpu", "a100-80gb-sxm", "--global-batch", "4",
+            "--seq-len", "32", "--tp", "1", "--pp", "1", "--micro-batch", "1", "--recompute", "none")
+    assert r.rc == 0 and "timings:" in r.out and "not measured on them" in r.out
 
 
 @pytest.mark.parametrize("argv, contains", [

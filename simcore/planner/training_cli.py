@@ -11,7 +11,7 @@ from collections import Counter
 
 from rich.table import Table
 
-from simcore.config.hardware import GIB
+from simcore.config.hardware import GIB, calibration_note
 from simcore.errors import SimcoreError
 from simcore.report.console import stdout_console
 
@@ -243,6 +243,9 @@ def recommend_command(args, bar) -> int:
                   f"{rec.elapsed_s:.1f} s; {len(rec.options)} fit; rejected: "
                   + (", ".join(f"{n} {c}" for c, n in sorted(checks.items())) or "none")
                   + ("" if args.show_rejected or not rec.rejected else " (--show-rejected lists them)"))
+    note = calibration_note([rec.request["gpu"]])
+    if note:
+        console.print(f"timings: {note}", style="dim", soft_wrap=True)
     if args.show_rejected and rec.rejected:
         console.print(rejected_table(rec))
     return 0

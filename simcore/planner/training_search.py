@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 
-from simcore.config.hardware import load_cluster, load_gpu
+from simcore.config.hardware import load_cluster, load_gpu, profile_info
 from simcore.config.model import load_model
 from simcore.errors import SimcoreError
 from simcore.planner.training_plan import hardware_of, training_experiment, training_run
@@ -133,6 +133,7 @@ def recommend_training(model: str, gpus: int, gpu: str | None = None, cluster: s
     schedule = _values("schedule", schedule, allowed=SCHEDULES, positive=False)
     recompute = tuple(r for r in RECOMPUTE if r in _values("recompute", recompute, allowed=RECOMPUTE, positive=False))
     request = {"kind": "training", "model": spec.name, "gpu": hw, "cluster": cluster, "gpus": gpus,
+               "efficiency_profile": profile_info(load_gpu(hw)),
                "global_batch": global_batch, "seq_len": seq_len, "tokens_per_step": global_batch * seq_len,
                "optimizer": optimizer, "weights": weights, "mode": mode, "overlap_policy": overlap,
                "search": {"tp": list(tp), "pp": list(pp), "cp": list(cp), "ep": list(ep),
