@@ -158,6 +158,7 @@ def test_recommend_training_cli(cli, tiny):
     (["recommend", "--training", "--gpus", "8"], ["--global-batch", "none given"]),
     (["recommend", "--training", "--gpus", "8", "--global-batch", "8", "--schedule", "1f1c"], ["did you mean: 1f1b"]),
     (["recommend", "--training", "--gpus", "8", "--global-batch", "8", "--input-len", "5"], ["--input-len", "serving"]),
+    (["recommend", "--training", "--gpus", "8", "--global-batch", "8", "--max-gpus", "32"], ["--max-gpus", "serving"]),
     (["recommend", "--output-len", "3"], ["--input-len", "required"]),
     (["recommend", "--input-len", "3", "--output-len", "3", "--tp", "2"], ["--tp", "add --training"]),
 ])

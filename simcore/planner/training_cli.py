@@ -212,7 +212,12 @@ def recommend_command(args, bar) -> int:
     _no_serving_flags(args, {"input_len": ("--input-len", None), "output_len": ("--output-len", None),
                              "concurrency": ("--concurrency", None), "ttft_slo": ("--ttft-slo", None),
                              "tpot_slo": ("--tpot-slo", None), "rate": ("--rate", None), "trace": ("--trace", None),
-                             "plot": ("--plot", None), "calibrated_only": ("--calibrated-only", False)})
+                             "plot": ("--plot", None), "calibrated_only": ("--calibrated-only", False),
+                             "context_length": ("--context-length", None), "max_gpus": ("--max-gpus", 64),
+                             "kv_dtype": ("--kv-cache-dtype", "auto"), "gpu_mem_util": ("--gpu-memory-utilization", 0.9),
+                             "max_num_batched_tokens": ("--max-num-batched-tokens", None),
+                             "serving": ("--serving", False), "goodput": ("--goodput", None), "disagg": ("--disagg", 0),
+                             "kv_dtypes": ("--kv-dtypes", None), "batched_tokens": ("--batched-tokens", None)})
     if args.gpus is None:
         raise SimcoreError("--gpus: none given: with --training, the number of GPUs to lay the model out on (e.g. --gpus 64)")
     if not str(args.gpus).strip().isdigit():
