@@ -137,8 +137,12 @@ def training_memory_by_rank(run: Run, stages: list[TrainingStage], orders: list[
 
 
 def training_memory(run: Run, stages: list[TrainingStage], orders: list[list]) -> TrainingMemory:
-    """The fullest pipeline rank's memory (the first of equals)."""
-    ranks = training_memory_by_rank(run, stages, orders)
+    """The fullest pipeline rank's memory."""
+    return fullest(training_memory_by_rank(run, stages, orders))
+
+
+def fullest(ranks: list[TrainingMemory]) -> TrainingMemory:
+    """The rank that decides whether a layout fits (the first of equals)."""
     return max(ranks, key=lambda m: (m.total, -m.rank))
 
 

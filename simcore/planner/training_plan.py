@@ -13,7 +13,7 @@ from simcore.config.experiment import Experiment, Run, resolve
 from simcore.config.hardware import GIB, load_cluster
 from simcore.config.validation import validate
 from simcore.errors import SimcoreError
-from simcore.memory.training import TrainingMemory, training_memory_by_rank
+from simcore.memory.training import TrainingMemory, fullest, training_memory_by_rank
 from simcore.run.training import TrainingSimulator
 
 
@@ -74,7 +74,7 @@ class TrainingPlan:
     @property
     def memory(self) -> TrainingMemory:
         """The fullest pipeline rank (the one that decides whether the layout fits)."""
-        return max(self.ranks, key=lambda m: (m.total, -m.rank))
+        return fullest(self.ranks)
 
     @property
     def fits(self) -> bool:
