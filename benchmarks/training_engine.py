@@ -1,7 +1,7 @@
 """Training steps in the engine: per-mode wall time, mode agreement, overlap policies and schedules.
 
 Usage: python benchmarks/training_engine.py [--full]
-  --full adds the flattened run of one 405B replica (TP 8 x PP 16 = 128 ranks, minutes).
+  --full adds the flattened run of one 405B replica (TP 8 x PP 16 = 128 ranks; one simulated per TP group, seconds).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from simcore.cost.roofline import Pricer
-from simcore.engine.policies import COMM_STREAM, COPY, OverlapPolicy
+from simcore.engine.policies import COMM_STREAM, COPY, PREFETCH, OverlapPolicy
 from simcore.ops.op import COMM, GEMM, Op
 
 
@@ -106,12 +106,17 @@ def walk(ops: list[Op], pricer: Pricer, policy: OverlapPolicy, launch_s: float =
     the host runs ahead of the GPU, so it only adds time when launching outlasts the work."""
     out = Walk()
     hbm_slack = link_slack = 0.0  # time since the last fetch that HBM / the host link sat idle
+    gather_slack = None  # main-stream time since the previous ZeRO-3 weight gather (None before the first)
     for op in ops:
         cost = pricer.cost(op)
         out.ops.append(Timed(op, cost.total, cost.total, cost.bound, cost.memory_s))
     timed = out.ops
     for i, t in enumerate(timed):
         stream = policy.stream_for(t.op)
+        if stream == PREFETCH:  # hidden under the compute since the previous gather was issued
+            t.exposed = max(0.0, t.duration - (gather_slack or 0.0))
+            gather_slack = 0.0
+            continue
         if stream == COPY:
             t.exposed = max(0.0, t.duration - (link_slack if t.op.tier == "host" else hbm_slack))
             hbm_slack = link_slack = 0.0
@@ -125,6 +130,8 @@ def walk(ops: list[Op], pricer: Pricer, policy: OverlapPolicy, launch_s: float =
                 t.exposed = max(a, b) + min(a, b) / k - b
         hbm_slack += t.duration - t.memory_s
         link_slack += t.duration
+        if gather_slack is not None:
+            gather_slack += t.exposed
     if launch_s:
         kernels = sum(1 for op in ops if op.kernel)
         out.host_stall = max(0.0, kernels * launch_s - out.time)

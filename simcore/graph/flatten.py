@@ -21,7 +21,7 @@ from simcore.config.experiment import Run
 from simcore.cost.collectives import schedule
 from simcore.cost.roofline import Pricer
 from simcore.engine.des import Event
-from simcore.engine.policies import COPY, MAIN, OverlapPolicy
+from simcore.engine.policies import COPY, MAIN, PREFETCH, OverlapPolicy
 from simcore.engine.walk import class_totals, consumer_end, walk_totals
 from simcore.graph.build import Streams, stage_streams
 from simcore.ops.op import COMM, Op
@@ -125,6 +125,17 @@ class Flattener:
         while i < len(ops):
             op = ops[i]
             stream = self.policy.stream_for(op)
+            if op.kind == COMM and stream == PREFETCH:
+                # a ZeRO-3 gather may start once the main stream reached the previous gather's issue point;
+                # the layer's next main op waits for it
+                after = [a if a is not None else m for a, m in zip(anchor, last_main)]
+                anchor = list(last_main)
+                tails = self._collective(op, stream, gpus, after, first, 1, meta, (key, i))
+                for t in lanes:
+                    pending[t].append(tails[t][-1])
+                segment = [None] * self.lanes
+                i += 1
+                continue
             if op.kind == COMM:
                 segment = [None] * self.lanes
                 chunks = self.policy.chunks_for(op)

@@ -18,7 +18,8 @@ from collections.abc import Callable
 
 import networkx as nx
 
-F, B, OPT = "F", "B", "O"
+from simcore.ops.training import B, F, OPT
+
 Unit = tuple[str, int, int]  # (phase, micro-batch, virtual stage); the optimizer is (O, -1, rank)
 
 
@@ -85,15 +86,3 @@ def training_graph(kind: str, pp: int, v: int, m: int, ops_of: Callable[[Unit], 
     for u in g.graph["order"]:
         g.nodes[u]["ops"] = ops_of(u)
     return g
-
-
-def peak_in_flight(order: list[Unit], act: Callable[[int], float]) -> float:
-    """Most activation bytes a rank holds at once: forwards whose backward has not run yet."""
-    held = peak = 0.0
-    for phase, _, vs in order:
-        if phase == F:
-            held += act(vs)
-            peak = max(peak, held)
-        elif phase == B:
-            held -= act(vs)
-    return peak

@@ -22,6 +22,7 @@ from simcore.graph.schedules import B, OPT
 class TrainingFlattener(Flattener):
     def flatten_training(self, g: nx.DiGraph) -> Plan:
         exits: dict[tuple, list] = {}
+        self._split: dict[int, tuple] = {}  # id(ops) -> (ops, on dp stream?, the rest): units share op lists
         dp_tail: dict[int, list] = {}  # rank -> per lane, the last dp-stream event so far
         for u in g.graph["order"]:
             phase, mb, vs = u
@@ -64,8 +65,11 @@ class TrainingFlattener(Flattener):
     def _unit_event(self, ops: list, entry: list, meta: dict, key: tuple, u: tuple) -> list[int]:
         """One closed-form event for the unit (kind backward or optimizer where it is one), then the exposed tail
         of its dp buckets on the dp stream."""
-        on_dp = [self.policy.stream_for(op) == DP_STREAM for op in ops]
-        body = [op for op, dp in zip(ops, on_dp) if not dp]
+        split = self._split.get(id(ops))
+        if split is None or split[0] is not ops:
+            on_dp = [self.policy.stream_for(op) == DP_STREAM for op in ops]
+            split = self._split[id(ops)] = (ops, on_dp, [op for op, dp in zip(ops, on_dp) if not dp])
+        _, on_dp, body = split
         exits = self._stage_event(body, entry, meta, key) if body else list(entry)
         main = self.plan.events[exits[0]] if body else None
         if main is not None and main.stream != "main":  # the send: the stage event is its dependency

@@ -23,6 +23,7 @@ from simcore.ops.op import COMM, COMPUTE, GEMM, MEMORY, Op, nbytes
 from simcore.ops.passes import Batch, Group, stage_layers
 
 OPTIMIZER = "optimizer"
+F, B, OPT = "F", "B", "O"  # phases of a unit of training work (forward, backward, optimizer step)
 # Bytes moved per parameter of the shard by one optimizer step (fused multi-tensor kernels):
 # Adam(W) reads grad, master, m, v (4 x 4) and writes master, m, v (3 x 4) and the 16-bit weight (2);
 # SGD with momentum reads grad, master, momentum and writes master, momentum and the weight.

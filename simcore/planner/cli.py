@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simcore.config.hardware import calibration_note
+from simcore.errors import SimcoreError
 from simcore.report.console import stdout_console
 from simcore.config.hardware import GIB
 from simcore.memory import BLOCK_SIZE, MAX_NUM_BATCHED_TOKENS
@@ -27,7 +28,7 @@ PROGRESS_AFTER_S = 1.0
 def register(subparsers) -> None:
     p = subparsers.add_parser("plan", help="memory per GPU and KV cache capacity of one deployment")
     p.add_argument("--model", required=True, help="catalog name or path to a config.json")
-    p.add_argument("--gpu", required=True, help="GPU name from hardware/gpus")
+    p.add_argument("--gpu", help="GPU name from hardware/gpus (required; with --training --cluster may name it)")
     p.add_argument("--tp", type=int, default=1, help="tensor-parallel degree (default 1)")
     p.add_argument("--pp", type=int, default=1, help="pipeline stages (default 1)")
     p.add_argument("--max-model-len", type=int, help="context every request may reach (default: the model's maximum)")
@@ -40,11 +41,14 @@ def register(subparsers) -> None:
     p.add_argument("--plot", metavar="PNG", help="write the memory breakdown and KV-vs-context plot here")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of tables")
     p.set_defaults(func=plan_command)
+    from simcore.planner import training_cli
+
+    training_cli.add_plan_flags(p)
 
     r = subparsers.add_parser("recommend", help="rank GPU x tp x pp x replica deployments by cost under SLOs")
     r.add_argument("--model", required=True, help="catalog name or path to a config.json")
-    r.add_argument("--input-len", type=int, required=True, help="prompt tokens per request")
-    r.add_argument("--output-len", type=int, required=True, help="output tokens per request")
+    r.add_argument("--input-len", type=int, help="prompt tokens per request (required without --training)")
+    r.add_argument("--output-len", type=int, help="output tokens per request (required without --training)")
     r.add_argument("--concurrency", type=int, help="concurrent requests to serve (default 1)")
     r.add_argument("--context-length", type=int, help="KV cache each request reserves (default input + output)")
     r.add_argument("--ttft-slo", help="time to first token limit, seconds; p90:1.0 = at the 90th percentile")
@@ -65,6 +69,7 @@ def register(subparsers) -> None:
     from simcore.planner.serving_cli import add_flags
 
     add_flags(r)
+    training_cli.add_recommend_flags(r)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -87,8 +92,14 @@ def _gib(b: float) -> str:
 
 
 def plan_command(args: argparse.Namespace) -> int:
+    from simcore.planner import training_cli
     from simcore.planner.capacity import plan
 
+    if args.training:
+        return training_cli.plan_command(args)
+    training_cli.refuse_training_flags(args, {**training_cli.SHARED, **training_cli.PLAN_ONLY})
+    if args.gpu is None:
+        raise SimcoreError("--gpu: none given: name the GPU (e.g. --gpu h100-sxm)")
     cp = plan(args.model, args.gpu, tp=args.tp, pp=args.pp, max_model_len=args.max_model_len,
               gpu_mem_util=args.gpu_mem_util, kv_dtype=args.kv_dtype, weights=args.weights,
               max_num_batched_tokens=args.max_num_batched_tokens, max_num_seqs=args.max_num_seqs,
@@ -191,8 +202,15 @@ def recommend_command(args: argparse.Namespace) -> int:
 
     positive("top", args.top)
     bar = _LazyBar(enabled=not args.json and sys.stderr is not None and sys.stderr.isatty())
+    from simcore.planner import training_cli
     from simcore.planner.serving_cli import serving_command, serving_mode
 
+    if args.training:
+        return training_cli.recommend_command(args, bar)
+    training_cli.refuse_training_flags(args, {**training_cli.SHARED, **training_cli.SEARCH, "gpu": ("--gpu", "")})
+    for flag, value in (("--input-len", args.input_len), ("--output-len", args.output_len)):
+        if value is None:
+            raise SimcoreError(f"{flag}: none given: required (tokens per request), unless --training")
     if serving_mode(args):
         return serving_command(args, bar)
     try:

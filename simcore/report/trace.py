@@ -40,7 +40,7 @@ def trace_events(passes: list[tuple[str, float, list[Event]]], rank_name) -> lis
     """passes: (label, time offset in seconds, events). rank_name(rank) -> process name."""
     out: list[dict] = []
     seen: set[tuple[int, str]] = set()
-    streams = {"main": 0, "copy": 1, "comm": 2}
+    streams = {"main": 0, "copy": 1, "comm": 2, "dp": 3, "prefetch": 4}
     for label, offset, events in passes:
         for ev in events:
             tid = streams.get(ev.stream, 3)

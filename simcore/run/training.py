@@ -2,8 +2,8 @@
 
 The ops of each (virtual) stage come from simcore.ops.training; the pipeline schedule orders
 them per rank (simcore.graph.schedules); the training flattener expands the graph at the mode's
-granularity and the same SimPy engine as inference runs it. Memory per GPU is checked before
-simulating: a configuration that does not fit is an error naming its largest component.
+granularity and the same SimPy engine as inference runs it. Memory per GPU (simcore.memory.training) is
+checked before simulating: a configuration that does not fit is an error naming its largest component.
 """
 
 from __future__ import annotations
@@ -14,35 +14,11 @@ from simcore.config.experiment import Run
 from simcore.config.training import micro_batches
 from simcore.engine.des import Event, busiest_rank_idle, critical_path, execute
 from simcore.engine.walk import engine_parts
-from simcore.errors import SimcoreError
-from simcore.graph.schedules import B, F, peak_in_flight, rank_order, training_graph
+from simcore.graph.schedules import B, F, rank_order, training_graph
 from simcore.graph.training_flatten import TrainingFlattener
-from simcore.ops.backward import is_attention_core
-from simcore.ops.op import ATTN_PREFILL, COMM, GEMM, MEMORY, nbytes
-from simcore.ops.training import OPTIMIZER_STATE_BYTES, TrainingStage
-
-GIB = 1024**3
-
-
-@dataclass
-class TrainingMemory:
-    """Bytes per GPU on the fullest pipeline rank."""
-
-    rank: int
-    weights: float
-    gradients: float
-    optimizer_state: float
-    activations: float
-    runtime: float  # CUDA context, NCCL buffers (engine.runtime_overhead_gib)
-    capacity: float
-
-    @property
-    def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer_state + self.activations + self.runtime
-
-    def parts(self) -> dict[str, float]:
-        return {"weights": self.weights, "gradients": self.gradients, "optimizer_state": self.optimizer_state,
-                "activations": self.activations}
+from simcore.memory.training import TrainingMemory, check_training_fits, training_memory
+from simcore.ops.op import COMM
+from simcore.ops.training import TrainingStage
 
 
 @dataclass
@@ -69,86 +45,6 @@ class TrainingResult:
     def gpus(self) -> int:
         """tp x pp x dp x context_parallel."""
         return self.run.gpus * self.run.experiment.workload.context_parallel
-
-
-def saved_bytes(stage: TrainingStage) -> tuple[float, float]:
-    """(held, transient): activation bytes one micro-batch leaves on this chunk until its backward,
-    and the working set its backward adds once. Each op keeps its input (a GEMM its input rows,
-    sharded over TP after a sequence-parallel all-gather as in Megatron-LM; attention Q, K, V and O;
-    elementwise ops their input); recompute 'selective' drops what the
-    attention core keeps, 'full' keeps each layer's input, and one layer's activations exist again
-    while that layer is recomputed."""
-    w, tp = stage.w, stage.run.par.tp
-    layer_in = stage.batch.tokens * stage.m.hidden * stage.a / (tp if stage.sp else 1)
-
-    def kept(op) -> float:
-        if op.kind == COMM:
-            return 0.0
-        if w.recompute == "selective" and is_attention_core(op):
-            return 0.0
-        if op.family == GEMM:
-            n, k = op.shape[1], op.shape[2]  # grouped expert GEMMs carry a fourth field (active experts)
-            return op.act_bytes * k / (k + n)
-        if op.family == ATTN_PREFILL:
-            return op.act_bytes
-        return op.act_bytes / 2 if op.family == MEMORY else 0.0
-
-    per_layer: dict[int, float] = {}
-    prev = None
-    for op in stage.forward:
-        # under sequence parallelism a GEMM keeps its input sharded and gathers it again in backward
-        regathered = prev is not None and prev.kind == COMM and prev.collective == "all_gather" and stage.sp
-        per_layer[op.layer] = per_layer.get(op.layer, 0.0) + kept(op) / (tp if regathered else 1)
-        prev = op
-    if w.recompute != "full":
-        return sum(per_layer.values()), 0.0
-    body = [v for layer, v in per_layer.items() if layer in stage.layers]
-    edges = sum(v for layer, v in per_layer.items() if layer not in stage.layers)
-    return len(body) * layer_in + edges, max(body, default=0.0)
-
-
-def training_memory(run: Run, stages: list[TrainingStage], orders: list[list]) -> TrainingMemory:
-    p, w = run.par, run.experiment.workload
-    dp = p.dp * w.context_parallel  # context-parallel ranks hold the same weights: ZeRO shards over both
-    weight_b = nbytes(run.weight_dtype)
-    grad_b = 4.0  # fp32 main grads (Megatron-LM's main_grad buffer)
-    state_b = OPTIMIZER_STATE_BYTES[w.optimizer]
-    saved = {s.vstage: saved_bytes(s) for s in stages}
-    held = {vs: v[0] for vs, v in saved.items()}
-    best = None
-    for rank in range(p.pp):
-        mine = [s for s in stages if s.vstage % p.pp == rank]
-        full = sum(s.params for s in mine)
-        rep = sum(s.replicated_params for s in mine)
-        unique = full - rep
-
-        def shard(flag: bool) -> float:
-            return unique + rep / dp if flag else full
-
-        mem = TrainingMemory(
-            rank,
-            weights=shard(w.zero_stage >= 3) * weight_b,
-            gradients=shard(w.zero_stage >= 2) * grad_b,
-            optimizer_state=shard(w.zero_stage >= 1) * state_b,
-            activations=peak_in_flight(orders[rank], held.get) + max(saved[s.vstage][1] for s in mine),
-            runtime=run.experiment.engine.runtime_overhead_gib * GIB,
-            capacity=run.system.gpu.memory.capacity,
-        )
-        if best is None or mem.total > best.total:
-            best = mem
-    return best
-
-
-def check_fits(run: Run, mem: TrainingMemory) -> None:
-    if mem.total <= mem.capacity:
-        return
-    name, largest = max(mem.parts().items(), key=lambda kv: kv[1])
-    parts = ", ".join(f"{k} {v / GIB:.1f}" for k, v in mem.parts().items())
-    raise SimcoreError(
-        f"training does not fit: {mem.total / GIB:.1f} GiB per GPU on pipeline rank {mem.rank} ({parts}, runtime "
-        f"{mem.runtime / GIB:.1f} GiB) exceeds the {mem.capacity / GIB:.1f} GiB of {run.system.gpu.name}; largest: "
-        f"{name} {largest / GIB:.1f} GiB; allowed: a configuration that fits (raise zero_stage, tp or pp, use "
-        f"recompute, or lower micro_batch)")
 
 
 class TrainingSimulator:
@@ -186,7 +82,7 @@ class TrainingSimulator:
         p = self.run.par
         orders = self.orders()
         mem = training_memory(self.run, self.stages, orders)
-        check_fits(self.run, mem)
+        check_training_fits(self.run, mem)
         last_b = {}
         for order in orders:
             for u in order:
@@ -200,9 +96,13 @@ class TrainingSimulator:
         bubble = busiest_rank_idle(plan.events)
         fwd = sum(s.flops(s.forward) for s in self.stages)
         hw = 0.0
+        flops: dict[int, tuple] = {}  # id(ops) -> (ops, FLOPs): units of one chunk share their op list
         for u in g.graph["order"]:
             ops = g.nodes[u]["ops"]
-            hw += sum(op.flops for op in ops if op.kind != COMM)
+            known = flops.get(id(ops))
+            if known is None or known[0] is not ops:
+                known = flops[id(ops)] = (ops, sum(op.flops for op in ops if op.kind != COMM))
+            hw += known[1]
         scale = p.tp * p.dp * self.w.context_parallel
         return TrainingResult(
             self.run, step, mem, crit, bubble,

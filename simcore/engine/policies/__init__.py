@@ -9,7 +9,11 @@ A policy names the overlaps it allows; the engine implements each overlap once:
 - "pp_comm": a pipeline send runs on the comm stream, so the stage goes on with its next
   micro-batch while the activations travel;
 - "dp_grad": a training step's data-parallel gradient buckets (ops named dp_grad_*) run on their
-  own stream as backward produces them; without it they run after the last backward.
+  own stream as backward produces them; without it they run after the last backward;
+- "zero_prefetch": under ZeRO 3 a layer's weight all-gather (ops named dp_param_all_gather.*) runs
+  on the prefetch stream and may start once the previous layer's gather was issued (FSDP's
+  forward and backward prefetch: layer l+1's weights arrive under layer l's compute); the
+  layer's first op waits for it. Without it each gather runs on the main stream before its layer.
 A new policy is a new module here that calls `register` (it may also override
 `stream_for` / `chunks_for` for behaviour beyond these four).
 """
@@ -21,10 +25,11 @@ from dataclasses import dataclass, field, replace
 from simcore.ops.op import COMM, KV_FETCH, Op
 from simcore.registry import Registry
 
-OVERLAPS = ("kv_fetch", "tp_comm", "pp_comm", "dp_grad")
-MAIN, COPY, COMM_STREAM, DP_STREAM = "main", "copy", "comm", "dp"
+OVERLAPS = ("kv_fetch", "tp_comm", "pp_comm", "dp_grad", "zero_prefetch")
+MAIN, COPY, COMM_STREAM, DP_STREAM, PREFETCH = "main", "copy", "comm", "dp", "prefetch"
 DP_GRAD = "dp_grad_"  # name prefix of data-parallel gradient collectives
 DP = "dp_"  # name prefix of every data-parallel collective (gradients, ZeRO weight gathers)
+ZERO_GATHER = "dp_param_all_gather."  # name prefix of ZeRO 3's per-layer weight gathers (forward, backward)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class OverlapPolicy:
 
     def stream_for(self, op: Op) -> str:
         if op.kind == COMM and op.name.startswith(DP):
+            if op.name.startswith(ZERO_GATHER) and "zero_prefetch" in self.overlaps:
+                return PREFETCH
             return DP_STREAM if op.name.startswith(DP_GRAD) and "dp_grad" in self.overlaps else MAIN
         if op.kind == KV_FETCH and "kv_fetch" in self.overlaps:
             return COPY
