@@ -18,6 +18,9 @@ _PACKAGE = Path(__file__).resolve().parent.parent
 @cache
 def catalog_root() -> Path:
     env = os.environ.get("SIMCORE_CATALOG")
+    if env and not ((Path(env) / "models").is_dir() and (Path(env) / "hardware").is_dir()):
+        raise SimcoreError(f"SIMCORE_CATALOG = {env!r}: not a simcore catalog (a folder holding models/ and "
+                           f"hardware/); point it at one, or unset it to use the built-in catalog")
     candidates = [Path(env)] if env else []
     candidates += [_PACKAGE.parent, _PACKAGE / "_data"]
     for root in candidates:

@@ -8,31 +8,36 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, PlainSerializer, PlainValidator, PositiveInt, ValidationError
+from pydantic import Field, PlainSerializer, PlainValidator, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from simcore.config.hardware import System, load_cluster, load_gpu, load_system
 from simcore.config.model import ModelSpec, load_model
-from simcore.config.validation import Strict, read_yaml, validate, yaml_kind
+from simcore.config.validation import Refused, Strict, clip, load_yaml_text, read_yaml, validate, yaml_kind
 from simcore.engine.policies import get_policy
 from simcore.errors import SimcoreError
-from simcore.serving.schema import RequestsWorkload, Serving
+from simcore.serving.schema import MAX_TOKENS, MAX_US, RequestsWorkload, Serving
 
 WeightDtype = Literal["auto", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4"]
 ActDtype = Literal["bf16", "fp16", "fp8"]
 KVDtype = Literal["auto", "bf16", "fp16", "fp8"]
 
 
+MAX_DEGREE = 1024  # any one parallel degree (docs/experiments.md, "Bounds")
+Degree = Annotated[int, Field(gt=0, le=MAX_DEGREE)]
+
+
 class Parallelism(Strict):
-    tp: PositiveInt = 1
-    pp: PositiveInt = 1
-    dp: PositiveInt = 1
-    ep: PositiveInt = 1
+    tp: Degree = 1
+    pp: Degree = 1
+    dp: Degree = 1
+    ep: Degree = 1
 
 
 class Precision(Strict):
@@ -48,9 +53,9 @@ class Inference(Strict):
 
 class StaticWorkload(Strict):
     kind: Literal["static"] = "static"
-    batch_size: PositiveInt  # sequences per data-parallel replica
-    prompt_tokens: PositiveInt
-    output_tokens: PositiveInt
+    batch_size: int = Field(gt=0, le=2**20)  # sequences per data-parallel replica
+    prompt_tokens: int = Field(gt=0, le=MAX_TOKENS)
+    output_tokens: int = Field(gt=0, le=MAX_TOKENS)
 
 
 def _workload(data: Any) -> StaticWorkload | RequestsWorkload:
@@ -87,13 +92,13 @@ Workload = Annotated[StaticWorkload, PlainValidator(_workload), PlainSerializer(
 class Engine(Strict):
     mode: Literal["analytical", "hybrid", "flattened"] = "analytical"
     overlap_policy: str = "none"  # a policy in simcore/engine/policies/
-    micro_batches: int = Field(default=0, ge=0)  # 0: one per pipeline stage
-    decode_sample_steps: int = Field(default=32, ge=0)  # 0: price every decode step
+    micro_batches: int = Field(default=0, ge=0, le=MAX_DEGREE)  # 0: one per pipeline stage
+    decode_sample_steps: int = Field(default=32, ge=0, le=MAX_TOKENS)  # 0: price every decode step
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    runtime_overhead_gib: float = Field(default=1.5, ge=0)  # CUDA context, graphs, comm buffers
+    runtime_overhead_gib: float = Field(default=1.5, ge=0, le=2**20)  # CUDA context, graphs, comm buffers
     all_reduce: Literal["custom", "nccl"] = "custom"  # custom: the engine's own in-node all-reduce kernel
     cuda_graphs: bool = True  # False: the host launches every kernel and can become the bottleneck
-    kernel_launch_us: float = Field(default=5.0, ge=0)  # host time per kernel launch without CUDA graphs
+    kernel_launch_us: float = Field(default=5.0, ge=0, le=MAX_US)  # host time per kernel launch without CUDA graphs
 
 
 class Experiment(Strict):
@@ -118,7 +123,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(keys):
         raise SimcoreError(f"--set {text!r}: empty field name in '{path}'")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = load_yaml_text(value) if value.strip() else ""
+    except Refused as exc:
+        raise SimcoreError(f"--set {clip(repr(text))}: {exc.problem}") from None
     except yaml.YAMLError:
         parsed = value
     return keys, parsed
@@ -153,8 +160,32 @@ def apply_values(raw: dict, values: dict[str, Any]) -> dict:
     return data
 
 
+def relative_to(raw: dict, folder: Path) -> dict:
+    """raw with the file paths it names (model, workload.trace, the empirical lengths' path) read
+    relative to `folder`, the experiment file's folder (docs/experiments.md, "Paths")."""
+    raw = copy.deepcopy(raw)
+
+    def join(value: str) -> str:
+        return value if os.path.isabs(value) or str(folder) in ("", ".") else os.path.join(str(folder), value)
+
+    model = raw.get("model")
+    if isinstance(model, str) and (model.endswith(".json") or "/" in model) and os.path.exists(join(model)):
+        raw["model"] = join(model)
+    w = raw.get("workload")
+    if isinstance(w, dict):
+        if isinstance(w.get("trace"), str):
+            w["trace"] = join(w["trace"])
+        for key in ("prompt_tokens", "output_tokens"):
+            d = w.get(key)
+            if isinstance(d, dict) and isinstance(d.get("path"), str):
+                d["path"] = join(d["path"])
+    return raw
+
+
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
     path = Path(path)
+    if path.is_dir():
+        raise SimcoreError(f"{path}: is a folder; give an experiment YAML file (e.g. {path}/<name>.yaml)")
     if not path.is_file():
         raise SimcoreError(f"experiment file not found: {path}")
     raw = read_yaml(path)
@@ -162,17 +193,16 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
         raise SimcoreError(
             f"{path}: expected a mapping of experiment fields (model, hardware, workload, ...), got {yaml_kind(raw)}"
         )
-    model = raw.get("model")
-    if isinstance(model, str) and (model.endswith(".json") or "/" in model) and not Path(model).is_absolute():
-        beside = path.parent / model  # a model path is read relative to the experiment file
-        if beside.exists():
-            raw = {**raw, "model": str(beside)}
-    return experiment_from_dict(raw, overrides, str(path))
+    return experiment_from_dict(relative_to(raw, path.parent), overrides, str(path))
 
 
 def experiment_from_dict(raw: dict, overrides: list[str] | None = None, source: str = "experiment") -> Experiment:
     """Validate an experiment given as plain data (sweeps build them this way)."""
-    return validate(Experiment, apply_overrides(raw, overrides or []), source)
+    exp = validate(Experiment, apply_overrides(raw, overrides or []), source)
+    if exp.workload.kind == "static" and exp.serving != Serving():  # a full model_dump repeats the defaults
+        raise SimcoreError(f"{source}: field 'serving' is given but workload.kind is static; serving settings apply "
+                           f"to request-level runs only (workload: {{kind: requests}}); drop serving")
+    return exp
 
 
 @dataclass(frozen=True)
@@ -294,6 +324,22 @@ def _field(name: str, load, *args):
         raise SimcoreError(f"field '{name}': {exc}") from None
 
 
+def _check_lengths(w: RequestsWorkload, model: ModelSpec) -> None:
+    """A length distribution whose every sample exceeds the model's context is an error, not a run
+    in which each request is dropped (longer samples of a wide distribution are dropped one by one)."""
+    for name in ("prompt_tokens", "output_tokens"):
+        d = getattr(w, name)
+        least = max(d.min, d.value or 0, d.low or 0)
+        if least > model.max_position:
+            raise SimcoreError(
+                f"field 'workload.{name}': every length is at least {least}, past max_position_embeddings = "
+                f"{model.max_position} of {model.name}; allowed: lengths up to {model.max_position}")
+    sp = w.shared_prefix
+    if sp is not None and sp.tokens >= model.max_position:
+        raise SimcoreError(f"field 'workload.shared_prefix.tokens' = {sp.tokens}: leaves no room under "
+                           f"max_position_embeddings = {model.max_position} of {model.name}")
+
+
 def resolve(e: Experiment) -> Run:
     model = _field("model", load_model, e.model)
     _field("hardware", load_gpu, e.hardware)
@@ -310,5 +356,7 @@ def resolve(e: Experiment) -> Run:
             f"= {total}: exceeds max_position_embeddings = {model.max_position} of {model.name}; "
             f"allowed: a total of at most {model.max_position}"
         )
+    if w.kind == "requests" and model.max_position:
+        _check_lengths(w, model)
     dense, experts, act, kv = _dtypes(e, model, system)
     return Run(e, model, system, dense, experts, act, kv)

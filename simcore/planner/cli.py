@@ -1,8 +1,8 @@
 """`simcore plan` and `simcore recommend`. simcore/cli.py calls `register(subparsers)`.
 
 Each handler returns an exit code and raises SimcoreError for bad input (the CLI prints it on
-one line and exits 2). Tables go to stdout; the progress bar goes to stderr, only when a
-recommendation takes over a second, and never with --json.
+one line and exits 2). Tables go to stdout; the progress bar goes to stderr, only when stderr is a
+terminal and a recommendation takes over a second, and never with --json.
 """
 
 from __future__ import annotations
@@ -17,10 +17,22 @@ from rich.console import Console
 from rich.table import Table
 
 from simcore.config.hardware import calibration_note
+from simcore.errors import SimcoreError
 from simcore.report.console import stdout_console
 from simcore.planner.memory import BLOCK_SIZE, GIB, MAX_NUM_BATCHED_TOKENS
 
 PROGRESS_AFTER_S = 1.0
+# Upper bounds of the size flags (docs/planner.md): past them no deployment is real and a search would not end.
+FLAG_MAX = {"tp": 1024, "pp": 1024, "block_size": 1024, "max_num_batched_tokens": 2**24, "max_model_len": 2**31 - 1,
+            "input_len": 2**24, "output_len": 2**24, "context_length": 2**31 - 1, "concurrency": 1_000_000,
+            "max_gpus": 65_536, "top": 1_000_000}
+
+
+def _check_bounds(args: argparse.Namespace) -> None:
+    for name, top in FLAG_MAX.items():
+        value = getattr(args, name, None)
+        if value is not None and value > top:
+            raise SimcoreError(f"--{name.replace('_', '-')} {value}: allowed: at most {top:,}")
 
 
 def register(subparsers) -> None:
@@ -75,6 +87,7 @@ def _gib(b: float) -> str:
 def plan_command(args: argparse.Namespace) -> int:
     from simcore.planner.capacity import plan
 
+    _check_bounds(args)
     cp = plan(args.model, args.gpu, tp=args.tp, pp=args.pp, max_model_len=args.max_model_len,
               gpu_mem_util=args.gpu_mem_util, kv_dtype=args.kv_dtype, weights=args.weights,
               max_num_batched_tokens=args.max_num_batched_tokens, block_size=args.block_size)
@@ -158,7 +171,8 @@ def recommend_command(args: argparse.Namespace) -> int:
     from simcore.planner.recommend import find_gpu_recommendations
 
     positive("top", args.top)
-    bar = _LazyBar(enabled=not args.json and sys.stderr is not None)
+    _check_bounds(args)
+    bar = _LazyBar(enabled=not args.json and sys.stderr is not None and sys.stderr.isatty())
     try:
         rec = find_gpu_recommendations(
             args.model, args.context_length, input_len=args.input_len, output_len=args.output_len,

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from simcore.config.validation import clip, read_text
 from simcore.errors import SimcoreError
-from simcore.serving.schema import Lengths, RequestsWorkload
+from simcore.serving.schema import MAX_TOKENS, Lengths, RequestsWorkload
 
 
 @dataclass
@@ -49,26 +50,31 @@ def sample_lengths(d: Lengths, n: int, rng: np.random.Generator, field: str) -> 
         x = rng.lognormal(*lognormal_params(d.mean, d.cv), n)
     else:
         x = rng.choice(read_empirical(Path(d.path), field), n).astype(float)
-    hi = d.max if d.max is not None else np.inf
-    return np.clip(np.rint(x), d.min, hi).astype(np.int64)
+    hi = d.max if d.max is not None else MAX_TOKENS  # the bound also keeps huge samples out of int64 overflow
+    return np.clip(np.nan_to_num(np.rint(x), nan=d.min), d.min, hi).astype(np.int64)
+
+
+def read_lines(path: Path, field: str) -> list[str]:
+    """A request file's lines (UTF-8, BOM dropped, size bounded); errors name `field`."""
+    if path.is_dir():
+        raise SimcoreError(f"field '{field}' = {clip(repr(str(path)))}: is a folder; give a file")
+    if not path.exists():
+        raise SimcoreError(f"field '{field}' = {clip(repr(str(path)))}: cannot read: file not found (a path in "
+                           f"an experiment file is relative to that file's folder)")
+    return read_text(path, "request").splitlines()
 
 
 def read_empirical(path: Path, field: str) -> np.ndarray:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise SimcoreError(f"field '{field}.path' = {str(path)!r}: cannot read: {exc.strerror}") from None
+    lines = read_lines(path, f"{field}.path")
     out = []
     for i, line in enumerate(lines, 1):
         cell = line.split(",")[0].strip()
         if not cell or (i == 1 and not cell.lstrip("-").isdigit()):
             continue  # blank line or header
-        try:
-            v = int(cell)
-        except ValueError:
-            v = 0
-        if v < 1:
-            raise SimcoreError(f"{path}:{i}: length {cell!r}: expected a whole number >= 1")
+        v = int(cell) if cell.isascii() and cell.isdigit() and len(cell) <= 10 else 0
+        if not 1 <= v <= MAX_TOKENS:
+            raise SimcoreError(f"{path}:{i}: length {clip(repr(cell))}: expected a whole number >= 1 and "
+                               f"<= {MAX_TOKENS}")
         out.append(v)
     if not out:
         raise SimcoreError(f"field '{field}.path' = {str(path)!r}: no lengths in the file")
