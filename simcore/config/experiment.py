@@ -64,7 +64,7 @@ def _workload(data: Any) -> StaticWorkload | RequestsWorkload:
     if isinstance(data, (StaticWorkload, RequestsWorkload)):
         return data
     kind = data.get("kind", "static") if isinstance(data, dict) else "static"
-    if kind not in WORKLOADS:
+    if not isinstance(kind, str) or kind not in WORKLOADS:
         expected = ", ".join(repr(k) for k in WORKLOADS)
         raise ValidationError.from_exception_data("workload", [InitErrorDetails(
             type="literal_error", loc=("kind",), input=kind, ctx={"expected": expected})])
@@ -161,16 +161,17 @@ def apply_values(raw: dict, values: dict[str, Any]) -> dict:
 
 
 def relative_to(raw: dict, folder: Path) -> dict:
-    """raw with the file paths it names (model, workload.trace, the empirical lengths' path) read
+    """raw with the file paths it names (model, hardware, cluster, workload.trace, the empirical lengths) read
     relative to `folder`, the experiment file's folder (docs/experiments.md, "Paths")."""
     raw = copy.deepcopy(raw)
 
     def join(value: str) -> str:
         return value if os.path.isabs(value) or str(folder) in ("", ".") else os.path.join(str(folder), value)
 
-    model = raw.get("model")
-    if isinstance(model, str) and (model.endswith(".json") or "/" in model) and os.path.exists(join(model)):
-        raw["model"] = join(model)
+    for key, suffix in (("model", ".json"), ("hardware", ".yaml"), ("cluster", ".yaml")):
+        value = raw.get(key)  # a catalog name stays a name; a path that exists beside the file is read there
+        if isinstance(value, str) and (value.endswith(suffix) or "/" in value) and os.path.exists(join(value)):
+            raw[key] = join(value)
     w = raw.get("workload")
     if isinstance(w, dict):
         if isinstance(w.get("trace"), str):

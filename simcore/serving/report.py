@@ -21,7 +21,7 @@ def serving_summary(res) -> dict:
         "model": run.model.name,
         "hardware": run.system.gpu.name,
         "parallelism": {"tp": run.par.tp, "pp": run.par.pp, "dp": run.par.dp, "ep": run.par.ep, "gpus": run.gpus},
-        "workload": {"kind": "requests", "requests": w.requests, "arrival": a.process, "rate": a.rate,
+        "workload": {"kind": "requests", "requests": len(res.metrics.arrival), "arrival": a.process, "rate": a.rate,
                      "concurrency": a.concurrency, "seed": w.seed},
         "serving": {"scheduler": cfg.scheduler, "max_num_seqs": cfg.max_num_seqs,
                     "max_num_batched_tokens": cfg.max_num_batched_tokens, "chunked_prefill": cfg.chunked_prefill,

@@ -75,9 +75,9 @@ class Arrival(Strict):
             raise ValueError(f"process {self.process} needs rate (requests per second)")
         if self.process == "closed" and self.concurrency is None:
             raise ValueError("process closed needs concurrency (clients)")
-        given = self.model_fields_set
+        unset = {"rate": None, "concurrency": None, "cv": 1.0}  # defaults (a full model_dump repeats them)
         for name, used in (("rate", ("poisson", "gamma", "fixed")), ("concurrency", ("closed",)), ("cv", ("gamma",))):
-            if name in given and getattr(self, name) is not None and self.process not in used:
+            if getattr(self, name) != unset[name] and self.process not in used:
                 raise ValueError(f"{name} is not used by process {self.process} (only by {', '.join(used)})")
         return self
 

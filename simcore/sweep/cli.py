@@ -75,7 +75,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.metrics:
         metrics = [rp.check_metric(m.strip(), rows, "--metrics") for m in args.metrics.split(",") if m.strip()]
     else:
-        metrics = list(rp.KEY_METRICS)
+        metrics = rp.key_metrics(rows)
     if (args.x or args.hue) and not args.plot:
         raise SimcoreError("--x and --hue choose what --plot draws; add --plot OUT.png")
     if args.plot and not args.y and not args.pareto:
