@@ -79,6 +79,7 @@ class Case:
     argv: list[str]
     files: dict[str, bytes] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    after: list[str] | None = None  # a second argv run when the first exits 0 (its stdout is appended)
 
     def write(self, folder: Path) -> None:
         for name, data in self.files.items():
@@ -279,8 +280,11 @@ def sweep_case(rng: random.Random) -> Case:
     sweep: dict = {"name": "s", "base": base}
     axis_paths = ["parallelism.tp", "workload.batch_size", "engine.mode", "workload.arrival.rate",
                   "workload.arrival.concurrency", "workload.requests", "bogus.path", "workload"]
-    kind = rng.randrange(5)
-    if kind == 0:  # too many points
+    kind = rng.randrange(6)
+    if kind == 5:  # a valid sweep: it runs and its report is judged
+        sweep["grid"] = ({"workload.batch_size": [1, 2]} if "serving" not in base else
+                         {rng.choice(["workload.requests", "workload.arrival.rate", "serving.max_num_seqs"]): [2, 4]})
+    elif kind == 0:  # too many points
         sweep["grid"] = {p: list(range(1, 11)) for p in ["parallelism.tp", "parallelism.pp", "parallelism.dp",
                                                           "parallelism.ep", "workload.batch_size"]}
     else:
@@ -295,7 +299,7 @@ def sweep_case(rng: random.Random) -> Case:
     argv = ["sweep", "s.yaml", "--db", "r.sqlite", "--workers", "1", "--no-progress"]
     if rng.random() < 0.2:  # raising the limit over a huge grid asks for a long sweep: not an attack
         argv += ["--max-points", rng.choice(["0", "-5", "1"] + (["100000000000"] if kind else []))]
-    return Case("sweep", argv, {"s.yaml": text})
+    return Case("sweep", argv, {"s.yaml": text}, after=["sweep", "report", "r.sqlite"])
 
 
 def flags_case(rng: random.Random) -> Case:
@@ -355,7 +359,11 @@ def _refuse_constant(name):
 def _sane(argv: list[str], out: str) -> str | None:
     """Why a successful run's output is nonsense, or None when it is finite and physically sane."""
     if argv[0] == "sweep":
-        return None if "results in" in out else "no summary line"
+        if "results in" not in out:
+            return "no summary line"
+        if "{'" in out or "'mean'" in out:
+            return "a Python dict in the report"
+        return None
     try:
         data = json.loads(out, parse_constant=_refuse_constant)
     except ValueError as exc:
@@ -445,6 +453,8 @@ def run_bounded(case: Case, folder: Path, timeout_s: float = 10.0, memory_bytes:
             os.dup2(err.fileno(), 2)
             sys.stdout, sys.stderr = out, err
             code = main(case.argv)
+            if code == 0 and case.after:
+                code = main(case.after)
         except MemoryError:
             code = 99
         except BaseException:  # noqa: BLE001 - what escaped main() is exactly what we look for

@@ -117,11 +117,11 @@ class Experiment(Strict):
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
-        raise SimcoreError(f"--set {text!r}: expected path.to.field=value")
+        raise SimcoreError(f"--set {clip(repr(text))}: expected path.to.field=value")
     path, _, value = text.partition("=")
     keys = path.strip().split(".")
     if not all(keys):
-        raise SimcoreError(f"--set {text!r}: empty field name in '{path}'")
+        raise SimcoreError(f"--set {clip(repr(text))}: empty field name in '{clip(path)}'")
     try:
         parsed = load_yaml_text(value) if value.strip() else ""
     except Refused as exc:
@@ -139,7 +139,7 @@ def set_path(data: dict, keys: list[str], value: Any, label: str) -> None:
         if child is None:
             child = node[k] = {}
         if not isinstance(child, dict):
-            raise SimcoreError(f"{label}: '{k}' is a value, not a section")
+            raise SimcoreError(f"{label}: '{clip(k)}' is a value, not a section")
         node = child
     node[keys[-1]] = value
 
@@ -148,7 +148,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     data = copy.deepcopy(raw)
     for text in overrides:
         keys, value = parse_override(text)
-        set_path(data, keys, value, f"--set {text!r}")
+        set_path(data, keys, value, f"--set {clip(repr(text))}")
     return data
 
 
@@ -156,7 +156,7 @@ def apply_values(raw: dict, values: dict[str, Any]) -> dict:
     """raw with dotted path -> value set, values kept as they are (sweeps: no round trip through text)."""
     data = copy.deepcopy(raw)
     for path, value in values.items():
-        set_path(data, path.split("."), value, f"--set {path + '=' + json.dumps(value)!r}")
+        set_path(data, path.split("."), value, f"--set {clip(repr(path + '=' + json.dumps(value)))}")
     return data
 
 

@@ -82,7 +82,8 @@ def point_key(experiment: dict, version: str = __version__) -> str:
 
 
 def describe(point: Point) -> str:
-    return "point {} ({})".format(point.index, ", ".join(f"{k}={json.dumps(v)}" for k, v in point.overrides.items()))
+    return "point {} ({})".format(point.index, ", ".join(f"{k}={clip(json.dumps(v, default=str))}"
+                                                         for k, v in point.overrides.items()))
 
 
 # -- filters ---------------------------------------------------------------------------------------

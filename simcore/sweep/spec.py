@@ -153,7 +153,7 @@ def _filters(value: Any, where: str) -> list[Filter]:
         here = f"{where}[{i}]"
         if isinstance(item, str):
             if item not in NAMED_FILTERS:
-                raise SimcoreError(f"{here}: unknown filter {item!r}{close_matches(item, NAMED_FILTERS)}; known: {known}")
+                raise SimcoreError(f"{here}: unknown filter {clip(repr(item))}{close_matches(item, NAMED_FILTERS)}; known: {known}")
             out.append(Filter(item))
         elif isinstance(item, dict) and "expr" in item and set(item) <= {"expr", "reason"}:
             expr = item["expr"]
