@@ -356,7 +356,11 @@ def _refuse_constant(name):
     raise ValueError(f"{name} in JSON output")
 
 
-def _sane(argv: list[str], out: str) -> str | None:
+CATALOG_HBM = {p.stem: yaml.safe_load(p.read_text())["memory"]["bandwidth_gbps"] * 1e9
+               for p in (REPO / "hardware" / "gpus").glob("*.yaml")}
+
+
+def _sane(argv: list[str], out: str, physics: bool = True) -> str | None:
     """Why a successful run's output is nonsense, or None when it is finite and physically sane."""
     if argv[0] == "sweep":
         if "results in" not in out:
@@ -378,15 +382,19 @@ def _sane(argv: list[str], out: str) -> str | None:
         seen = data["requests_completed"] + data["requests_dropped"] + data["requests_not_arrived"]
         if seen != n:
             return f"{n} requests but {seen} completed, dropped or not arrived"
-        if data["requests_completed"] and not data["ttft_s"]["p50"] > 0:
-            return "completed requests with no time to first token"
+        if data["requests_completed"] and not 0 < data["ttft_s"]["p50"] <= data["e2e_s"]["p99"]:
+            return f"times out of order: ttft p50 {data['ttft_s']['p50']}, e2e p99 {data['e2e_s']['p99']}"
         return None
     if not (data["ttft_s"] > 0 and data["e2e_s"] >= data["ttft_s"] and data["output_tokens_per_s"] > 0):
         return f"times out of order: ttft {data['ttft_s']}, e2e {data['e2e_s']}"
+    if physics and data.get("hardware") in CATALOG_HBM and data["workload"]["output_tokens"] > 1:
+        floor = data["memory_per_gpu_bytes"]["weights"] / CATALOG_HBM[data["hardware"]]
+        if data["decode_step_s"]["mean"] < 0.99 * floor:  # a decode step reads every weight once
+            return f"decode step {data['decode_step_s']['mean']:.3g} s < weights / HBM bandwidth = {floor:.3g} s"
     return None
 
 
-def judge(argv: list[str], rc: int, out: str, err: str) -> tuple[str, str]:
+def judge(argv: list[str], rc: int, out: str, err: str, physics: bool = True) -> tuple[str, str]:
     """(outcome class, detail) of one finished run: 'clean error', 'ok', 'traceback' or 'nonsense'."""
     if "Traceback" in err or "internal error" in err:
         return "traceback", err.strip().splitlines()[-1][:300] if err.strip() else ""
@@ -403,7 +411,7 @@ def judge(argv: list[str], rc: int, out: str, err: str) -> tuple[str, str]:
             return "clean error", lines[0][:300]
         return "nonsense", err[:300]
     if rc == 0:
-        why = _sane(argv, out)
+        why = _sane(argv, out, physics)
         return ("ok", "") if why is None else ("nonsense", why)
     return "traceback", f"exit {rc}: {err[-300:]!r}"
 
@@ -488,4 +496,4 @@ def run_bounded(case: Case, folder: Path, timeout_s: float = 10.0, memory_bytes:
         return "memory", err[-300:]
     if rc == 98:
         return "traceback", err.strip().splitlines()[-1][:300] if err.strip() else "uncaught"
-    return judge(case.argv, rc, out, err)
+    return judge(case.argv, rc, out, err, physics=case.surface != "gpu yaml")  # a mutated GPU has its own bandwidth

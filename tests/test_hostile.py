@@ -169,7 +169,7 @@ def test_an_alias_bomb_in_a_sweep_is_refused(bad, tmp_path, part):
 
 
 def test_values_in_errors_are_cut_to_a_few_hundred_characters(bad, write_experiment):
-    line = bad("run", write_experiment(name=["x" * 10_000] * 50), contains=["field 'name'", "characters)"])
+    line = bad("run", write_experiment(name=["x" * 10_000] * 5), contains=["field 'name'", "characters)"])
     assert len(line) < 600
 
 
@@ -480,3 +480,8 @@ def test_hardware_paths_are_relative_to_the_experiment(cli, tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     r = cli("run", folder / "x.yaml", "--json")
     assert r.rc == 0, r.err
+
+
+def test_a_folder_given_as_a_sweep_or_results_file_says_so(bad, tmp_path):
+    bad("sweep", tmp_path, contains=["is a folder; give a sweep YAML file"])
+    bad("sweep", "report", tmp_path, contains=["is a folder; give a results file"])

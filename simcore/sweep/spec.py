@@ -284,6 +284,8 @@ def sweep_from_dict(raw: Any, base_dir: str | Path = ".", source: str = "sweep",
 
 def load_sweep(path: str | Path) -> Sweep:
     path = Path(path)
+    if path.is_dir():
+        raise SimcoreError(f"{path}: is a folder; give a sweep YAML file")
     if not path.is_file():
         raise SimcoreError(f"sweep file not found: {path}")
     return sweep_from_dict(read_yaml(path), path.parent, str(path), path.stem)
