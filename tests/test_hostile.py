@@ -96,13 +96,15 @@ def test_a_vanishing_rate_is_refused(bad, write_experiment):
 
 
 @pytest.mark.parametrize("where", ["memory.bandwidth_gbps", "memory.capacity_gib", "peak_tflops.bf16"])
-def test_a_gpu_yaml_with_inf_is_refused(bad, write_experiment, tmp_path, where):
+@pytest.mark.parametrize("value,says", [(float("inf"), "finite number"), (1e-320, "greater than or equal to 0.001"),
+                                        (1e300, "less than or equal to 10000000")])
+def test_a_gpu_yaml_with_inf_or_absurd_numbers_is_refused(bad, write_experiment, tmp_path, where, value, says):
     gpu = yaml.safe_load((REPO / "hardware" / "gpus" / "h100-sxm.yaml").read_text())
     section, key = where.split(".")
-    gpu[section][key] = float("inf")
+    gpu[section][key] = value
     path = tmp_path / "mine.yaml"
     path.write_text(yaml.safe_dump(gpu))
-    bad("run", write_experiment(hardware=str(path)), contains=[where, "finite number"])
+    bad("run", write_experiment(hardware=str(path)), contains=[where, says])
 
 
 # -- unbounded sizes -------------------------------------------------------------------------------
