@@ -10,16 +10,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from simcore.errors import SimcoreError
+from simcore.errors import SimcoreError, clip
 from simcore.report.console import stdout_console
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERNAL = 1  # a bug in simcore (the last-resort handler in main); bad input is 2
 MAX_LINE = 1_000  # characters of one error line; values inside are already cut to a few hundred
-
-
-def clip(text: str, limit: int = MAX_LINE) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 @contextlib.contextmanager
@@ -152,7 +148,7 @@ class _Parser(argparse.ArgumentParser):
                           help="on an internal error, show the Python traceback instead of one line")
 
     def error(self, message: str):  # argparse's usage errors also exit 2, on one line
-        self.exit(EXIT_BAD_INPUT, f"error: {clip(message)} (see '{self.prog} --help')\n")
+        self.exit(EXIT_BAD_INPUT, f"error: {clip(message, MAX_LINE)} (see '{self.prog} --help')\n")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -189,11 +185,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except SimcoreError as exc:
-        print(f"error: {clip(' '.join(line.strip() for line in str(exc).splitlines()))}", file=sys.stderr)
+        print(f"error: {clip(' '.join(line.strip() for line in str(exc).splitlines()), MAX_LINE)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a path the user gave that the system refuses (too long, a loop, no permission)
+        if args.debug:
+            raise
+        where = clip(str(exc.filename), 200) if exc.filename else f"simcore {args.command}"
+        print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except Exception as exc:  # the net under every specific check: a bug
         if args.debug:
             raise

@@ -145,7 +145,8 @@ def _yaml_text_attack(rng: random.Random) -> bytes:
         lines.append("model: llama-3.1-8b\nhardware: h100-sxm\nname: *a8")
         return "\n".join(lines).encode()
     if kind == 1:  # duplicate keys
-        return b"model: llama-3.1-8b\nmodel: qwen3-32b\nhardware: h100-sxm\nworkload: {batch_size: 1, prompt_tokens: 8, output_tokens: 8}\n"
+        return (b"model: llama-3.1-8b\nmodel: qwen3-32b\nhardware: h100-sxm\n"
+                b"workload: {batch_size: 1, prompt_tokens: 8, output_tokens: 8}\n")
     if kind == 2:  # not UTF-8
         return _dump(STATIC).replace(b"base", b"b\xff\xfese")[:-1] + b"\xff\n"
     if kind == 3:  # BOM (accepted)
@@ -360,6 +361,11 @@ CATALOG_HBM = {p.stem: yaml.safe_load(p.read_text())["memory"]["bandwidth_gbps"]
                for p in (REPO / "hardware" / "gpus").glob("*.yaml")}
 
 
+# Dense catalog models: a decode step reads every weight (a MoE step reads only the routed experts).
+DENSE = {p.stem for p in (REPO / "models").glob("*.json")
+         if not {"num_local_experts", "n_routed_experts", "num_experts"} & set(json.loads(p.read_text()))}
+
+
 def _sane(argv: list[str], out: str, physics: bool = True) -> str | None:
     """Why a successful run's output is nonsense, or None when it is finite and physically sane."""
     if argv[0] == "sweep":
@@ -387,7 +393,8 @@ def _sane(argv: list[str], out: str, physics: bool = True) -> str | None:
         return None
     if not (data["ttft_s"] > 0 and data["e2e_s"] >= data["ttft_s"] and data["output_tokens_per_s"] > 0):
         return f"times out of order: ttft {data['ttft_s']}, e2e {data['e2e_s']}"
-    if physics and data.get("hardware") in CATALOG_HBM and data["workload"]["output_tokens"] > 1:
+    if physics and data.get("hardware") in CATALOG_HBM and data.get("model") in DENSE \
+            and data["workload"]["output_tokens"] > 1:
         floor = data["memory_per_gpu_bytes"]["weights"] / CATALOG_HBM[data["hardware"]]
         if data["decode_step_s"]["mean"] < 0.99 * floor:  # a decode step reads every weight once
             return f"decode step {data['decode_step_s']['mean']:.3g} s < weights / HBM bandwidth = {floor:.3g} s"

@@ -18,7 +18,8 @@ from tests.conftest import BASE_EXPERIMENT
 REPO = Path(__file__).resolve().parent.parent
 
 SERVING = {"workload": {"kind": "requests", "requests": 20, "arrival": {"process": "poisson", "rate": 50.0},
-                        "prompt_tokens": {"dist": "fixed", "value": 64}, "output_tokens": {"dist": "fixed", "value": 8}}}
+                        "prompt_tokens": {"dist": "fixed", "value": 64},
+                        "output_tokens": {"dist": "fixed", "value": 8}}}
 
 
 def serving(write_experiment, drop=(), **workload):
@@ -487,3 +488,10 @@ def test_hardware_paths_are_relative_to_the_experiment(cli, tmp_path, monkeypatc
 def test_a_folder_given_as_a_sweep_or_results_file_says_so(bad, tmp_path):
     bad("sweep", tmp_path, contains=["is a folder; give a sweep YAML file"])
     bad("sweep", "report", tmp_path, contains=["is a folder; give a results file"])
+
+
+def test_a_path_too_long_for_the_system_is_one_line(bad, tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"base": "a" * 5000, "grid": {"workload.batch_size": [1]}}))
+    bad("sweep", path, "--db", tmp_path / "r.sqlite", contains=["File name too long"])
+    bad("run", "b" * 5000, contains=["File name too long"])

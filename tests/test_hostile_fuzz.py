@@ -1,7 +1,8 @@
 """Hypothesis-driven attacks on every input surface through the real CLI entry (simcore.cli.main).
 
-Each example runs in a forked child bounded to 60 s (a hang, not a speed test) and 2 GiB more memory (tests/fuzz_surfaces.py),
-and must end as exit 0 with finite, physically sane output, or exit 2 with exactly one 'error:' line.
+Each example runs in a forked child bounded to 60 s (a hang, not a speed test) and 2 GiB more
+memory (tests/fuzz_surfaces.py), and must end as exit 0 with finite, physically sane output, or
+exit 2 with exactly one 'error:' line.
 Examples per surface stay few so the suite stays fast; benchmarks/fuzz.py runs the long campaign.
 """
 

@@ -18,8 +18,8 @@ from simcore.errors import SimcoreError
 MLA_FIELDS = ("kv_lora_rank", "qk_rope_head_dim")
 # Upper bounds on config.json sizes (docs/experiments.md, "Bounds"): past them no real model exists
 # and a simulation would not finish.
-BOUNDS = {"hidden_size": 2**17, "num_hidden_layers": 1024, "num_attention_heads": 1024, "num_key_value_heads": 1024, "head_dim": 4096,
-          "intermediate_size": 2**20, "vocab_size": 2**24, "max_position_embeddings": 2**31 - 1,
+BOUNDS = {"hidden_size": 2**17, "num_hidden_layers": 1024, "num_attention_heads": 1024, "num_key_value_heads": 1024,
+          "head_dim": 4096, "intermediate_size": 2**20, "vocab_size": 2**24, "max_position_embeddings": 2**31 - 1,
           "num_local_experts": 4096, "num_experts_per_tok": 4096, "moe_intermediate_size": 2**20,
           "n_shared_experts": 64, "sliding_window": 2**31 - 1, "kv_lora_rank": 2**16, "q_lora_rank": 2**16,
           "qk_nope_head_dim": 4096, "qk_rope_head_dim": 4096, "v_head_dim": 4096}
@@ -173,7 +173,7 @@ def _layer_kinds(cfg: dict, layers: int, source: str) -> tuple[tuple[str, ...], 
         max_window_layers = cfg.get("max_window_layers")
         if max_window_layers is not None:
             max_window_layers = _whole(max_window_layers, "max_window_layers", source, 0, 2**31 - 1)
-        if cfg.get("model_type", "").startswith("qwen") and max_window_layers is not None:
+        if (cfg.get("model_type") or "").startswith("qwen") and max_window_layers is not None:
             kinds = tuple("sliding" if i >= max_window_layers else "full" for i in range(layers))
         else:
             kinds = ("sliding",) * layers

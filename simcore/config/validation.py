@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from simcore.errors import SimcoreError, close_matches
+from simcore.errors import SimcoreError, clip, close_matches
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -22,7 +22,6 @@ class Strict(BaseModel):
 
 MAX_FILE_BYTES = 16 * 2**20  # YAML, JSON and request files larger than this are refused
 MAX_DEPTH = 32  # nesting of mappings and lists in one YAML document
-SHOW_CHARS = 200  # a value quoted in an error message is cut to this many characters
 
 
 class Refused(yaml.MarkedYAMLError):
@@ -84,7 +83,8 @@ def read_text(path: Path, what: str = "text") -> str:
     except OSError as exc:
         raise SimcoreError(f"cannot read {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
-        raise SimcoreError(f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r})") from None
+        byte = exc.object[exc.start:exc.start + 1]
+        raise SimcoreError(f"{path}: not a UTF-8 text file (byte {exc.start}: {byte!r})") from None
 
 
 def read_yaml(path: Path) -> Any:
@@ -152,11 +152,6 @@ def show(value: Any) -> str:
     if value is None:
         return "null"
     return clip(repr(value))
-
-
-def clip(text: str, limit: int = SHOW_CHARS) -> str:
-    """`text` cut to `limit` characters, saying how long it was."""
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
 
 
 # Pydantic's wording for type errors, said in the user's (YAML) terms.

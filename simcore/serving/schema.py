@@ -131,7 +131,8 @@ class HostTier(Strict):
     """A host-memory KV tier (vLLM's CPU offloading connector); needs prefix_caching."""
 
     enabled: bool = False
-    capacity_gib: float | None = Field(default=None, gt=0, le=2**20)  # per GPU; default: cluster host.memory_gib / gpus_per_node
+    # per GPU; default: cluster host.memory_gib / gpus_per_node
+    capacity_gib: float | None = Field(default=None, gt=0, le=2**20)
     policy: str = "lru"  # a policy in simcore/serving/cache_policies/
     load: Literal["async", "blocking"] = "async"  # host hits (and swap-ins): wait across steps, or stall the step
     prefetch: str = "on_admit"  # when host hits start loading: a policy in simcore/serving/prefetch/

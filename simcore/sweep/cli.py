@@ -123,7 +123,7 @@ def register(subparsers) -> None:
     r.add_argument("--resume", action="store_true", help="continue a results file: run only the missing points")
     r.add_argument("--retry-failed", action="store_true", help="with --resume: run failed points again too")
     r.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local Ray)")
-    r.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (none is drawn off a terminal)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (never drawn off a terminal)")
     r.add_argument("--max-points", type=int, metavar="N",
                    help="refuse sweeps that expand past N points (default 10,000), counted before expanding")
     g = p.add_argument_group("report")
