@@ -3,8 +3,8 @@
 A case is the files it needs and the `simcore` argv that reads them (paths relative to the folder
 the files are written to, which is the working directory of the run). Cases are drawn from a
 `random.Random`, so tests/test_hostile_fuzz.py (through hypothesis) and benchmarks/fuzz.py (a long
-campaign) share them. `judge` sorts an outcome into: clean error, ok, traceback, nonsense
-(hang and memory are decided by whoever bounds the run).
+campaign) share them. `judge` sorts an outcome into: clean error, ok, traceback, nonsense;
+`run_bounded` adds hang, memory, and long simulation (a timeout of a documented long mode).
 """
 
 from __future__ import annotations
@@ -435,6 +435,12 @@ def _vm_bytes() -> int:
     return 0
 
 
+def documented_long(case: Case) -> bool:
+    """Flattened mode prices every op on every rank with collectives as transfers: docs/experiments.md
+    ("Long simulations") says it may take tens of seconds at large tp, so a timeout there is not a hang."""
+    return any("flattened" in a for a in case.argv) or any(b"flattened" in v for v in case.files.values())
+
+
 def run_bounded(case: Case, folder: Path, timeout_s: float = 10.0, memory_bytes: int = 2 * 2**30) -> tuple[str, str]:
     """Run `case` through simcore.cli.main in a forked child (this process has imported simcore
     already, so a fork costs milliseconds), with `memory_bytes` more address space than now and
@@ -491,6 +497,8 @@ def run_bounded(case: Case, folder: Path, timeout_s: float = 10.0, memory_bytes:
         if time.monotonic() - start > timeout_s:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+            if documented_long(case):
+                return "long simulation", f"flattened mode still running after {timeout_s:g} s"
             return "hang", f"still running after {timeout_s:g} s"
         time.sleep(0.005)
     out = out_path.read_text(errors="replace") if out_path.exists() else ""

@@ -28,5 +28,5 @@ def test_every_surface_keeps_the_bad_input_contract(surface, rng):
     case = SURFACES[surface](rng)
     with tempfile.TemporaryDirectory() as folder:
         outcome, detail = run_bounded(case, Path(folder), timeout_s=60)
-    assert outcome in ("ok", "clean error"), f"{outcome}: {detail}\nargv: {case.argv}\nfiles: " + \
+    assert outcome in ("ok", "clean error", "long simulation"), f"{outcome}: {detail}\nargv: {case.argv}\nfiles: " + \
         "; ".join(f"{n}: {v[:400]!r}" for n, v in case.files.items())
