@@ -10,10 +10,12 @@ from pathlib import Path
 
 from rich.console import Console
 
-from simcore.errors import SimcoreError
+from simcore.errors import SimcoreError, clip
 from simcore.report.console import stdout_console
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1  # a bug in simcore (the last-resort handler in main); bad input is 2
+MAX_LINE = 1_000  # characters of one error line; values inside are already cut to a few hundred
 
 
 @contextlib.contextmanager
@@ -35,6 +37,15 @@ def _pass_progress(mode: str, unit: str = "passes"):
         yield update
 
 
+def _check_writable(path: str, flag: str) -> None:
+    """Say before a long simulation, not after it, that an output file cannot be written."""
+    p = Path(path)
+    if p.is_dir():
+        raise SimcoreError(f"{flag} {path}: is a folder; {flag} takes a file path")
+    if not p.parent.is_dir():
+        raise SimcoreError(f"{flag} {path}: folder {p.parent} does not exist; create it first")
+
+
 def _run(args: argparse.Namespace) -> int:
     from simcore.config.experiment import load_experiment
     from simcore.report.summary import write_breakdown
@@ -43,6 +54,8 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
         raise SimcoreError(f"--out {args.out}: is a file; --out takes a folder (created if missing)")
+    if args.trace:
+        _check_writable(args.trace, "--trace")
     overrides = list(args.set) + ([f"engine.mode={args.mode}"] if args.mode else []) + (
         ["engine.all_ranks=true"] if args.all_ranks else [])
     exp = load_experiment(args.experiment, overrides)
@@ -124,10 +137,13 @@ def _serve(args: argparse.Namespace, exp) -> int:
             res, s = run(exp, requests_csv=out / "requests.csv" if out else None, spans=spans, progress=progress)
         if out:
             write_outputs(res, s, out)
-        if spans is not None:
-            spans.write(Path(args.trace))
     except OSError as exc:
         raise SimcoreError(f"--out {args.out}: cannot write {exc.filename or out}: {exc.strerror}") from None
+    if spans is not None:
+        try:
+            spans.write(Path(args.trace))
+        except OSError as exc:
+            raise SimcoreError(f"--trace {args.trace}: cannot write: {exc.strerror}") from None
     if args.json:
         print(json.dumps(s, indent=2))
     else:
@@ -156,12 +172,19 @@ def _hardware(args: argparse.Namespace) -> int:
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # --debug is global: accepted before or after the command (suppressed default: the top-level one stands)
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="on an internal error, show the Python traceback instead of one line")
+
     def error(self, message: str):  # argparse's usage errors also exit 2, on one line
-        self.exit(EXIT_BAD_INPUT, f"error: {message} (see '{self.prog} --help')\n")
+        self.exit(EXIT_BAD_INPUT, f"error: {clip(message, MAX_LINE)} (see '{self.prog} --help')\n")
 
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="simcore", description="Simulate LLM inference on GPU clusters, with the KV cache explicit.")
+    p.set_defaults(debug=False)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run an experiment YAML")
     r.add_argument("experiment", help="path to an experiment YAML")
@@ -195,7 +218,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit status: 0 ok, 2 bad input (one 'error: ...' line on stderr), 130 interrupted."""
+    """Exit status: 0 ok, 2 bad input (one 'error: ...' line on stderr), 1 an internal error (one
+    line naming the command; --debug shows the traceback), 130 interrupted."""
     try:
         args = parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) and usage errors (2): returned, so callers in-process see it
@@ -203,11 +227,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except SimcoreError as exc:
-        print(f"error: {' '.join(line.strip() for line in str(exc).splitlines())}", file=sys.stderr)
+        print(f"error: {clip(' '.join(line.strip() for line in str(exc).splitlines()), MAX_LINE)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a path the user gave that the system refuses (too long, a loop, no permission)
+        if args.debug:
+            raise
+        where = clip(str(exc.filename), 200) if exc.filename else f"simcore {args.command}"
+        print(f"error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:  # the net under every specific check: a bug
+        if args.debug:
+            raise
+        what = "ran out of memory" if isinstance(exc, MemoryError) else \
+            f"internal error ({type(exc).__name__}: {' '.join(str(exc).split())})"
+        print(f"error: simcore {args.command}: {clip(what, 300)}; this is a bug in simcore: rerun with "
+              f"'simcore --debug {args.command} ...' for the traceback and report it", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import os
 from functools import cache
 from pathlib import Path
 
-from simcore.errors import SimcoreError, close_matches, unknown
+from simcore.errors import SimcoreError, clip, close_matches, unknown
 
 _PACKAGE = Path(__file__).resolve().parent.parent
 
@@ -18,6 +18,9 @@ _PACKAGE = Path(__file__).resolve().parent.parent
 @cache
 def catalog_root() -> Path:
     env = os.environ.get("SIMCORE_CATALOG")
+    if env and not ((Path(env) / "models").is_dir() and (Path(env) / "hardware").is_dir()):
+        raise SimcoreError(f"SIMCORE_CATALOG = {env!r}: not a simcore catalog (a folder holding models/ and "
+                           f"hardware/); point it at one, or unset it to use the built-in catalog")
     candidates = [Path(env)] if env else []
     candidates += [_PACKAGE.parent, _PACKAGE / "_data"]
     for root in candidates:
@@ -41,18 +44,18 @@ def resolve(kind: str, folder: str, suffix: str, name: str) -> Path:
     path = Path(name).expanduser()
     looks_like_path = name.endswith(suffix) or os.sep in name or (os.altsep or os.sep) in name
     if looks_like_path:
-        if path.is_file():
+        if os.path.isfile(path):  # os.path: False (not OSError) for a name too long to look up
             return path
-        if path.is_dir() and (path / f"config{suffix}").is_file():
+        if os.path.isdir(path) and os.path.isfile(path / f"config{suffix}"):
             return path / f"config{suffix}"
     found = entries(folder, suffix)
     if name in found:
         return found[name]
-    if looks_like_path and (os.sep in name or path.exists()):
-        what = "is a folder without config" + suffix if path.is_dir() else "does not exist"
+    if looks_like_path and (os.sep in name or os.path.exists(path)):
+        what = "is a folder without config" + suffix if os.path.isdir(path) else "does not exist"
         stem = path.name.removesuffix(suffix)
         raise SimcoreError(
-            f"{kind} file '{name}' {what}{close_matches(stem, found)}; give a path to a {suffix} file "
+            f"{kind} file '{clip(name)}' {what}{close_matches(stem, found)}; give a path to a {suffix} file "
             f"or a catalog name: {', '.join(sorted(found))}"
         )
     raise unknown(kind, name, found)

@@ -8,21 +8,22 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, PlainSerializer, PlainValidator, PositiveInt, ValidationError
+from pydantic import Field, PlainSerializer, PlainValidator, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from simcore.config.hardware import System, load_cluster, load_gpu, load_system
 from simcore.config.model import ModelSpec, load_model
 from simcore.config.training import TrainingWorkload, training_problem
-from simcore.config.validation import Strict, read_yaml, validate, yaml_kind
+from simcore.config.validation import Refused, Strict, clip, load_yaml_text, read_yaml, validate, yaml_kind
 from simcore.errors import SimcoreError
 from simcore.registry import lookup
-from simcore.config.serving import RequestsWorkload, Serving
+from simcore.config.serving import MAX_TOKENS, MAX_US, RequestsWorkload, Serving
 from simcore.config.speculative import Speculative, draft_run
 from simcore.config.kv_retention import KVRetention, with_retention
 from simcore.config.kv_placement import KVPlacement
@@ -32,12 +33,16 @@ ActDtype = Literal["bf16", "fp16", "fp8"]
 KVDtype = Literal["auto", "bf16", "fp16", "fp8"]
 
 
+MAX_DEGREE = 1024  # any one parallel degree (docs/experiments.md, "Bounds")
+Degree = Annotated[int, Field(gt=0, le=MAX_DEGREE)]
+
+
 class Parallelism(Strict):
-    tp: PositiveInt = 1
-    pp: PositiveInt = 1
-    dp: PositiveInt = 1
-    ep: PositiveInt = 1
-    attention_dp: PositiveInt = 1  # attention data-parallel ranks inside one replica (MoE; experts shared)
+    tp: Degree = 1
+    pp: Degree = 1
+    dp: Degree = 1
+    ep: Degree = 1
+    attention_dp: int = Field(default=1, gt=0)  # attention data-parallel ranks inside one replica (MoE; experts shared)
 
 
 class Precision(Strict):
@@ -55,9 +60,9 @@ class Inference(Strict):
 
 class StaticWorkload(Strict):
     kind: Literal["static"] = "static"
-    batch_size: PositiveInt  # sequences per data-parallel replica
-    prompt_tokens: PositiveInt
-    output_tokens: PositiveInt
+    batch_size: int = Field(gt=0, le=2**20)  # sequences per data-parallel replica
+    prompt_tokens: int = Field(gt=0, le=MAX_TOKENS)
+    output_tokens: int = Field(gt=0, le=MAX_TOKENS)
 
 
 def _workload(data: Any) -> StaticWorkload | RequestsWorkload:
@@ -66,7 +71,7 @@ def _workload(data: Any) -> StaticWorkload | RequestsWorkload:
     if isinstance(data, (StaticWorkload, RequestsWorkload, TrainingWorkload)):
         return data
     kind = data.get("kind", "static") if isinstance(data, dict) else "static"
-    if kind not in WORKLOADS:
+    if not isinstance(kind, str) or kind not in WORKLOADS:
         expected = ", ".join(repr(k) for k in WORKLOADS)
         raise ValidationError.from_exception_data("workload", [InitErrorDetails(
             type="literal_error", loc=("kind",), input=kind, ctx={"expected": expected})])
@@ -94,17 +99,17 @@ Workload = Annotated[StaticWorkload, PlainValidator(_workload), PlainSerializer(
 class Engine(Strict):
     mode: Literal["analytical", "hybrid", "flattened"] = "analytical"
     overlap_policy: str = "none"  # a policy in simcore/engine/policies/
-    micro_batches: int = Field(default=0, ge=0)  # 0: one per pipeline stage
-    decode_sample_steps: int = Field(default=32, ge=0)  # 0: price every decode step
+    micro_batches: int = Field(default=0, ge=0, le=MAX_DEGREE)  # 0: one per pipeline stage
+    decode_sample_steps: int = Field(default=32, ge=0, le=MAX_TOKENS)  # 0: price every decode step
     all_ranks: bool = False  # flattened: simulate every TP rank, not one per stage (same times; docs/engine.md)
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
-    runtime_overhead_gib: float = Field(default=1.5, ge=0)  # CUDA context, graphs, comm buffers
+    runtime_overhead_gib: float = Field(default=1.5, ge=0, le=2**20)  # CUDA context, graphs, comm buffers
     all_reduce: Literal["custom", "nccl"] = "custom"  # custom: the engine's own in-node all-reduce kernel
     # how tokens reach experts on other attention-DP / DP ranks: all_to_all (DeepEP, TensorRT-LLM, SGLang
     # with EP) or all_gather (vLLM's default allgather_reducescatter backend: gather every rank's tokens)
     moe_dispatch: Literal["all_to_all", "all_gather"] = "all_to_all"
     cuda_graphs: bool = True  # False: the host launches every kernel and can become the bottleneck
-    kernel_launch_us: float = Field(default=5.0, ge=0)  # host time per kernel launch without CUDA graphs
+    kernel_launch_us: float = Field(default=5.0, ge=0, le=MAX_US)  # host time per kernel launch without CUDA graphs
 
 
 class Experiment(Strict):
@@ -124,13 +129,15 @@ class Experiment(Strict):
 
 def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
-        raise SimcoreError(f"--set {text!r}: expected path.to.field=value")
+        raise SimcoreError(f"--set {clip(repr(text))}: expected path.to.field=value")
     path, _, value = text.partition("=")
     keys = path.strip().split(".")
     if not all(keys):
-        raise SimcoreError(f"--set {text!r}: empty field name in '{path}'")
+        raise SimcoreError(f"--set {clip(repr(text))}: empty field name in '{clip(path)}'")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = load_yaml_text(value) if value.strip() else ""
+    except Refused as exc:
+        raise SimcoreError(f"--set {clip(repr(text))}: {exc.problem}") from None
     except yaml.YAMLError:
         parsed = value
     return keys, parsed
@@ -144,7 +151,7 @@ def set_path(data: dict, keys: list[str], value: Any, label: str) -> None:
         if child is None:
             child = node[k] = {}
         if not isinstance(child, dict):
-            raise SimcoreError(f"{label}: '{k}' is a value, not a section")
+            raise SimcoreError(f"{label}: '{clip(k)}' is a value, not a section")
         node = child
     node[keys[-1]] = value
 
@@ -153,7 +160,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     data = copy.deepcopy(raw)
     for text in overrides:
         keys, value = parse_override(text)
-        set_path(data, keys, value, f"--set {text!r}")
+        set_path(data, keys, value, f"--set {clip(repr(text))}")
     return data
 
 
@@ -161,12 +168,37 @@ def apply_values(raw: dict, values: dict[str, Any]) -> dict:
     """raw with dotted path -> value set, values kept as they are (sweeps: no round trip through text)."""
     data = copy.deepcopy(raw)
     for path, value in values.items():
-        set_path(data, path.split("."), value, f"--set {path + '=' + json.dumps(value)!r}")
+        set_path(data, path.split("."), value, f"--set {clip(repr(path + '=' + json.dumps(value)))}")
     return data
+
+
+def relative_to(raw: dict, folder: Path) -> dict:
+    """raw with the file paths it names (model, hardware, cluster, workload.trace, the empirical lengths) read
+    relative to `folder`, the experiment file's folder (docs/experiments.md, "Paths")."""
+    raw = copy.deepcopy(raw)
+
+    def join(value: str) -> str:
+        return value if os.path.isabs(value) or str(folder) in ("", ".") else os.path.join(str(folder), value)
+
+    for key, suffix in (("model", ".json"), ("hardware", ".yaml"), ("cluster", ".yaml")):
+        value = raw.get(key)  # a catalog name stays a name; a path that exists beside the file is read there
+        if isinstance(value, str) and (value.endswith(suffix) or "/" in value) and os.path.exists(join(value)):
+            raw[key] = join(value)
+    w = raw.get("workload")
+    if isinstance(w, dict):
+        if isinstance(w.get("trace"), str):
+            w["trace"] = join(w["trace"])
+        for key in ("prompt_tokens", "output_tokens"):
+            d = w.get(key)
+            if isinstance(d, dict) and isinstance(d.get("path"), str):
+                d["path"] = join(d["path"])
+    return raw
 
 
 def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
     path = Path(path)
+    if path.is_dir():
+        raise SimcoreError(f"{path}: is a folder; give an experiment YAML file (e.g. {path}/<name>.yaml)")
     if not path.is_file():
         raise SimcoreError(f"experiment file not found: {path}")
     raw = read_yaml(path)
@@ -174,17 +206,16 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
         raise SimcoreError(
             f"{path}: expected a mapping of experiment fields (model, hardware, workload, ...), got {yaml_kind(raw)}"
         )
-    model = raw.get("model")
-    if isinstance(model, str) and (model.endswith(".json") or "/" in model) and not Path(model).is_absolute():
-        beside = path.parent / model  # a model path is read relative to the experiment file
-        if beside.exists():
-            raw = {**raw, "model": str(beside)}
-    return experiment_from_dict(raw, overrides, str(path))
+    return experiment_from_dict(relative_to(raw, path.parent), overrides, str(path))
 
 
 def experiment_from_dict(raw: dict, overrides: list[str] | None = None, source: str = "experiment") -> Experiment:
     """Validate an experiment given as plain data (sweeps build them this way)."""
-    return validate(Experiment, apply_overrides(raw, overrides or []), source)
+    exp = validate(Experiment, apply_overrides(raw, overrides or []), source)
+    if exp.workload.kind == "static" and exp.serving != Serving():  # a full model_dump repeats the defaults
+        raise SimcoreError(f"{source}: field 'serving' is given but workload.kind is static; serving settings apply "
+                           f"to request-level runs only (workload: {{kind: requests}}); drop serving")
+    return exp
 
 
 @dataclass(frozen=True)
@@ -319,6 +350,22 @@ def _field(name: str, load, *args):
         raise SimcoreError(f"field '{name}': {exc}") from None
 
 
+def _check_lengths(w: RequestsWorkload, model: ModelSpec) -> None:
+    """A length distribution whose every sample exceeds the model's context is an error, not a run
+    in which each request is dropped (longer samples of a wide distribution are dropped one by one)."""
+    for name in ("prompt_tokens", "output_tokens"):
+        d = getattr(w, name)
+        least = max(d.min, d.value or 0, d.low or 0)
+        if least > model.max_position:
+            raise SimcoreError(
+                f"field 'workload.{name}': every length is at least {least}, past max_position_embeddings = "
+                f"{model.max_position} of {model.name}; allowed: lengths up to {model.max_position}")
+    sp = w.shared_prefix
+    if sp is not None and sp.tokens >= model.max_position:
+        raise SimcoreError(f"field 'workload.shared_prefix.tokens' = {sp.tokens}: leaves no room under "
+                           f"max_position_embeddings = {model.max_position} of {model.name}")
+
+
 def resolve(e: Experiment) -> Run:
     model = with_retention(_field("model", load_model, e.model), e.inference.kv_retention)
     _field("hardware", load_gpu, e.hardware)
@@ -343,6 +390,8 @@ def resolve(e: Experiment) -> Run:
             f"= {total}: exceeds max_position_embeddings = {model.max_position} of {model.name}; "
             f"allowed: a total of at most {model.max_position}"
         )
+    if w.kind == "requests" and model.max_position:
+        _check_lengths(w, model)
     dense, experts, act, kv = _dtypes(e, model, system)
     if w.kind == "training":
         return _training_run(Run(e, model, system, dense, experts, act, kv))

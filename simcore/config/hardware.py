@@ -9,22 +9,27 @@ from __future__ import annotations
 import os
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field
 
 from simcore.config.catalog import entries, resolve
 from simcore.config.validation import Strict, read_yaml, validate
 from simcore.errors import SimcoreError
 
 GIB = 2**30
+# Every rate, size and price in the catalog's units lies in [1e-3, 1e7] (docs/experiments.md, "Bounds"):
+# a subnormal bandwidth would turn a transfer time into inf, a huge one into zero.
+PositiveFloat = Annotated[float, Field(ge=1e-3, le=1e7)]
+PositiveInt = Annotated[int, Field(gt=0, le=100_000)]
+Micros = Annotated[float, Field(ge=0, le=1e6)]
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
 
 
 class Link(Strict):
     kind: str
     bandwidth_gbps: PositiveFloat  # per direction
-    latency_us: float = Field(ge=0)
+    latency_us: Micros
 
     @property
     def bandwidth(self) -> float:
@@ -79,14 +84,14 @@ class IntraNode(Strict):
     fabric: Literal["nvswitch", "nvlink-bridge", "pcie", "infinity-fabric"]
     nvls: bool = False
     bandwidth_gbps: PositiveFloat | None = None
-    latency_us: float | None = Field(default=None, ge=0)
+    latency_us: Micros | None = None
 
 
 class InterNode(Strict):
     fabric: Literal["infiniband", "roce", "ethernet"]
     nics_per_node: PositiveInt
     nic_gbps: PositiveFloat  # bits per second, as NICs are sold
-    latency_us: float = Field(ge=0)
+    latency_us: Micros
 
 
 class Host(Strict):
@@ -105,26 +110,26 @@ class Cluster(Strict):
 
 
 class GemmEfficiency(Strict):
-    compute_max: float = Field(gt=0, le=1)  # fraction of peak for large GEMMs
-    m_half: float = Field(ge=0)  # tokens at which small-M GEMMs reach half of compute_max
-    memory: float = Field(gt=0, le=1)  # fraction of HBM bandwidth when streaming weights
-    compute_max_fp8: float = Field(gt=0, le=1)  # fp8 tensor-core GEMMs reach a lower fraction of their peak
+    compute_max: float = Field(ge=1e-3, le=1)  # fraction of peak for large GEMMs
+    m_half: float = Field(ge=0, le=1e9)  # tokens at which small-M GEMMs reach half of compute_max
+    memory: float = Field(ge=1e-3, le=1)  # fraction of HBM bandwidth when streaming weights
+    compute_max_fp8: float = Field(ge=1e-3, le=1)  # fp8 tensor-core GEMMs reach a lower fraction of their peak
 
     def compute_max_for(self, dtype: str) -> float:
         return self.compute_max_fp8 if dtype == "fp8" else self.compute_max
 
 
 class PrefillAttentionEfficiency(Strict):
-    compute_max: float = Field(gt=0, le=1)
-    s_half: float = Field(ge=0)  # sequence length at half of compute_max
+    compute_max: float = Field(ge=1e-3, le=1)
+    s_half: float = Field(ge=0, le=1e9)  # sequence length at half of compute_max
 
 
 class CollectiveEfficiency(Strict):
-    ring_link: float = Field(gt=0, le=1)  # achieved / line rate for ring and direct algorithms
-    nvls_link: float = Field(gt=0, le=1)  # same for in-switch reduction (NVLS)
-    nvls_latency_us: float = Field(ge=0)  # fixed cost of an NVLS collective
-    nccl_step_latency_us: float = Field(ge=0)  # per algorithm step inside NCCL (protocol + sync), beyond the link
-    network_link: float = Field(gt=0, le=1)  # achieved / NIC line rate across nodes
+    ring_link: float = Field(ge=1e-3, le=1)  # achieved / line rate for ring and direct algorithms
+    nvls_link: float = Field(ge=1e-3, le=1)  # same for in-switch reduction (NVLS)
+    nvls_latency_us: Micros  # fixed cost of an NVLS collective
+    nccl_step_latency_us: Micros  # per algorithm step inside NCCL (protocol + sync), beyond the link
+    network_link: float = Field(ge=1e-3, le=1)  # achieved / NIC line rate across nodes
 
 
 class Efficiency(Strict):
@@ -132,13 +137,13 @@ class Efficiency(Strict):
     name: str
     source: str
     measured_on: str  # the GPU whose microbenchmarks the profile was fitted to
-    kernel_floor_us: float = Field(ge=0)  # GEMM and attention kernels: launch, ramp and tail
-    elementwise_floor_us: float = Field(ge=0)  # small memory-bound kernels (norms, rope, cache stores)
+    kernel_floor_us: Micros  # GEMM and attention kernels: launch, ramp and tail
+    elementwise_floor_us: Micros  # small memory-bound kernels (norms, rope, cache stores)
     gemm: GemmEfficiency
     attention_prefill: PrefillAttentionEfficiency
-    attention_decode_memory: float = Field(gt=0, le=1)
-    memory: float = Field(gt=0, le=1)  # elementwise ops and KV cache stores
-    host_link: float = Field(gt=0, le=1)  # achieved / line rate of the GPU-host link (KV on host)
+    attention_decode_memory: float = Field(ge=1e-3, le=1)
+    memory: float = Field(ge=1e-3, le=1)  # elementwise ops and KV cache stores
+    host_link: float = Field(ge=1e-3, le=1)  # achieved / line rate of the GPU-host link (KV on host)
     collectives: CollectiveEfficiency
     # fixed cost of one MoE layer's routing chain (top-k bookkeeping, token permute and combine,
     # activation quantization): a handful of small serial kernels; fitted by benchmarks/fit_moe.py

@@ -8,7 +8,7 @@ of each layer's blocks live where.
 
 from __future__ import annotations
 
-from pydantic import Field, PositiveFloat, model_validator
+from pydantic import Field, model_validator
 
 from simcore.config.validation import Strict
 
@@ -17,8 +17,8 @@ class KVTier(Strict):
     """A third KV tier, per GPU."""
 
     name: str = Field(min_length=1)  # e.g. ssd, cxl
-    bandwidth_gbps: PositiveFloat  # achieved GB/s per GPU, per direction
-    capacity_gib: PositiveFloat  # per GPU
+    bandwidth_gbps: float = Field(ge=1e-3, le=1e7)  # achieved GB/s per GPU, per direction
+    capacity_gib: float = Field(ge=1e-3, le=2**20)  # per GPU
 
     @model_validator(mode="after")
     def _name(self):
@@ -29,5 +29,5 @@ class KVTier(Strict):
 
 class KVPlacement(Strict):
     policy: str = "hbm"  # hbm | layer_spill | block_spread (simcore/memory/kv_placement/)
-    host_gib: PositiveFloat | None = None  # host DRAM for KV per GPU; default: the node's host memory / GPUs per node
+    host_gib: float | None = Field(default=None, ge=1e-3, le=2**20)  # host DRAM for KV per GPU; default: the node's host memory / GPUs per node
     tier: KVTier | None = None  # the third tier

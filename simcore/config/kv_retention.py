@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pydantic import PositiveInt, model_validator
+from pydantic import Field, model_validator
 
 from simcore.config.validation import Strict
 from simcore.errors import SimcoreError
@@ -21,10 +21,10 @@ NEEDS = {"sliding_window": ("window",), "sink_recent": ("sink", "recent"), "heav
 
 class KVRetention(Strict):
     policy: str = "full"  # full | sliding_window | sink_recent | heavy_hitter (simcore/ops/kv_retention/)
-    window: PositiveInt | None = None  # sliding_window: tokens kept
-    sink: PositiveInt | None = None  # sink_recent: first tokens kept (StreamingLLM uses 4)
-    recent: PositiveInt | None = None  # sink_recent, heavy_hitter: last tokens kept
-    heavy: PositiveInt | None = None  # heavy_hitter: highest-scoring tokens kept
+    window: int | None = Field(default=None, gt=0, le=2**24)  # sliding_window: tokens kept
+    sink: int | None = Field(default=None, gt=0, le=2**24)  # sink_recent: first tokens kept (StreamingLLM uses 4)
+    recent: int | None = Field(default=None, gt=0, le=2**24)  # sink_recent, heavy_hitter: last tokens kept
+    heavy: int | None = Field(default=None, gt=0, le=2**24)  # heavy_hitter: highest-scoring tokens kept
 
     @model_validator(mode="after")
     def _fields(self):

@@ -7,15 +7,25 @@ MoE keys per family, MLA keys, sliding_window + layer_types, quantization_config
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from simcore.config.catalog import entries, resolve
 from simcore.config.hf import cache_label, resolve_hf
+from simcore.config.validation import clip, read_text
 from simcore.errors import SimcoreError
 
 MLA_FIELDS = ("kv_lora_rank", "qk_rope_head_dim")
+# Upper bounds on config.json sizes (docs/experiments.md, "Bounds"): past them no real model exists
+# and a simulation would not finish.
+BOUNDS = {"hidden_size": 2**17, "num_hidden_layers": 1024, "num_attention_heads": 1024, "num_key_value_heads": 1024,
+          "head_dim": 4096, "intermediate_size": 2**20, "vocab_size": 2**24, "max_position_embeddings": 2**31 - 1,
+          "num_local_experts": 4096, "num_experts_per_tok": 4096, "moe_intermediate_size": 2**20,
+          "n_shared_experts": 64, "sliding_window": 2**31 - 1, "kv_lora_rank": 2**16, "q_lora_rank": 2**16,
+          "qk_nope_head_dim": 4096, "qk_rope_head_dim": 4096, "v_head_dim": 4096}
+BOOLS = ("tie_word_embeddings", "attention_bias", "use_sliding_window")
 
 
 @dataclass(frozen=True)
@@ -83,8 +93,10 @@ class ModelSpec:
         return self.sliding_window if self.layer_kinds[layer] == "sliding" else None
 
 
-def _text_config(raw: dict) -> dict:
+def _text_config(raw: dict, source: str) -> dict:
     inner = raw.get("text_config")
+    if inner is not None and not isinstance(inner, dict):
+        raise SimcoreError(f"{source}: field 'text_config' = {clip(repr(inner))}: must be a JSON object")
     if isinstance(inner, dict):
         merged = {**raw, **inner}
         merged.pop("text_config", None)
@@ -124,52 +136,86 @@ def _quantization(cfg: dict, source: str) -> Quantization | None:
     )
 
 
-def _layer_kinds(cfg: dict, layers: int) -> tuple[tuple[str, ...], int | None]:
+def _whole(value, key: str, source: str, minimum: int, maximum: int) -> int:
+    """A config.json integer (a float with no fraction is taken) in [minimum, maximum], or a one-line error."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise SimcoreError(f"{source}: field '{key}' = {clip(repr(value))}: must be an integer >= {minimum} "
+                           f"and <= {maximum}")
+    return value
+
+
+def _check_types(cfg: dict, source: str) -> None:
+    """Booleans are JSON true/false (a string "no" is not false); strings and lists are what they say."""
+    for key in BOOLS:
+        if cfg.get(key) is not None and not isinstance(cfg[key], bool):
+            raise SimcoreError(f"{source}: field '{key}' = {clip(repr(cfg[key]))}: must be true or false")
+    for key in ("model_type", "torch_dtype", "dtype"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], str):
+            raise SimcoreError(f"{source}: field '{key}' = {clip(repr(cfg[key]))}: must be a string")
+    for key in ("architectures", "layer_types"):
+        v = cfg.get(key)
+        if v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v)):
+            raise SimcoreError(f"{source}: field '{key}' = {clip(repr(v))}: must be a list of strings")
+
+
+def _layer_kinds(cfg: dict, layers: int, source: str) -> tuple[tuple[str, ...], int | None]:
     window = cfg.get("sliding_window")
+    if window is not None:
+        window = _whole(window, "sliding_window", source, 1, BOUNDS["sliding_window"])
     types = cfg.get("layer_types")
     if types:
-        kinds = tuple("sliding" if "sliding" in str(t) else "full" for t in types)[:layers]
-        return kinds, (int(window) if window and "sliding" in kinds else None)
+        if len(types) != layers:
+            raise SimcoreError(f"{source}: field 'layer_types' has {len(types)} entries; num_hidden_layers = "
+                               f"{layers} needs one per layer")
+        kinds = tuple("sliding" if "sliding" in t else "full" for t in types)
+        if "sliding" in kinds and window is None:
+            raise SimcoreError(f"{source}: field 'layer_types' names sliding layers but sliding_window is not set")
+        return kinds, (window if "sliding" in kinds else None)
     use = cfg.get("use_sliding_window", True)
     if window and use:
         max_window_layers = cfg.get("max_window_layers")
-        if cfg.get("model_type", "").startswith("qwen") and max_window_layers is not None:
+        if max_window_layers is not None:
+            max_window_layers = _whole(max_window_layers, "max_window_layers", source, 0, 2**31 - 1)
+        if (cfg.get("model_type") or "").startswith("qwen") and max_window_layers is not None:
             kinds = tuple("sliding" if i >= max_window_layers else "full" for i in range(layers))
         else:
             kinds = ("sliding",) * layers
-        return kinds, int(window)
+        return kinds, window
     return ("full",) * layers, None
 
 
-def _moe_layers(cfg: dict, layers: int, experts: int) -> tuple[bool, ...]:
+def _moe_layers(cfg: dict, layers: int, experts: int, source: str) -> tuple[bool, ...]:
     if not experts:
         return (False,) * layers
-    first_dense = int(cfg.get("first_k_dense_replace", 0) or 0)
-    freq = int(_first(cfg, "moe_layer_freq", "decoder_sparse_step", default=1) or 1)
-    sparse_skip = set(cfg.get("mlp_only_layers") or [])
+    first_dense = _whole(cfg.get("first_k_dense_replace", 0) or 0, "first_k_dense_replace", source, 0, layers)
+    freq = _whole(_first(cfg, "moe_layer_freq", "decoder_sparse_step", default=1) or 1, "moe_layer_freq", source,
+                  1, max(layers, 1))
+    skip = cfg.get("mlp_only_layers") or []
+    if not isinstance(skip, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in skip):
+        raise SimcoreError(f"{source}: field 'mlp_only_layers' = {clip(repr(skip))}: must be a list of layer indices")
+    sparse_skip = set(skip)
     return tuple(i >= first_dense and i % freq == 0 and i not in sparse_skip for i in range(layers))
 
 
 def parse_config(raw: dict, name: str, source: str) -> ModelSpec:
-    cfg = _text_config(raw)
+    cfg = _text_config(raw, source)
+    _check_types(cfg, source)
 
     def need(*keys: str) -> int:
         value = _first(cfg, *keys)
         if value is None:
             raise SimcoreError(f"{source}: missing field '{keys[0]}' in config.json")
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise SimcoreError(f"{source}: field '{keys[0]}' = {value!r}: must be a positive integer")
+        top = BOUNDS.get(keys[0], 2**31 - 1)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= top:
+            raise SimcoreError(f"{source}: field '{keys[0]}' = {clip(repr(value))}: must be a positive integer "
+                               f"(at most {top})")
         return value
 
     def opt(*keys: str, default: int, minimum: int = 1) -> int:
         value = _first(cfg, *keys, default=default)
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise SimcoreError(
-                f"{source}: field '{keys[0]}' = {value!r}: must be an integer >= {minimum}"
-            )
-        return value
+        return _whole(value, keys[0], source, minimum, BOUNDS.get(keys[0], 2**31 - 1))
 
     hidden = need("hidden_size", "d_model", "n_embd")
     layers = need("num_hidden_layers", "n_layer", "num_layers")
@@ -177,16 +223,23 @@ def parse_config(raw: dict, name: str, source: str) -> ModelSpec:
     kv_heads = opt("num_key_value_heads", "num_kv_heads", default=heads)
     if heads % kv_heads:
         raise SimcoreError(f"{source}: num_key_value_heads = {kv_heads} must divide num_attention_heads = {heads}")
+    if _first(cfg, "head_dim") is None and hidden % heads:
+        raise SimcoreError(f"{source}: hidden_size = {hidden} is not a multiple of num_attention_heads = {heads} "
+                           f"and head_dim is not given; give head_dim")
     head_dim = opt("head_dim", default=max(hidden // heads, 1))
     experts = opt("num_local_experts", "n_routed_experts", "num_experts", default=0, minimum=0)
     top_k = opt("num_experts_per_tok", "experts_per_token", "moe_topk", default=0, minimum=0)
     if experts and not 0 < top_k <= experts:
         raise SimcoreError(f"{source}: num_experts_per_tok = {top_k!r} must be in 1..{experts}")
     intermediate = opt("intermediate_size", "ffn_dim", default=4 * hidden)
-    kinds, window = _layer_kinds(cfg, layers)
-    arch = (cfg.get("architectures") or [cfg.get("model_type", "unknown")])[0]
-    model_type = str(cfg.get("model_type", ""))
+    kinds, window = _layer_kinds(cfg, layers, source)
+    arch = (cfg.get("architectures") or [cfg.get("model_type") or "unknown"])[0]
+    model_type = str(cfg.get("model_type") or "")
     mla = all(cfg.get(f) for f in MLA_FIELDS)
+    mla_dims = {f: opt(f, default=0, minimum=0) for f in ("kv_lora_rank", "q_lora_rank", "qk_nope_head_dim",
+                                                          "qk_rope_head_dim")} if mla else {}
+    if mla:
+        mla_dims["v_head_dim"] = opt("v_head_dim", default=head_dim)
     return ModelSpec(
         name=name,
         path=source,
@@ -206,16 +259,16 @@ def parse_config(raw: dict, name: str, source: str) -> ModelSpec:
         qk_norm=model_type.startswith("qwen3"),
         layer_kinds=kinds,
         sliding_window=window,
-        kv_lora_rank=int(cfg["kv_lora_rank"]) if mla else 0,
-        q_lora_rank=int(cfg.get("q_lora_rank") or 0) if mla else 0,
-        qk_nope_head_dim=int(cfg.get("qk_nope_head_dim", 0)) if mla else 0,
-        qk_rope_head_dim=int(cfg["qk_rope_head_dim"]) if mla else 0,
-        v_head_dim=int(cfg.get("v_head_dim", head_dim)) if mla else 0,
-        moe_layers=_moe_layers(cfg, layers, experts),
+        kv_lora_rank=mla_dims.get("kv_lora_rank", 0),
+        q_lora_rank=mla_dims.get("q_lora_rank", 0),
+        qk_nope_head_dim=mla_dims.get("qk_nope_head_dim", 0),
+        qk_rope_head_dim=mla_dims.get("qk_rope_head_dim", 0),
+        v_head_dim=mla_dims.get("v_head_dim", 0),
+        moe_layers=_moe_layers(cfg, layers, experts, source),
         num_experts=experts,
         experts_per_token=top_k,
-        moe_intermediate=int(_first(cfg, "moe_intermediate_size", default=intermediate)) if experts else 0,
-        shared_experts=int(_first(cfg, "n_shared_experts", "num_shared_experts", default=0) or 0),
+        moe_intermediate=opt("moe_intermediate_size", default=intermediate) if experts else 0,
+        shared_experts=opt("n_shared_experts", "num_shared_experts", default=0, minimum=0) if experts else 0,
         quantization=_quantization(cfg, source),
     )
 
@@ -225,16 +278,17 @@ def load_model(name: str) -> ModelSpec:
     """A catalog name (models/<name>.json), a path to any config.json, or a Hugging Face id
     (simcore/config/hf.py: the catalog's ids, the local HF cache, or a download of config.json)."""
     local = Path(name).expanduser()
-    hf = None if local.exists() or local.parent.is_dir() or name.endswith(".json") else resolve_hf(name)
+    hf = None if os.path.exists(local) or os.path.isdir(local.parent) or name.endswith(".json") else resolve_hf(name)
     path = hf[0] if hf else resolve("model", "models", ".json", name)
+    text = read_text(Path(path), "config.json")
     try:
-        raw = json.loads(Path(path).read_text())
-    except OSError as exc:
-        raise SimcoreError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise SimcoreError(f"{path}: not a UTF-8 text file") from None
+        raw = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise SimcoreError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except RecursionError:
+        raise SimcoreError(f"{path}: JSON nested too deeply") from None
+    except ValueError as exc:  # NaN / Infinity
+        raise SimcoreError(f"{path}: {exc}") from None
     if not isinstance(raw, dict):
         raise SimcoreError(f"{path}: expected a JSON object of config fields, got a JSON {_json_kind(raw)}")
     label = hf[1] if hf else cache_label(path) or (path.parent.name if path.stem == "config" else path.stem)
@@ -243,6 +297,10 @@ def load_model(name: str) -> ModelSpec:
     except (TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError) as exc:
         # A config.json is user input: a field of the wrong shape must not end in a traceback.
         raise SimcoreError(f"{path}: unsupported value in config.json ({type(exc).__name__}: {exc})") from None
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number a config.json may hold")
 
 
 def _json_kind(value) -> str:

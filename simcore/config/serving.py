@@ -6,36 +6,56 @@ Every field is documented in docs/serving.md.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, model_validator
 
 from simcore.config.validation import Strict
 
+# Upper bounds of sizes (docs/serving.md, "Bounds"): past them a run would exhaust memory or never end.
+MAX_TOKENS = 2**24  # any token length: a prompt, an output, a shared prefix, a token budget
+MAX_REQUESTS = 1_000_000  # requests of one serving run (generated or read from a trace)
+MAX_TURNS = 1_000
+MAX_GROUPS = 100_000
+MAX_NUM_SEQS = 65_536
+MAX_SEED = 2**63 - 1
+MAX_SECONDS = 1e9  # any time in seconds
+MAX_US = 1e6  # any per-step or per-launch host overhead, in microseconds
+
+Tokens = Annotated[int, Field(gt=0, le=MAX_TOKENS)]
+Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
+USED_BY = {"fixed": ("value",), "uniform": ("low", "high"), "normal": ("mean", "std"),
+           "lognormal": ("mean", "cv"), "empirical": ("path",)}
+
 
 class Lengths(Strict):
-    """A token-length distribution; samples are rounded and clipped to [min, max]."""
+    """A token-length distribution; samples are rounded and clipped to [min, max] (max at most MAX_TOKENS)."""
 
     dist: Literal["fixed", "uniform", "normal", "lognormal", "empirical"] = "fixed"
-    value: PositiveInt | None = None  # fixed
-    mean: PositiveFloat | None = None  # normal, lognormal
-    std: float | None = Field(default=None, ge=0)  # normal
-    cv: float | None = Field(default=None, ge=0)  # lognormal: std / mean of the samples
-    low: PositiveInt | None = None  # uniform (inclusive)
-    high: PositiveInt | None = None  # uniform (inclusive)
+    value: Tokens | None = None  # fixed
+    mean: float | None = Field(default=None, gt=0, le=MAX_TOKENS)  # normal, lognormal
+    std: float | None = Field(default=None, ge=0, le=MAX_TOKENS)  # normal
+    cv: float | None = Field(default=None, ge=0, le=100)  # lognormal: std / mean of the samples
+    low: Tokens | None = None  # uniform (inclusive)
+    high: Tokens | None = None  # uniform (inclusive)
     path: str | None = None  # empirical: one length per line (a CSV's first column)
-    min: PositiveInt = 1
-    max: PositiveInt | None = None
+    min: Tokens = 1
+    max: Tokens | None = None
 
     @model_validator(mode="after")
     def _needs(self):
-        need = {"fixed": ("value",), "uniform": ("low", "high"), "normal": ("mean", "std"),
-                "lognormal": ("mean", "cv"), "empirical": ("path",)}[self.dist]
+        need = USED_BY[self.dist]
         missing = [f for f in need if getattr(self, f) is None]
         if missing:
             raise ValueError(f"dist {self.dist} needs {', '.join(missing)}")
+        unused = [f for fs in USED_BY.values() for f in fs if f not in need and getattr(self, f) is not None]
+        if unused:
+            raise ValueError(f"{', '.join(dict.fromkeys(unused))} is not used by dist {self.dist} "
+                             f"(it takes {', '.join(need)}, min, max)")
         if self.dist == "uniform" and self.low > self.high:
             raise ValueError(f"low {self.low} > high {self.high}")
+        if self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} > max {self.max}")
         return self
 
 
@@ -45,10 +65,10 @@ class Arrival(Strict):
     trace: arrival times and lengths from `workload.trace`."""
 
     process: Literal["poisson", "gamma", "fixed", "closed", "trace"] = "poisson"
-    rate: PositiveFloat | None = None
-    cv: PositiveFloat = 1.0  # gamma: coefficient of variation of the inter-arrival gaps
-    concurrency: PositiveInt | None = None
-    warmup: int = Field(default=0, ge=0)  # closed: the first `warmup` requests are sent but not measured
+    rate: float | None = Field(default=None, ge=1e-6, le=1e7)  # requests per second
+    cv: float = Field(default=1.0, ge=1e-3, le=100)  # gamma: coefficient of variation of the inter-arrival gaps
+    concurrency: int | None = Field(default=None, gt=0, le=MAX_REQUESTS)
+    warmup: int = Field(default=0, ge=0, le=MAX_REQUESTS)  # closed: the first `warmup` requests are sent but not measured
 
     @model_validator(mode="after")
     def _needs(self):
@@ -58,29 +78,33 @@ class Arrival(Strict):
             raise ValueError(f"process {self.process} needs rate (requests per second)")
         if self.process == "closed" and self.concurrency is None:
             raise ValueError("process closed needs concurrency (clients)")
+        unset = {"rate": None, "concurrency": None, "cv": 1.0}  # defaults (a full model_dump repeats them)
+        for name, used in (("rate", ("poisson", "gamma", "fixed")), ("concurrency", ("closed",)), ("cv", ("gamma",))):
+            if getattr(self, name) != unset[name] and self.process not in used:
+                raise ValueError(f"{name} is not used by process {self.process} (only by {', '.join(used)})")
         return self
 
 
 class SharedPrefix(Strict):
     """A system prompt of `tokens` tokens, one of `groups` distinct ones, on a `fraction` of requests."""
 
-    tokens: PositiveInt
+    tokens: Tokens
     fraction: float = Field(default=1.0, ge=0, le=1)
-    groups: PositiveInt = 1
-    zipf: float = Field(default=0.0, ge=0)  # group popularity: P(group k) ~ 1 / (k + 1)^zipf; 0 is uniform
+    groups: int = Field(default=1, gt=0, le=MAX_GROUPS)
+    zipf: float = Field(default=0.0, ge=0, le=100)  # group popularity: P(group k) ~ 1 / (k + 1)^zipf; 0 is uniform
 
 
 class Sessions(Strict):
     """Multi-turn chats: each turn resends the whole history plus a new user message."""
 
-    turns: PositiveInt = 1
-    think_time_s: float = Field(default=0.0, ge=0)
+    turns: int = Field(default=1, gt=0, le=MAX_TURNS)
+    think_time_s: float = Field(default=0.0, ge=0, le=MAX_SECONDS)
 
 
 class RequestsWorkload(Strict):
     kind: Literal["requests"]
-    requests: PositiveInt = 1000  # requests in all (sessions: first turns x turns)
-    seed: int = 0
+    requests: int = Field(default=1000, gt=0, le=MAX_REQUESTS)  # requests in all (sessions: first turns x turns)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     arrival: Arrival = Arrival(process="poisson", rate=1.0)
     prompt_tokens: Lengths = Lengths(dist="fixed", value=1024)
     output_tokens: Lengths = Lengths(dist="fixed", value=128)
@@ -95,22 +119,26 @@ class RequestsWorkload(Strict):
         if self.arrival.warmup >= self.requests:
             raise ValueError(f"arrival.warmup = {self.arrival.warmup} leaves none of the {self.requests} requests "
                              f"measured; allowed: 0 to {self.requests - 1}")
+        if self.trace is not None and self.arrival.process != "trace":
+            raise ValueError(f"workload.trace is given but arrival.process is {self.arrival.process}; "
+                             f"set arrival: {{process: trace}} to replay it, or drop trace")
         return self
 
 
 class SLO(Strict):
     """A request counts towards goodput when every given bound holds."""
 
-    ttft_s: PositiveFloat | None = None
-    tpot_s: PositiveFloat | None = None
-    e2e_s: PositiveFloat | None = None
+    ttft_s: Seconds | None = None
+    tpot_s: Seconds | None = None
+    e2e_s: Seconds | None = None
 
 
 class HostTier(Strict):
     """A host-memory KV tier (vLLM's CPU offloading connector); needs prefix_caching."""
 
     enabled: bool = False
-    capacity_gib: PositiveFloat | None = None  # per GPU; default: cluster host.memory_gib / gpus_per_node
+    # per GPU; default: cluster host.memory_gib / gpus_per_node
+    capacity_gib: float | None = Field(default=None, gt=0, le=2**20)
     policy: str = "lru"  # a policy in simcore/serving/cache_policies/
     load: Literal["async", "blocking"] = "async"  # host hits (and swap-ins): wait across steps, or stall the step
     prefetch: str = "on_admit"  # when host hits start loading: a policy in simcore/serving/prefetch/
@@ -119,16 +147,16 @@ class HostTier(Strict):
 class PoolParallelism(Strict):
     """tp / pp of one disaggregated pool's replicas; unset: the experiment's parallelism."""
 
-    tp: PositiveInt | None = None
-    pp: PositiveInt | None = None
+    tp: int | None = Field(default=None, gt=0, le=1024)
+    pp: int | None = Field(default=None, gt=0, le=1024)
 
 
 class KVTransfer(Strict):
     """The link that carries KV from the prefill pool to the decode pool."""
 
     link: Literal["auto", "intra_node", "inter_node", "custom"] = "auto"  # auto: NVLink when both pools fit in one node
-    bandwidth_gbps: PositiveFloat | None = None  # link custom: achieved GB/s per GPU, per direction
-    latency_us: float = Field(default=10.0, ge=0)  # link custom: per transfer
+    bandwidth_gbps: float | None = Field(default=None, gt=0, le=1e6)  # link custom: achieved GB/s per GPU, per direction
+    latency_us: float = Field(default=10.0, ge=0, le=MAX_US)  # link custom: per transfer
 
     @model_validator(mode="after")
     def _custom(self):
@@ -143,8 +171,8 @@ class Disaggregation(Strict):
     """Disaggregated prefill / decode pools (DistServe, Splitwise, vLLM's KV connector); docs/serving.md."""
 
     enabled: bool = False
-    prefill_replicas: PositiveInt = 1
-    decode_replicas: PositiveInt = 1
+    prefill_replicas: int = Field(default=1, gt=0, le=1024)
+    decode_replicas: int = Field(default=1, gt=0, le=1024)
     prefill_parallelism: PoolParallelism = PoolParallelism()
     decode_parallelism: PoolParallelism = PoolParallelism()
     prefill_hardware: str | None = None  # a GPU in hardware/gpus; unset: the experiment's hardware (and cluster)
@@ -158,20 +186,20 @@ class Serving(Strict):
     engine_version: str | None = None  # the engine's version, where its defaults changed between versions
     engine_profile: str | None = None  # a YAML of fitted host constants (simcore validate --fit) for serving.engine
     scheduler: str = "vllm"  # a policy in simcore/serving/schedulers/
-    max_num_seqs: PositiveInt = 256
-    max_num_batched_tokens: PositiveInt = 8192
+    max_num_seqs: int = Field(default=256, gt=0, le=MAX_NUM_SEQS)
+    max_num_batched_tokens: Tokens = 8192
     chunked_prefill: bool = True
-    block_size: PositiveInt = 16
+    block_size: int = Field(default=16, gt=0, le=1024)
     watermark: float = Field(default=0.01, ge=0, lt=1)
     preemption: Literal["recompute", "swap"] = "recompute"
     prefix_caching: bool = False
     cache_policy: str = "lru"  # a policy in simcore/serving/cache_policies/
     host_tier: HostTier = HostTier()
-    iteration_overhead_us: float = Field(default=300.0, ge=0)  # host time per engine step (estimate)
-    pipeline_batches: PositiveInt | None = None  # batches in flight per replica with pp > 1; None: pp (docs/serving.md)
+    iteration_overhead_us: float = Field(default=300.0, ge=0, le=MAX_US)  # host time per engine step (estimate)
+    pipeline_batches: int | None = Field(default=None, gt=0, le=1024)  # batches in flight per replica with pp > 1; None: pp (docs/serving.md)
     router: str = "round_robin"  # a policy in simcore/serving/routers.py
     slo: SLO = SLO()
-    max_time_s: PositiveFloat | None = None  # stop the clock here; unfinished requests are dropped
+    max_time_s: Seconds | None = None  # stop the clock here; unfinished requests are dropped
     disaggregation: Disaggregation = Disaggregation()  # separate prefill and decode pools
 
     @model_validator(mode="after")

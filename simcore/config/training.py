@@ -8,23 +8,23 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt
+from pydantic import Field
 
 from simcore.config.validation import Strict
 
 
 class TrainingWorkload(Strict):
     kind: Literal["training"]
-    global_batch: PositiveInt  # sequences per optimizer step, over all data-parallel replicas
-    micro_batch: PositiveInt = 1  # sequences per micro-batch on one replica
-    sequence_length: PositiveInt = 2048
+    global_batch: int = Field(gt=0, le=2**24)  # sequences per optimizer step, over all data-parallel replicas
+    micro_batch: int = Field(default=1, gt=0, le=2**20)  # sequences per micro-batch on one replica
+    sequence_length: int = Field(default=2048, gt=0, le=2**24)
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     recompute: Literal["none", "selective", "full"] = "none"
     zero_stage: int = Field(default=1, ge=0, le=3)  # 0: plain DDP; 1 optimizer state; 2 + grads; 3 + weights
-    context_parallel: PositiveInt = 1  # ranks splitting each sequence (ring attention); multiplies the GPUs
+    context_parallel: int = Field(default=1, gt=0, le=1024)  # ranks splitting each sequence (ring attention); multiplies the GPUs
     sequence_parallel: bool = False  # with tp > 1: norms and dropout on 1/tp of the tokens (RS + AG for AR)
     schedule: Literal["gpipe", "1f1b", "interleaved"] = "1f1b"
-    virtual_stages: PositiveInt = 1  # model chunks per pipeline rank (interleaved only)
+    virtual_stages: int = Field(default=1, gt=0, le=1024)  # model chunks per pipeline rank (interleaved only)
     attention: Literal["flash", "materialized"] = "flash"  # materialized: scores in HBM (pre-2022 kernels)
     gemm_precision: Literal["bf16", "fp8"] = "bf16"  # fp8: GEMMs in fp8 where the GPU has it
     grad_reduce_dtype: Literal["fp32", "bf16"] = "fp32"  # Megatron-LM reduces its fp32 main grads by default

@@ -8,26 +8,91 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from simcore.errors import SimcoreError, close_matches
+from simcore.errors import SimcoreError, clip, close_matches
 
 M = TypeVar("M", bound=BaseModel)
 
 
 class Strict(BaseModel):
-    """Base for every schema: unknown keys are errors, values are not coerced silently."""
+    """Base for every schema: unknown keys are errors, values are not coerced silently, and no
+    float field takes .inf or .nan."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+MAX_FILE_BYTES = 16 * 2**20  # YAML, JSON and request files larger than this are refused
+MAX_DEPTH = 32  # nesting of mappings and lists in one YAML document
+
+
+class Refused(yaml.MarkedYAMLError):
+    """A YAML construct simcore refuses (aliases, duplicate keys, deep nesting), with its position."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader without aliases (a 1 KB alias bomb expands to gigabytes), with duplicate keys as
+    errors (not 'the last one wins') and nesting bounded (no RecursionError)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise Refused(problem=f"alias *{event.anchor} is not allowed (anchors and aliases are refused; "
+                                  f"write the value out)", problem_mark=event.start_mark)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise Refused(problem=f"nested deeper than {MAX_DEPTH} levels",
+                          problem_mark=self.peek_event().start_mark)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key, _ in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if (key.tag, key.value) in seen:
+                        raise Refused(problem=f"duplicate key {show(key.value)} (each key may appear once)",
+                                      problem_mark=key.start_mark)
+                    seen.add((key.tag, key.value))
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml_text(text: str) -> Any:
+    """Parse one YAML document with simcore's loader (raises yaml.YAMLError, Refused for refused input)."""
+    loader = _Loader(text)
+    try:
+        return loader.get_single_data()
+    except ValueError as exc:  # an integer past Python's digit limit
+        raise Refused(problem=clip(str(exc))) from None
+    finally:
+        loader.dispose()
+
+
+def read_text(path: Path, what: str = "text") -> str:
+    """A user file as text: UTF-8 (a byte-order mark is dropped), at most MAX_FILE_BYTES."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SimcoreError(f"{path}: {size:,} bytes; {what} files are limited to {MAX_FILE_BYTES:,} bytes")
+        return path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise SimcoreError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start:exc.start + 1]
+        raise SimcoreError(f"{path}: not a UTF-8 text file (byte {exc.start}: {byte!r})") from None
 
 
 def read_yaml(path: Path) -> Any:
+    if path.is_dir():
+        raise SimcoreError(f"{path}: is a folder; give a YAML file")
+    text = read_text(path, "YAML")
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SimcoreError(f"cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise SimcoreError(f"{path}: not a UTF-8 text file") from None
-    try:
-        return yaml.safe_load(text)
+        return load_yaml_text(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -86,7 +151,7 @@ def show(value: Any) -> str:
         return "true" if value else "false"
     if value is None:
         return "null"
-    return repr(value)
+    return clip(repr(value))
 
 
 # Pydantic's wording for type errors, said in the user's (YAML) terms.

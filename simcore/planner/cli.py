@@ -1,8 +1,8 @@
 """`simcore plan` and `simcore recommend`. simcore/cli.py calls `register(subparsers)`.
 
 Each handler returns an exit code and raises SimcoreError for bad input (the CLI prints it on
-one line and exits 2). Tables go to stdout; the progress bar goes to stderr, only when a
-recommendation takes over a second, and never with --json.
+one line and exits 2). Tables go to stdout; the progress bar goes to stderr, only when stderr is a
+terminal and a recommendation takes over a second, and never with --json.
 """
 
 from __future__ import annotations
@@ -23,6 +23,17 @@ from simcore.config.hardware import GIB
 from simcore.memory import BLOCK_SIZE, MAX_NUM_BATCHED_TOKENS
 
 PROGRESS_AFTER_S = 1.0
+# Upper bounds of the size flags (docs/planner.md): past them no deployment is real and a search would not end.
+FLAG_MAX = {"tp": 1024, "pp": 1024, "block_size": 1024, "max_num_batched_tokens": 2**24, "max_model_len": 2**31 - 1,
+            "input_len": 2**24, "output_len": 2**24, "context_length": 2**31 - 1, "concurrency": 1_000_000,
+            "max_gpus": 65_536, "top": 1_000_000}
+
+
+def _check_bounds(args: argparse.Namespace) -> None:
+    for name, top in FLAG_MAX.items():
+        value = getattr(args, name, None)
+        if isinstance(value, int) and value > top:  # training's list flags are checked where they are parsed
+            raise SimcoreError(f"--{name.replace('_', '-')} {value}: allowed: at most {top:,}")
 
 
 def register(subparsers) -> None:
@@ -95,6 +106,7 @@ def plan_command(args: argparse.Namespace) -> int:
     from simcore.planner import training_cli
     from simcore.planner.capacity import plan
 
+    _check_bounds(args)
     if args.training:
         return training_cli.plan_command(args)
     training_cli.refuse_training_flags(args, {**training_cli.SHARED, **training_cli.PLAN_ONLY})
@@ -201,6 +213,7 @@ def recommend_command(args: argparse.Namespace) -> int:
     from simcore.planner.recommend import find_gpu_recommendations
 
     positive("top", args.top)
+    _check_bounds(args)
     bar = _LazyBar(enabled=not args.json and sys.stderr is not None and sys.stderr.isatty())
     from simcore.planner import training_cli
     from simcore.planner.serving_cli import serving_command, serving_mode

@@ -23,7 +23,7 @@ def serving_summary(res) -> dict:
         "efficiency_profile": profile_record(run.system.efficiency, run.system.gpu.name),
         "parallelism": {"tp": run.par.tp, "pp": run.par.pp, "dp": run.par.dp, "ep": run.par.ep,
                         "attention_dp": run.par.attention_dp, "gpus": run.gpus},
-        "workload": {"kind": "requests", "requests": w.requests, "arrival": a.process, "rate": a.rate,
+        "workload": {"kind": "requests", "requests": len(res.metrics.arrival), "arrival": a.process, "rate": a.rate,
                      "concurrency": a.concurrency, "seed": w.seed},
         "serving": {"scheduler": cfg.scheduler, "max_num_seqs": cfg.max_num_seqs,
                     "max_num_batched_tokens": cfg.max_num_batched_tokens, "chunked_prefill": cfg.chunked_prefill,

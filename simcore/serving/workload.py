@@ -12,9 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from simcore.config.validation import clip
 from simcore.errors import SimcoreError
-from simcore.config.serving import Lengths, RequestsWorkload
-from simcore.serving.requests import Requests
+from simcore.config.serving import MAX_TOKENS, Lengths, RequestsWorkload
+from simcore.serving.requests import Requests, read_lines
 from simcore.serving.trace import load_trace
 
 
@@ -35,26 +36,21 @@ def sample_lengths(d: Lengths, n: int, rng: np.random.Generator, field: str) -> 
         x = rng.lognormal(*lognormal_params(d.mean, d.cv), n)
     else:
         x = rng.choice(read_empirical(Path(d.path), field), n).astype(float)
-    hi = d.max if d.max is not None else np.inf
-    return np.clip(np.rint(x), d.min, hi).astype(np.int64)
+    hi = d.max if d.max is not None else MAX_TOKENS  # the bound also keeps huge samples out of int64 overflow
+    return np.clip(np.nan_to_num(np.rint(x), nan=d.min), d.min, hi).astype(np.int64)
 
 
 def read_empirical(path: Path, field: str) -> np.ndarray:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise SimcoreError(f"field '{field}.path' = {str(path)!r}: cannot read: {exc.strerror}") from None
+    lines = read_lines(path, f"{field}.path")
     out = []
     for i, line in enumerate(lines, 1):
         cell = line.split(",")[0].strip()
         if not cell or (i == 1 and not cell.lstrip("-").isdigit()):
             continue  # blank line or header
-        try:
-            v = int(cell)
-        except ValueError:
-            v = 0
-        if v < 1:
-            raise SimcoreError(f"{path}:{i}: length {cell!r}: expected a whole number >= 1")
+        v = int(cell) if cell.isascii() and cell.isdigit() and len(cell) <= 10 else 0
+        if not 1 <= v <= MAX_TOKENS:
+            raise SimcoreError(f"{path}:{i}: length {clip(repr(cell))}: expected a whole number >= 1 and "
+                               f"<= {MAX_TOKENS}")
         out.append(v)
     if not out:
         raise SimcoreError(f"field '{field}.path' = {str(path)!r}: no lengths in the file")

@@ -14,11 +14,11 @@ from simcore.errors import SimcoreError
 from simcore.report.console import stdout_console
 
 EXIT_POINTS_FAILED = 1
-RUN_FLAGS = ("executor", "workers", "db", "resume", "retry_failed", "ray_address", "no_progress")
+RUN_FLAGS = ("executor", "workers", "db", "resume", "retry_failed", "ray_address", "no_progress", "max_points")
 REPORT_FLAGS = ("x", "y", "hue", "csv", "plot", "pareto", "metrics")
 
 USAGE = """%(prog)s SWEEP.yaml [--executor local|ray] [--workers N] [--db RESULTS.sqlite] [--resume]
-                     [--retry-failed] [--ray-address ADDR] [--no-progress]
+                     [--retry-failed] [--ray-address ADDR] [--no-progress] [--max-points N]
        %(prog)s report RESULTS.sqlite [--x FIELD --y METRIC [--hue FIELD]] [--csv OUT.csv]
                      [--plot OUT.png] [--pareto X_METRIC,Y_METRIC] [--metrics M1,M2,...]"""
 
@@ -46,14 +46,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from simcore.sweep.run import run_sweep
-    from simcore.sweep.spec import load_sweep
+    from simcore.sweep.spec import MAX_POINTS, load_sweep
 
     sweep = load_sweep(args.target)
-    db = args.db or f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', sweep.name)}.sqlite"
+    db = args.db or f"{re.sub(r'[^A-Za-z0-9_.-]+', '-', sweep.name)[:100]}.sqlite"
     err = Console(stderr=True)
     result = run_sweep(sweep, db, executor=args.executor or "local", workers=args.workers, resume=args.resume,
                        retry_failed=args.retry_failed, ray_address=args.ray_address,
-                       progress=not args.no_progress, console=err)
+                       progress=not args.no_progress, console=err,
+                       max_points=MAX_POINTS if args.max_points is None else args.max_points)
     for line in result.failures[result.invalid:]:
         err.print(f"failed: {line}", soft_wrap=True, markup=False, highlight=False)
     print(result.line())
@@ -74,7 +75,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.metrics:
         metrics = [rp.check_metric(m.strip(), rows, "--metrics") for m in args.metrics.split(",") if m.strip()]
     else:
-        metrics = list(rp.KEY_METRICS)
+        metrics = rp.key_metrics(rows)
     if (args.x or args.hue) and not args.plot:
         raise SimcoreError("--x and --hue choose what --plot draws; add --plot OUT.png")
     if args.plot and not args.y and not args.pareto:
@@ -122,7 +123,9 @@ def register(subparsers) -> None:
     r.add_argument("--resume", action="store_true", help="continue a results file: run only the missing points")
     r.add_argument("--retry-failed", action="store_true", help="with --resume: run failed points again too")
     r.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local Ray)")
-    r.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar on stderr (never drawn off a terminal)")
+    r.add_argument("--max-points", type=int, metavar="N",
+                   help="refuse sweeps that expand past N points (default 10,000), counted before expanding")
     g = p.add_argument_group("report")
     g.add_argument("--x", metavar="FIELD", help="plot against this field (an axis, e.g. workload.batch_size)")
     g.add_argument("--y", metavar="METRIC", help="metric to plot (dotted path into the summary, e.g. e2e_s)")

@@ -20,7 +20,8 @@ from typing import Any
 from simcore import __version__
 from simcore.config.experiment import Experiment, allowed_tp, apply_values, experiment_from_dict, resolve
 from simcore.errors import SimcoreError
-from simcore.sweep.spec import DERIVED, Filter, Sweep, compile_expr
+from simcore.config.validation import clip
+from simcore.sweep.spec import DERIVED, MAX_POINTS, Filter, Sweep, compile_expr
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,12 @@ class Plan:
         return len(self.tasks) + sum(self.filtered.values()) + self.duplicates
 
 
-def expand(sweep: Sweep) -> list[Point]:
-    """Grid axes and zipped groups crossed (last varies fastest), then the explicit points."""
+def expand(sweep: Sweep, max_points: int = MAX_POINTS) -> list[Point]:
+    """Grid axes and zipped groups crossed (last varies fastest), then the explicit points.
+    The points are counted first: past `max_points` nothing is expanded."""
+    if sweep.size > max_points:
+        raise SimcoreError(f"{sweep.source}: expands to {sweep.size:,} points; allowed: at most {max_points:,} "
+                           f"(raise it with --max-points, or narrow the axes)")
     factors: list[list[dict]] = [[{path: v} for v in values] for path, values in sweep.grid.items()]
     for group in sweep.zips:
         paths = list(group)
@@ -77,7 +82,8 @@ def point_key(experiment: dict, version: str = __version__) -> str:
 
 
 def describe(point: Point) -> str:
-    return "point {} ({})".format(point.index, ", ".join(f"{k}={json.dumps(v)}" for k, v in point.overrides.items()))
+    return "point {} ({})".format(point.index, ", ".join(f"{k}={clip(json.dumps(v, default=str))}"
+                                                         for k, v in point.overrides.items()))
 
 
 # -- filters ---------------------------------------------------------------------------------------
@@ -96,6 +102,34 @@ def lookup(data: dict, path: str) -> Any:
             raise KeyError(path)
         node = node[part]
     return node
+
+
+MAX_EXPONENT = 1024  # |b| in a ** b, unless a is 0, 1 or -1
+MAX_BITS = 4096  # an integer an expression computes
+MAX_LENGTH = 10_000  # a string or list an expression computes
+
+
+class _TooBig(Exception):
+    """A filter expression computed past a bound; evaluate() callers say it as a SimcoreError."""
+
+
+def _arith(op: ast.operator, a: Any, b: Any) -> Any:
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)  # noqa: E731
+    if isinstance(op, ast.Pow) and num(a) and num(b) and abs(b) > MAX_EXPONENT and abs(a) not in (0, 1):
+        raise _TooBig(f"exponent {clip(repr(b), 40)} exceeds {MAX_EXPONENT}")
+    if isinstance(op, ast.Pow) and isinstance(a, int) and isinstance(b, int) and b > 0 \
+            and a.bit_length() * b > MAX_BITS:
+        raise _TooBig(f"{clip(repr(a), 40)} ** {b} exceeds {MAX_BITS} bits")
+    if isinstance(op, ast.Mult):
+        for seq, n in ((a, b), (b, a)):
+            if isinstance(seq, (str, list)) and isinstance(n, int) and len(seq) * max(n, 0) > MAX_LENGTH:
+                raise _TooBig(f"a repeated string or list past {MAX_LENGTH:,} items")
+    out = _BINOPS[type(op)](a, b)
+    if isinstance(out, int) and out.bit_length() > MAX_BITS:
+        raise _TooBig(f"a number past {MAX_BITS} bits")
+    if isinstance(out, (str, list)) and len(out) > MAX_LENGTH:
+        raise _TooBig(f"a string or list past {MAX_LENGTH:,} items")
+    return out
 
 
 def evaluate(node: ast.AST, exp: dict) -> Any:
@@ -118,7 +152,7 @@ def evaluate(node: ast.AST, exp: dict) -> Any:
         v = evaluate(node.operand, exp)
         return (not v) if isinstance(node.op, ast.Not) else -v
     if isinstance(node, ast.BinOp):
-        return _BINOPS[type(node.op)](evaluate(node.left, exp), evaluate(node.right, exp))
+        return _arith(node.op, evaluate(node.left, exp), evaluate(node.right, exp))
     if isinstance(node, ast.Compare):
         left = evaluate(node.left, exp)
         for op, comp in zip(node.ops, node.comparators):
@@ -140,13 +174,18 @@ def _compiled(expr: str) -> ast.Expression:
     return compile_expr(expr, "filter")
 
 
-def _pre_resolve(f: Filter, exp: Experiment, data: dict) -> str | None:
+def _pre_resolve(f: Filter, exp: Experiment, data: dict, sweep_source: str = "sweep") -> str | None:
     """Reason to drop the point, for filters that need only the validated experiment."""
     if f.kind == "expr":
         try:
             keep = evaluate(_compiled(f.expr), data)
-        except (KeyError, TypeError, ZeroDivisionError) as exc:
-            return f"expr {f.expr!r} cannot be evaluated ({type(exc).__name__}: {exc})"
+        except _TooBig as exc:
+            raise SimcoreError(f"{clip(sweep_source)}: filters: expr {clip(repr(f.expr))}: {exc}; filter "
+                               f"expressions are bounded (docs/sweeps.md)") from None
+        except OverflowError as exc:
+            raise SimcoreError(f"{clip(sweep_source)}: filters: expr {clip(repr(f.expr))}: {exc}") from None
+        except (KeyError, TypeError, ZeroDivisionError, ValueError) as exc:
+            return f"expr {clip(repr(f.expr))} cannot be evaluated ({type(exc).__name__}: {clip(str(exc), 80)})"
         return None if keep else f.reason
     if f.kind == "allowed_tp":
         from simcore.config.model import load_model
@@ -184,7 +223,7 @@ def check(sweep: Sweep, point: Point) -> tuple[str | None, dict | None, str | No
         return (f"valid: {_field_of(str(exc))}", None, None) if "valid" in kinds else (None, raw, str(exc))
     data = exp.model_dump(mode="json")
     for f in sweep.filters:
-        reason = _pre_resolve(f, exp, data)
+        reason = _pre_resolve(f, exp, data, sweep.source)
         if reason:
             return reason, None, None
     try:
@@ -200,11 +239,12 @@ def check(sweep: Sweep, point: Point) -> tuple[str | None, dict | None, str | No
     return None, data, None
 
 
-def plan(sweep: Sweep) -> Plan:
-    """Expand and check every point; raises only for a sweep with no points at all."""
+def plan(sweep: Sweep, max_points: int = MAX_POINTS) -> Plan:
+    """Expand and check every point; raises for a sweep with no points at all, past max_points, or
+    with a filter expression that computes past its bounds."""
     out = Plan(sweep)
     seen: set[str] = set()
-    for point in expand(sweep):
+    for point in expand(sweep, max_points):
         reason, data, error = check(sweep, point)
         if reason:
             out.filtered[reason] += 1

@@ -21,6 +21,21 @@ from simcore.sweep.store import Row
 
 KEY_METRICS = ["ttft_s", "decode_step_s.mean", "e2e_s", "output_tokens_per_s", "output_tokens_per_s_per_gpu",
                "kv_cache_bytes_read", "memory_per_gpu_bytes.total"]
+# Request-level (serving) points: percentiles of the per-request times, throughput and what was dropped.
+SERVING_METRICS = ["ttft_s.p50", "ttft_s.p90", "ttft_s.p99", "tpot_s.p50", "tpot_s.p90", "tpot_s.p99",
+                   "e2e_s.p50", "e2e_s.p99", "throughput.output_tokens_per_s", "goodput_requests_per_s",
+                   "prefix_cache_hit_rate", "requests_dropped"]
+
+
+def is_serving(row: Row) -> bool:
+    workload = (row.experiment or {}).get("workload")
+    return isinstance(workload, dict) and workload.get("kind") == "requests"
+
+
+def key_metrics(rows: list[Row]) -> list[str]:
+    """The default columns: static metrics, serving metrics, or both for a mixed store."""
+    kinds = {is_serving(r) for r in rows if r.status == "ok"} or {is_serving(r) for r in rows}
+    return (KEY_METRICS if False in kinds else []) + (SERVING_METRICS if True in kinds else [])
 
 
 def leaves(data: Any, prefix: str = "") -> list[str]:
@@ -80,6 +95,8 @@ def axes_of(rows: list[Row], meta: dict) -> list[str]:
 def _fmt(v: Any) -> str:
     if v is None:
         return ""
+    if isinstance(v, dict):  # a section of the summary: its leaves, never a Python repr
+        return ", ".join(f"{k} {_fmt(x)}" for k, x in v.items())
     if isinstance(v, bool) or not isinstance(v, Real):
         return str(v)
     return f"{v:.4g}" if isinstance(v, float) else str(v)

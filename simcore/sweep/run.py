@@ -13,7 +13,7 @@ from simcore import __version__
 from simcore.errors import SimcoreError
 from simcore.sweep import executors
 from simcore.sweep.expand import Plan, Task, describe, plan
-from simcore.sweep.spec import Sweep
+from simcore.sweep.spec import MAX_POINTS, Sweep
 from simcore.sweep.store import Row, Store, now
 
 EXECUTORS = ("local", "ray")
@@ -84,7 +84,7 @@ def _progress(console: Console, name: str) -> Progress:
 
 def run_sweep(sweep: Sweep, db: str | Path, executor: str = "local", workers: int | None = None,
               resume: bool = False, retry_failed: bool = False, ray_address: str | None = None,
-              progress: bool = True, console: Console | None = None) -> SweepResult:
+              progress: bool = True, console: Console | None = None, max_points: int = MAX_POINTS) -> SweepResult:
     """Run every point of `sweep` missing from `db`; raises SimcoreError for bad input."""
     if executor not in EXECUTORS:
         raise SimcoreError(f"--executor {executor!r}: allowed: {', '.join(EXECUTORS)}")
@@ -97,7 +97,9 @@ def run_sweep(sweep: Sweep, db: str | Path, executor: str = "local", workers: in
     if executor == "ray":
         executors.require_ray()
     console = console or Console(stderr=True)
-    the_plan = plan(sweep)
+    if max_points < 1:
+        raise SimcoreError(f"--max-points {max_points}: must be at least 1")
+    the_plan = plan(sweep, max_points)
     result = SweepResult(the_plan, Path(db))
     with _open_store(sweep, Path(db), resume) as store:
         if the_plan.filtered:
@@ -118,7 +120,7 @@ def run_sweep(sweep: Sweep, db: str | Path, executor: str = "local", workers: in
         for line in result.failures:
             console.print(f"invalid: {line}", soft_wrap=True, markup=False, highlight=False)
 
-        bar = _progress(console, sweep.name) if progress and todo else None
+        bar = _progress(console, sweep.name) if progress and todo and console.is_terminal else None
         handle = None
 
         def started() -> None:

@@ -14,13 +14,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from simcore.config.experiment import WORKLOADS, Experiment, StaticWorkload
-from simcore.config.validation import read_yaml, show, yaml_kind
+from simcore.config.experiment import WORKLOADS, Experiment, StaticWorkload, relative_to
+from simcore.config.validation import clip, read_yaml, show, yaml_kind
 from simcore.errors import SimcoreError, close_matches
 
 TOP_LEVEL = ("name", "description", "base", "set", "grid", "zip", "points", "filters")
 NAMED_FILTERS = ("allowed_tp", "valid", "fits")
 DERIVED = {"gpus": "parallelism.tp * parallelism.pp * parallelism.dp * parallelism.attention_dp"}  # names an expr may use besides fields
+MAX_POINTS = 10_000  # points a sweep may expand to unless --max-points raises it (docs/sweeps.md)
+MAX_EXPR_CHARS = 1_000  # a filter expression's length
+MAX_EXPR_DEPTH = 32  # nesting of a filter expression's syntax tree
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,16 @@ class Sweep:
     filters: list[Filter] = field(default_factory=list)
     description: str | None = None
 
+    @property
+    def size(self) -> int:
+        """Points the axes expand to, counted without expanding them."""
+        crossed = 1 if self.grid or self.zips else 0
+        for values in self.grid.values():
+            crossed *= len(values)
+        for group in self.zips:
+            crossed *= len(next(iter(group.values())))
+        return crossed + len(self.points)
+
     def as_dict(self) -> dict:
         """JSON-able description kept in the results store."""
         return {"name": self.name, "description": self.description, "base": self.base, "set": self.fixed,
@@ -60,44 +73,47 @@ def _models_in(annotation) -> list[type[BaseModel]]:
     return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
 
 
-def _field_models(name: str, info) -> list[type[BaseModel]]:
-    """The schemas a field holds; `workload` dispatches on its kind, so every kind's fields are paths
-    (_models_in expands it to WORKLOADS)."""
-    return _models_in(info.annotation)
+def _subs(model: type[BaseModel], name: str) -> list[type[BaseModel]]:
+    """The schemas field `name` of `model` may hold; the workload is any of its kinds."""
+    if model is Experiment and name == "workload":
+        return list(WORKLOADS.values())
+    return _models_in(model.model_fields[name].annotation)
 
 
 def field_paths(model: type[BaseModel] = Experiment, prefix: str = "") -> list[str]:
     """Every leaf dotted path of the experiment schema (for close-match hints)."""
     out = []
-    for name, info in model.model_fields.items():
-        subs = _field_models(name, info)
+    for name in model.model_fields:
+        subs = _subs(model, name)
         if subs:
             for sub in subs:
                 out += [p for p in field_paths(sub, f"{prefix}{name}.") if p not in out]
-        else:
+        elif f"{prefix}{name}" not in out:
             out.append(f"{prefix}{name}")
     return out
 
 
 def check_path(path: str, where: str) -> None:
-    """Raise unless `path` names an experiment field, as `--set` would."""
+    """Raise unless `path` names an experiment field, as `--set` would (a field of any workload kind)."""
     if not isinstance(path, str) or not path or not all(path.split(".")):
         raise SimcoreError(f"{where}: {show(path)} is not a dotted field path like workload.batch_size")
     models: list[type[BaseModel]] = [Experiment]
     parts = path.split(".")
     for i, part in enumerate(parts):
-        holders = [m.model_fields[part] for m in models if part in m.model_fields]  # both workload kinds may
+        holders = [m for m in models if part in m.model_fields]
         if not holders:
-            raise SimcoreError(f"{where}: unknown field '{path}'{close_matches(path, field_paths())}")
-        kinds = [_field_models(part, f) for f in holders]
-        if i == len(parts) - 1 and not all(kinds):  # a value in some schema (static prompt_tokens: an int)
+            raise SimcoreError(f"{where}: unknown field '{clip(path)}'{close_matches(path, field_paths())}")
+        subs = [s for m in holders for s in _subs(m, part)]
+        leaf = any(not _subs(m, part) for m in holders)
+        if i == len(parts) - 1:
+            if not leaf:
+                raise SimcoreError(f"{where}: '{path}' is a section; name one of its fields, e.g. "
+                                   f"{', '.join(p for p in field_paths() if p.startswith(path + '.'))}")
             return
-        models = [m for k in kinds for m in k]
-        if not models and i < len(parts) - 1:
-            raise SimcoreError(f"{where}: unknown field '{path}': '{'.'.join(parts[:i + 1])}' is a value, not a section")
-    if models:
-        raise SimcoreError(f"{where}: '{path}' is a section; name one of its fields, e.g. "
-                           f"{', '.join(p for p in field_paths() if p.startswith(path + '.'))}")
+        if not subs:
+            raise SimcoreError(f"{where}: unknown field '{clip(path)}': '{'.'.join(parts[:i + 1])}' is a value, "
+                               f"not a section")
+        models = subs
 
 
 def _axes(value: Any, where: str) -> dict[str, list]:
@@ -139,14 +155,14 @@ def _filters(value: Any, where: str) -> list[Filter]:
         here = f"{where}[{i}]"
         if isinstance(item, str):
             if item not in NAMED_FILTERS:
-                raise SimcoreError(f"{here}: unknown filter {item!r}{close_matches(item, NAMED_FILTERS)}; known: {known}")
+                raise SimcoreError(f"{here}: unknown filter {clip(repr(item))}{close_matches(item, NAMED_FILTERS)}; known: {known}")
             out.append(Filter(item))
         elif isinstance(item, dict) and "expr" in item and set(item) <= {"expr", "reason"}:
             expr = item["expr"]
             if not isinstance(expr, str):
                 raise SimcoreError(f"{here}: expr must be a string, got {yaml_kind(expr)}")
             compile_expr(expr, here)
-            out.append(Filter("expr", expr, str(item.get("reason") or f"not {expr}")))
+            out.append(Filter("expr", expr, clip(str(item.get("reason") or f"not {expr}"))))
         else:
             raise SimcoreError(f"{here}: expected a filter name or a mapping with 'expr' (and optional 'reason'); "
                                f"known: {known}")
@@ -168,12 +184,30 @@ def _dotted(node: ast.AST) -> str | None:
     return None
 
 
+def _depth(tree: ast.AST) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        stack += [(child, d + 1) for child in ast.iter_child_nodes(node)]
+    return deepest
+
+
 def compile_expr(expr: str, where: str) -> ast.Expression:
-    """Parse a filter expression: arithmetic, comparisons, and/or/not over field paths and `gpus`."""
+    """Parse a filter expression: arithmetic, comparisons, and/or/not over field paths and `gpus`.
+    Bounded in length and depth (docs/sweeps.md) so that no expression exhausts the parser."""
+    if len(expr) > MAX_EXPR_CHARS:
+        raise SimcoreError(f"{where}: expr {clip(repr(expr), 60)}: {len(expr):,} characters; allowed: at most "
+                           f"{MAX_EXPR_CHARS:,}")
     try:
         tree = ast.parse(expr, mode="eval")
     except SyntaxError as exc:
-        raise SimcoreError(f"{where}: cannot parse expr {expr!r}: {exc.msg}") from None
+        raise SimcoreError(f"{where}: cannot parse expr {clip(repr(expr))}: {exc.msg}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        raise SimcoreError(f"{where}: cannot parse expr {clip(repr(expr))}: {type(exc).__name__}") from None
+    if _depth(tree) > MAX_EXPR_DEPTH:
+        raise SimcoreError(f"{where}: expr {clip(repr(expr))}: nested deeper than {MAX_EXPR_DEPTH} levels")
+    expr = clip(expr)
     inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}  # a.b inside a.b.c
     for node in ast.walk(tree):
         if id(node) in inner:
@@ -198,9 +232,9 @@ def _base(value: Any, base_dir: Path, source: str) -> dict:
         value = read_yaml(path)
         if not isinstance(value, dict):
             raise SimcoreError(f"{path}: expected a mapping of experiment fields, got {yaml_kind(value)}")
-        return value
+        return relative_to(value, path.parent)
     if isinstance(value, dict):
-        return value
+        return relative_to(value, base_dir)
     raise SimcoreError(f"{source}: base: expected a path to an experiment file or a mapping of experiment "
                        f"fields, got {yaml_kind(value)}")
 
@@ -252,6 +286,8 @@ def sweep_from_dict(raw: Any, base_dir: str | Path = ".", source: str = "sweep",
 
 def load_sweep(path: str | Path) -> Sweep:
     path = Path(path)
+    if path.is_dir():
+        raise SimcoreError(f"{path}: is a folder; give a sweep YAML file")
     if not path.is_file():
         raise SimcoreError(f"sweep file not found: {path}")
     return sweep_from_dict(read_yaml(path), path.parent, str(path), path.stem)

@@ -56,7 +56,8 @@ class Store:
     def __init__(self, path: str | Path, create: bool = True):
         self.path = Path(path)
         if not create and not self.path.is_file():
-            raise SimcoreError(f"results file not found: {self.path}")
+            raise SimcoreError(f"{self.path}: is a folder; give a results file" if self.path.is_dir()
+                               else f"results file not found: {self.path}")
         if self.path.exists() and not self.path.is_file():
             raise SimcoreError(f"--db {self.path}: is a folder; --db takes a file path")
         try:
