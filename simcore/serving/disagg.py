@@ -137,7 +137,7 @@ class PrefillReplica(Replica):
             out = self.reqs.output
             sent = self.sent = []
             for s in self.handed:
-                r = self.req[s]
+                r = self.slots.request[s]
                 self._release(s)
                 self.outstanding -= int(out[r]) - 1
                 sent.append(r)

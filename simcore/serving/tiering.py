@@ -16,7 +16,7 @@ from __future__ import annotations
 
 
 class TierMoves:
-    def init_tier(self, tier, slots: int, prefetch=None) -> None:
+    def init_tier(self, tier, prefetch=None) -> None:
         self.tier = tier
         self.all_keys = tier is not None and tier.caching
         self.swap = tier is not None and self.cfg.preemption == "swap"
@@ -27,7 +27,6 @@ class TierMoves:
         self.swapped: dict[int, tuple] = {}  # swapped-out request -> (ctx, plen, output so far, last token, blocks)
         self.swapped_in: set = set()  # swapped requests whose blocks are back in HBM
         self.resume_dec: list = []  # resumed decoding slots, to start decoding after this step's booking
-        self.wrote = [0] * slots  # blocks of the slot written through to host
         self.stall = 0.0  # blocking transfer time added to the current step
         self.swaps = 0
         self.prefetching: dict[int, float] = {}  # queued request whose host hits are loading -> load end
@@ -173,10 +172,10 @@ class TierMoves:
                 self.prefetched.pop(r, None)
             self.waiting.popleft()
             s = self._seat(r, cached, total, done, hit, last)
-            self.wrote[s] = 0
+            self.slots.written[s] = 0
             self.prefilling[s] = None
             pool.allocate(r, need)
-            self.blocks[s] += need
+            self.slots.blocks[s] += need
             chunks.append((s, n))
             budget -= n
         return budget
@@ -186,7 +185,7 @@ class TierMoves:
         ctx, plen, done, last, nb = self.swapped.pop(r)
         self.swapped_in.discard(r)
         s = self._seat(r, ctx, plen, done, nb, last)
-        self.wrote[s] = min(ctx, plen) // self.bs
+        self.slots.written[s] = min(ctx, plen) // self.bs
         if ctx < plen:
             self.prefilling[s] = None
             n = min(plen - ctx, budget)
@@ -205,13 +204,13 @@ class TierMoves:
     def swap_out(self, s: int) -> bool:
         """Preemption by swap: the slot's blocks go to host over the link (the step waits for the copy
         before it reuses them); False when the host tier has no room (then it is recomputed)."""
-        nb = self.blocks[s]
+        nb = self.slots.blocks[s]
         end = self.tier.swap_out(nb, self.clock)
         if end is None:
             return False
-        r = self.req[s]
+        r = self.slots.request[s]
         done, last = self.progress(s)
-        state = (self._ctx(s), self.plen[s], done, float(last), nb)
+        state = (self.context(s), self.slots.to_prefill[s], done, float(last), nb)
         self._release(s)
         self._stall(end)
         self.swapped[r] = state
@@ -224,7 +223,7 @@ class TierMoves:
     def write_through(self, chunks: list, now: float, keys: dict) -> None:
         """Full prompt blocks computed in this step are written to host (async: the step does not wait).
         keys: slot -> its block hashes, as published this step (a chunk never passes the prompt)."""
-        bs, ctx, plen, wrote = self.bs, self.ctx, self.plen, self.wrote
+        bs, ctx, plen, wrote = self.bs, self.slots.cached, self.slots.to_prefill, self.slots.written
         for s, _ in chunks:
             full = min(ctx[s], plen[s]) // bs
             w = wrote[s]
