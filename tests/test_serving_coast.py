@@ -49,6 +49,10 @@ CASES = [
     (PREEMPTING, {}, {"engine": TIGHT}),
     (PREEMPTING, {"scheduler": "sglang", "prefix_caching": True}, {"engine": TIGHT}),
     (RANDOM_WORKLOADS[0], {"max_time_s": 1.5}, {}),
+    (RANDOM_WORKLOADS[1], {"scheduler": "sarathi"}, {}),
+    (RANDOM_WORKLOADS[3], {"scheduler": "prefill_first", "max_num_seqs": 8}, {}),
+    (RANDOM_WORKLOADS[0], {"scheduler": "static", "max_num_seqs": 16}, {}),
+    (PREEMPTING, {"scheduler": "trtllm"}, {"engine": TIGHT}),
 ]
 
 

@@ -158,6 +158,9 @@ class DecodeReplica(Replica):
     def busy(self) -> bool:
         return bool(self.waiting) or bool(self.running_order) or bool(self.arrived)
 
+    def queued(self) -> bool:
+        return bool(self.waiting) or bool(self.arrived)
+
     def receive(self, r: int, first: float) -> None:
         self.arrived.append(r)
         self.first[r] = first

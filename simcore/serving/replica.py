@@ -97,6 +97,10 @@ class Replica(TierMoves):
         if self.on_arrive is not None:
             self.on_arrive(self, r, self.clock if now is None else now)
 
+    def queued(self) -> bool:
+        """Requests wait for a slot."""
+        return bool(self.waiting)
+
     def newest(self) -> int:
         """The running slot admitted last."""
         return next(reversed(self.running_order))
@@ -131,10 +135,13 @@ class Replica(TierMoves):
                 break
             self.preempt(self.newest())
         if due:
-            due.sort()
             sl = self.slots
             request, blocks, last_step = sl.request, sl.blocks, sl.last_step
-            pool.allocate_each([request[s] for s, _ in due], 1)
+            if pool.caching:  # blocks go to the requests in slot order (which cached block each evicts)
+                due.sort()
+                pool.allocate_each([request[s] for s, _ in due], 1)
+            else:  # a counting pool: only how many
+                pool.allocate_each(due, 1)
             nxt = k + self.bs
             later = []
             for e in due:
@@ -318,6 +325,7 @@ class Replica(TierMoves):
         A plain decode step books only counters: the price of the batch at its mean context, one run of
         equal inter-token gaps, the decode step count. The replica's pricer must have decode_time()."""
         schedule = self.scheduler.schedule
+        idle_decodes = getattr(self.scheduler, "idle_decodes", False)
         decode_time = self.cost.decode_time
         m = self.metrics
         itl_run, series = m.itl_run, m.series
@@ -325,7 +333,10 @@ class Replica(TierMoves):
         idx = self.idx
         while True:
             self.preempted_now = False
-            dec, chunks = schedule(self)
+            if idle_decodes and not self.prefilling and not self.queued():
+                dec, chunks = self.decode_all(), ()
+            else:
+                dec, chunks = schedule(self)
             nd = len(dec)
             k = self.decode_steps
             if chunks or not nd or self.new_decoders or self.resume_dec or self.stall or k in finish_due:
