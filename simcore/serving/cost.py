@@ -85,7 +85,9 @@ class IterationCost:
         self.priced: dict[tuple, float] = {}  # grid corner -> seconds
         self._seq_grid: dict[int, tuple] = {}  # memoized grid() of sequence counts
         self._tok_grid: dict[int, tuple] = {}  # ... and of prefill token counts
-        self._cells: dict[tuple, list] = {}  # decode-only grid cell -> its corners' seconds, priced on first use
+        # grid cell -> its corners' seconds, priced on first use: (a0, a1, b0, b1) for decode only (4 corners),
+        # (a0, a1, b0, b1, prefills, tokens lo, tokens hi, past lo, past hi) with prefill chunks (16)
+        self._cells: dict[tuple, list] = {}
         self._decode: dict[int, tuple] = {}  # decode batch size -> _decode_shape()
 
     def batch_time(self, batch: Batch) -> float:
@@ -140,7 +142,8 @@ class IterationCost:
 
         The same corners, weights and floating-point operations, in the same order, as interpolating
         over every corner with a non-zero weight; grid lookups of counts are memoized and the corner
-        times of a cell kept with it, since consecutive iterations mostly fall in one cell."""
+        times of a cell kept with it, since consecutive iterations mostly fall in one cell (a cell's
+        corners are priced when first given a non-zero weight, so the same corners are priced)."""
         if dec:
             d = self._seq_grid.get(dec)
             if d is None:
@@ -156,20 +159,27 @@ class IterationCost:
         if pt is None:
             pt = self._tok_grid[pre_tokens] = grid(pre_tokens, STEPS["tokens"])
         pp = _past_grid(pre_past)
+        c0, c1 = max(pt[0], pre), max(pt[1], pre)
+        key = (a0, a1, b0, b1, pre, c0, c1, pp[0], pp[1])
+        cell = self._cells.get(key)
+        if cell is None:
+            cell = self._cells[key] = [None] * 16
         total = 0.0
-        corner = self.corner
-        for a, wa in ((a0, 1 - wa1), (a1, wa1)):
+        for a, wa, i in ((a0, 1 - wa1, 0), (a1, wa1, 8)):
             if not wa:
                 continue
-            for b, wb in ((b0, 1 - wb1), (b1, wb1)):
+            for b, wb, j in ((b0, 1 - wb1, i), (b1, wb1, i + 4)):
                 if not wb:
                     continue
-                for c, wc in ((pt[0], 1 - pt[2]), (pt[1], pt[2])):
+                for c, wc, l in ((c0, 1 - pt[2], j), (c1, pt[2], j + 2)):
                     if not wc:
                         continue
-                    for e, we in ((pp[0], 1 - pp[2]), (pp[1], pp[2])):
+                    for e, we, m in ((pp[0], 1 - pp[2], l), (pp[1], pp[2], l + 1)):
                         if we:
-                            total += wa * wb * wc * we * corner(a, b, pre, max(c, pre), e)
+                            t = cell[m]
+                            if t is None:
+                                t = cell[m] = self.corner(a, b, pre, c, e)
+                            total += wa * wb * wc * we * t
         return total
 
     def _decode_gpu(self, a0: int, a1: int, wa1: float, b0: int, b1: int, wb1: float) -> float:
