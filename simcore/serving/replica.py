@@ -317,10 +317,11 @@ class Replica(TierMoves):
 
     def coast(self, until: float, limit: float, other: tuple) -> list[int] | None:
         """Iterations one after another, each exactly as step() runs it, while each is a plain decode step
-        (no prefill chunk, no sequence new to decoding, none finishing) and the replica stays the earliest
-        thing to do: the event loop's own test after every step (clock before `until`, the next arrival,
-        and `limit`, and (clock, index) not after `other`, the next busy replica's). Returns as step() does
-        for the last iteration run: a plain decode step finishes nothing ([]).
+        (no prefill chunk, none finishing, every sequence's gap the same: a sequence new to decoding had
+        its first token in the last decode step) and the replica stays the earliest thing to do: the event
+        loop's own test after every step (clock before `until`, the next arrival, and `limit`, and
+        (clock, index) not after `other`, the next busy replica's). Returns as step() does for the last
+        iteration run: a plain decode step finishes nothing ([]).
 
         A plain decode step books only counters: the price of the batch at its mean context, one run of
         equal inter-token gaps, the decode step count. The replica's pricer must have decode_time()."""
@@ -339,8 +340,14 @@ class Replica(TierMoves):
                 dec, chunks = schedule(self)
             nd = len(dec)
             k = self.decode_steps
-            if chunks or not nd or self.new_decoders or self.resume_dec or self.stall or k in finish_due:
+            if chunks or not nd or self.resume_dec or self.stall or k in finish_due:
                 return self._book(dec, chunks)
+            if self.new_decoders:  # plain when each emitted its last token in the last decode step (mixed)
+                told, last_token, decoding = self.last_decode_at, self.slots.last_token, self.decoding
+                for s in self.new_decoders:
+                    if s in decoding and last_token[s] != told:
+                        return self._book(dec, chunks)
+                self.new_decoders = []
             now = self.clock = self.clock + decode_time(nd, (self.context_offset + nd * k) / nd)
             self.iterations += 1
             if series is not None:
