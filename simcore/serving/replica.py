@@ -317,14 +317,15 @@ class Replica(TierMoves):
 
     def coast(self, until: float, limit: float, other: tuple) -> list[int] | None:
         """Iterations one after another, each exactly as step() runs it, while each is a plain decode step
-        (no prefill chunk, none finishing, every sequence's gap the same: a sequence new to decoding had
-        its first token in the last decode step) and the replica stays the earliest thing to do: the event
+        (no prefill chunk; every sequence's gap the same: a sequence new to decoding had its first token in
+        the last decode step), nothing finishes and the replica stays the earliest thing to do: the event
         loop's own test after every step (clock before `until`, the next arrival, and `limit`, and
         (clock, index) not after `other`, the next busy replica's). Returns as step() does for the last
-        iteration run: a plain decode step finishes nothing ([]).
+        iteration run: the requests that finished in it, or [].
 
         A plain decode step books only counters: the price of the batch at its mean context, one run of
-        equal inter-token gaps, the decode step count. The replica's pricer must have decode_time()."""
+        equal inter-token gaps, the decode step count, then the slots whose last token it made.
+        The replica's pricer must have decode_time()."""
         schedule = self.scheduler.schedule
         idle_decodes = getattr(self.scheduler, "idle_decodes", False)
         decode_time = self.cost.decode_time
@@ -340,7 +341,7 @@ class Replica(TierMoves):
                 dec, chunks = schedule(self)
             nd = len(dec)
             k = self.decode_steps
-            if chunks or not nd or self.resume_dec or self.stall or k in finish_due:
+            if chunks or not nd or self.resume_dec or self.stall:
                 return self._book(dec, chunks)
             if self.new_decoders:  # plain when each emitted its last token in the last decode step (mixed)
                 told, last_token, decoding = self.last_decode_at, self.slots.last_token, self.decoding
@@ -356,6 +357,12 @@ class Replica(TierMoves):
             self.decode_steps = k + 1
             self.last_decode_at = now
             self.outstanding -= nd
+            due = finish_due.pop(k, None)
+            if due:
+                admission = self.slots.admission
+                done = [s for s, a in due if admission[s] == a]
+                if done:
+                    return self._finish(done)
             if now >= until or now >= limit or (now, idx) > other:
                 return []
 
@@ -462,8 +469,12 @@ class Replica(TierMoves):
             self.flush_resumes()
         if not done:
             return []
+        return self._finish(done)
+
+    def _finish(self, done: list) -> list[int]:
+        """Release the slots whose requests made their last token; returns those requests, in slot order."""
         done.sort()
-        request = sl.request
+        request = self.slots.request
         finished = [request[s] for s in done]
         for s in done:
             self._release(s)
