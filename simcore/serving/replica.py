@@ -124,14 +124,15 @@ class Replica(TierMoves):
         """Every sequence past its prefill gets its next token; the newest are preempted when blocks run out.
         Returns the decoding slots (a live view: the step only takes its length)."""
         k = self.decode_steps
+        due = self.block_due.pop(k, None)
+        if not due:  # no sequence starts a block: nothing to allocate, nobody preempted
+            return self.decoding.keys()
         admission = self.slots.admission
         pool = self.pool
-        due = self.block_due.pop(k, None)
         while True:
-            if due and self.stale_entries:
+            if self.stale_entries:
                 due = [(s, a) for s, a in due if admission[s] == a]  # drop slots released since
-            short = (len(due) if due else 0) - pool.free
-            if short <= 0 or not self.decoding:
+            if len(due) <= pool.free or not self.decoding:
                 break
             self.preempt(self.newest())
         if due:
