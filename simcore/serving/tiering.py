@@ -24,7 +24,7 @@ class TierMoves:
         self.loading: dict[int, float] = {}  # request -> when its transfer to HBM ends
         self.load_keys: dict[int, tuple] = {}  # request loading host hits -> (its keys, blocks it holds)
         self.loaded: set = set()  # loaded requests back in the queue: not looked up (nor counted) again
-        self.swapped: dict[int, tuple] = {}  # swapped-out request -> (ctx, plen, output so far, last token, blocks)
+        self.swapped: dict[int, tuple] = {}  # swapped-out request -> (cached, to_prefill, output so far, last token, blocks)
         self.swapped_in: set = set()  # swapped requests whose blocks are back in HBM
         self.resume_dec: list = []  # resumed decoding slots, to start decoding after this step's booking
         self.stall = 0.0  # blocking transfer time added to the current step
@@ -182,13 +182,13 @@ class TierMoves:
 
     def _resume(self, r: int, budget: int, chunks: list) -> int:
         """A swapped-in request takes a slot again with its KV and output as they were."""
-        ctx, plen, done, last, nb = self.swapped.pop(r)
+        cached, to_prefill, done, last, nb = self.swapped.pop(r)
         self.swapped_in.discard(r)
-        s = self._seat(r, ctx, plen, done, nb, last)
-        self.slots.written[s] = min(ctx, plen) // self.bs
-        if ctx < plen:
+        s = self._seat(r, cached, to_prefill, done, nb, last)
+        self.slots.written[s] = min(cached, to_prefill) // self.bs
+        if cached < to_prefill:
             self.prefilling[s] = None
-            n = min(plen - ctx, budget)
+            n = min(to_prefill - cached, budget)
             if n > 0 and self._grow(s, n):
                 chunks.append((s, n))
                 budget -= n
@@ -223,10 +223,10 @@ class TierMoves:
     def write_through(self, chunks: list, now: float, keys: dict) -> None:
         """Full prompt blocks computed in this step are written to host (async: the step does not wait).
         keys: slot -> its block hashes, as published this step (a chunk never passes the prompt)."""
-        bs, ctx, plen, wrote = self.bs, self.slots.cached, self.slots.to_prefill, self.slots.written
+        bs, cached, to_prefill, written = self.bs, self.slots.cached, self.slots.to_prefill, self.slots.written
         for s, _ in chunks:
-            full = min(ctx[s], plen[s]) // bs
-            w = wrote[s]
+            full = min(cached[s], to_prefill[s]) // bs
+            w = written[s]
             if full > w:
                 self.tier.store(keys[s][w:full], now)
-                wrote[s] = full
+                written[s] = full
