@@ -6,7 +6,8 @@
                                                                # (exported to a temporary folder)
 
 Cases: each experiments/*.yaml in every engine mode (and flattened runs under every overlap
-policy, and with pipeline parallelism), and each experiments/serving/*.yaml as written.
+policy, and with pipeline parallelism), each experiments/serving/*.yaml as written, one of them under
+each engine profile and with a cache small enough to preempt, another under each scheduler.
 Numbers must be equal or within 1e-9 relative (summation order may change); it prints one
 line per case and exits 1 when any differ.
 """
@@ -30,6 +31,14 @@ WORK = {"events_simulated", "ranks_simulated"}  # how much work the engine did: 
 
 STATIC = sorted(p.name for p in (ROOT / "experiments").glob("*.yaml"))
 SERVING = sorted(p.name for p in (ROOT / "experiments" / "serving").glob("*.yaml"))
+C64, POISSON = "experiments/serving/llama-3.1-8b-closed-c64.yaml", "experiments/serving/llama-3.1-70b-tp4-poisson.yaml"
+SERVING_VARIANTS = {
+    **{f"c64:engine={e}": (C64, [f"serving.engine={e}"]) for e in ("vllm", "sglang", "trtllm")},
+    **{f"tp4-poisson:scheduler={s}": (POISSON, [f"serving.scheduler={s}"])
+       for s in ("sarathi", "prefill_first", "static", "sglang", "trtllm")},
+    "c64:preempting": (C64, ["engine.gpu_memory_utilization=0.25"]),
+    "c64:preempting:sglang": (C64, ["engine.gpu_memory_utilization=0.25", "serving.engine=sglang"]),
+}
 
 
 def cases() -> dict[str, tuple[str, list[str]]]:
@@ -50,6 +59,8 @@ def cases() -> dict[str, tuple[str, list[str]]]:
                  "engine.decode_sample_steps=6", "workload.output_tokens=64"])
     for name in SERVING:
         out[f"serving/{name}"] = (f"experiments/serving/{name}", [])
+    for name, overrides in SERVING_VARIANTS.items():  # each engine profile and scheduler, and preemption
+        out[f"serving/{name}"] = overrides
     return out
 
 

@@ -40,12 +40,12 @@ def record_chunks(monkeypatch):
     def admit(self, budget, chunks, whole=False):
         k = len(chunks)
         out = real(self, budget, chunks, whole)
-        seen.extend(self.req[s] in self.gen_saved for s, _ in chunks[k:])
+        seen.extend(self.slots.request[s] in self.gen_saved for s, _ in chunks[k:])
         return out
 
     def continue_prefills(self, budget):
         chunks, left = type(self).__mro__[1].continue_prefills(self, budget)
-        seen.extend(self.req[s] in self.gen_saved for s, _ in chunks)
+        seen.extend(self.slots.request[s] in self.gen_saved for s, _ in chunks)
         return chunks, left
 
     monkeypatch.setattr(DecodeReplica, "admit", admit)

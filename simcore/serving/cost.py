@@ -76,7 +76,6 @@ class IterationCost:
         cfg = run.experiment.serving
         self.overhead = cfg.iteration_overhead_us * 1e-6
         self.host = None
-        self.pad: dict[int, int] = {}
         if profile is not None:
             host = profile.host
             if "iteration_overhead_us" in cfg.model_fields_set:
@@ -86,7 +85,10 @@ class IterationCost:
         self.priced: dict[tuple, float] = {}  # grid corner -> seconds
         self._seq_grid: dict[int, tuple] = {}  # memoized grid() of sequence counts
         self._tok_grid: dict[int, tuple] = {}  # ... and of prefill token counts
-        self._cells: dict[tuple, list] = {}  # decode-only grid cell -> its corners' seconds, priced on first use
+        # grid cell -> its corners' seconds, priced on first use: (a0, a1, b0, b1) for decode only (4 corners),
+        # (a0, a1, b0, b1, prefills, tokens lo, tokens hi, past lo, past hi) with prefill chunks (16)
+        self._cells: dict[tuple, list] = {}
+        self._decode: dict[int, tuple] = {}  # decode batch size -> _decode_shape()
 
     def batch_time(self, batch: Batch) -> float:
         """One pass of `batch` through every pipeline stage in turn (no micro-batch pipelining)."""
@@ -108,22 +110,40 @@ class IterationCost:
 
     def time(self, dec: int, dec_past: float, pre: int, pre_tokens: int, pre_past: float) -> float:
         """Seconds of one iteration, host time included; dec_past/pre_past are means."""
+        if dec and not pre:
+            return self.decode_time(dec, dec_past)
         if self.host is None:
             return self.gpu_time(dec, dec_past, pre, pre_tokens, pre_past) + self.overhead
-        if dec and not pre:  # a decode-only step replays the CUDA graph of the next captured batch size
-            d = self.pad.get(dec)
-            if d is None:
-                d = self.pad[dec] = padded(dec, self.sizes)
-            if d != dec:  # padding rows hold no context: the same KV traffic over more GEMM rows
-                dec_past, dec = dec_past * dec / d, d
         return self.host.step(self.gpu_time(dec, dec_past, pre, pre_tokens, pre_past), dec + pre, dec + pre_tokens)
+
+    def decode_time(self, dec: int, dec_past: float) -> float:
+        """time(dec, dec_past, 0, 0, 0.0): a decode-only step, from its batch size's coefficients (CUDA-graph
+        padding, grid neighbours and weight of the count), computed once per batch size."""
+        shape = self._decode.get(dec)
+        if shape is None:
+            shape = self._decode[dec] = self._decode_shape(dec)
+        n, a0, a1, wa1 = shape
+        if n != dec:  # padding rows hold no context: the same KV traffic over more GEMM rows
+            dec_past = dec_past * dec / n
+        b0, b1, wb1 = _past_grid(dec_past)
+        gpu = self._decode_gpu(a0, a1, wa1, b0, b1, wb1)
+        if self.host is None:
+            return gpu + self.overhead
+        return self.host.step(gpu, n, n)
+
+    def _decode_shape(self, dec: int) -> tuple:
+        """(batch size run: the next CUDA-graph capture size with an engine profile, else dec; its grid)."""
+        # a decode-only step replays the CUDA graph of the next captured batch size
+        n = padded(dec, self.sizes) if self.host is not None else dec
+        return (n, *grid(n, STEPS["seqs"]))
 
     def gpu_time(self, dec: int, dec_past: float, pre: int, pre_tokens: int, pre_past: float) -> float:
         """Seconds of one iteration's forward pass; dec_past/pre_past are means.
 
         The same corners, weights and floating-point operations, in the same order, as interpolating
         over every corner with a non-zero weight; grid lookups of counts are memoized and the corner
-        times of a cell kept with it, since consecutive iterations mostly fall in one cell."""
+        times of a cell kept with it, since consecutive iterations mostly fall in one cell (a cell's
+        corners are priced when first given a non-zero weight, so the same corners are priced)."""
         if dec:
             d = self._seq_grid.get(dec)
             if d is None:
@@ -134,52 +154,64 @@ class IterationCost:
             a0 = a1 = b0 = b1 = 0
             wa1 = wb1 = 0.0
         if not pre:  # decode only: the prefill weights are 1 - 0.0 and x * 1.0 == x
-            wa0 = 1 - wa1
-            wb0 = 1 - wb1
-            key = (a0, a1, b0, b1)
-            cell = self._cells.get(key)
-            if cell is None:
-                cell = self._cells[key] = [None, None, None, None]
-            total = 0.0
-            if wa0:
-                if wb0:
-                    c = cell[0]
-                    if c is None:
-                        c = cell[0] = self.corner(a0, b0, 0, 0, 0)
-                    total += wa0 * wb0 * c
-                if wb1:
-                    c = cell[1]
-                    if c is None:
-                        c = cell[1] = self.corner(a0, b1, 0, 0, 0)
-                    total += wa0 * wb1 * c
-            if wa1:
-                if wb0:
-                    c = cell[2]
-                    if c is None:
-                        c = cell[2] = self.corner(a1, b0, 0, 0, 0)
-                    total += wa1 * wb0 * c
-                if wb1:
-                    c = cell[3]
-                    if c is None:
-                        c = cell[3] = self.corner(a1, b1, 0, 0, 0)
-                    total += wa1 * wb1 * c
-            return total
+            return self._decode_gpu(a0, a1, wa1, b0, b1, wb1)
         pt = self._tok_grid.get(pre_tokens)
         if pt is None:
             pt = self._tok_grid[pre_tokens] = grid(pre_tokens, STEPS["tokens"])
         pp = _past_grid(pre_past)
+        c0, c1 = max(pt[0], pre), max(pt[1], pre)
+        key = (a0, a1, b0, b1, pre, c0, c1, pp[0], pp[1])
+        cell = self._cells.get(key)
+        if cell is None:
+            cell = self._cells[key] = [None] * 16
         total = 0.0
-        corner = self.corner
-        for a, wa in ((a0, 1 - wa1), (a1, wa1)):
+        for a, wa, i in ((a0, 1 - wa1, 0), (a1, wa1, 8)):
             if not wa:
                 continue
-            for b, wb in ((b0, 1 - wb1), (b1, wb1)):
+            for b, wb, j in ((b0, 1 - wb1, i), (b1, wb1, i + 4)):
                 if not wb:
                     continue
-                for c, wc in ((pt[0], 1 - pt[2]), (pt[1], pt[2])):
+                for c, wc, l in ((c0, 1 - pt[2], j), (c1, pt[2], j + 2)):
                     if not wc:
                         continue
-                    for e, we in ((pp[0], 1 - pp[2]), (pp[1], pp[2])):
+                    for e, we, m in ((pp[0], 1 - pp[2], l), (pp[1], pp[2], l + 1)):
                         if we:
-                            total += wa * wb * wc * we * corner(a, b, pre, max(c, pre), e)
+                            t = cell[m]
+                            if t is None:
+                                t = cell[m] = self.corner(a, b, pre, c, e)
+                            total += wa * wb * wc * we * t
+        return total
+
+    def _decode_gpu(self, a0: int, a1: int, wa1: float, b0: int, b1: int, wb1: float) -> float:
+        """gpu_time of a decode-only step from its grid neighbours: count a0/a1 (weight of a1: wa1), mean
+        past b0/b1 (weight of b1: wb1)."""
+        wa0 = 1 - wa1
+        wb0 = 1 - wb1
+        key = (a0, a1, b0, b1)
+        cell = self._cells.get(key)
+        if cell is None:
+            cell = self._cells[key] = [None, None, None, None]
+        total = 0.0
+        if wa0:
+            if wb0:
+                c = cell[0]
+                if c is None:
+                    c = cell[0] = self.corner(a0, b0, 0, 0, 0)
+                total += wa0 * wb0 * c
+            if wb1:
+                c = cell[1]
+                if c is None:
+                    c = cell[1] = self.corner(a0, b1, 0, 0, 0)
+                total += wa0 * wb1 * c
+        if wa1:
+            if wb0:
+                c = cell[2]
+                if c is None:
+                    c = cell[2] = self.corner(a1, b0, 0, 0, 0)
+                total += wa1 * wb0 * c
+            if wb1:
+                c = cell[3]
+                if c is None:
+                    c = cell[3] = self.corner(a1, b1, 0, 0, 0)
+                total += wa1 * wb1 * c
         return total

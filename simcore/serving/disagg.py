@@ -137,7 +137,7 @@ class PrefillReplica(Replica):
             out = self.reqs.output
             sent = self.sent = []
             for s in self.handed:
-                r = self.req[s]
+                r = self.slots.request[s]
                 self._release(s)
                 self.outstanding -= int(out[r]) - 1
                 sent.append(r)
@@ -157,6 +157,9 @@ class DecodeReplica(Replica):
     @property
     def busy(self) -> bool:
         return bool(self.waiting) or bool(self.running_order) or bool(self.arrived)
+
+    def queued(self) -> bool:
+        return bool(self.waiting) or bool(self.arrived)
 
     def receive(self, r: int, first: float) -> None:
         self.arrived.append(r)

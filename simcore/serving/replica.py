@@ -2,15 +2,18 @@
 
 `step()` is one engine iteration: the scheduler policy picks decodes and prefill chunks
 through the moves below, the iteration is priced, then tokens, blocks and finishes are booked.
-Requests are plain indices into the workload's arrays.
+`coast()` runs the same iterations one after another for as long as each is a plain decode
+step and the replica stays the earliest thing to do in the event loop. Requests are plain
+indices into the workload's arrays; per-slot state is a structure of arrays (`Slots`).
 
 Decoding sequences are booked incrementally, so a step costs O(1) plus the events in it rather
-than O(running sequences). A sequence past its prefill ("decoding", in `dec`) gets exactly one
-token in every decode step (`decode_all` takes them all), so its context and output count are
-its values on entry plus the decode steps since (`dsteps - ek`); the decode step at which it
-next starts a KV block (its context a multiple of block_size) and the one at which it finishes
-are known on entry and kept in two calendars keyed by decode step. The running sum of the
-decoding contexts gives their mean. Results are exactly those of booking every slot every step.
+than O(running sequences). A sequence past its prefill ("decoding", in `decoding`) gets exactly
+one token in every decode step (`decode_all` takes them all), so its context and output count
+are its values on entry plus the decode steps since (`decode_steps - slots.decode_start`); the
+decode step at which it next starts a KV block (its context a multiple of block_size) and the
+one at which it finishes are known on entry and kept in two calendars keyed by decode step
+(`block_due`, `finish_due`). The running sum of the decoding contexts gives their mean.
+Results are exactly those of booking every slot every step.
 """
 
 from __future__ import annotations
@@ -19,6 +22,28 @@ from collections import deque
 
 from simcore.serving.blocks import BlockPool
 from simcore.serving.tiering import TierMoves
+
+
+class Slots:
+    """Per-slot state of a replica: one list per field, indexed by slot (a structure of arrays, so the
+    step's loops bind the field they read). For a decoding slot, `cached`, `emitted` and `last_token`
+    are its values when it started decoding (Replica.context and Replica.progress give the current ones)."""
+
+    __slots__ = ("request", "cached", "to_prefill", "emitted", "output", "blocks", "admission", "last_token",
+                 "decode_start", "last_step", "written")
+
+    def __init__(self, n: int):
+        self.request = [-1] * n  # the request in the slot (-1: free)
+        self.cached = [0] * n  # tokens whose K/V are in the cache
+        self.to_prefill = [0] * n  # tokens to prefill (prompt, plus output so far after a preemption)
+        self.emitted = [0] * n  # output tokens produced
+        self.output = [0] * n  # output tokens the request asks for
+        self.blocks = [0] * n  # KV blocks held
+        self.admission = [-1] * n  # admission sequence number (-1: free slot): the newest is preempted first
+        self.last_token = [0.0] * n  # time of the last token
+        self.decode_start = [0] * n  # decoding slot: decode steps done when it started decoding
+        self.last_step = [0] * n  # decoding slot: the decode step that makes its last token
+        self.written = [0] * n  # blocks written through to the host tier (simcore/serving/tiering.py)
 
 
 class Replica(TierMoves):
@@ -30,27 +55,22 @@ class Replica(TierMoves):
         self.bs = cfg.block_size
         self.pool = BlockPool(blocks, cfg.block_size, cfg.prefix_caching, policy)
         n = cfg.max_num_seqs
-        # per slot; for a decoding slot ctx, gen and last are their values when it started decoding
-        self.req = [-1] * n
-        self.ctx = [0] * n  # tokens whose K/V are in the cache
-        self.plen = [0] * n  # tokens to prefill (prompt, plus output so far after a preemption)
-        self.gen = [0] * n  # output tokens produced
-        self.out = [0] * n
-        self.blocks = [0] * n
-        self.order = [-1] * n  # admission sequence (-1: free slot): the newest is preempted first
-        self.last = [0.0] * n  # time of the last token
-        self.ek = [0] * n  # decoding slot: decode steps done when it started decoding
-        self.kf = [0] * n  # decoding slot: the decode step after which it has all its output
+        self.slots = Slots(n)
         self.free_slots = list(range(n - 1, -1, -1))
         self.running_order: dict[int, None] = {}  # running slots, oldest admission first
         self.prefilling: dict[int, None] = {}  # slots still in their prefill, oldest admission first
-        self.dec: dict[int, None] = {}  # slots past their prefill
-        self.fresh: list[int] = []  # slots that started decoding since the last decode step
-        self.dsteps = 0  # decode steps done
-        self.t_dec = 0.0  # time of the last decode step
-        self.doff = 0  # sum over decoding slots of ctx - ek: their contexts sum to doff + len(dec) * dsteps
-        self.bnd: dict[int, list] = {}  # decode step -> (slot, order) that start a new block in it
-        self.fin: dict[int, list] = {}  # decode step -> (slot, order) whose last token it makes
+        self.decoding: dict[int, None] = {}  # slots past their prefill
+        self.new_decoders: list[int] = []  # slots that started decoding since the last decode step
+        self.decode_steps = 0  # decode steps done
+        self.last_decode_at = 0.0  # time of the last decode step
+        # sum over decoding slots of cached - decode_start: their contexts sum to
+        # context_offset + len(decoding) * decode_steps
+        self.context_offset = 0
+        self.block_due: dict[int, list] = {}  # decode step -> (slot, admission) that start a new block in it
+        self.finish_due: dict[int, list] = {}  # decode step -> (slot, admission) whose last token it makes
+        # calendar entries of released slots are dropped when met; none exist until a decoding slot is
+        # released before its last step (preempted or swapped out), so until then nothing is filtered
+        self.stale_entries = False
         self.gen_saved: dict[int, tuple[int, float]] = {}  # preempted request -> (output so far, last token time)
         self.waiting: deque[int] = deque()
         self.clock = 0.0
@@ -60,7 +80,7 @@ class Replica(TierMoves):
         self.iterations = 0
         self.prefill_only = False  # disaggregated prefill replica: hand requests off after their first token
         self.handed: list[int] = []  # requests handed off in the last step (simcore/serving/disagg.py)
-        self.init_tier(tier, n, prefetch)
+        self.init_tier(tier, prefetch)
 
     @property
     def running(self) -> int:
@@ -77,16 +97,24 @@ class Replica(TierMoves):
         if self.on_arrive is not None:
             self.on_arrive(self, r, self.clock if now is None else now)
 
+    def queued(self) -> bool:
+        """Requests wait for a slot."""
+        return bool(self.waiting)
+
     def newest(self) -> int:
         """The running slot admitted last."""
         return next(reversed(self.running_order))
 
     def running_requests(self) -> list[int]:
         """Requests in the slots, in slot order."""
-        return [self.req[s] for s in sorted(self.running_order)]
+        return [self.slots.request[s] for s in sorted(self.running_order)]
 
-    def _ctx(self, s: int) -> int:
-        return self.ctx[s] + self.dsteps - self.ek[s] if s in self.dec else self.ctx[s]
+    def context(self, s: int) -> int:
+        """Tokens of slot s whose K/V are in the cache now."""
+        sl = self.slots
+        if s in self.decoding:
+            return sl.cached[s] + self.decode_steps - sl.decode_start[s]
+        return sl.cached[s]
 
     # -- moves a scheduler combines ------------------------------------------------------
     def no_decodes(self) -> tuple:
@@ -95,43 +123,48 @@ class Replica(TierMoves):
     def decode_all(self):
         """Every sequence past its prefill gets its next token; the newest are preempted when blocks run out.
         Returns the decoding slots (a live view: the step only takes its length)."""
-        k = self.dsteps
-        order = self.order
+        k = self.decode_steps
+        due = self.block_due.pop(k, None)
+        if not due:  # no sequence starts a block: nothing to allocate, nobody preempted
+            return self.decoding.keys()
+        admission = self.slots.admission
         pool = self.pool
-        due = self.bnd.pop(k, None)
         while True:
-            if due:
-                due = [(s, o) for s, o in due if order[s] == o]  # drop slots released since
-            short = (len(due) if due else 0) - pool.free
-            if short <= 0 or not self.dec:
+            if self.stale_entries:
+                due = [(s, a) for s, a in due if admission[s] == a]  # drop slots released since
+            if len(due) <= pool.free or not self.decoding:
                 break
             self.preempt(self.newest())
         if due:
-            due.sort()
-            req, blocks, kf = self.req, self.blocks, self.kf
-            pool.allocate_each([req[s] for s, _ in due], 1)
+            sl = self.slots
+            request, blocks, last_step = sl.request, sl.blocks, sl.last_step
+            if pool.caching:  # blocks go to the requests in slot order (which cached block each evicts)
+                due.sort()
+                pool.allocate_each([request[s] for s, _ in due], 1)
+            else:  # a counting pool: only how many
+                pool.allocate_each(due, 1)
             nxt = k + self.bs
             later = []
             for e in due:
                 s = e[0]
                 blocks[s] += 1
-                if nxt <= kf[s]:
+                if nxt <= last_step[s]:
                     later.append(e)
             if later:
-                more = self.bnd.get(nxt)
+                more = self.block_due.get(nxt)
                 if more is None:
-                    self.bnd[nxt] = later
+                    self.block_due[nxt] = later
                 else:
                     more.extend(later)
-        return self.dec.keys()
+        return self.decoding.keys()
 
     def continue_prefills(self, budget: int) -> tuple[list, int]:
         chunks = []
-        plen, ctx = self.plen, self.ctx
+        to_prefill, cached = self.slots.to_prefill, self.slots.cached
         for s in self.prefilling:
             if budget <= 0:
                 break
-            n = min(plen[s] - ctx[s], budget)
+            n = min(to_prefill[s] - cached[s], budget)
             if not self._grow(s, n):
                 break
             chunks.append((s, n))
@@ -169,38 +202,40 @@ class Replica(TierMoves):
             s = self._seat(r, cached, total, done, hit, last)
             self.prefilling[s] = None
             pool.allocate(r, need)
-            self.blocks[s] += need
+            self.slots.blocks[s] += need
             chunks.append((s, n))
             budget -= n
         return budget
 
     def remaining_output(self) -> int:
         """Output tokens the running requests have still to produce."""
-        return sum(self.out[s] - self.progress(s)[0] for s in self.running_order)
+        return sum(self.slots.output[s] - self.progress(s)[0] for s in self.running_order)
 
     def future_blocks(self) -> int:
         """KV blocks the running requests will still take before they finish (prompt + output)."""
-        q, bs = self.reqs, self.bs
-        return sum(max(0, -(-(int(q.prompt[self.req[s]]) + self.out[s]) // bs) - self.blocks[s])
+        q, bs, sl = self.reqs, self.bs, self.slots
+        return sum(max(0, -(-(int(q.prompt[sl.request[s]]) + sl.output[s]) // bs) - sl.blocks[s])
                    for s in self.running_order)
 
-    def _seat(self, r: int, ctx: int, plen: int, gen: int, blocks: int, last: float) -> int:
-        """Give request r a running slot: `ctx` of its `plen` prompt tokens cached, `gen` tokens emitted,
-        holding `blocks` blocks, its last token at `last`. Returns the slot."""
+    def _seat(self, r: int, cached: int, to_prefill: int, emitted: int, blocks: int, last: float) -> int:
+        """Give request r a running slot: `cached` of its `to_prefill` prompt tokens cached, `emitted` tokens
+        out, holding `blocks` blocks, its last token at `last`. Returns the slot."""
         s = self.free_slots.pop()
-        self.req[s], self.ctx[s], self.plen[s], self.gen[s] = r, ctx, plen, gen
-        self.out[s], self.blocks[s], self.order[s] = int(self.reqs.output[r]), blocks, self.admitted
-        self.last[s] = last
+        sl = self.slots
+        sl.request[s], sl.cached[s], sl.to_prefill[s], sl.emitted[s] = r, cached, to_prefill, emitted
+        sl.output[s], sl.blocks[s], sl.admission[s] = int(self.reqs.output[r]), blocks, self.admitted
+        sl.last_token[s] = last
         self.admitted += 1
         self.running_order[s] = None
         return s
 
     def _grow(self, s: int, n: int) -> bool:
-        need = -(-(self.ctx[s] + n) // self.bs) - self.blocks[s]
+        sl = self.slots
+        need = -(-(sl.cached[s] + n) // self.bs) - sl.blocks[s]
         if need > self.pool.free:
             return False
-        self.pool.allocate(self.req[s], need)
-        self.blocks[s] += need
+        self.pool.allocate(sl.request[s], need)
+        sl.blocks[s] += need
         return True
 
     def preempt(self, s: int) -> None:
@@ -208,7 +243,7 @@ class Replica(TierMoves):
         (With preemption: swap, the blocks go to host instead, when they fit: TierMoves.swap_out.)"""
         if self.swap and self.swap_out(s):
             return
-        r = self.req[s]
+        r = self.slots.request[s]
         done, last = self.progress(s)
         self._release(s)
         self.gen_saved[r] = (done, float(last))
@@ -218,25 +253,31 @@ class Replica(TierMoves):
 
     def progress(self, s: int) -> tuple[int, float]:
         """Output tokens the slot has produced, and the time of its last one."""
-        if s in self.dec:
-            return self.gen[s] + self.dsteps - self.ek[s], (self.t_dec if self.ek[s] < self.dsteps else self.last[s])
-        return self.gen[s], self.last[s]
+        sl = self.slots
+        if s in self.decoding:
+            start = sl.decode_start[s]
+            return (sl.emitted[s] + self.decode_steps - start,
+                    self.last_decode_at if start < self.decode_steps else sl.last_token[s])
+        return sl.emitted[s], sl.last_token[s]
 
     def _release(self, s: int) -> None:
-        r = self.req[s]
+        sl = self.slots
+        r = sl.request[s]
         if self.pool.caching:
-            c = self._ctx(s)
+            c = self.context(s)
             self.pool.publish(r, self.hashes(r, c), c // self.bs)
-        self.pool.release(r, self.blocks[s])
-        if s in self.dec:
-            del self.dec[s]
-            self.doff -= self.ctx[s] - self.ek[s]
+        self.pool.release(r, sl.blocks[s])
+        if s in self.decoding:
+            del self.decoding[s]
+            self.context_offset -= sl.cached[s] - sl.decode_start[s]
+            if sl.last_step[s] >= self.decode_steps:  # released before its last token: its entries stay behind
+                self.stale_entries = True
         else:
             self.prefilling.pop(s, None)
         del self.running_order[s]
-        self.req[s] = -1
-        self.order[s] = -1
-        self.blocks[s] = 0
+        sl.request[s] = -1
+        sl.admission[s] = -1
+        sl.blocks[s] = 0
         self.free_slots.append(s)
 
     def hashes(self, r: int, tokens: int) -> list[tuple]:
@@ -253,44 +294,102 @@ class Replica(TierMoves):
 
     def _start_decoding(self, s: int, now: float) -> None:
         """Slot s ended its prefill at `now` (its last token) and has output still to produce."""
-        k = self.dsteps
-        c = self.ctx[s]
-        self.ek[s] = k
-        self.last[s] = now
-        self.dec[s] = None
-        self.doff += c - k
-        self.fresh.append(s)
-        o = self.order[s]
-        kf = self.kf[s] = k + self.out[s] - self.gen[s] - 1  # its last token comes from decode step kf
+        sl = self.slots
+        k = self.decode_steps
+        c = sl.cached[s]
+        sl.decode_start[s] = k
+        sl.last_token[s] = now
+        self.decoding[s] = None
+        self.context_offset += c - k
+        self.new_decoders.append(s)
+        a = sl.admission[s]
+        last = sl.last_step[s] = k + sl.output[s] - sl.emitted[s] - 1  # its last token comes from decode step `last`
         kb = k + (-c) % self.bs  # ctx is a multiple of block_size: that decode step opens a block
-        if kb <= kf:
-            self.bnd.setdefault(kb, []).append((s, o))
-        self.fin.setdefault(kf, []).append((s, o))
+        if kb <= last:
+            self.block_due.setdefault(kb, []).append((s, a))
+        self.finish_due.setdefault(last, []).append((s, a))
 
-    # -- one iteration -------------------------------------------------------------------
+    # -- iterations ----------------------------------------------------------------------
     def step(self) -> list[int] | None:
         """Run one iteration from self.clock; returns the requests that finished (None: nothing could run)."""
         self.preempted_now = False
         dec, chunks = self.scheduler.schedule(self)
+        return self._book(dec, chunks)
+
+    def coast(self, until: float, limit: float, other: tuple) -> list[int] | None:
+        """Iterations one after another, each exactly as step() runs it, while each is a plain decode step
+        (no prefill chunk; every sequence's gap the same: a sequence new to decoding had its first token in
+        the last decode step), nothing finishes and the replica stays the earliest thing to do: the event
+        loop's own test after every step (clock before `until`, the next arrival, and `limit`, and
+        (clock, index) not after `other`, the next busy replica's). Returns as step() does for the last
+        iteration run: the requests that finished in it, or [].
+
+        A plain decode step books only counters: the price of the batch at its mean context, one run of
+        equal inter-token gaps, the decode step count, then the slots whose last token it made.
+        The replica's pricer must have decode_time()."""
+        schedule = self.scheduler.schedule
+        idle_decodes = getattr(self.scheduler, "idle_decodes", False)
+        decode_time = self.cost.decode_time
+        m = self.metrics
+        itl_run, series = m.itl_run, m.series
+        finish_due = self.finish_due
+        idx = self.idx
+        while True:
+            self.preempted_now = False
+            if idle_decodes and not self.prefilling and not self.queued():
+                dec, chunks = self.decode_all(), ()
+            else:
+                dec, chunks = schedule(self)
+            nd = len(dec)
+            k = self.decode_steps
+            if chunks or not nd or self.resume_dec or self.stall:
+                return self._book(dec, chunks)
+            if self.new_decoders:  # plain when each emitted its last token in the last decode step (mixed)
+                told, last_token, decoding = self.last_decode_at, self.slots.last_token, self.decoding
+                for s in self.new_decoders:
+                    if s in decoding and last_token[s] != told:
+                        return self._book(dec, chunks)
+                self.new_decoders = []
+            now = self.clock = self.clock + decode_time(nd, (self.context_offset + nd * k) / nd)
+            self.iterations += 1
+            if series is not None:
+                m.sample(self, now, nd)
+            itl_run(now - self.last_decode_at, nd)  # every slot was decoded in the last decode step
+            self.decode_steps = k + 1
+            self.last_decode_at = now
+            self.outstanding -= nd
+            due = finish_due.pop(k, None)
+            if due:
+                admission = self.slots.admission
+                done = [s for s, a in due if admission[s] == a]
+                if done:
+                    return self._finish(done)
+            if now >= until or now >= limit or (now, idx) > other:
+                return []
+
+    def _book(self, dec, chunks: list) -> list[int] | None:
+        """Price and book one iteration: the decoding slots `dec` (decode_all()'s or none) and prefill
+        `chunks` ((slot, tokens)) the scheduler picked."""
         nd = len(dec)
         if not nd and not chunks:
             if self.resume_dec:  # a swapped-in decode resumed: it runs next step
                 self.flush_resumes()
                 return []
             return None
-        ctx = self.ctx
+        sl = self.slots
+        cached = sl.cached
         if chunks:
             pre_tok = 0
             past = 0
             for s, n in chunks:
                 pre_tok += n
-                past += ctx[s]
+                past += cached[s]
             pre_past = past / len(chunks)
         else:
             pre_tok = 0
             pre_past = 0.0
-        k = self.dsteps
-        dec_past = (self.doff + nd * k) / nd if nd else 0.0
+        k = self.decode_steps
+        dec_past = (self.context_offset + nd * k) / nd if nd else 0.0
         start = self.clock
         now = self.clock = start + self.cost.time(nd, dec_past, len(chunks), pre_tok, pre_past)
         if self.spans is not None:
@@ -302,66 +401,66 @@ class Replica(TierMoves):
         m = self.metrics
         if m.series is not None:
             m.sample(self, now, nd + len(chunks))
-        ends: list = []
-        emit_ends: list = []
+        ends: list = []  # slots whose prefill ends in this step
+        emit_ends: list = []  # ... that were preempted before: their re-prefill emits their next token
         if chunks:
-            plen, gen, last, req = self.plen, self.gen, self.last, self.req
+            to_prefill, emitted, last_token, request = sl.to_prefill, sl.emitted, sl.last_token, sl.request
             for s, n in chunks:
-                c = ctx[s] = ctx[s] + n
-                if c >= plen[s]:
+                c = cached[s] = cached[s] + n
+                if c >= to_prefill[s]:
                     ends.append(s)
             for s in ends:
-                if gen[s] == 0:
-                    m.first_token[req[s]] = now
-                    gen[s] = 1
-                    last[s] = now
-                else:  # a preempted request finished its re-prefill: it emits its next token
+                if emitted[s] == 0:
+                    m.first_token[request[s]] = now
+                    emitted[s] = 1
+                    last_token[s] = now
+                else:
                     emit_ends.append(s)
             if self.pool.caching:
-                keys = {s: self.hashes(req[s], ctx[s]) for s, _ in chunks}
+                keys = {s: self.hashes(request[s], cached[s]) for s, _ in chunks}
                 for s, _ in chunks:
-                    self.pool.publish(req[s], keys[s], ctx[s] // self.bs)
+                    self.pool.publish(request[s], keys[s], cached[s] // self.bs)
                 if self.all_keys:
                     self.write_through(chunks, now, keys)
         if nd:
-            g = now - self.t_dec  # the gap of every slot that was decoded in the last decode step
+            g = now - self.last_decode_at  # the gap of every slot that was decoded in the last decode step
             uniform = not emit_ends
-            if uniform and self.fresh:  # slots that started decoding since: their own last token
-                last, dset = self.last, self.dec
-                fresh = {s for s in self.fresh if s in dset}
-                if len(fresh) == nd:
-                    g = now - last[next(iter(fresh))]
-                for s in fresh:
-                    if now - last[s] != g:
+            if uniform and self.new_decoders:  # slots that started decoding since: their own last token
+                last_token, decoding = sl.last_token, self.decoding
+                new = {s for s in self.new_decoders if s in decoding}
+                if len(new) == nd:
+                    g = now - last_token[next(iter(new))]
+                for s in new:
+                    if now - last_token[s] != g:
                         uniform = False
                         break
             if uniform:
                 m.itl_run(g, nd)
             else:
-                last, ek, told = self.last, self.ek, self.t_dec
-                gaps = [now - (told if ek[s] < k else last[s]) for s in sorted(self.dec)]
-                gaps += [now - self.last[s] for s in emit_ends]
+                last_token, decode_start, told = sl.last_token, sl.decode_start, self.last_decode_at
+                gaps = [now - (told if decode_start[s] < k else last_token[s]) for s in sorted(self.decoding)]
+                gaps += [now - last_token[s] for s in emit_ends]
                 m.itl_list(gaps)
-            self.fresh = []
-            self.dsteps = k + 1
-            self.t_dec = now
+            self.new_decoders = []
+            self.decode_steps = k + 1
+            self.last_decode_at = now
         elif emit_ends:
-            m.itl_list([now - self.last[s] for s in emit_ends])
+            m.itl_list([now - sl.last_token[s] for s in emit_ends])
         for s in emit_ends:
-            self.gen[s] += 1
-            self.last[s] = now
+            sl.emitted[s] += 1
+            sl.last_token[s] = now
         self.outstanding -= pre_tok + nd + len(emit_ends)
         done = []
         if nd:
-            due = self.fin.pop(k, None)
+            due = self.finish_due.pop(k, None)
             if due:
-                order = self.order
-                done = [s for s, o in due if order[s] == o]
+                admission = sl.admission
+                done = [s for s, a in due if admission[s] == a]
         if ends:
-            gen, out = self.gen, self.out
+            emitted, output = sl.emitted, sl.output
             for s in ends:
                 del self.prefilling[s]
-                if gen[s] >= out[s]:
+                if emitted[s] >= output[s]:
                     done.append(s)
                 elif self.prefill_only:
                     self.handed.append(s)
@@ -371,9 +470,13 @@ class Replica(TierMoves):
             self.flush_resumes()
         if not done:
             return []
+        return self._finish(done)
+
+    def _finish(self, done: list) -> list[int]:
+        """Release the slots whose requests made their last token; returns those requests, in slot order."""
         done.sort()
-        req = self.req
-        finished = [req[s] for s in done]
+        request = self.slots.request
+        finished = [request[s] for s in done]
         for s in done:
             self._release(s)
         for r in finished:

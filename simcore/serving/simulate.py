@@ -103,6 +103,10 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
             rep.spans = spans
             if rep.tier is not None:
                 rep.tier.trace_into(spans, f"replica {rep.idx}")
+    # replicas whose plain decode steps run back to back in Replica.coast: not traced, no host tier, a pricer
+    # with decode_time (a pipelined virtual engine's step waits for the shared stages), and decoding at all
+    coasts = [rep.spans is None and rep.tier is None and hasattr(rep.cost, "decode_time") and not rep.prefill_only
+              for rep in reps]
     prompt, output = reqs.prompt, reqs.output
     child = _children(reqs)
     delay = reqs.delay
@@ -171,9 +175,10 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
         # arrival (ties go to arrivals), before max_time_s, and before every other busy replica's
         other = min(((q.clock, q.idx) for q in reps if q is not rep and q.busy), default=(inf, 0))
         idx = rep.idx
+        coast = rep.coast if coasts[idx] else None
         step = rep.step
         while True:
-            finished = step()
+            finished = coast(ta, limit, other) if coast is not None else step()  # coast: plain decode steps in a row
             if finished is None:
                 if (rep.loading or rep.prefetching) and rep.next_ready() > rep.clock:  # only host transfers: wait
                     rep.clock = min(rep.next_ready(), ta, limit)

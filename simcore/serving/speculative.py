@@ -50,14 +50,22 @@ class SpecCost(IterationCost):
         return t
 
     def time(self, dec: int, dec_past: float, pre: int, pre_tokens: int, pre_past: float) -> float:
+        if dec and not pre:
+            return self.decode_time(dec, dec_past)
         t = super().time(dec, dec_past, pre, pre_tokens, pre_past)
         if dec:
-            self.dec_steps += 1
-            self.dec_seqs += dec
-            self.dec_ctx += dec * dec_past
-            if not pre:
-                t -= self.overhead * (1 - 1 / self.tau)
+            self._count(dec, dec_past)
         return t
+
+    def decode_time(self, dec: int, dec_past: float) -> float:
+        t = super().decode_time(dec, dec_past)
+        self._count(dec, dec_past)
+        return t - self.overhead * (1 - 1 / self.tau)
+
+    def _count(self, dec: int, dec_past: float) -> None:
+        self.dec_steps += 1
+        self.dec_seqs += dec
+        self.dec_ctx += dec * dec_past
 
     def summary(self, blocks_without_draft: int) -> dict:
         """The speculative block of the serving summary (docs/serving.md)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 
 class TierMoves:
-    def init_tier(self, tier, slots: int, prefetch=None) -> None:
+    def init_tier(self, tier, prefetch=None) -> None:
         self.tier = tier
         self.all_keys = tier is not None and tier.caching
         self.swap = tier is not None and self.cfg.preemption == "swap"
@@ -24,10 +24,9 @@ class TierMoves:
         self.loading: dict[int, float] = {}  # request -> when its transfer to HBM ends
         self.load_keys: dict[int, tuple] = {}  # request loading host hits -> (its keys, blocks it holds)
         self.loaded: set = set()  # loaded requests back in the queue: not looked up (nor counted) again
-        self.swapped: dict[int, tuple] = {}  # swapped-out request -> (ctx, plen, output so far, last token, blocks)
+        self.swapped: dict[int, tuple] = {}  # swapped-out request -> (cached, to_prefill, output so far, last token, blocks)
         self.swapped_in: set = set()  # swapped requests whose blocks are back in HBM
         self.resume_dec: list = []  # resumed decoding slots, to start decoding after this step's booking
-        self.wrote = [0] * slots  # blocks of the slot written through to host
         self.stall = 0.0  # blocking transfer time added to the current step
         self.swaps = 0
         self.prefetching: dict[int, float] = {}  # queued request whose host hits are loading -> load end
@@ -173,23 +172,23 @@ class TierMoves:
                 self.prefetched.pop(r, None)
             self.waiting.popleft()
             s = self._seat(r, cached, total, done, hit, last)
-            self.wrote[s] = 0
+            self.slots.written[s] = 0
             self.prefilling[s] = None
             pool.allocate(r, need)
-            self.blocks[s] += need
+            self.slots.blocks[s] += need
             chunks.append((s, n))
             budget -= n
         return budget
 
     def _resume(self, r: int, budget: int, chunks: list) -> int:
         """A swapped-in request takes a slot again with its KV and output as they were."""
-        ctx, plen, done, last, nb = self.swapped.pop(r)
+        cached, to_prefill, done, last, nb = self.swapped.pop(r)
         self.swapped_in.discard(r)
-        s = self._seat(r, ctx, plen, done, nb, last)
-        self.wrote[s] = min(ctx, plen) // self.bs
-        if ctx < plen:
+        s = self._seat(r, cached, to_prefill, done, nb, last)
+        self.slots.written[s] = min(cached, to_prefill) // self.bs
+        if cached < to_prefill:
             self.prefilling[s] = None
-            n = min(plen - ctx, budget)
+            n = min(to_prefill - cached, budget)
             if n > 0 and self._grow(s, n):
                 chunks.append((s, n))
                 budget -= n
@@ -205,13 +204,13 @@ class TierMoves:
     def swap_out(self, s: int) -> bool:
         """Preemption by swap: the slot's blocks go to host over the link (the step waits for the copy
         before it reuses them); False when the host tier has no room (then it is recomputed)."""
-        nb = self.blocks[s]
+        nb = self.slots.blocks[s]
         end = self.tier.swap_out(nb, self.clock)
         if end is None:
             return False
-        r = self.req[s]
+        r = self.slots.request[s]
         done, last = self.progress(s)
-        state = (self._ctx(s), self.plen[s], done, float(last), nb)
+        state = (self.context(s), self.slots.to_prefill[s], done, float(last), nb)
         self._release(s)
         self._stall(end)
         self.swapped[r] = state
@@ -224,10 +223,10 @@ class TierMoves:
     def write_through(self, chunks: list, now: float, keys: dict) -> None:
         """Full prompt blocks computed in this step are written to host (async: the step does not wait).
         keys: slot -> its block hashes, as published this step (a chunk never passes the prompt)."""
-        bs, ctx, plen, wrote = self.bs, self.ctx, self.plen, self.wrote
+        bs, cached, to_prefill, written = self.bs, self.slots.cached, self.slots.to_prefill, self.slots.written
         for s, _ in chunks:
-            full = min(ctx[s], plen[s]) // bs
-            w = wrote[s]
+            full = min(cached[s], to_prefill[s]) // bs
+            w = written[s]
             if full > w:
                 self.tier.store(keys[s][w:full], now)
-                wrote[s] = full
+                written[s] = full

@@ -5,6 +5,11 @@ calls `register(Cls)`. A new policy is a new file. The replica (simcore.serving.
 offers the moves a policy combines: decode_all, continue_prefills, admit. The decode slots a
 policy returns are decode_all()'s (every sequence past its prefill) or no_decodes(); the step
 books decodes for all of them, so a policy takes them whole or not at all.
+
+A policy may set `idle_decodes = True`: it promises that when nothing waits and nothing is
+prefilling, schedule() is decode_all() and nothing else (no state of its own changes). The
+replica then runs such steps without calling it (Replica.coast); tests/test_serving_coast.py
+checks the promise against one schedule() per step.
 """
 
 from __future__ import annotations

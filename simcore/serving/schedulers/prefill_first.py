@@ -10,6 +10,7 @@ from simcore.serving.schedulers import register
 class PrefillFirst:
     name = "prefill_first"
     description = "whole-prompt prefill steps take priority over decode steps (Orca, vLLM v0)"
+    idle_decodes = True  # nothing queued or prefilling: decode_all() alone (schedulers/__init__.py)
 
     def schedule(self, rep):
         chunks: list = []

@@ -10,6 +10,7 @@ from simcore.serving.schedulers import register
 class Static:
     name = "static"
     description = "request-level static batches: nothing joins until the whole batch finishes"
+    idle_decodes = True  # nothing queued or prefilling: decode_all() alone (schedulers/__init__.py)
 
     def schedule(self, rep):
         chunks: list = []

@@ -14,6 +14,7 @@ from simcore.serving.schedulers import register
 class TRTLLM:
     name = "trtllm"
     description = "in-flight batching: generation first, whole contexts under max_num_tokens, no eviction"
+    idle_decodes = True  # nothing queued or prefilling: decode_all() alone (schedulers/__init__.py)
 
     def schedule(self, rep):
         dec = rep.decode_all()

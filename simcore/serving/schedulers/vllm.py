@@ -15,6 +15,7 @@ from simcore.serving.schedulers import register
 class VLLM:
     name = "vllm"
     description = "continuous batching, decode-first, chunked prefill (vLLM)"
+    idle_decodes = True  # nothing queued or prefilling: decode_all() alone (schedulers/__init__.py)
 
     def token_budget(self, rep) -> int:
         return rep.cfg.max_num_batched_tokens
