@@ -17,6 +17,14 @@ server's host time per step, issue 11 point 1; fitted here only so that it does 
 c, w and not stored), c, w >= 0; non-negative linear least squares on relative error (every
 subset of free parameters tried: there are only a few).
 --write stores c and w in hardware/efficiency/h100-calibrated.yaml with where they came from.
+
+--upcast fits `upcast_gemm` instead: the share of GEMM compute efficiency kept when the kernel
+dequantizes its weights to the compute dtype (MXFP4 experts on Hopper, which has no fp4 math).
+The dequantization is redone for every M tile, so it costs in proportion to the FLOPs and shows
+in prefill, not in weight-streaming decode steps. It is fitted on the measured mean TTFT of the
+low-concurrency (<= --max-batch) aggregated rows whose GEMMs upcast, each simulated by the serving
+simulator as benchmarks/serving_silicon.py does (host constants as fitted): a grid search on the
+sum of squared log errors.
 """
 
 from __future__ import annotations
@@ -30,6 +38,9 @@ import sys
 from pathlib import Path
 
 import itertools
+import math
+import os
+import tempfile
 
 import numpy as np
 
@@ -104,12 +115,90 @@ def write(values: dict[str, float], n: int, path: Path = PROFILE) -> None:
     path.write_text(text)
 
 
+def upcast_rows(data: dict, max_batch: int) -> list[tuple[dict, float]]:
+    """(experiment, measured mean TTFT in s) of the low-concurrency aggregated rows with upcast GEMMs."""
+    from simcore.ops.passes import prefill
+    from simcore.serving.silicon import Refused, experiment_for_row
+
+    out = []
+    for r in data["rows"]:
+        c = int(r.get("batch_size") or 0)
+        if r["mode"] != "agg" or not 0 < c <= max_batch:
+            continue
+        try:
+            exp = experiment_for_row(r)
+        except Refused:
+            continue
+        run = resolve(validate(Experiment, exp, "row"))
+        if any(op.upcast for op in StageBuilder(run, 0).ops(prefill(1, 64))):
+            out.append((exp, float(r["silicon_ttft_ms"]) * 1e-3))
+    return out
+
+
+def ttft_errors(rows: list[tuple[dict, float]], upcast: float) -> list[float]:
+    """log(simulated / measured TTFT) per row with `upcast_gemm` = upcast in the H100 profile."""
+    from simcore.config.hardware import PROFILES_ENV, clear_caches
+    from simcore.validate.compare import simulate
+
+    text = re.sub(r"^upcast_gemm:.*\n?", "", PROFILE.read_text(), flags=re.M).rstrip("\n")
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / PROFILE.name).write_text(f"{text}\nupcast_gemm: {upcast}\n")
+        old = os.environ.get(PROFILES_ENV)
+        os.environ[PROFILES_ENV] = tmp
+        clear_caches()
+        try:
+            out = []
+            for exp, meas in rows:
+                res = simulate(exp)
+                if "latency" in res:
+                    out.append(math.log(res["latency"]["ttft"]["mean"] * 1e-3 / meas))
+        finally:
+            os.environ.pop(PROFILES_ENV) if old is None else os.environ.__setitem__(PROFILES_ENV, old)
+            clear_caches()
+    return out
+
+
+def fit_upcast(rows: list[tuple[dict, float]]) -> tuple[float, dict[float, list[float]]]:
+    grid = [round(0.1 + 0.05 * i, 2) for i in range(19)]  # 0.10 .. 1.00
+    errs = {g: ttft_errors(rows, g) for g in grid}
+    best = min(grid, key=lambda g: sum(e * e for e in errs[g]))
+    return best, errs
+
+
+def write_upcast(value: float, n: int, path: Path = PROFILE) -> None:
+    line = (f"upcast_gemm: {value:.2f}  # fitted by benchmarks/fit_moe.py --upcast to the mean TTFT of {n} "
+            "low-concurrency rows with MXFP4 experts of shared/calibration/serving_h100.json")
+    text = path.read_text()
+    if re.search(r"^upcast_gemm:.*$", text, flags=re.M):
+        text = re.sub(r"^upcast_gemm:.*$", line, text, flags=re.M)
+    else:
+        text = text.rstrip("\n") + "\n" + line + "\n"
+    path.write_text(text)
+
+
+def main_upcast(args) -> int:
+    rows = upcast_rows(json.loads(args.data.read_text()), args.max_batch)
+    best, errs = fit_upcast(rows)
+    print(f"rows: {len(rows)} (TTFT, aggregated, batch_size <= {args.max_batch}, GEMMs that upcast their weights)")
+    for g in (1.0, best):
+        e = errs[g]
+        print(f"upcast_gemm = {g:.2f}: median |TTFT error| {100 * statistics.median(abs(math.expm1(x)) for x in e):.1f}%, "
+              f"signed {100 * math.expm1(statistics.median(e)):+.1f}%, rms log {math.sqrt(sum(x * x for x in e) / len(e)):.3f}")
+    if args.write:
+        write_upcast(best, len(rows))
+        print(f"wrote upcast_gemm to {PROFILE}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=mf.DEFAULT_DATA)
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--write", action="store_true", help=f"store the fitted value in {PROFILE.name}")
+    ap.add_argument("--upcast", action="store_true", help="fit upcast_gemm on TTFT rows instead (see above)")
     args = ap.parse_args(argv)
+    if args.upcast:
+        return main_upcast(args)
     rows = samples(json.loads(args.data.read_text()), args.max_batch)
     c, w, h = fit(rows)
     print(f"rows: {len(rows)} (engines: {', '.join(sorted(h))})")

@@ -74,3 +74,29 @@ def test_grouped_gemm_tile_rounds_by_hand():
     sys_ = h100.model_copy(update={"efficiency": eff})
     op = Op("experts_down", "compute", "gemm", 0, flops=2.0, bytes=1.0, dtype="bf16", shape=(1.0, 7168, 256, 31.0))
     assert Pricer(sys_).cost(op).floor_s == pytest.approx(eff.kernel_floor_us * 1e-6 + 14 * 1.5e-6)
+
+
+def test_mxfp4_experts_on_hopper_pay_the_in_kernel_dequantization_in_prefill_only():
+    # gpt-oss-120b (MXFP4 experts) on H100, which has no fp4 math: the expert GEMMs run in bf16 and
+    # upcast their weights; the attention projections (bf16 weights) and W8A8 fp8 GEMMs do not.
+    # compute = FLOPs / (peak x eff(M)) + (1 / upcast_gemm - 1) x FLOPs / (peak x compute_max)
+    from simcore.cost.roofline import Pricer, gemm_compute_efficiency
+    from simcore.ops.passes import prefill
+
+    run = make_run("gpt-oss-120b", batch=1, prompt=8, output=2, parallelism={"tp": 4},
+                   precision={"weights": "auto"})
+    ops = {op.name: op for op in StageBuilder(run, 0).ops(prefill(1, 4096)) if op.layer == 0}
+    up, qkv = ops["experts_gate_up"], ops["qkv_proj"]
+    assert up.upcast and up.dtype == "bf16" and not qkv.upcast
+    eff = run.system.efficiency
+    assert 0 < eff.upcast_gemm < 1
+    peak = 989.4e12
+    m = up.shape[0]
+    expected = (up.flops / (peak * gemm_compute_efficiency(run.system, m, "bf16"))
+                + (1 / eff.upcast_gemm - 1) * up.flops / (peak * eff.gemm.compute_max))
+    assert Pricer(run.system).cost(up).compute_s == pytest.approx(expected)
+    # a decode step of 4 sequences streams the expert weights: the dequantization hides under HBM time
+    dec = {op.name: op for op in StageBuilder(run, 0).ops(decode(4, past=1024)) if op.layer == 0}
+    assert Pricer(run.system).cost(dec["experts_gate_up"]).bound == "memory"
+    fp8 = make_run("qwen3-32b", batch=1, prompt=8, output=2, precision={"weights": "fp8", "activations": "fp8"})
+    assert not any(op.upcast for op in StageBuilder(fp8, 0).ops(prefill(1, 64)))

@@ -151,6 +151,11 @@ class Efficiency(Strict):
     # fixed cost of one output tile of a grouped (MoE) GEMM on one SM: pipeline fill, block scales,
     # epilogue; thin expert slices (small N or K per GPU) cut the work into many short tiles
     moe_tile_us: float = Field(default=0.0, ge=0)
+    # share of the large-GEMM compute efficiency kept when the kernel converts the weights to the
+    # compute dtype as it goes (a format this GPU has no tensor-core math for, e.g. MXFP4 on Hopper):
+    # the dequantization is redone for every M tile, so it adds time in proportion to the FLOPs
+    # (weight-streaming decode steps hide it); fitted by benchmarks/fit_moe.py --upcast (1: free)
+    upcast_gemm: float = Field(default=1.0, gt=0, le=1)
 
     @property
     def kernel_floor(self) -> float:

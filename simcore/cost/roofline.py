@@ -97,6 +97,9 @@ class Pricer:
         if op.family == GEMM:
             m = op.shape[0]
             c = op.flops / (peak * gemm_compute_efficiency(sys, m, op.dtype))
+            if op.upcast:  # dequantizing the weights inside the kernel: work in proportion to the rows
+                # computed (not to the tile rows a small M wastes, which it overlaps with)
+                c += (1 / eff.upcast_gemm - 1) * op.flops / (peak * eff.gemm.compute_max_for(op.dtype))
             if len(op.shape) == 4 and op.kernel:  # grouped over experts: each output tile's fixed cost
                 floor += grouped_gemm_waves(sys, op.shape) * eff.moe_tile_us * 1e-6
             return Cost(c, op.bytes / (bw * eff.gemm.memory), floor)

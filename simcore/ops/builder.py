@@ -94,11 +94,13 @@ class StageBuilder:
             shape = (per_expert, lin.n, lin.k)
         weights = active * lin.k * lin.n * wb
         acts = rows * (lin.k + lin.n) * self.a
+        dtype = self.compute_dtype(lin.dtype)
         return Op(
             lin.name, COMPUTE, GEMM, layer,
             flops=2.0 * rows * lin.k * lin.n,
             bytes=weights + acts,
-            dtype=self.compute_dtype(lin.dtype),
+            dtype=dtype,
+            upcast=wb < nbytes(dtype),  # e.g. MXFP4 weights in a bf16 GEMM on Hopper
             shape=shape,
             weight_bytes=weights,
             act_bytes=acts,
