@@ -341,3 +341,35 @@ def test_zero3_prefetch_shortens_a_step_and_the_modes_agree():
     # ZeRO 1 has no per-layer gathers: the policy changes nothing there
     z1 = dict(par=par, sequence_length=2048, zero_stage=1)
     assert train(engine={"overlap_policy": "zero_prefetch"}, **z1).step_time == train(**z1).step_time
+
+
+def test_attention_dropout_on_materialized_scores_by_hand(tiny):
+    """Dropout after the fused softmax: forward reads the probabilities and writes the dropped ones and a
+    one-byte mask; backward reads the gradient and the mask and writes one gradient (the same bytes);
+    backward keeps the mask; flash attention drops in its kernel and adds nothing."""
+    b, s, heads = 2, 64, 4
+    kw = dict(global_batch=b, micro_batch=b, sequence_length=s, attention="materialized")
+    plain = TrainingStage(training_run(tiny(), **kw), 0, 1)
+    drop = TrainingStage(training_run(tiny(), attention_dropout=0.1, **kw), 0, 1)
+    names = [op.name for op in drop.forward if op.layer == 0 and op.name.startswith("attn")]
+    assert names == ["attn_scores", "attn_softmax", "attn_dropout", "attn_values"]
+    d = next(op for op in drop.forward if op.name == "attn_dropout")
+    scores = b * heads * s * s
+    assert d.bytes == scores * (2 + 2 + 1)
+    bwd = next(op for op in drop.backward if op.name == "attn_dropout.bwd")
+    assert bwd.bytes == d.bytes
+    assert sum(op.bytes for op in drop.forward) - sum(op.bytes for op in plain.forward) == 2 * d.bytes  # 2 layers
+    held = lambda st: TrainingSimulator(st.run).memory().activations  # noqa: E731
+    assert held(drop) - held(plain) == pytest.approx(2 * scores, rel=1e-12)  # the masks of both layers
+    # selective recompute redoes the dropout with the rest of the attention core
+    sel = TrainingStage(training_run(tiny(), attention_dropout=0.1, recompute="selective", **kw), 0, 1)
+    assert sum(op.name == "attn_dropout.recompute" for op in sel.backward) == 2
+    flash = TrainingStage(training_run(tiny(), global_batch=b, micro_batch=b, sequence_length=s,
+                                       attention_dropout=0.1), 0, 1)
+    assert not any("dropout" in op.name for op in flash.forward + flash.backward)
+
+
+def test_attention_dropout_must_be_a_probability_below_one():
+    with pytest.raises(SimcoreError, match="attention_dropout") as err:
+        train(attention="materialized", attention_dropout=1.0)
+    assert "\n" not in str(err.value)

@@ -7,6 +7,8 @@ Each forward op maps to its gradient kernels, priced by the same roofline:
 - flash attention: 2.5x the forward FLOPs (the backward runs five matmuls to the forward's two:
   FlashAttention-2, Dao 2023, and flash-attention's benchmarks/benchmark_flash_attention.py,
   `flops(..., mode="bwd") = 2.5 * f`), reading Q, K, V, O, dO and writing dQ, dK, dV.
+- attention dropout (materialized attention): read the gradient and the saved mask, write one
+  gradient: the forward's bytes.
 - elementwise and norms: read the saved input and the incoming gradient, write one gradient:
   twice the forward's bytes.
 - collectives: a tensor-parallel all-reduce after a row-parallel GEMM (identity in backward)
@@ -45,10 +47,12 @@ def op_backward(op: Op) -> list[Op]:
     if op.family == ATTN_PREFILL:
         return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, flops=ATTENTION_BWD_FLOPS * op.flops,
                         bytes=2 * op.bytes, act_bytes=2 * op.act_bytes)]
+    if op.name == "attn_dropout":  # read the gradient and the mask, write one gradient: the forward's bytes
+        return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD)]
     return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, bytes=2 * op.bytes, act_bytes=2 * op.act_bytes)]
 
 
-ATTENTION_CORE = ("attention", "attn_scores", "attn_softmax", "attn_values")  # what selective recompute redoes
+ATTENTION_CORE = ("attention", "attn_scores", "attn_softmax", "attn_dropout", "attn_values")  # what selective recompute redoes
 
 
 def is_attention_core(op: Op) -> bool:

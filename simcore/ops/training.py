@@ -145,20 +145,30 @@ class TrainingStage(StageBuilder):
 
     def materialized(self, op: Op) -> list[Op]:
         """Attention as kernels before FlashAttention: Q K^T into HBM, a fused scale-mask-softmax over
-        the scores, then P V; the batched GEMMs compute every score, masked or not."""
+        the scores, dropout on the probabilities (when attention_dropout > 0), then P V; the batched
+        GEMMs compute every score, masked or not. (Flash attention applies dropout in its kernel: no
+        extra HBM traffic, so nothing is added there.)"""
         m, a = self.m, self.a
         b, s = self.w.micro_batch, self.w.sequence_length
         heads = m.heads // self.run.par.tp
         d = m.head_dim
         scores = b * heads * s * s * a
         qkv = b * s * heads * d * a
-        return [
+        ops = [
             Op("attn_scores", COMPUTE, GEMM, op.layer, flops=2.0 * b * heads * s * s * d, bytes=2 * qkv + scores,
                dtype=self.act, shape=(s, s, d), act_bytes=2 * qkv + scores),
             Op("attn_softmax", COMPUTE, MEMORY, op.layer, bytes=2 * scores, dtype=self.act, act_bytes=2 * scores),
             Op("attn_values", COMPUTE, GEMM, op.layer, flops=2.0 * b * heads * s * s * d, bytes=scores + 2 * qkv,
                dtype=self.act, shape=(s, d, s), act_bytes=scores + 2 * qkv),
         ]
+        if self.w.attention_dropout > 0:
+            # its own kernel (Megatron-LM's attention_dropout after the fused softmax): read the
+            # probabilities, write the dropped ones and a one-byte mask per score; backward keeps the
+            # mask (act_bytes / 2, as for every memory op; P V keeps the dropped probabilities)
+            mask = scores / a
+            ops.insert(2, Op("attn_dropout", COMPUTE, MEMORY, op.layer, bytes=2 * scores + mask, dtype=self.act,
+                             act_bytes=2 * mask))
+        return ops
 
     def forward_ops(self) -> list[Op]:
         return self._gather_params(self.forward, "forward") if self.w.zero_stage == 3 else self.forward
