@@ -373,3 +373,12 @@ def test_attention_dropout_must_be_a_probability_below_one():
     with pytest.raises(SimcoreError, match="attention_dropout") as err:
         train(attention="materialized", attention_dropout=1.0)
     assert "\n" not in str(err.value)
+
+
+def test_fp8_gemms_leave_the_lm_head_in_16_bit():
+    """Megatron-core's output layer is not a Transformer Engine module, so fp8 autocast skips it."""
+    stage = TrainingStage(training_run(global_batch=1, sequence_length=1024, gemm_precision="fp8"), 0, 1)
+    dtypes = {op.name: op.dtype for op in stage.forward if op.family == GEMM}
+    assert dtypes["lm_head"] == "bf16" and dtypes["qkv_proj"] == dtypes["down_proj"] == "fp8"
+    bwd = {op.name: op.dtype for op in stage.backward if op.family == GEMM}
+    assert bwd["lm_head.dgrad"] == bwd["lm_head.wgrad"] == "bf16" and bwd["qkv_proj.wgrad"] == "fp8"

@@ -88,11 +88,19 @@ class TrainingStage(StageBuilder):
             return [send] if send else []
         vocab = m.vocab // p.tp
         out = [self.elementwise("final_norm", m.layers, 4 * t * m.hidden * a),
-               self.gemm(Linear("lm_head", m.hidden, vocab, self.run.weight_dtype), t, m.layers),
+               self.head_gemm(t),
                # vocab-parallel cross-entropy: fp32 logits read, softmax and loss, gradient written
                self.elementwise("loss", m.layers, t * vocab * (a + 4 + a)),
                self.collective("loss_all_reduce", "all_reduce", m.layers, 3 * t * 4, p.tp, self.tp_inter)]
         return [op for op in out if op is not None]
+
+    def head_gemm(self, tokens: int) -> Op:
+        """The LM head GEMM; in 16-bit even with fp8 GEMMs: Megatron-core's output layer is a plain
+        ColumnParallelLinear (megatron/core/models/gpt/gpt_model.py), outside Transformer Engine's
+        fp8 autocast, which only reaches TE modules."""
+        op = self.gemm(Linear("lm_head", self.m.hidden, self.m.vocab // self.run.par.tp, self.run.weight_dtype),
+                       tokens, self.m.layers)
+        return replace(op, dtype=self.act)
 
     # -- forward / backward of one micro-batch ------------------------------------------------
     @cached_property
