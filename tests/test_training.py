@@ -382,3 +382,20 @@ def test_fp8_gemms_leave_the_lm_head_in_16_bit():
     assert dtypes["lm_head"] == "bf16" and dtypes["qkv_proj"] == dtypes["down_proj"] == "fp8"
     bwd = {op.name: op.dtype for op in stage.backward if op.family == GEMM}
     assert bwd["lm_head.dgrad"] == bwd["lm_head.wgrad"] == "bf16" and bwd["qkv_proj.wgrad"] == "fp8"
+
+
+def test_fp8_gemms_pay_their_casts_by_hand(tiny):
+    """Transformer Engine casts each fp8 GEMM input and writes its transpose: 4 bytes per element, 2 where a
+    norm or the activation already produced it (fused cast); backward casts each output gradient (4 bytes)."""
+    b, s, h, inter = 1, 64, 64, 128
+    st = TrainingStage(training_run(tiny(), global_batch=b, micro_batch=b, sequence_length=s, gemm_precision="fp8"), 0, 1)
+    casts = {op.name: op.bytes for op in st.forward if op.layer == 0 and op.name.endswith(".fp8_cast")}
+    t = b * s
+    assert casts == {"qkv_proj.fp8_cast": 2 * t * h, "o_proj.fp8_cast": 4 * t * h,
+                     "gate_up_proj.fp8_cast": 2 * t * h, "down_proj.fp8_cast": 2 * t * inter}
+    bwd = {op.name: op.bytes for op in st.backward if op.layer == 0 and op.name.endswith(".fp8_cast.bwd")}
+    assert bwd == {"qkv_proj.fp8_cast.bwd": 4 * t * 3 * h, "o_proj.fp8_cast.bwd": 4 * t * h,
+                   "gate_up_proj.fp8_cast.bwd": 4 * t * 2 * inter, "down_proj.fp8_cast.bwd": 4 * t * h}
+    assert not any(op.name == "lm_head.fp8_cast" for op in st.forward)  # the head stays 16-bit
+    plain = TrainingStage(training_run(tiny(), global_batch=b, micro_batch=b, sequence_length=s), 0, 1)
+    assert not any("fp8_cast" in op.name for op in plain.forward + plain.backward)

@@ -7,6 +7,8 @@ Each forward op maps to its gradient kernels, priced by the same roofline:
 - flash attention: 2.5x the forward FLOPs (the backward runs five matmuls to the forward's two:
   FlashAttention-2, Dao 2023, and flash-attention's benchmarks/benchmark_flash_attention.py,
   `flops(..., mode="bwd") = 2.5 * f`), reading Q, K, V, O, dO and writing dQ, dK, dV.
+- fp8 cast of a GEMM input: the cast-transpose of that GEMM's output gradient (read 16-bit, write
+  fp8 and its transpose: 4 bytes per element of rows x n).
 - attention dropout (materialized attention): read the gradient and the saved mask, write one
   gradient: the forward's bytes.
 - elementwise and norms: read the saved input and the incoming gradient, write one gradient:
@@ -47,6 +49,9 @@ def op_backward(op: Op) -> list[Op]:
     if op.family == ATTN_PREFILL:
         return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, flops=ATTENTION_BWD_FLOPS * op.flops,
                         bytes=2 * op.bytes, act_bytes=2 * op.act_bytes)]
+    if op.name.endswith(".fp8_cast"):  # cast-transpose of the output gradient (rows x n), 4 bytes each
+        rows, n, _ = op.shape
+        return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, bytes=rows * n * 4.0)]
     if op.name == "attn_dropout":  # read the gradient and the mask, write one gradient: the forward's bytes
         return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD)]
     return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, bytes=2 * op.bytes, act_bytes=2 * op.act_bytes)]

@@ -110,6 +110,8 @@ class TrainingStage(StageBuilder):
             ops = [new for op in ops for new in (self.materialized(op) if op.name == "attention" else [op])]
         if self.cp > 1:
             ops = [new for op in ops for new in (self.context_parallel(op) if op.name == "attention" else [op])]
+        if self.w.gemm_precision == "fp8":
+            ops = fp8_casts(ops)
         if not self.sp:
             return ops
         t, p = self.batch.tokens, self.run.par
@@ -304,3 +306,27 @@ def sequence_parallel(ops: list[Op], tp: int, entry: Op | None = None) -> list[O
         out.append(op)
     return out
 
+
+FP8_CAST = ".fp8_cast"
+
+
+def fp8_casts(ops: list[Op]) -> list[Op]:
+    """Each fp8 GEMM's input cast (Transformer Engine's cast-transpose) before it: read the 16-bit
+    input, write it in fp8 and its fp8 transpose (the weight-gradient GEMM's operand), 4 bytes per
+    element; where a norm or the activation function produces that input, TE fuses the cast into
+    it and only the transpose is extra (read 1, write 1). Its backward (ops/backward.py) casts the
+    output gradient. Under sequence parallelism the cast runs on the sharded input before the
+    all-gather (TE gathers fp8)."""
+    out: list[Op] = []
+    producer: Op | None = None
+    for op in ops:
+        if op.kind == COMPUTE and op.family == GEMM and op.dtype == "fp8":
+            rows = op.shape[0] * (op.shape[3] if len(op.shape) > 3 else 1)
+            n, k = op.shape[1], op.shape[2]
+            fused = producer is not None and (producer.name.endswith("norm") or producer.name == "act_fn")
+            out.append(Op(f"{op.name}{FP8_CAST}", COMPUTE, MEMORY, op.layer, bytes=rows * k * (2.0 if fused else 4.0),
+                          dtype="bf16", shape=(rows, n, k), act_bytes=0.0))
+        if op.kind != COMM:
+            producer = op
+        out.append(op)
+    return out
