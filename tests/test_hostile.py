@@ -495,3 +495,43 @@ def test_a_path_too_long_for_the_system_is_one_line(bad, tmp_path):
     path.write_text(yaml.safe_dump({"base": "a" * 5000, "grid": {"workload.batch_size": [1]}}))
     bad("sweep", path, "--db", tmp_path / "r.sqlite", contains=["File name too long"])
     bad("run", "b" * 5000, contains=["File name too long"])
+
+
+# -- found by the second fuzz round (tests/fuzz_sections.py, tests/fuzz_commands.py) ------------------
+
+def _bench(tmp_path, mutate) -> str:
+    """A small microbenchmark file in the shared format (three gemm rows, one decode row), mutated."""
+    doc = {"meta": {"l2_bytes": 52428800}, "device": {"copy_rw_GBps": 3000.0},
+           "gemm": [{"M": m, "K": 4096, "N": 4096, "ms": 0.02 * m} for m in (1, 64, 4096)],
+           "decode_attn": [{"B": 1, "L": 4096, "hq": 32, "hkv": 8, "hd": 128, "ms": 0.02}]}
+    mutate(doc)
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+@pytest.mark.parametrize("mutate, contains", [
+    (lambda d: d["device"].update(copy_rw_GBps=-3e19), ["device.copy_rw_GBps", "-3e+19", "a number > 0"]),
+    (lambda d: d["device"].update(h2d_GBps="fast"), ["device.h2d_GBps", "'fast'", "a number > 0"]),
+    (lambda d: d.update(device=[1]), ["device", "an object"]),
+    (lambda d: d.update(meta="x"), ["meta", "an object"]),
+    (lambda d: d["decode_attn"][0].update(backend={"a": 1}), ["decode_attn[0].backend", "text"]),
+])
+def test_calibrate_checks_the_device_meta_and_backend_fields(bad, tmp_path, mutate, contains):
+    bad("calibrate", _bench(tmp_path, mutate), "--gpu", "h100-sxm", "--out", str(tmp_path / "out"),
+        contains=contains)
+
+
+@pytest.mark.parametrize("key, value", [("isl", "1e400"), ("osl", "inf"), ("tp_size", [2]),
+                                        ("silicon_ttft_ms", "-inf"), ("silicon_tpot_ms", "nan"),
+                                        ("silicon_ttft_ms", "-5"), ("backend", ["vllm"]), ("batch_size", "-8")])
+def test_a_silicon_row_with_a_bad_value_is_refused_not_a_crash(cli, tmp_path, key, value):
+    doc = json.loads((REPO / "tests" / "data" / "validate" / "silicon_rows.json").read_text())
+    doc["rows"] = doc["rows"][1:2]  # the vLLM row
+    doc["rows"][0][key] = value
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps(doc))
+    r = cli("validate", str(path), "--jobs", "1", "--requests", "4", "--json")
+    assert r.rc == 0, r.err
+    report = json.loads(r.out)  # strict JSON: no Infinity or NaN
+    assert [(rec["status"], rec["reason"]) for rec in report["records"]] == [("refused", "bad value")]

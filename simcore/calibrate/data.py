@@ -19,6 +19,7 @@ ROW_KEYS = {
 TEXT = {"op", "dtype", "backend"}
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
 GEMM_DTYPES = ("bf16", "fp16", "fp8")
+DEVICE_KEYS = ("copy_rw_GBps", "h2d_GBps")  # measured bandwidths the fit derives efficiencies from
 
 
 def load(path: str | Path) -> dict:
@@ -55,13 +56,23 @@ def check(bench, where: str) -> None:
                 if bad:
                     what = "text" if k in TEXT else "a number > 0"
                     raise SimcoreError(f"calibration file {where}: {fam}[{i}].{k} = {v!r}: must be {what}")
+            for k in ("dtype", "backend"):
+                if k in row and not isinstance(row[k], str):
+                    raise SimcoreError(f"calibration file {where}: {fam}[{i}].{k} = {row[k]!r}: must be text")
             if fam == "gemm" and row.get("dtype", "bf16") not in GEMM_DTYPES:
                 raise SimcoreError(f"calibration file {where}: gemm[{i}].dtype = {row['dtype']!r}: allowed: "
                                    f"{', '.join(GEMM_DTYPES)}")
             if fam == "collective" and row["op"] not in COLLECTIVES:
                 raise SimcoreError(f"calibration file {where}: collective[{i}].op = {row['op']!r}: allowed: "
                                    f"{', '.join(COLLECTIVES)}")
+    for section in ("meta", "device"):
+        if not isinstance(bench.get(section, {}), dict):
+            raise SimcoreError(f"calibration file {where}: {section} = {bench[section]!r:.80}: must be an object")
+    for k in DEVICE_KEYS:
+        v = bench.get("device", {}).get(k)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf):
+            raise SimcoreError(f"calibration file {where}: device.{k} = {v!r:.80}: must be a number > 0 (GB/s)")
     meta = bench.get("meta", {})
-    l2 = meta.get("l2_bytes") if isinstance(meta, dict) else None
+    l2 = meta.get("l2_bytes")
     if l2 is not None and (isinstance(l2, bool) or not isinstance(l2, (int, float)) or l2 < 0):
         raise SimcoreError(f"calibration file {where}: meta.l2_bytes = {l2!r}: must be a number >= 0")

@@ -60,10 +60,22 @@ def _int(row: dict, key: str, default: int | None = None) -> int | None:
     v = row.get(key)
     if v in (None, ""):
         return default
+    x = _finite(row, key)
+    if x < 0:
+        raise Refused("bad value", f"{key} = {v!r}")
+    return int(x)
+
+
+def _finite(row: dict, key: str) -> float:
+    """row[key] as a finite number (rows hold numbers as strings); anything else refuses the row."""
+    v = row[key]
     try:
-        return int(float(v))
-    except ValueError:
-        raise Refused("bad value", f"{key} = {v!r}") from None
+        x = float(v)
+    except (TypeError, ValueError):
+        raise Refused("bad value", f"{key} = {v!r:.80}") from None
+    if not math.isfinite(x):
+        raise Refused("bad value", f"{key} = {v!r:.80}")
+    return x
 
 
 def _precision(row: dict, model: str) -> dict:
@@ -135,16 +147,20 @@ class Measurement:
 
 
 def _row_ms(row: dict, key: str) -> float | None:
-    v = row.get(key)
-    try:
-        return float(v) if v not in (None, "") else None
-    except ValueError:
+    if row.get(key) in (None, ""):
         return None
+    x = _finite(row, key)
+    if x <= 0:
+        raise Refused("bad value", f"{key} = {row[key]!r:.80}")
+    return x
 
 
 def measurement_from_row(row: dict, source: str = "row", limits: str | None = None) -> Measurement:
     """A row of the silicon format; bad values raise Refused (counted as the benchmark counts them).
     limits: "defaults" (the engine profile's) or "aiconfigurator" (deployment()); None: LIMITS per engine."""
+    for key, v in row.items():  # the format holds strings (numbers written as text) and nothing nested
+        if not (v is None or isinstance(v, (str, int, float))) or isinstance(v, bool):
+            raise Refused("bad value", f"{key} = {v!r:.80}")
     c = _int(row, "batch_size")
     isl = _int(row, "isl")
     engine = ENGINES.get(row.get("backend", ""))
@@ -244,4 +260,7 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
 def experiment_for_row(row: dict, rounds: int = MEASURED_ROUNDS, limits: str | None = None) -> dict:
     """The serving experiment that reproduces one measured row; raises Refused when it cannot.
     limits: "defaults" (the engine profile's) or "aiconfigurator" (deployment()); None: LIMITS per engine."""
+    for key, v in row.items():  # the format holds strings (numbers written as text) and nothing nested
+        if not (v is None or isinstance(v, (str, int, float))) or isinstance(v, bool):
+            raise Refused("bad value", f"{key} = {v!r:.80}")
     return experiment_for_record(measurement_from_row(row, limits=limits), rounds=rounds)
