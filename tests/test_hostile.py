@@ -516,6 +516,9 @@ def _bench(tmp_path, mutate) -> str:
     (lambda d: d.update(device=[1]), ["device", "an object"]),
     (lambda d: d.update(meta="x"), ["meta", "an object"]),
     (lambda d: d["decode_attn"][0].update(backend={"a": 1}), ["decode_attn[0].backend", "text"]),
+    (lambda d: d["gemm"][1].update(M=1e300), ["gemm[1].M", "1e+300", "1 to 1099511627776"]),
+    (lambda d: d["gemm"][1].update(ms=1e30), ["gemm[1].ms", "1e+30", "1e-06 to 10000000"]),
+    (lambda d: d["device"].update(copy_rw_GBps=0.5), ["device.copy_rw_GBps", "0.5", "3350", "0.1%"]),
 ])
 def test_calibrate_checks_the_device_meta_and_backend_fields(bad, tmp_path, mutate, contains):
     bad("calibrate", _bench(tmp_path, mutate), "--gpu", "h100-sxm", "--out", str(tmp_path / "out"),
@@ -535,3 +538,14 @@ def test_a_silicon_row_with_a_bad_value_is_refused_not_a_crash(cli, tmp_path, ke
     assert r.rc == 0, r.err
     report = json.loads(r.out)  # strict JSON: no Infinity or NaN
     assert [(rec["status"], rec["reason"]) for rec in report["records"]] == [("refused", "bad value")]
+
+
+@pytest.mark.parametrize("key, value", [("p99_itl_ms", -5.0), ("mean_ttft_ms", -1), ("completed", -64),
+                                        ("total_output_tokens", -8192), ("max_concurrency", -16)])
+def test_a_negative_figure_in_a_vllm_result_is_one_line(bad, tmp_path, key, value):
+    doc = json.loads((REPO / "tests" / "data" / "validate" / "vllm_llama8b_c16.json").read_text())
+    doc[key] = value
+    path = tmp_path / "vllm.json"
+    path.write_text(json.dumps(doc))
+    bad("validate", str(path), "--gpu", "h100-sxm", "--tp", "1", "--jobs", "1", "--requests", "4",
+        contains=[key, str(value), ">= 0"])

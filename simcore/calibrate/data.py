@@ -19,6 +19,10 @@ ROW_KEYS = {
 TEXT = {"op", "dtype", "backend"}
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all")
 GEMM_DTYPES = ("bf16", "fp16", "fp8")
+# Bounds on a row's numbers: sizes (M, K, N, B, L, S, heads, bytes, gpus) up to 2^40, times from a
+# nanosecond to ~3 hours; past them a fit's FLOPs and bytes overflow to inf and its parameters to NaN.
+SIZE_RANGE = (1, 2**40)
+MS_RANGE = (1e-6, 10**7)
 DEVICE_KEYS = ("copy_rw_GBps", "h2d_GBps")  # measured bandwidths the fit derives efficiencies from
 
 
@@ -51,10 +55,11 @@ def check(bench, where: str) -> None:
                 raise SimcoreError(f"calibration file {where}: {fam}[{i}]: must be an object with {', '.join(keys)}")
             for k in keys:
                 v = row.get(k)
+                lo, hi = MS_RANGE if k == "ms" else SIZE_RANGE
                 bad = (not isinstance(v, str)) if k in TEXT else (
-                    isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0 or math.isinf(v))
+                    isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi)
                 if bad:
-                    what = "text" if k in TEXT else "a number > 0"
+                    what = "text" if k in TEXT else f"a number > 0 (allowed: {lo} to {hi})"
                     raise SimcoreError(f"calibration file {where}: {fam}[{i}].{k} = {v!r}: must be {what}")
             for k in ("dtype", "backend"):
                 if k in row and not isinstance(row[k], str):

@@ -62,16 +62,24 @@ def _num(v) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _latency(obj: dict, names: dict) -> dict:
+def _figure(obj: dict, key: str, where: str) -> float | None:
+    """A measured figure (a count, a rate, a time): _num, but a negative one is an error naming it."""
+    x = _num(obj.get(key))
+    if x is not None and x < 0:
+        raise SimcoreError(f"{where}: {key} = {obj[key]!r:.40}: a measured figure must be a number >= 0")
+    return x
+
+
+def _latency(obj: dict, names: dict, where: str) -> dict:
     """{'ttft': {'mean': ms, 'p50': ms, ...}, ...} from keys like mean_ttft_ms, p99_e2el_ms."""
     out: dict = {}
-    for key, v in obj.items():
-        if not key.endswith("_ms") or _num(v) is None:
+    for key in obj:
+        if not key.endswith("_ms") or _num(obj[key]) is None:
             continue
         stat, _, rest = key[:-3].partition("_")
         if stat not in STATS or rest not in names:
             continue
-        out.setdefault(names[rest], {})[STATS[stat]] = _num(v)
+        out.setdefault(names[rest], {})[STATS[stat]] = _figure(obj, key, where)
     return out
 
 
@@ -116,17 +124,19 @@ def _objects(path: Path) -> list:
 
 def _load(obj: dict, rec: Measurement, stats_names: dict) -> None:
     """Load, lengths and measured figures shared by the vLLM and SGLang readers."""
-    rec.latency = _latency(obj, stats_names)
-    done = _num(obj.get("completed"))
+    where = rec.source
+    rec.latency = _latency(obj, stats_names, where)
+    done = _figure(obj, "completed", where)
     rec.requests = int(done) if done else None
     if done:
-        tin, tout = _num(obj.get("total_input_tokens")), _num(obj.get("total_output_tokens"))
+        tin, tout = _figure(obj, "total_input_tokens", where), _figure(obj, "total_output_tokens", where)
         rec.isl = round(tin / done) if tin else None
         rec.osl = round(tout / done) if tout else None
-    thr = {"requests_per_s": _num(obj.get("request_throughput")),
-           "output_tokens_per_s": _num(obj.get("output_throughput"))}
+    thr = {"requests_per_s": _figure(obj, "request_throughput", where),
+           "output_tokens_per_s": _figure(obj, "output_throughput", where)}
     rec.throughput = {k: v for k, v in thr.items() if v is not None}
-    rate, conc = _num(obj.get("request_rate")), _num(obj.get("max_concurrency"))  # "inf", Infinity: None
+    # "inf", Infinity: None
+    rate, conc = _figure(obj, "request_rate", where), _figure(obj, "max_concurrency", where)
     if rate is not None and conc is not None:
         rec.refused = "rate with max_concurrency"  # open loop capped by a semaphore: not expressible
     elif rate is not None:
