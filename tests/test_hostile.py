@@ -527,7 +527,8 @@ def test_calibrate_checks_the_device_meta_and_backend_fields(bad, tmp_path, muta
 
 @pytest.mark.parametrize("key, value", [("isl", "1e400"), ("osl", "inf"), ("tp_size", [2]),
                                         ("silicon_ttft_ms", "-inf"), ("silicon_tpot_ms", "nan"),
-                                        ("silicon_ttft_ms", "-5"), ("backend", ["vllm"]), ("batch_size", "-8")])
+                                        ("silicon_ttft_ms", "-5"), ("backend", ["vllm"]), ("batch_size", "-8"),
+                                        ("mode", -5), ("mode", "agg ")])
 def test_a_silicon_row_with_a_bad_value_is_refused_not_a_crash(cli, tmp_path, key, value):
     doc = json.loads((REPO / "tests" / "data" / "validate" / "silicon_rows.json").read_text())
     doc["rows"] = doc["rows"][1:2]  # the vLLM row
@@ -549,3 +550,24 @@ def test_a_negative_figure_in_a_vllm_result_is_one_line(bad, tmp_path, key, valu
     path.write_text(json.dumps(doc))
     bad("validate", str(path), "--gpu", "h100-sxm", "--tp", "1", "--jobs", "1", "--requests", "4",
         contains=[key, str(value), ">= 0"])
+
+
+@pytest.mark.parametrize("text, contains", [("[" * 100000 + "]" * 100000, "nested too deeply"),
+                                            ('{"mean_ttft_ms": ' + "9" * 5000 + "}", "digits")])
+def test_validate_and_calibrate_refuse_json_too_deep_or_too_long_in_one_line(bad, tmp_path, text, contains):
+    path = tmp_path / "result.json"
+    path.write_text(text)
+    bad("validate", str(path), contains=[str(path), contains])
+    bad("calibrate", str(path), "--gpu", "h100-sxm", "--out", str(tmp_path / "out"), contains=[str(path), contains])
+
+
+@pytest.mark.parametrize("key", ["backend", "backend_version", "model_path", "system", "precision"])
+def test_a_silicon_row_with_a_number_where_text_belongs_is_refused(cli, tmp_path, key):
+    doc = json.loads((REPO / "tests" / "data" / "validate" / "silicon_rows.json").read_text())
+    doc["rows"] = doc["rows"][1:2]
+    doc["rows"][0][key] = -5
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps(doc))
+    r = cli("validate", str(path), "--jobs", "1", "--requests", "4", "--json")
+    assert r.rc == 0, r.err
+    assert [(rec["status"], rec["reason"]) for rec in json.loads(r.out)["records"]] == [("refused", "bad value")]

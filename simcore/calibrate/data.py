@@ -37,6 +37,10 @@ def load(path: str | Path) -> dict:
         raise SimcoreError(f"calibration file {path}: cannot read: {exc}") from None
     except json.JSONDecodeError as exc:
         raise SimcoreError(f"calibration file {path}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise SimcoreError(f"calibration file {path}: not JSON (nested too deeply)") from None
+    except ValueError as exc:  # an integer past Python's digit limit
+        raise SimcoreError(f"calibration file {path}: not JSON ({str(exc):.120})") from None
     check(bench, str(path))
     return bench
 

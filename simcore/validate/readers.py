@@ -108,7 +108,7 @@ def _objects(path: Path) -> list:
         raise SimcoreError(f"{path}: empty file; expected a vLLM, SGLang or silicon-rows benchmark result")
     try:
         return [json.loads(text)]
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not one document: JSONL, or bad
         pass
     out = []
     for i, line in enumerate(text.splitlines(), 1):
@@ -116,8 +116,9 @@ def _objects(path: Path) -> list:
             continue
         try:
             out.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise SimcoreError(f"{path}: line {i}: not JSON ({exc.msg}); expected a vLLM --save-result JSON, "
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, a number past Python's digit limit
+            why = "nested too deeply" if isinstance(exc, RecursionError) else getattr(exc, "msg", str(exc))
+            raise SimcoreError(f"{path}: line {i}: not JSON ({why:.120}); expected a vLLM --save-result JSON, "
                                f"an SGLang --output-file JSONL or a silicon-rows JSON") from None
     return out
 
