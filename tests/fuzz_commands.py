@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import random
 
-from tests.fuzz_surfaces import FLAG_VALUES, REPO, STATIC, Case, _dump, _value
+from tests.fuzz_surfaces import CONFIG_KEYS, FLAG_VALUES, REPO, STATIC, Case, _dump, _value
 
 HF_OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_HOME": "hf-home"}  # an empty cache under the case's folder
 TRAINING_FLAGS = {"--tp": ["1", "2", "8"], "--pp": ["1", "2", "4"], "--dp": ["1", "2", "8"], "--cp": ["1", "2"],
@@ -111,8 +111,9 @@ def validate_case(rng: random.Random) -> Case:
     if name.startswith("vllm_llama8b") and rng.random() < 0.8:
         argv += ["--gpu", "h100-sxm", "--tp", "1"]
     if rng.random() < 0.3:
-        argv += [rng.choice(["--tp", "--pp", "--ep", "--engine", "--engine-version", "--precision", "--every",
-                             "--only", "--requests", "--gpu", "--model"]), rng.choice(FLAG_VALUES)]
+        flag = rng.choice(["--tp", "--pp", "--ep", "--engine", "--engine-version", "--precision", "--every",
+                           "--only", "--requests", "--gpu", "--model"])
+        argv += [flag, rng.choice(HF_IDS if flag == "--model" and rng.random() < 0.5 else FLAG_VALUES)]
     return Case("validate", argv, {name: data}, env=HF_OFFLINE)
 
 
@@ -149,14 +150,32 @@ def profile_case(rng: random.Random) -> Case:
     return Case("profile", argv, {"f.txt": b"x"})
 
 
+def _cached(rng: random.Random, model: str) -> dict[str, bytes]:
+    """A Hugging Face cache holding `model` (org/name): refs/main and a snapshot's mutated config.json."""
+    raw = json.loads((REPO / "models" / "qwen2.5-7b.json").read_text())
+    for _ in range(rng.choice([0, 1, 2])):
+        raw[rng.choice(CONFIG_KEYS)] = _value(rng)
+    try:
+        config = json.dumps(raw).encode()
+    except (ValueError, RecursionError):
+        config = b"{"
+    repo = "hf-home/hub/models--" + model.replace("/", "--")
+    ref = rng.choice(["abc", "abc", "abc\n", "", "../../..", "nowhere"])
+    return {f"{repo}/refs/main": ref.encode(), f"{repo}/snapshots/abc/config.json": config}
+
+
 def hf_case(rng: random.Random) -> Case:
     model = rng.choice(HF_IDS)
+    files = _cached(rng, "org/cached") if rng.random() < 0.4 else {}
+    if files:
+        model = rng.choice(["org/cached", "ORG/Cached"])
     kind = rng.randrange(3)
     if kind == 0:
-        return Case("hf id", ["plan", "--model", model, "--gpu", "h100-sxm", "--json"], env=HF_OFFLINE)
+        return Case("hf id", ["plan", "--model", model, "--gpu", "h100-sxm", "--json"], files, env=HF_OFFLINE)
     if kind == 1:
-        return Case("hf id", ["recommend", "--model", model, "--gpus", "h100-sxm", "--json"], env=HF_OFFLINE)
-    return Case("hf id", ["run", "e.yaml", "--json"], {"e.yaml": _dump({**STATIC, "model": model})}, env=HF_OFFLINE)
+        return Case("hf id", ["recommend", "--model", model, "--gpus", "h100-sxm", "--json"], files, env=HF_OFFLINE)
+    files["e.yaml"] = _dump({**STATIC, "model": model})
+    return Case("hf id", ["run", "e.yaml", "--json"], files, env=HF_OFFLINE)
 
 
 COMMAND_SURFACES = {"plan --training": plan_training_case, "recommend --training": recommend_training_case,

@@ -571,3 +571,18 @@ def test_a_silicon_row_with_a_number_where_text_belongs_is_refused(cli, tmp_path
     r = cli("validate", str(path), "--jobs", "1", "--requests", "4", "--json")
     assert r.rc == 0, r.err
     assert [(rec["status"], rec["reason"]) for rec in json.loads(r.out)["records"]] == [("refused", "bad value")]
+
+
+@pytest.mark.parametrize("value", [-5, 0, 2.5, 1e9])
+def test_a_bad_parallel_degree_in_a_result_file_is_one_line(bad, tmp_path, value):
+    doc = json.loads((REPO / "tests" / "data" / "validate" / "vllm_metadata_rate.json").read_text())
+    doc["tp"] = value
+    path = tmp_path / "vllm.json"
+    path.write_text(json.dumps(doc))
+    bad("validate", str(path), "--jobs", "1", contains=["tp", str(value), "1 to 1024"])
+    lines = (REPO / "tests" / "data" / "validate" / "sglang_qwen32b.jsonl").read_text().splitlines()
+    rec = json.loads(lines[0])
+    rec["server_info"]["pp_size"] = value
+    path = tmp_path / "sglang.jsonl"
+    path.write_text(json.dumps(rec))
+    bad("validate", str(path), "--jobs", "1", contains=["pp_size", str(value), "1 to 1024"])

@@ -70,6 +70,19 @@ def _figure(obj: dict, key: str, where: str) -> float | None:
     return x
 
 
+MAX_DEGREE = 1024  # as the experiment schema's parallel degrees
+
+
+def _degree(obj: dict, key: str, where: str) -> int | None:
+    """A parallel degree (tp, pp, ep, dp) written in a result file: a whole number 1 to MAX_DEGREE, or None."""
+    x = _num(obj.get(key))
+    if x is None:
+        return None
+    if not (x == int(x) and 1 <= x <= MAX_DEGREE):
+        raise SimcoreError(f"{where}: {key} = {obj[key]!r:.40}: allowed: a whole number 1 to {MAX_DEGREE}")
+    return int(x)
+
+
 def _latency(obj: dict, names: dict, where: str) -> dict:
     """{'ttft': {'mean': ms, 'p50': ms, ...}, ...} from keys like mean_ttft_ms, p99_e2el_ms."""
     out: dict = {}
@@ -165,15 +178,12 @@ def read_sglang(obj: dict, source: str) -> Measurement:
     if isinstance(info.get("decode"), list) and info["decode"] and isinstance(info["decode"][0], dict):
         info = info["decode"][0]  # a disaggregated deployment: its decode server
     engine = "sglang" if info else BACKEND_ENGINES.get(str(obj.get("backend")))
-    tp = _num(info.get("tp_size"))
     rec = Measurement(source=source, model=info.get("model_path") or obj.get("model_id") or obj.get("model"),
-                      engine=engine, engine_version=info.get("version"), tp=int(tp) if tp else None)
-    pp = _num(info.get("pp_size"))
-    ep = _num(info.get("ep_size"))
-    rec.pp, rec.ep = int(pp or 1), int(ep or 1)
+                      engine=engine, engine_version=info.get("version"), tp=_degree(info, "tp_size", source))
+    rec.pp, rec.ep = _degree(info, "pp_size", source) or 1, _degree(info, "ep_size", source) or 1
     if info.get("disaggregation_mode") in ("prefill", "decode"):
         rec.mode = "disagg"
-    dp = _num(info.get("dp_size"))
+    dp = _degree(info, "dp_size", source)
     if dp and dp > 1:
         rec.attention_dp = int(dp) if info.get("enable_dp_attention") else rec.attention_dp
         if not info.get("enable_dp_attention"):
@@ -189,9 +199,9 @@ def _metadata(obj: dict, rec: Measurement) -> None:
         if isinstance(obj.get(key), str) and obj[key]:
             setattr(rec, key, obj[key])
     for key in ("tp", "pp", "ep"):
-        v = _num(obj.get(key))
+        v = _degree(obj, key, rec.source)
         if v:
-            setattr(rec, key, int(v))
+            setattr(rec, key, v)
 
 
 def _apply(rec: Measurement, facts: Facts) -> None:
