@@ -3,7 +3,11 @@
     python benchmarks/fuzz.py [--cases 2100] [--seed 0] [--timeout 10] [--memory-gib 2] [--show 5] [--surfaces a,b]
 
 Cases come from tests/fuzz_surfaces.py (mutated experiment YAML, --set, config.json, trace CSV/JSONL,
-empirical lengths, sweep files and filter expressions, GPU YAML, plan flags). Each runs in a forked
+empirical lengths, sweep files and filter expressions, GPU YAML, plan flags), tests/fuzz_sections.py
+(training workloads, speculative decoding, KV retention and placement, engine profiles, mixed-GPU
+disaggregation, pipelined replicas, attention_dp, all_ranks, warm-up) and tests/fuzz_commands.py
+(plan/recommend --training, recommend's serving mode, plan's engine flags, validate on vLLM / SGLang /
+silicon-row files, calibrate, profile, Hugging Face ids offline). --surfaces picks some. Each runs in a forked
 child with --timeout seconds of wall time and --memory-gib more address space than the parent. The
 table counts outcomes per surface: clean error (exit 2, one 'error:' line), ok (exit 0, finite and
 sane output), long simulation (a timeout in flattened mode, documented as slow at large tp in
