@@ -110,6 +110,8 @@ def validate_case(rng: random.Random) -> Case:
     argv = ["validate", name, "--jobs", "1", "--requests", "4", "--json"]
     if name.startswith("vllm_llama8b") and rng.random() < 0.8:
         argv += ["--gpu", "h100-sxm", "--tp", "1"]
+    if rng.random() < 0.15:  # fit the host constants to the (mutated) records
+        argv += ["--fit", "--profile-out", rng.choice(["p.yaml", "", "sub/p.yaml", name])]
     if rng.random() < 0.3:
         flag = rng.choice(["--tp", "--pp", "--ep", "--engine", "--engine-version", "--precision", "--every",
                            "--only", "--requests", "--gpu", "--model"])

@@ -586,3 +586,12 @@ def test_a_bad_parallel_degree_in_a_result_file_is_one_line(bad, tmp_path, value
     path = tmp_path / "sglang.jsonl"
     path.write_text(json.dumps(rec))
     bad("validate", str(path), "--jobs", "1", contains=["pp_size", str(value), "1 to 1024"])
+
+
+def test_validate_fit_never_writes_its_profile_over_a_result_file(bad, tmp_path):
+    results = tmp_path / "r.json"
+    shutil.copy(REPO / "tests" / "data" / "validate" / "vllm_llama8b_c16.json", results)
+    before = results.read_bytes()
+    bad("validate", str(results), "--gpu", "h100-sxm", "--tp", "1", "--jobs", "1", "--requests", "4", "--fit",
+        "--profile-out", str(tmp_path / "." / "r.json"), contains=["--profile-out", "r.json", "result file"])
+    assert results.read_bytes() == before
