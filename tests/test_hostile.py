@@ -519,6 +519,8 @@ def _bench(tmp_path, mutate) -> str:
     (lambda d: d["gemm"][1].update(M=1e300), ["gemm[1].M", "1e+300", "1 to 1099511627776"]),
     (lambda d: d["gemm"][1].update(ms=1e30), ["gemm[1].ms", "1e+30", "1e-06 to 10000000"]),
     (lambda d: d["device"].update(copy_rw_GBps=0.5), ["device.copy_rw_GBps", "0.5", "3350", "0.1%"]),
+    (lambda d: d["device"].update(copy_rw_GBps=10**400), ["device.copy_rw_GBps", "10000", "at most 10000000"]),
+    (lambda d: d["meta"].update(l2_bytes=1e308), ["meta.l2_bytes", "1e+308", "0 to 1099511627776"]),
 ])
 def test_calibrate_checks_the_device_meta_and_backend_fields(bad, tmp_path, mutate, contains):
     bad("calibrate", _bench(tmp_path, mutate), "--gpu", "h100-sxm", "--out", str(tmp_path / "out"),
@@ -595,3 +597,11 @@ def test_validate_fit_never_writes_its_profile_over_a_result_file(bad, tmp_path)
     bad("validate", str(results), "--gpu", "h100-sxm", "--tp", "1", "--jobs", "1", "--requests", "4", "--fit",
         "--profile-out", str(tmp_path / "." / "r.json"), contains=["--profile-out", "r.json", "result file"])
     assert results.read_bytes() == before
+
+
+def test_a_model_id_that_is_not_text_is_treated_as_missing(bad, tmp_path):
+    doc = json.loads((REPO / "tests" / "data" / "validate" / "vllm_metadata_rate.json").read_text())
+    doc["model_id"] = -5
+    path = tmp_path / "vllm.json"
+    path.write_text(json.dumps(doc))
+    bad("validate", str(path), "--jobs", "1", contains=["lacks model", "--model"])

@@ -23,6 +23,7 @@ GEMM_DTYPES = ("bf16", "fp16", "fp8")
 # nanosecond to ~3 hours; past them a fit's FLOPs and bytes overflow to inf and its parameters to NaN.
 SIZE_RANGE = (1, 2**40)
 MS_RANGE = (1e-6, 10**7)
+MAX_GBPS = 10**7  # a measured bandwidth, GB/s (as a KV tier's bound)
 DEVICE_KEYS = ("copy_rw_GBps", "h2d_GBps")  # measured bandwidths the fit derives efficiencies from
 
 
@@ -79,9 +80,11 @@ def check(bench, where: str) -> None:
             raise SimcoreError(f"calibration file {where}: {section} = {bench[section]!r:.80}: must be an object")
     for k in DEVICE_KEYS:
         v = bench.get("device", {}).get(k)
-        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < math.inf):
-            raise SimcoreError(f"calibration file {where}: device.{k} = {v!r:.80}: must be a number > 0 (GB/s)")
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= MAX_GBPS):
+            raise SimcoreError(f"calibration file {where}: device.{k} = {v!r:.80}: must be a number > 0 (GB/s), "
+                               f"at most {MAX_GBPS}")
     meta = bench.get("meta", {})
     l2 = meta.get("l2_bytes")
-    if l2 is not None and (isinstance(l2, bool) or not isinstance(l2, (int, float)) or l2 < 0):
-        raise SimcoreError(f"calibration file {where}: meta.l2_bytes = {l2!r}: must be a number >= 0")
+    if l2 is not None and (isinstance(l2, bool) or not isinstance(l2, (int, float)) or not 0 <= l2 <= SIZE_RANGE[1]):
+        raise SimcoreError(f"calibration file {where}: meta.l2_bytes = {l2!r:.80}: must be a number >= 0 "
+                           f"(allowed: 0 to {SIZE_RANGE[1]})")

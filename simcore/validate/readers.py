@@ -163,8 +163,13 @@ def _load(obj: dict, rec: Measurement, stats_names: dict) -> None:
         rec.refused = "trace replay"
 
 
+def _text(v) -> str | None:
+    """A name written in a result file (model, version), or None when it is not text."""
+    return v if isinstance(v, str) and v else None
+
+
 def read_vllm(obj: dict, source: str) -> Measurement:
-    rec = Measurement(source=source, model=obj.get("model_id"),
+    rec = Measurement(source=source, model=_text(obj.get("model_id")),
                       engine=BACKEND_ENGINES.get(str(obj.get("backend") or obj.get("endpoint_type"))))
     _load(obj, rec, VLLM_METRICS)
     b = _num(obj.get("burstiness"))
@@ -178,8 +183,8 @@ def read_sglang(obj: dict, source: str) -> Measurement:
     if isinstance(info.get("decode"), list) and info["decode"] and isinstance(info["decode"][0], dict):
         info = info["decode"][0]  # a disaggregated deployment: its decode server
     engine = "sglang" if info else BACKEND_ENGINES.get(str(obj.get("backend")))
-    rec = Measurement(source=source, model=info.get("model_path") or obj.get("model_id") or obj.get("model"),
-                      engine=engine, engine_version=info.get("version"), tp=_degree(info, "tp_size", source))
+    rec = Measurement(source=source, model=_text(info.get("model_path") or obj.get("model_id") or obj.get("model")),
+                      engine=engine, engine_version=_text(info.get("version")), tp=_degree(info, "tp_size", source))
     rec.pp, rec.ep = _degree(info, "pp_size", source) or 1, _degree(info, "ep_size", source) or 1
     if info.get("disaggregation_mode") in ("prefill", "decode"):
         rec.mode = "disagg"
