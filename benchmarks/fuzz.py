@@ -1,9 +1,13 @@
 """A long fuzz campaign over every input surface, through the real CLI entry (simcore.cli.main).
 
-    python benchmarks/fuzz.py [--cases 2100] [--seed 0] [--timeout 10] [--memory-gib 2] [--show 5]
+    python benchmarks/fuzz.py [--cases 2100] [--seed 0] [--timeout 10] [--memory-gib 2] [--show 5] [--surfaces a,b]
 
 Cases come from tests/fuzz_surfaces.py (mutated experiment YAML, --set, config.json, trace CSV/JSONL,
-empirical lengths, sweep files and filter expressions, GPU YAML, plan flags). Each runs in a forked
+empirical lengths, sweep files and filter expressions, GPU YAML, plan flags), tests/fuzz_sections.py
+(training workloads, speculative decoding, KV retention and placement, engine profiles, mixed-GPU
+disaggregation, pipelined replicas, attention_dp, all_ranks, warm-up) and tests/fuzz_commands.py
+(plan/recommend --training, recommend's serving mode, plan's engine flags, validate on vLLM / SGLang /
+silicon-row files, calibrate, profile, Hugging Face ids offline). --surfaces picks some. Each runs in a forked
 child with --timeout seconds of wall time and --memory-gib more address space than the parent. The
 table counts outcomes per surface: clean error (exit 2, one 'error:' line), ok (exit 0, finite and
 sane output), long simulation (a timeout in flattened mode, documented as slow at large tp in
@@ -36,6 +40,7 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds of wall time per case")
     ap.add_argument("--memory-gib", type=float, default=2.0, help="address space per case beyond the parent's")
     ap.add_argument("--show", type=int, default=5, help="examples printed per bad outcome class")
+    ap.add_argument("--surfaces", default="", help="comma-separated surfaces to attack (default: all)")
     args = ap.parse_args()
 
     import simcore.cli  # noqa: F401 - imported once here, so each forked case starts warm
@@ -43,7 +48,10 @@ def main() -> int:
     import simcore.sweep.run  # noqa: F401
 
     rng = random.Random(args.seed)
-    names = list(SURFACES)
+    names = [s.strip() for s in args.surfaces.split(",") if s.strip()] or list(SURFACES)
+    unknown = [s for s in names if s not in SURFACES]
+    if unknown:
+        ap.error(f"unknown surface {unknown[0]!r}; allowed: {', '.join(SURFACES)}")
     counts: dict[str, collections.Counter] = {s: collections.Counter() for s in names}
     bad: dict[str, list] = collections.defaultdict(list)
     start = time.perf_counter()

@@ -335,6 +335,12 @@ SURFACES = {"experiment": experiment_case, "config.json": config_case, "trace": 
 
 # -- the judge -------------------------------------------------------------------------------------
 
+# Output keys whose values may be negative: signed errors of `simcore validate` (simulated / measured - 1),
+# vLLM's logged CUDA-graph memory (the capture hands back more cached blocks than its pool takes), the
+# time a KV policy saves or costs (docs/results.md) and a training plan's free bytes (fits: false).
+SIGNED = ("error", ".cudagraph_bytes", ".time_saved_s", ".time_cost_s", ".free")
+
+
 def _finite_numbers(data, where="") -> str | None:
     """Where a number in the output is not finite or negative, else None."""
     if isinstance(data, dict):
@@ -348,7 +354,7 @@ def _finite_numbers(data, where="") -> str | None:
             if bad:
                 return bad
     elif isinstance(data, (int, float)) and not isinstance(data, bool):
-        if not math.isfinite(data) or data < 0:
+        if not math.isfinite(data) or (data < 0 and not where.endswith(SIGNED)):
             return f"{where} = {data}"
     return None
 
@@ -382,6 +388,13 @@ def _sane(argv: list[str], out: str, physics: bool = True) -> str | None:
     if bad:
         return f"non-finite or negative number: {bad}"
     if argv[0] != "run":
+        return None
+    if data.get("kind") == "training":
+        w = data["workload"]
+        if not (data["step_time_s"] > 0 and 0 < data["mfu"] <= data["hfu"] <= 1):
+            return f"training step {data['step_time_s']} s with mfu {data['mfu']}, hfu {data['hfu']}"
+        if data["tokens_per_step"] != w["global_batch"] * w["sequence_length"]:
+            return f"tokens_per_step {data['tokens_per_step']} is not global_batch x sequence_length"
         return None
     if data.get("workload", {}).get("kind") == "requests":
         n = data["workload"]["requests"]
@@ -512,3 +525,10 @@ def run_bounded(case: Case, folder: Path, timeout_s: float = 10.0, memory_bytes:
     if rc == 98:
         return "traceback", err.strip().splitlines()[-1][:300] if err.strip() else "uncaught"
     return judge(case.argv, rc, out, err, physics=case.surface != "gpu yaml")  # a mutated GPU has its own bandwidth
+
+
+# Surfaces added later live in their own files; imported last, as they use the helpers above.
+from tests.fuzz_commands import COMMAND_SURFACES  # noqa: E402
+from tests.fuzz_sections import sections_case  # noqa: E402
+
+SURFACES.update({"sections": sections_case, **COMMAND_SURFACES})

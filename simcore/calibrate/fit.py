@@ -140,7 +140,11 @@ def rounded(values: dict[str, float]) -> dict[str, float]:
     return out
 
 
-def _ratio(measured: float, spec: float) -> float:
+def _ratio(measured: float, spec: float, field: str) -> float:
+    """measured / spec, at most 1; under 0.1% of the spec (an efficiency's floor) the file is refused."""
+    if measured / spec < 1e-3:
+        raise SimcoreError(f"calibration file: device.{field} = {measured:g}: under 0.1% of the GPU's {spec:g} "
+                           f"GB/s spec; allowed: {spec * 1e-3:g} GB/s or more (was it measured on this --gpu?)")
     return round(min(1.0, measured / spec), 3)
 
 
@@ -170,11 +174,11 @@ def calibrate(bench: dict, base: System, name: str) -> Calibration:
     device = bench.get("device", {})
     spec = base.gpu.memory.bandwidth_gbps
     if device.get("copy_rw_GBps"):
-        derived["memory"] = (_ratio(device["copy_rw_GBps"], spec),
+        derived["memory"] = (_ratio(device["copy_rw_GBps"], spec, "copy_rw_GBps"),
                              f"derived from the file: device.copy_rw_GBps {device['copy_rw_GBps']:.0f} / spec {spec:.0f} GB/s")
     host = base.gpu.links.host.bandwidth_gbps
     if device.get("h2d_GBps"):
-        derived["host_link"] = (_ratio(device["h2d_GBps"], host),
+        derived["host_link"] = (_ratio(device["h2d_GBps"], host, "h2d_GBps"),
                                 f"derived from the file: device.h2d_GBps {device['h2d_GBps']:.0f} / {host:.0f} GB/s "
                                 "(pinned host->device copy)")
     eff = base.efficiency.model_copy(update={k: v for k, (v, _) in derived.items()})

@@ -56,14 +56,31 @@ class Refused(SimcoreError):
         self.reason = reason
 
 
+TEXT_KEYS = ("system", "backend", "backend_version", "model_path", "precision", "mode", "gemm_quant_mode",
+             "moe_quant_mode")
+MODES = ("agg", "disagg")  # aggregated serving, or disaggregated prefill / decode workers
+
+
 def _int(row: dict, key: str, default: int | None = None) -> int | None:
     v = row.get(key)
     if v in (None, ""):
         return default
+    x = _finite(row, key)
+    if x < 0:
+        raise Refused("bad value", f"{key} = {v!r}")
+    return int(x)
+
+
+def _finite(row: dict, key: str) -> float:
+    """row[key] as a finite number (rows hold numbers as strings); anything else refuses the row."""
+    v = row[key]
     try:
-        return int(float(v))
-    except ValueError:
-        raise Refused("bad value", f"{key} = {v!r}") from None
+        x = float(v)
+    except (TypeError, ValueError):
+        raise Refused("bad value", f"{key} = {v!r:.80}") from None
+    if not math.isfinite(x):
+        raise Refused("bad value", f"{key} = {v!r:.80}")
+    return x
 
 
 def _precision(row: dict, model: str) -> dict:
@@ -135,16 +152,21 @@ class Measurement:
 
 
 def _row_ms(row: dict, key: str) -> float | None:
-    v = row.get(key)
-    try:
-        return float(v) if v not in (None, "") else None
-    except ValueError:
+    if row.get(key) in (None, ""):
         return None
+    x = _finite(row, key)
+    if x <= 0:
+        raise Refused("bad value", f"{key} = {row[key]!r:.80}")
+    return x
 
 
 def measurement_from_row(row: dict, source: str = "row", limits: str | None = None) -> Measurement:
     """A row of the silicon format; bad values raise Refused (counted as the benchmark counts them).
     limits: "defaults" (the engine profile's) or "aiconfigurator" (deployment()); None: LIMITS per engine."""
+    for key, v in row.items():  # the format holds strings (numbers written as text) and nothing nested
+        if not (v is None or isinstance(v, (str, int, float))) or isinstance(v, bool) or \
+                (key in TEXT_KEYS and not isinstance(v, (str, type(None)))):
+            raise Refused("bad value", f"{key} = {v!r:.80}")
     c = _int(row, "batch_size")
     isl = _int(row, "isl")
     engine = ENGINES.get(row.get("backend", ""))
@@ -154,6 +176,8 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
         if v is not None:
             lat[metric] = {"mean": v}
     mode = row.get("mode", "agg")
+    if mode not in MODES:
+        raise Refused("bad value", f"mode = {mode!r:.80}; allowed: {', '.join(MODES)}")
     refused = "no concurrency" if mode != "agg" and not row.get("decode_batch_size") else None
     serving, kv = {}, None
     if engine and c and isl and (limits or LIMITS[engine]) == "aiconfigurator":
@@ -244,4 +268,8 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
 def experiment_for_row(row: dict, rounds: int = MEASURED_ROUNDS, limits: str | None = None) -> dict:
     """The serving experiment that reproduces one measured row; raises Refused when it cannot.
     limits: "defaults" (the engine profile's) or "aiconfigurator" (deployment()); None: LIMITS per engine."""
+    for key, v in row.items():  # the format holds strings (numbers written as text) and nothing nested
+        if not (v is None or isinstance(v, (str, int, float))) or isinstance(v, bool) or \
+                (key in TEXT_KEYS and not isinstance(v, (str, type(None)))):
+            raise Refused("bad value", f"{key} = {v!r:.80}")
     return experiment_for_record(measurement_from_row(row, limits=limits), rounds=rounds)

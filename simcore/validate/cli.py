@@ -124,12 +124,21 @@ def _positive(text: str) -> int:
     return v
 
 
+def _not_a_result(path: Path, results: list[str]) -> None:
+    """Refuse to write the fitted profile over one of the measured result files it was fitted to."""
+    if any(path.resolve() == Path(r).resolve() for r in results):
+        raise SimcoreError(f"--profile-out {path}: is a result file read by this command; give another path "
+                           f"(unset: ENGINE-host-profile.yaml in --out or here)")
+
+
 def _validate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out and out.exists() and not out.is_dir():
         raise SimcoreError(f"--out {args.out}: is a file; --out takes a folder (created if missing)")
     if args.profile_out and not args.fit:
         raise SimcoreError("--profile-out: only with --fit (it names the fitted profile file)")
+    if args.profile_out:
+        _not_a_result(Path(args.profile_out), args.results)
     f = facts(args)
     records = [rec for path in args.results for rec in read(path, f)][:: args.every]
     if args.only:
@@ -150,6 +159,7 @@ def _validate(args: argparse.Namespace) -> int:
         with progress_bar("fitting host constants: simulations") as update:
             fit = fit_host(outcomes, args.jobs, overrides, progress=lambda n: update(n))
         path = Path(args.profile_out) if args.profile_out else (out or Path(".")) / f"{fit.engine}-host-profile.yaml"
+        _not_a_result(path, args.results)
         brief = {"records": fit.after["simulated"], "sources": sorted({o.record.source.split(":")[0].split("#")[0]
                                                                       for o in fit.outcomes}),
                  "start_us": fit.start_us,

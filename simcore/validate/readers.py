@@ -62,16 +62,37 @@ def _num(v) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _latency(obj: dict, names: dict) -> dict:
+def _figure(obj: dict, key: str, where: str) -> float | None:
+    """A measured figure (a count, a rate, a time): _num, but a negative one is an error naming it."""
+    x = _num(obj.get(key))
+    if x is not None and x < 0:
+        raise SimcoreError(f"{where}: {key} = {obj[key]!r:.40}: a measured figure must be a number >= 0")
+    return x
+
+
+MAX_DEGREE = 1024  # as the experiment schema's parallel degrees
+
+
+def _degree(obj: dict, key: str, where: str) -> int | None:
+    """A parallel degree (tp, pp, ep, dp) written in a result file: a whole number 1 to MAX_DEGREE, or None."""
+    x = _num(obj.get(key))
+    if x is None:
+        return None
+    if not (x == int(x) and 1 <= x <= MAX_DEGREE):
+        raise SimcoreError(f"{where}: {key} = {obj[key]!r:.40}: allowed: a whole number 1 to {MAX_DEGREE}")
+    return int(x)
+
+
+def _latency(obj: dict, names: dict, where: str) -> dict:
     """{'ttft': {'mean': ms, 'p50': ms, ...}, ...} from keys like mean_ttft_ms, p99_e2el_ms."""
     out: dict = {}
-    for key, v in obj.items():
-        if not key.endswith("_ms") or _num(v) is None:
+    for key in obj:
+        if not key.endswith("_ms") or _num(obj[key]) is None:
             continue
         stat, _, rest = key[:-3].partition("_")
         if stat not in STATS or rest not in names:
             continue
-        out.setdefault(names[rest], {})[STATS[stat]] = _num(v)
+        out.setdefault(names[rest], {})[STATS[stat]] = _figure(obj, key, where)
     return out
 
 
@@ -100,7 +121,7 @@ def _objects(path: Path) -> list:
         raise SimcoreError(f"{path}: empty file; expected a vLLM, SGLang or silicon-rows benchmark result")
     try:
         return [json.loads(text)]
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):  # not one document: JSONL, or bad
         pass
     out = []
     for i, line in enumerate(text.splitlines(), 1):
@@ -108,25 +129,28 @@ def _objects(path: Path) -> list:
             continue
         try:
             out.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise SimcoreError(f"{path}: line {i}: not JSON ({exc.msg}); expected a vLLM --save-result JSON, "
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, a number past Python's digit limit
+            why = "nested too deeply" if isinstance(exc, RecursionError) else getattr(exc, "msg", str(exc))
+            raise SimcoreError(f"{path}: line {i}: not JSON ({why:.120}); expected a vLLM --save-result JSON, "
                                f"an SGLang --output-file JSONL or a silicon-rows JSON") from None
     return out
 
 
 def _load(obj: dict, rec: Measurement, stats_names: dict) -> None:
     """Load, lengths and measured figures shared by the vLLM and SGLang readers."""
-    rec.latency = _latency(obj, stats_names)
-    done = _num(obj.get("completed"))
+    where = rec.source
+    rec.latency = _latency(obj, stats_names, where)
+    done = _figure(obj, "completed", where)
     rec.requests = int(done) if done else None
     if done:
-        tin, tout = _num(obj.get("total_input_tokens")), _num(obj.get("total_output_tokens"))
+        tin, tout = _figure(obj, "total_input_tokens", where), _figure(obj, "total_output_tokens", where)
         rec.isl = round(tin / done) if tin else None
         rec.osl = round(tout / done) if tout else None
-    thr = {"requests_per_s": _num(obj.get("request_throughput")),
-           "output_tokens_per_s": _num(obj.get("output_throughput"))}
+    thr = {"requests_per_s": _figure(obj, "request_throughput", where),
+           "output_tokens_per_s": _figure(obj, "output_throughput", where)}
     rec.throughput = {k: v for k, v in thr.items() if v is not None}
-    rate, conc = _num(obj.get("request_rate")), _num(obj.get("max_concurrency"))  # "inf", Infinity: None
+    # "inf", Infinity: None
+    rate, conc = _figure(obj, "request_rate", where), _figure(obj, "max_concurrency", where)
     if rate is not None and conc is not None:
         rec.refused = "rate with max_concurrency"  # open loop capped by a semaphore: not expressible
     elif rate is not None:
@@ -139,8 +163,13 @@ def _load(obj: dict, rec: Measurement, stats_names: dict) -> None:
         rec.refused = "trace replay"
 
 
+def _text(v) -> str | None:
+    """A name written in a result file (model, version), or None when it is not text."""
+    return v if isinstance(v, str) and v else None
+
+
 def read_vllm(obj: dict, source: str) -> Measurement:
-    rec = Measurement(source=source, model=obj.get("model_id"),
+    rec = Measurement(source=source, model=_text(obj.get("model_id")),
                       engine=BACKEND_ENGINES.get(str(obj.get("backend") or obj.get("endpoint_type"))))
     _load(obj, rec, VLLM_METRICS)
     b = _num(obj.get("burstiness"))
@@ -154,15 +183,12 @@ def read_sglang(obj: dict, source: str) -> Measurement:
     if isinstance(info.get("decode"), list) and info["decode"] and isinstance(info["decode"][0], dict):
         info = info["decode"][0]  # a disaggregated deployment: its decode server
     engine = "sglang" if info else BACKEND_ENGINES.get(str(obj.get("backend")))
-    tp = _num(info.get("tp_size"))
-    rec = Measurement(source=source, model=info.get("model_path") or obj.get("model_id") or obj.get("model"),
-                      engine=engine, engine_version=info.get("version"), tp=int(tp) if tp else None)
-    pp = _num(info.get("pp_size"))
-    ep = _num(info.get("ep_size"))
-    rec.pp, rec.ep = int(pp or 1), int(ep or 1)
+    rec = Measurement(source=source, model=_text(info.get("model_path") or obj.get("model_id") or obj.get("model")),
+                      engine=engine, engine_version=_text(info.get("version")), tp=_degree(info, "tp_size", source))
+    rec.pp, rec.ep = _degree(info, "pp_size", source) or 1, _degree(info, "ep_size", source) or 1
     if info.get("disaggregation_mode") in ("prefill", "decode"):
         rec.mode = "disagg"
-    dp = _num(info.get("dp_size"))
+    dp = _degree(info, "dp_size", source)
     if dp and dp > 1:
         rec.attention_dp = int(dp) if info.get("enable_dp_attention") else rec.attention_dp
         if not info.get("enable_dp_attention"):
@@ -178,9 +204,9 @@ def _metadata(obj: dict, rec: Measurement) -> None:
         if isinstance(obj.get(key), str) and obj[key]:
             setattr(rec, key, obj[key])
     for key in ("tp", "pp", "ep"):
-        v = _num(obj.get(key))
+        v = _degree(obj, key, rec.source)
         if v:
-            setattr(rec, key, int(v))
+            setattr(rec, key, v)
 
 
 def _apply(rec: Measurement, facts: Facts) -> None:
