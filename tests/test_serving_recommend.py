@@ -9,7 +9,8 @@ import pytest
 
 from simcore.errors import SimcoreError
 from simcore.planner.latency import predict
-from simcore.planner.serving_search import SLOTarget, disagg_splits, pareto_front, parse_slo, recommend_serving
+from simcore.planner.serving_inputs import SLOTarget, parse_slo
+from simcore.planner.serving_search import disagg_splits, pareto_front, recommend_serving
 
 SMALL = dict(gpus="h100-sxm,a100-80gb-sxm", rate=2, input_len=512, output_len=64, max_gpus=8, requests=60,
              workers=1)

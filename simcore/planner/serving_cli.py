@@ -42,7 +42,7 @@ def add_flags(r: argparse.ArgumentParser) -> None:
 
 
 def serving_mode(args) -> bool:
-    from simcore.planner.serving_search import is_percentile
+    from simcore.planner.serving_inputs import is_percentile
 
     return bool(args.rate is not None or args.trace or args.serving or args.goodput is not None
                 or is_percentile(args.ttft_slo) or is_percentile(args.tpot_slo))
