@@ -89,7 +89,7 @@ def serving(workers, repeat: int) -> None:
     runs = [json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
                                       check=True).stdout) for _ in range(repeat)]
     r = runs[0]
-    print(f"\nserving mode: llama-3.1-70b, 20 req/s Poisson, 2048 in / 512 out, p90 TTFT <= 1 s, p99 TPOT <= 50 ms")
+    print("\nserving mode: llama-3.1-70b, 20 req/s Poisson, 2048 in / 512 out, p90 TTFT <= 1 s, p99 TPOT <= 50 ms")
     print(f"{'deployments':>11} {'runs':>5} {'ok':>3} {'total s':>8} {'search s':>8} {'CPU s':>6}  best")
     print(f"{r['deployments']:>11} {r['runs']:>5} {r['options']:>3} "
           f"{statistics.median(x['total_s'] for x in runs):>8.2f} {statistics.median(x['search_s'] for x in runs):>8.2f} "

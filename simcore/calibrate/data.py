@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-import math
+import os
 from pathlib import Path
 
+from simcore.config.validation import read_text
 from simcore.errors import SimcoreError
 
 # family -> keys every row must have (positive numbers unless named in TEXT)
@@ -30,12 +31,11 @@ DEVICE_KEYS = ("copy_rw_GBps", "h2d_GBps")  # measured bandwidths the fit derive
 def load(path: str | Path) -> dict:
     """The file as a dict, every row checked; bad input raises one SimcoreError line."""
     p = Path(path)
+    if not os.path.exists(p):  # os.path: False, not OSError, for a name too long to look up
+        raise SimcoreError(f"calibration file {path}: does not exist; give the JSON `simcore profile` wrote")
+    text = read_text(p, "calibration")  # UTF-8, BOM dropped, size bounded: the one user-file reader
     try:
-        bench = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise SimcoreError(f"calibration file {path}: does not exist; give the JSON `simcore profile` wrote") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SimcoreError(f"calibration file {path}: cannot read: {exc}") from None
+        bench = json.loads(text)
     except json.JSONDecodeError as exc:
         raise SimcoreError(f"calibration file {path}: not JSON ({exc.msg} at line {exc.lineno})") from None
     except RecursionError:

@@ -91,7 +91,7 @@ def head_model(model, method: str):
 def draft_run(run):
     """The drafter as a Run (same GPUs, tp and dtypes; pp 1 and dp 1: it sits with the last stage), or
     None when the drafter is not a model (ngram prompt lookup) or speculation is off."""
-    from simcore.config.experiment import Run, tp_problem  # the Run type is defined on top of this schema
+    from simcore.config.experiment import tp_problem  # defined on top of this schema: imported at call time
     from simcore.config.model import load_model
 
     spec = run.experiment.speculative

@@ -18,7 +18,6 @@ from simcore.config.experiment import Run
 from simcore.errors import SimcoreError
 from simcore.memory import kv_budget
 from simcore.serving.cache_policies import CacheContext, get_cache_policy
-from simcore.serving.cost import IterationCost
 from simcore.serving.engines import resolve as resolve_engine
 from simcore.memory.speculative import blocks_with_draft
 from simcore.serving.speculative import make_cost

@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from simcore.config.validation import read_text
 from simcore.errors import SimcoreError
 from simcore.serving.silicon import Measurement, Refused, measurement_from_row
 
@@ -111,12 +112,7 @@ def detect(obj) -> str | None:
 
 def _objects(path: Path) -> list:
     """The JSON values of a file: one document, or one per line (JSONL, vLLM's --append-result)."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SimcoreError(f"{path}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise SimcoreError(f"{path}: not a UTF-8 text file") from None
+    text = read_text(path, "result")  # UTF-8, BOM dropped, size bounded: the one user-file reader
     if not text.strip():
         raise SimcoreError(f"{path}: empty file; expected a vLLM, SGLang or silicon-rows benchmark result")
     try:
