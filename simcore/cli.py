@@ -65,9 +65,24 @@ def _run(args: argparse.Namespace) -> int:
         return _train(args, exp)
     with _pass_progress(exp.engine.mode) as progress:
         res, s = run(exp, progress=progress)
-    if args.trace:
-        from simcore.report.trace import write_trace
+    from simcore.report.trace import write_trace
 
+    return _finish(args, res, s, write_trace, write_breakdown, lambda console: print_run(res, s, console))
+
+
+def _train(args: argparse.Namespace, exp) -> int:
+    """One training step: summary table or JSON; --out writes summary.json and breakdown.csv; --trace the step."""
+    from simcore.report.training import print_training, write_training_breakdown, write_training_trace
+    from simcore.runner import run
+
+    res, s = run(exp)
+    return _finish(args, res, s, write_training_trace, write_training_breakdown,
+                   lambda console: print_training(s, console))
+
+
+def _finish(args: argparse.Namespace, res, s: dict, write_trace, write_breakdown, show) -> int:
+    """The end of a static or training run: --trace, --out (summary.json, breakdown.csv), then JSON or tables."""
+    if args.trace:
         try:
             write_trace(res, Path(args.trace))
         except OSError as exc:
@@ -85,35 +100,7 @@ def _run(args: argparse.Namespace) -> int:
         print(json.dumps(s, indent=2))
     else:
         console = stdout_console()
-        print_run(res, s, console)
-        if args.out:
-            console.print(f"wrote {args.out}/summary.json and {args.out}/breakdown.csv", soft_wrap=True)
-        if args.trace:
-            console.print(f"wrote {args.trace}: open it at https://ui.perfetto.dev", soft_wrap=True)
-    return 0
-
-
-def _train(args: argparse.Namespace, exp) -> int:
-    """One training step: summary table or JSON; --out writes summary.json and breakdown.csv; --trace the step."""
-    from simcore.report.training import print_training, write_training_breakdown, write_training_trace
-    from simcore.runner import run
-
-    res, s = run(exp)
-    try:
-        if args.trace:
-            write_training_trace(res, Path(args.trace))
-        if args.out:
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "summary.json").write_text(json.dumps(s, indent=2) + "\n")
-            write_training_breakdown(res, out / "breakdown.csv")
-    except OSError as exc:
-        raise SimcoreError(f"cannot write {exc.filename}: {exc.strerror}") from None
-    if args.json:
-        print(json.dumps(s, indent=2))
-    else:
-        console = stdout_console()
-        print_training(s, console)
+        show(console)
         if args.out:
             console.print(f"wrote {args.out}/summary.json and {args.out}/breakdown.csv", soft_wrap=True)
         if args.trace:
