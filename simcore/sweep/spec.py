@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from simcore.config.experiment import WORKLOADS, Experiment, StaticWorkload, relative_to
+from simcore.config.experiment import WORKLOADS, Experiment, relative_to
 from simcore.config.validation import clip, read_yaml, show, yaml_kind
 from simcore.errors import SimcoreError, close_matches
 
@@ -65,9 +65,7 @@ class Sweep:
 
 
 def _models_in(annotation) -> list[type[BaseModel]]:
-    """The schema classes a field may hold (unwrapping Optional, Union and Annotated; a workload is any kind)."""
-    if annotation is StaticWorkload:
-        return list(WORKLOADS.values())
+    """The schema classes a field may hold (unwrapping Optional, Union and Annotated)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
