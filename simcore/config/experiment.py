@@ -28,7 +28,7 @@ from simcore.config.speculative import Speculative, draft_run
 from simcore.config.kv_retention import KVRetention, with_retention
 from simcore.config.kv_placement import KVPlacement
 
-WeightDtype = Literal["auto", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4"]
+WeightDtype = Literal["auto", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4", "nvfp4"]
 ActDtype = Literal["bf16", "fp16", "fp8"]
 KVDtype = Literal["auto", "bf16", "fp16", "fp8"]
 

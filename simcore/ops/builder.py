@@ -79,7 +79,7 @@ class StageBuilder:
     # -- primitives -------------------------------------------------------------------
     def compute_dtype(self, weight_dtype: str) -> str:
         gpu = self.run.system.gpu
-        native = {"fp8": "fp8", "int8": "int8", "mxfp4": "fp4"}.get(weight_dtype)
+        native = {"fp8": "fp8", "int8": "int8", "mxfp4": "fp4", "nvfp4": "fp4"}.get(weight_dtype)
         return native if native and gpu.supports(native) else self.act
 
     def gemm(self, lin: Linear, tokens: int, layer: int, routed_tokens: int = 0) -> Op:

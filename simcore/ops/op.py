@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Bytes per element. mxfp4: 4-bit values plus one 8-bit scale per 32 values (OCP MX spec).
+# Bytes per element. mxfp4: 4-bit values plus one 8-bit scale per 32 values (OCP MX spec); nvfp4: 4-bit
+# values plus one fp8 (E4M3) scale per 16 values (NVIDIA's NVFP4: ModelOpt checkpoints store weight_scale as
+# [N, K/16] F8_E4M3 beside the packed U8 weight, plus one fp32 scale per tensor, negligible).
 DTYPE_BYTES = {
     "fp32": 4.0,
     "tf32": 4.0,
@@ -15,6 +17,7 @@ DTYPE_BYTES = {
     "int4": 0.5,
     "fp4": 0.5,
     "mxfp4": 4.25 / 8,
+    "nvfp4": 4.5 / 8,
 }
 
 # Op kinds (the graph's node kinds) and families (which efficiency curve prices them).

@@ -89,7 +89,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kv-cache-dtype", "--kv-dtype", dest="kv_dtype", default="auto",
                    help="KV cache dtype: auto, bf16, fp16, fp8 (default auto)")
     p.add_argument("--weights", default="auto",
-                   help="weight dtype: auto (as the checkpoint), bf16, fp16, fp8, int8, int4, mxfp4")
+                   help="weight dtype: auto (as the checkpoint), bf16, fp16, fp8, int8, int4, mxfp4, nvfp4")
     p.add_argument("--max-num-batched-tokens", type=int,
                    help="tokens of the engine's largest forward pass (default: vLLM's for the GPU, "
                         f"{MAX_NUM_BATCHED_TOKENS} on H100-class GPUs)")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from simcore.errors import SimcoreError
+from simcore.errors import SimcoreError, clip, close_matches
 
 # Hugging Face ids in the rows -> catalog names
 MODELS = {
@@ -34,8 +34,15 @@ MODELS = {
     "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
     "deepseek-ai/DeepSeek-V3": "deepseek-v3",
     "deepseek-ai/DeepSeek-R1": "deepseek-r1",
+    # NVIDIA's quantized republications: the same architectures (the row's precision gives the format)
+    "nvidia/Llama-3.1-8B-Instruct-FP8": "llama-3.1-8b",
+    "nvidia/Qwen3-32B-NVFP4": "qwen3-32b",
+    "nvidia/DeepSeek-R1-NVFP4": "deepseek-r1",
+    "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3",  # V3.1: the V3 architecture
 }
-GPUS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200-sxm", "b200_sxm": "b200", "a100_sxm": "a100-80gb-sxm"}
+# aiconfigurator's system names (src/aiconfigurator/systems/*.yaml @095f58a5) -> catalog GPUs
+GPUS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200-sxm", "b200_sxm": "b200", "a100_sxm": "a100-80gb-sxm",
+        "h100_pcie": "h100-pcie", "l40s": "l40s", "l4": "l4"}
 ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
 
 # The benchmark client: aiconfigurator's bench_run.sh.j2 @095f58a5 runs `aiperf profile --concurrency c
@@ -94,7 +101,11 @@ def _precision(row: dict, model: str) -> dict:
     if p in ("fp4", "nvfp4", "mxfp4"):
         if model == "gpt-oss-120b":  # its checkpoint: MXFP4 experts, bf16 elsewhere (H100 has no fp4 math)
             return {"precision": {"weights": "auto"}}
-        raise Refused("fp4 weights", f"{p} on a model without an fp4 checkpoint in the catalog")
+        # NVIDIA's NVFP4 checkpoints (ModelOpt; TensorRT-LLM, vLLM and SGLang on Blackwell): every linear
+        # layer in nvfp4 on the fp4 tensor cores; a GPU without fp4 math dequantizes (ops/builder.py)
+        return {"precision": {"weights": "mxfp4" if p == "mxfp4" else "nvfp4"}}
+    if p in ("int4", "int4_wo", "w4a16"):  # weight-only int4 (AWQ/GPTQ-style): dequantized into 16-bit GEMMs
+        return {"precision": {"weights": "int4"}}
     raise Refused("precision", p)
 
 
@@ -182,13 +193,22 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
     serving, kv = {}, None
     if engine and c and isl and (limits or LIMITS[engine]) == "aiconfigurator":
         serving = deployment(engine, c, isl)
-        if (row.get("precision") or "").lower() == "fp8":  # the generator passes the searched fp8 KV cache on
+        # the generator passes the searched KV cache on: fp8 for fp8 and nvfp4 deployments (aiconfigurator
+        # infers it from quant_algo fp8 / nvfp4: sdk/models/helpers.py _infer_quant_modes_from_raw_config @095f58a5)
+        if (row.get("precision") or "").lower() in ("fp8", "fp4", "nvfp4", "mxfp4"):
             kv = "fp8"
+    tp, adp = _int(row, "tp_size", 1), _int(row, "attention_dp_size", 1) or 1
+    experts_on = (_int(row, "moe_tp_size", 1) or 1) * (_int(row, "moe_ep_size", 1) or 1)
+    if not row.get("attention_dp_size") and tp and experts_on > tp and experts_on % tp == 0:
+        # a worker's GPUs = tp x attention DP = moe_tp x moe_ep (aiconfigurator's layout); rows that leave
+        # attention_dp_size out but split experts over more GPUs than tp (vLLM Qwen3-235B on H200: tp 1,
+        # moe_tp 2) run data-parallel attention over those GPUs
+        adp = experts_on // tp
     return Measurement(
         source=source, model=row.get("model_path") or None, gpu=row.get("system") or None,
         engine=row.get("backend") or None, engine_version=row.get("backend_version") or None,
-        tp=_int(row, "tp_size", 1), pp=_int(row, "pp_size", 1), ep=_int(row, "moe_ep_size", 1) or 1,
-        attention_dp=_int(row, "attention_dp_size", 1) or 1, precision=row.get("precision"),
+        tp=tp, pp=_int(row, "pp_size", 1), ep=_int(row, "moe_ep_size", 1) or 1,
+        attention_dp=adp, precision=row.get("precision"),
         mode=mode, concurrency=c, isl=isl, osl=_int(row, "osl"), latency=lat, refused=refused,
         serving=serving, kv_cache_dtype=kv)
 
@@ -206,6 +226,14 @@ def catalog_name(kind: str, name: str | None, aliases: dict) -> str | None:
     return name if name in entries(folder, suffix) else None
 
 
+def unknown_gpu(name: str | None) -> str:
+    """One line for a system no catalog GPU stands for: the name, close matches, what is known."""
+    from simcore.config.catalog import entries
+
+    known = sorted(GPUS) + sorted(set(entries("hardware/gpus", ".yaml")) - set(GPUS))
+    return f"{clip(str(name), 80)}{close_matches(str(name), known)}; known systems: {', '.join(known)}"
+
+
 def experiment_for_record(rec: Measurement, requests: int | None = None, rounds: int = MEASURED_ROUNDS) -> dict:
     """The serving experiment that reproduces one measured run; raises Refused when it cannot.
     Closed loop: rec.warmup requests, then `requests` measured ones (default: `rounds` per client).
@@ -217,7 +245,7 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
         raise Refused("model not in catalog", str(rec.model))
     gpu = catalog_name("gpu", rec.gpu, GPUS)
     if gpu is None:
-        raise Refused("gpu not in catalog", str(rec.gpu))
+        raise Refused("gpu not in catalog", unknown_gpu(rec.gpu))
     engine = ENGINES.get(rec.engine or "")
     if engine is None:
         raise Refused("engine", str(rec.engine))
@@ -248,13 +276,17 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
         arrival = ({"process": "poisson", "rate": rec.rate} if rec.burstiness == 1 else
                    {"process": "gamma", "rate": rec.rate, "cv": 1 / math.sqrt(rec.burstiness)})
         load = f"r{rec.rate:g}"
+    prec = _precision({"precision": rec.precision or ""}, model)
+    # a checkpoint run in its own format (gpt-oss's MXFP4, weights auto) keeps its own KV default: aiconfigurator
+    # infers no fp8 KV cache for quant_algo mxfp4
+    kv = rec.kv_cache_dtype if prec["precision"]["weights"] != "auto" else None
     return {
         "name": f"{rec.engine}-{model}-{gpu}-tp{tp}-{load}-{isl}x{osl}",
         "model": model,
         "hardware": gpu,
         "parallelism": par,
-        **_precision({"precision": rec.precision or ""}, model),
-        **({"inference": {"kvcache_precision": rec.kv_cache_dtype}} if rec.kv_cache_dtype else {}),
+        **prec,
+        **({"inference": {"kvcache_precision": kv}} if kv else {}),
         "workload": {
             "kind": "requests", "requests": n, "seed": 0,
             "arrival": arrival,

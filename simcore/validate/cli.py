@@ -148,6 +148,9 @@ def _validate(args: argparse.Namespace) -> int:
             raise SimcoreError(f"--only {args.only!r}: matches no record")
     overrides = tuple(args.set)
     outcomes = experiments(records, requests=args.requests, rounds=MEASURED_ROUNDS)
+    unknown_systems = sorted({o.result["detail"] for o in outcomes if o.refused == "gpu not in catalog"})
+    if unknown_systems and all(o.refused == "gpu not in catalog" for o in outcomes):
+        raise SimcoreError(f"system: {unknown_systems[0].removeprefix('gpu not in catalog: ')}")
     with progress_bar("simulating records") as update:
         run(outcomes, args.jobs, overrides, progress=update)
     summary = summarize(outcomes)
@@ -171,6 +174,7 @@ def _validate(args: argparse.Namespace) -> int:
         write_profile(path, fit.engine, version, fit.fitted_us, brief)
         report["fit"] = {"engine": fit.engine, "engine_version": version, "start_us": fit.start_us,
                          "fitted_us": fit.fitted_us, "iterations": fit.iterations, "simulations": fit.simulations,
+                         "rows": fit.rows, "rms_log_error_tpot": fit.rms,
                          "before": fit.before, "after": fit.after, "profile": str(path)}
     if out:
         try:
@@ -186,10 +190,14 @@ def _validate(args: argparse.Namespace) -> int:
     print_table(outcomes, console)
     for line in summary_lines(summary):
         console.print(line, soft_wrap=True, highlight=False)
+    for line in unknown_systems:  # one line per system no catalog GPU stands for
+        console.print(f"refused, unknown system: {line.removeprefix('gpu not in catalog: ')}", soft_wrap=True,
+                      highlight=False)
     if fit is not None:
         consts = ", ".join(f"{k} {fit.start_us[k]:.4g} -> {fit.fitted_us[k]:.4g}" for k in fit.start_us)
-        console.print(f"[bold]Fit[/] of {fit.engine}'s host constants on {fit.after['simulated']} records "
-                      f"({fit.iterations} iterations, {fit.simulations} simulations): {consts}", soft_wrap=True)
+        console.print(f"[bold]Fit[/] of {fit.engine}'s host constants to the mean TPOT of {fit.rows} dense records "
+                      f"(grid search, {fit.simulations} simulations, rms log error {fit.rms:.3f}): {consts}",
+                      soft_wrap=True)
         for b, a in zip(fit.before["metrics"], fit.after["metrics"]):
             console.print(f"  {b['metric'].upper() if b['metric'] != 'throughput' else b['metric']} {b['stat']}: "
                           f"median |error| {100 * b['median_abs_error']:.1f}% -> {100 * a['median_abs_error']:.1f}%",

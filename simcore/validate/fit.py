@@ -1,18 +1,20 @@
-"""Fit an engine's host-overhead constants (const_us, per_request_us, per_token_us of its profile's
-host model, simcore/serving/engines/) to measured runs, simulation in the loop.
+"""The one fitter of an engine's host constants (const_us, per_request_us, per_token_us of its profile's
+host model, simcore/serving/engines/): used by `simcore validate --fit` and benchmarks/fit_serving.py.
 
-Residuals: predicted / measured - 1 of the mean TTFT, TPOT and ITL of every simulated record that
-the file measured. Projected Gauss-Newton: a finite-difference Jacobian (one batch of simulations
-per constant), a least-squares step kept inside constants >= 0 (every choice of constants held at
-zero is tried), the step halved while it does not lower the sum of squares. Without overlap a
-step's time is GPU + host, linear in the constants, and a closed loop of fixed lengths schedules
-the same batches whatever the step times, so one iteration lands on the least-squares answer;
-with overlap (max(GPU, host)) it iterates. Bounded: MAX_ITERATIONS, a few simulations each.
+1. Every record of a dense model is simulated with the host time off (a zero-host engine profile),
+   giving G, the mean TPOT of the forward passes alone.
+2. The host time of a step, h = const + per_request x requests + per_token x tokens, is fitted so that
+   the predicted TPOT (HostModel.step: G + h, or max(G, const) + the rest for an engine that overlaps
+   its scheduling with the GPU) matches the measured mean TPOT: least squares of log(predicted /
+   measured) over the records, on a grid of non-negative constants (GRID). In a closed loop of c
+   clients a step holds about c requests and c x (ISL + OSL) / OSL tokens (every request's prompt is
+   spread over its decode steps).
+MoE records are left out: their residual is dominated by expert-kernel pricing (issue 11 points 3-5),
+which host constants must not absorb. docs/serving.md ("Host constants") gives the meaning of each.
 """
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +22,26 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from simcore.config.model import load_model
 from simcore.errors import SimcoreError
-from simcore.serving.engines import HOST_KEYS, get_profile, load_host_profile
+from simcore.serving.engines import HOST_KEYS, engine_names, get_profile, load_host_profile
 from simcore.validate.compare import Outcome, run, summarize
 
-FIT_METRICS = ("ttft", "tpot", "itl")
-MAX_ITERATIONS = 5
-MIN_STEP_US = (50.0, 2.0, 0.05)  # finite-difference steps: at least these, else 25% of the constant
-TOL = 1e-4  # relative drop of the sum of squares below which the fit stops
+# the grid (us): what a host can plausibly spend per step (a few ms at most), per request and per token
+CONST_US = np.arange(0, 3001, 50.0)
+PER_REQUEST_US = np.arange(0, 150.1, 2.5)
+PER_TOKEN_US = np.arange(0, 3.01, 0.1)
+
+
+@dataclass(frozen=True)
+class FitRow:
+    """One record as the fit sees it: G and the measured mean TPOT (s), requests and tokens per step."""
+
+    gpu_s: float
+    measured_s: float
+    requests: float
+    tokens: float
+    overlap: bool
 
 
 @dataclass
@@ -35,11 +49,75 @@ class Fit:
     engine: str
     start_us: dict
     fitted_us: dict
+    rms: float  # rms log error of TPOT at the fitted constants (the fit's own model)
+    rows: int  # records the constants were fitted to
     before: dict  # compare.summarize of the records at the start constants
     after: dict  # ... and at the fitted ones
-    iterations: int
+    iterations: int  # 1: the grid is searched once
     simulations: int
     outcomes: list  # the records simulated with the fitted constants
+
+
+def grid_fit(rows: list[FitRow]) -> tuple[dict, float]:
+    """The constants (us) of the grid that minimize the rms log error of the predicted TPOT, and that error.
+    Ties keep the smallest constants (the grid is searched in increasing order)."""
+    g = np.array([r.gpu_s for r in rows])[:, None]
+    m = np.array([r.measured_s for r in rows])[:, None]
+    n = np.array([r.requests for r in rows])[:, None]
+    k = np.array([r.tokens for r in rows])[:, None]
+    overlap = np.array([r.overlap for r in rows])[:, None]
+    best = (None, np.inf)
+    for a in CONST_US:
+        for d in PER_TOKEN_US:
+            exposed = d * k * 1e-6 + n * PER_REQUEST_US[None, :] * 1e-6  # rows x per-request grid
+            pred = np.where(overlap, np.maximum(g, a * 1e-6), g + a * 1e-6) + exposed  # HostModel.step
+            err = np.sqrt(np.mean(np.log(pred / m) ** 2, axis=0))
+            i = int(np.argmin(err))
+            if err[i] < best[1]:
+                best = ((float(a), float(PER_REQUEST_US[i]), float(d)), float(err[i]))
+    consts, rms = best
+    return dict(zip(HOST_KEYS, consts)), rms
+
+
+def no_host_profiles(folder: Path) -> dict[str, str]:
+    """Per engine, a serving.engine_profile file with zero host time, so a run prices the GPU work alone."""
+    out = {}
+    for engine in engine_names():
+        path = folder / f"{engine}-no-host.yaml"
+        path.write_text(f"engine: {engine}\nhost: {{{', '.join(f'{k}: 0' for k in HOST_KEYS)}}}\n")
+        out[engine] = str(path)
+    return out
+
+
+def without_host(outcomes: list[Outcome], folder: Path) -> list[Outcome]:
+    """Fresh copies of the dense-model records that measure a mean TPOT, their experiments set to run
+    with zero host time (simulate them with compare.run)."""
+    zero = no_host_profiles(folder)
+    out = []
+    for o in outcomes:
+        if o.experiment is None or o.refused or not o.record.latency.get("tpot", {}).get("mean"):
+            continue
+        if load_model(o.experiment["model"]).is_moe:
+            continue
+        exp = {**o.experiment, "serving": {**o.experiment["serving"],
+                                           "engine_profile": zero[o.experiment["serving"]["engine"]]}}
+        out.append(Outcome(o.record, exp, {}))
+    return out
+
+
+def fit_rows(no_host: list[Outcome]) -> dict[str, list[FitRow]]:
+    """Per engine, the FitRows of records simulated by `without_host` (refused ones are left out)."""
+    by_engine: dict[str, list[FitRow]] = {}
+    for o in no_host:
+        if o.refused:
+            continue
+        r, s = o.record, o.experiment["serving"]
+        c, isl, osl = r.concurrency, r.isl, r.osl
+        overlap = get_profile(s["engine"], s.get("engine_version")).host.overlap
+        by_engine.setdefault(s["engine"], []).append(FitRow(o.result["latency"]["tpot"]["mean"] * 1e-3,
+                                                            r.latency["tpot"]["mean"] * 1e-3, c,
+                                                            c * (isl + osl) / osl, overlap))
+    return by_engine
 
 
 def engine_of(outcomes: list[Outcome]) -> tuple[str, str | None]:
@@ -79,83 +157,37 @@ def write_profile(path: Path, engine: str, version: str | None, consts: dict, fi
         raise SimcoreError(f"--profile-out {path}: cannot write: {exc.strerror}") from None
 
 
-def residuals(outcomes: list[Outcome]) -> np.ndarray:
-    r = []
-    for o in outcomes:
-        for m in FIT_METRICS:
-            meas = o.record.latency.get(m, {}).get("mean")
-            pred = None if o.refused else o.result["latency"][m]["mean"]
-            if meas:
-                # a record that stops simulating (e.g. nothing completes) counts as 100% off
-                r.append(pred / meas - 1 if pred is not None else 1.0)
-    return np.array(r)
-
-
-def _bounded_step(J: np.ndarray, r: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """d minimizing |r + J d| with x + d >= 0: each set of constants pinned at zero, the rest by least
-    squares (minimum norm, so a constant nothing depends on stays where it is)."""
-    best, best_cost = np.zeros_like(x), float(r @ r)
-    n = len(x)
-    for k in range(n + 1):
-        for pinned in itertools.combinations(range(n), k):
-            d = np.zeros_like(x)
-            d[list(pinned)] = -x[list(pinned)]
-            free = [i for i in range(n) if i not in pinned]
-            rest = r + J @ d
-            if free:
-                d[free] = np.linalg.lstsq(J[:, free], -rest, rcond=None)[0]
-            if np.any(x + d < -1e-12):
-                continue
-            res = r + J @ d
-            cost = float(res @ res)
-            if cost < best_cost - 1e-15:
-                best, best_cost = d, cost
-    return best
-
-
 def fit_host(outcomes: list[Outcome], jobs: int = 1, overrides: tuple[str, ...] = (), progress=None) -> Fit:
-    """Fit the host constants of the engine of `outcomes` (simulated, not refused) to their measurements."""
+    """Fit the host constants of the engine of `outcomes` (simulated at the start constants) to their
+    measured mean TPOT; the records are simulated again with the fitted constants for `after`."""
     live = [o for o in outcomes if o.experiment is not None and not o.refused]
     if not live:
         raise SimcoreError("--fit: no record was simulated, nothing to fit")
-    if not any(o.record.latency.get(m, {}).get("mean") for o in live for m in FIT_METRICS):
-        raise SimcoreError("--fit: the records measure no mean TTFT, TPOT or ITL")
     engine, version = engine_of(live)
-    start = start_constants(engine, version, overrides)
     base = tuple(t for t in overrides if t.partition("=")[0].strip() != "serving.engine_profile")
     sims = 0
-    with tempfile.TemporaryDirectory(prefix="simcore-fit-") as tmp:
-        def evaluate(x: np.ndarray) -> tuple[np.ndarray, list[Outcome]]:
-            nonlocal sims
-            path = Path(tmp) / f"p{sims}.yaml"
-            write_profile(path, engine, version, dict(zip(HOST_KEYS, np.maximum(x, 0))))
-            fresh = [Outcome(o.record, o.experiment, {}) for o in live]
-            run(fresh, jobs, base + (f"serving.engine_profile={path}",))
-            sims += len(fresh)
-            if progress is not None:
-                progress(sims)
-            return residuals(fresh), fresh
 
-        x = np.array([start[k] for k in HOST_KEYS], dtype=float)
-        r, cur = evaluate(x)
-        first = cur
-        it = 0
-        for it in range(1, MAX_ITERATIONS + 1):
-            f = float(r @ r)
-            J = np.zeros((len(r), len(x)))
-            for k in range(len(x)):
-                h = max(0.25 * x[k], MIN_STEP_US[k])
-                xk = x.copy()
-                xk[k] += h
-                J[:, k] = (evaluate(xk)[0] - r) / h
-            d = _bounded_step(J, r, x)
-            accepted = False
-            for scale in (1.0, 0.5, 0.25):
-                y = np.maximum(x + scale * d, 0)
-                ry, out = evaluate(y)
-                if float(ry @ ry) < f:
-                    x, r, cur, accepted = y, ry, out, True
-                    break
-            if not accepted or f - float(r @ r) < TOL * max(f, 1e-12):
-                break
-    return Fit(engine, start, dict(zip(HOST_KEYS, map(float, x))), summarize(first), summarize(cur), it, sims, cur)
+    def count(n: int) -> None:
+        nonlocal sims
+        sims += n
+        if progress is not None:
+            progress(sims)
+
+    with tempfile.TemporaryDirectory(prefix="simcore-fit-") as tmp:
+        no_host = without_host(live, Path(tmp))
+        if not no_host:
+            raise SimcoreError("--fit: no simulated record of a dense model measures a mean TPOT (MoE records are "
+                               "not fitted: docs/serving.md, \"Host constants\")")
+        run(no_host, jobs, base)
+        count(len(no_host))
+        rows = fit_rows(no_host).get(engine)
+        if not rows:
+            raise SimcoreError("--fit: no dense record simulates without host time, nothing to fit")
+        fitted, rms = grid_fit(rows)
+        path = Path(tmp) / "fitted.yaml"
+        write_profile(path, engine, version, fitted)
+        fresh = [Outcome(o.record, o.experiment, {}) for o in live]
+        run(fresh, jobs, base + (f"serving.engine_profile={path}",))
+        count(len(fresh))
+    return Fit(engine, start_constants(engine, version, overrides), fitted, rms, len(rows), summarize(live),
+               summarize(fresh), 1, sims, fresh)
