@@ -324,6 +324,10 @@ def test_fit_cli_writes_a_profile_that_runs_back(cli, tmp_path):
     assert {r["metric"] for r in rows} == {"ttft", "tpot", "itl"} and len(rows) == 9
 
 
+def test_fit_of_open_loop_records_only_is_one_error_line(bad):
+    bad("validate", VLLM_META, "--fit", "--jobs", "1", "--requests", "8", contains=["--fit", "closed-loop"])
+
+
 def test_fit_of_moe_records_only_is_one_error_line(bad, tmp_path):
     rows = [{"system": "h100_sxm", "backend": "vllm", "backend_version": "0.12.0", "model_path": "Qwen/Qwen3-30B-A3B",
              "mode": "agg", "isl": "256", "osl": "16", "batch_size": "2", "tp_size": "1",

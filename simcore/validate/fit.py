@@ -90,12 +90,15 @@ def no_host_profiles(folder: Path) -> dict[str, str]:
 
 
 def without_host(outcomes: list[Outcome], folder: Path) -> list[Outcome]:
-    """Fresh copies of the dense-model records that measure a mean TPOT, their experiments set to run
-    with zero host time (simulate them with compare.run)."""
+    """Fresh copies of the closed-loop dense-model records that measure a mean TPOT, their experiments set
+    to run with zero host time (simulate them with compare.run). Open-loop records are left out: the fit's
+    step holds a closed loop's c requests."""
     zero = no_host_profiles(folder)
     out = []
     for o in outcomes:
         if o.experiment is None or o.refused or not o.record.latency.get("tpot", {}).get("mean"):
+            continue
+        if not o.record.concurrency:
             continue
         if load_model(o.experiment["model"]).is_moe:
             continue
@@ -176,8 +179,8 @@ def fit_host(outcomes: list[Outcome], jobs: int = 1, overrides: tuple[str, ...] 
     with tempfile.TemporaryDirectory(prefix="simcore-fit-") as tmp:
         no_host = without_host(live, Path(tmp))
         if not no_host:
-            raise SimcoreError("--fit: no simulated record of a dense model measures a mean TPOT (MoE records are "
-                               "not fitted: docs/serving.md, \"Host constants\")")
+            raise SimcoreError("--fit: no simulated closed-loop record of a dense model measures a mean TPOT (MoE "
+                               "and open-loop records are not fitted: docs/serving.md, \"Host constants\")")
         run(no_host, jobs, base)
         count(len(no_host))
         rows = fit_rows(no_host).get(engine)
