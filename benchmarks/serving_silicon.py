@@ -97,14 +97,18 @@ def print_rows(console: Console, outcomes: list) -> None:
 
 
 def print_groups(console: Console, outcomes: list) -> None:
+    # a file of several GPUs (the held-out rows) is summarized per GPU too
+    by_gpu = len({o.record.gpu for o in outcomes if not o.refused}) > 1
     groups: dict[tuple, list] = {}
     for o in outcomes:
         if not o.refused:
-            groups.setdefault(label(o), []).append(o)
-    t = Table(title="Summary per (engine, model, precision): |error| median / max, signed median", title_justify="left")
-    for col in ("engine", "model", "prec", "n", "TTFT med|e|", "TTFT max|e|", "TTFT med e", "TPOT med|e|",
-                "TPOT max|e|", "TPOT med e"):
-        t.add_column(col, justify="left" if col in ("engine", "model", "prec") else "right")
+            groups.setdefault(((o.record.gpu or "",) if by_gpu else ()) + label(o), []).append(o)
+    head = ("gpu",) if by_gpu else ()
+    t = Table(title=f"Summary per ({', '.join(head + ('engine', 'model', 'precision'))}): |error| median / max, "
+                    f"signed median", title_justify="left")
+    for col in head + ("engine", "model", "prec", "n", "TTFT med|e|", "TTFT max|e|", "TTFT med e", "TPOT med|e|",
+                       "TPOT max|e|", "TPOT med e"):
+        t.add_column(col, justify="left" if col in ("gpu", "engine", "model", "prec") else "right")
     for key in sorted(groups):
         items = groups[key]
         cells = []
