@@ -43,7 +43,7 @@ def main() -> None:
     a = ap.parse_args()
     outs = run(experiments(read(a.rows)), a.jobs)
     with tempfile.TemporaryDirectory() as tmp:
-        bare = run(without_host(outs, Path(tmp)), a.jobs)
+        bare = run(without_host(outs, Path(tmp), moe=True), a.jobs)
     pred: dict[tuple, dict] = {}
     for label, group in (("host", outs), ("gpu", bare)):
         for o in group:

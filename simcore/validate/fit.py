@@ -89,10 +89,10 @@ def no_host_profiles(folder: Path) -> dict[str, str]:
     return out
 
 
-def without_host(outcomes: list[Outcome], folder: Path) -> list[Outcome]:
+def without_host(outcomes: list[Outcome], folder: Path, moe: bool = False) -> list[Outcome]:
     """Fresh copies of the closed-loop dense-model records that measure a mean TPOT, their experiments set
     to run with zero host time (simulate them with compare.run). Open-loop records are left out: the fit's
-    step holds a closed loop's c requests."""
+    step holds a closed loop's c requests. moe: keep MoE records too (not for fitting)."""
     zero = no_host_profiles(folder)
     out = []
     for o in outcomes:
@@ -100,7 +100,7 @@ def without_host(outcomes: list[Outcome], folder: Path) -> list[Outcome]:
             continue
         if not o.record.concurrency:
             continue
-        if load_model(o.experiment["model"]).is_moe:
+        if not moe and load_model(o.experiment["model"]).is_moe:
             continue
         exp = {**o.experiment, "serving": {**o.experiment["serving"],
                                            "engine_profile": zero[o.experiment["serving"]["engine"]]}}
