@@ -190,6 +190,10 @@ def test_attention_dp_rows_carry_the_field():
                             "attention_dp_size": "4", "moe_ep_size": "16"})
     assert e["parallelism"] == {"tp": 4, "pp": 1, "attention_dp": 4, "ep": 16}
     assert np.isfinite(e["serving"]["max_num_batched_tokens"])
+    # batch_size is per attention-DP rank: 16 clients on each of 4 ranks are 64 clients, and each rank's
+    # scheduler has the generator's limits (max_num_seqs 512, 16 + 1024 + 1500 tokens), so the replica 4x them
+    assert e["workload"]["arrival"] == {"process": "closed", "concurrency": 64}
+    assert e["serving"]["max_num_seqs"] == 4 * 512 and e["serving"]["max_num_batched_tokens"] == 4 * 2540
 
 
 def test_an_explicit_iteration_overhead_replaces_the_profiles_constant():

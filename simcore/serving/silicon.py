@@ -179,17 +179,21 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
     if mode not in MODES:
         raise Refused("bad value", f"mode = {mode!r:.80}; allowed: {', '.join(MODES)}")
     refused = "no concurrency" if mode != "agg" and not row.get("decode_batch_size") else None
+    adp = _int(row, "attention_dp_size", 1) or 1
     serving, kv = {}, None
     if engine and c and isl and (limits or LIMITS[engine]) == "aiconfigurator":
-        serving = deployment(engine, c, isl)
+        # the generator's limits are per attention-DP rank (each runs its own scheduler): the replica's are adp x
+        serving = {k: v if k == "scheduler" else v * adp for k, v in deployment(engine, c, isl).items()}
         if (row.get("precision") or "").lower() == "fp8":  # the generator passes the searched fp8 KV cache on
             kv = "fp8"
     return Measurement(
         source=source, model=row.get("model_path") or None, gpu=row.get("system") or None,
         engine=row.get("backend") or None, engine_version=row.get("backend_version") or None,
         tp=_int(row, "tp_size", 1), pp=_int(row, "pp_size", 1), ep=_int(row, "moe_ep_size", 1) or 1,
-        attention_dp=_int(row, "attention_dp_size", 1) or 1, precision=row.get("precision"),
-        mode=mode, concurrency=c, isl=isl, osl=_int(row, "osl"), latency=lat, refused=refused,
+        attention_dp=adp, precision=row.get("precision"),
+        # batch_size is per attention-DP rank: aiconfigurator's silicon_sample.csv names each row's clients in
+        # its id (silicon_concurrency=512 on a row of batch_size 128, attention_dp_size 4: cfg734 @ 42bd4cf)
+        mode=mode, concurrency=c * adp if c else c, isl=isl, osl=_int(row, "osl"), latency=lat, refused=refused,
         serving=serving, kv_cache_dtype=kv)
 
 
