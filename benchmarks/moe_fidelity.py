@@ -44,6 +44,7 @@ from simcore.config.validation import validate  # noqa: E402
 from simcore.run.static import StaticSimulator  # noqa: E402
 from simcore.errors import SimcoreError  # noqa: E402
 from simcore.ops.passes import decode, prefill  # noqa: E402
+from simcore.serving.silicon import vllm_dp_layout  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "calibration" / "serving_h100.json"
 MODELS = {  # model_path -> (catalog model, weights for the row's precision field)
@@ -80,7 +81,9 @@ def clients(r: dict) -> int:
 
 
 def experiment(r: dict) -> dict:
-    tp, ep, adp, _, _ = layout(r)
+    tp, ep, adp, mtp, _ = layout(r)
+    if r["backend"] == "vllm":  # the GPUs such rows measured (simcore/serving/silicon.py)
+        tp, ep = vllm_dp_layout(tp, adp, mtp, ep)
     weights = "fp8" if r.get("precision") == "fp8" and "gpt-oss" not in r["model_path"] else "auto"
     isl, osl, b = int(r["isl"]), int(r["osl"]), clients(r)
     return {

@@ -160,6 +160,19 @@ def _row_ms(row: dict, key: str) -> float | None:
     return x
 
 
+def vllm_dp_layout(tp: int, adp: int, moe_tp: int, ep: int) -> tuple[int, int]:
+    """(attention tp per rank, ep) of a vLLM attention-DP row. Such rows record the worker's GPUs as tp_size
+    and the experts over tp_size x attention_dp_size (moe_tp x moe_ep), but they measure a tp_size-GPU
+    server: the MiniMax-M2.5 rows "tp 4, attention_dp 4, ep 16" queue for KV blocks exactly as the 4-GPU
+    tp 4 / ep 4 rows do at the same total clients (20-32 s TTFT), which 16 GPUs (a quarter of the experts
+    each) cannot, and match their TPOT within 1-6% (docs/serving.md, silicon rows). So the ranks split the
+    tp_size GPUs (vLLM --data-parallel-size adp --tensor-parallel-size tp/adp) and the experts spread over
+    them. Fields that do not follow that pattern are kept as recorded."""
+    if adp > 1 and tp % adp == 0 and moe_tp * ep == tp * adp and ep % adp == 0:
+        return tp // adp, ep // adp
+    return tp, ep
+
+
 def measurement_from_row(row: dict, source: str = "row", limits: str | None = None) -> Measurement:
     """A row of the silicon format; bad values raise Refused (counted as the benchmark counts them).
     limits: "defaults" (the engine profile's) or "aiconfigurator" (deployment()); None: LIMITS per engine."""
@@ -186,10 +199,13 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
         serving = {k: v if k == "scheduler" else v * adp for k, v in deployment(engine, c, isl).items()}
         if (row.get("precision") or "").lower() == "fp8":  # the generator passes the searched fp8 KV cache on
             kv = "fp8"
+    tp, ep = _int(row, "tp_size", 1), _int(row, "moe_ep_size", 1) or 1
+    if engine == "vllm" and mode == "agg":
+        tp, ep = vllm_dp_layout(tp, adp, _int(row, "moe_tp_size", 1) or 1, ep)
     return Measurement(
         source=source, model=row.get("model_path") or None, gpu=row.get("system") or None,
         engine=row.get("backend") or None, engine_version=row.get("backend_version") or None,
-        tp=_int(row, "tp_size", 1), pp=_int(row, "pp_size", 1), ep=_int(row, "moe_ep_size", 1) or 1,
+        tp=tp, pp=_int(row, "pp_size", 1), ep=ep,
         attention_dp=adp, precision=row.get("precision"),
         # batch_size is per attention-DP rank: aiconfigurator's silicon_sample.csv names each row's clients in
         # its id (silicon_concurrency=512 on a row of batch_size 128, attention_dp_size 4: cfg734 @ 42bd4cf)
