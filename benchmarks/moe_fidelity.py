@@ -20,8 +20,9 @@ Reference (median |error| on the 60 rows without attention DP; TPOT / TTFT):
     (qwen3-235b 6.0% / 3.1%; gpt-oss 10.6-13.5%, biased low by vLLM's host time per step;
     minimax tp4 ep4 18.6%). The 12 attention-DP rows (minimax tp4 x adp4, ep16, two nodes)
     stay ~50% low: their TPOT grows ~1.3 ms per added request, which no kernel cost explains.
-  then (batch_size read per attention-DP rank, MiniMax's per-layer q/k norm all-reduce): 10.6% / 53.9%
-    (minimax tp4 ep4 13.5%; the attention-DP rows 36.2%, now at 4x the clients).
+  then (batch_size read per attention-DP rank, MiniMax's per-layer q/k norm all-reduce, vLLM attention-DP
+    rows on tp_size GPUs: simcore/serving/silicon.py vllm_dp_layout): 8.6% / 52.7%
+    (minimax tp4 ep4 13.5%; the attention-DP rows, now 4 GPUs of tp 1 x adp 4 at 4x the clients, 5.5%).
 """
 
 from __future__ import annotations
