@@ -10,8 +10,9 @@ SM (`moe_tile_us`: pipeline fill, block scales, epilogue; no split-K), which is 
 expert slices (tp-sliced experts: small N or K per GPU) slower than whole experts.
 This fits that one constant per MoE layer from the low-concurrency aggregated MoE rows of
 ../shared/calibration/serving_h100.json (the rows benchmarks/moe_fidelity.py compares; rows
-with attention DP are left out: their TPOT grows with concurrency far beyond any kernel
-cost, see the report). Model: measured TPOT = simcore's static decode step with both at 0
+with attention DP are left out, as when the constant was fitted: read as the 4-GPU servers they
+measured (simcore/serving/silicon.py, vllm_dp_layout) they fit too, and with them the constant
+would be 23.6 us, which moves vLLM gpt-oss and TensorRT-LLM Qwen3-235B TPOT 0.5-1 point worse). Model: measured TPOT = simcore's static decode step with both at 0
 + MoE layers x c + tile waves x w + h_engine, where h_engine >= 0 (one per engine: the
 server's host time per step, issue 11 point 1; fitted here only so that it does not leak into
 c, w and not stored), c, w >= 0; non-negative linear least squares on relative error (every

@@ -4,7 +4,7 @@
 
 For every aggregated H100 row of ../shared/calibration/serving_h100.json whose MoE model is in
 the catalog and whose concurrency is at most --max-batch (default 8): the static decode step
-of a batch of `batch_size` sequences at context ISL + OSL/2 against the measured mean TPOT, and
+of a batch of `batch_size` x attention_dp sequences (batch_size counts one rank's clients) at context ISL + OSL/2 against the measured mean TPOT, and
 (rows at the lowest concurrency of their layout, at most 4) the static prefill of batch_size
 prompts against the measured mean TTFT: with fixed ISL/OSL a closed loop's clients finish
 together and their next prompts arrive together, so each prefill batches all of them. Layout = tp / moe_tp x ep / attention_dp as the row states it:
@@ -20,6 +20,9 @@ Reference (median |error| on the 60 rows without attention DP; TPOT / TTFT):
     (qwen3-235b 6.0% / 3.1%; gpt-oss 10.6-13.5%, biased low by vLLM's host time per step;
     minimax tp4 ep4 18.6%). The 12 attention-DP rows (minimax tp4 x adp4, ep16, two nodes)
     stay ~50% low: their TPOT grows ~1.3 ms per added request, which no kernel cost explains.
+  then (batch_size read per attention-DP rank, MiniMax's per-layer q/k norm all-reduce, vLLM attention-DP
+    rows on tp_size GPUs: simcore/serving/silicon.py vllm_dp_layout): 8.6% / 52.7%
+    (minimax tp4 ep4 13.5%; the attention-DP rows, now 4 GPUs of tp 1 x adp 4 at 4x the clients, 5.5%).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from simcore.config.validation import validate  # noqa: E402
 from simcore.run.static import StaticSimulator  # noqa: E402
 from simcore.errors import SimcoreError  # noqa: E402
 from simcore.ops.passes import decode, prefill  # noqa: E402
+from simcore.serving.silicon import vllm_dp_layout  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "calibration" / "serving_h100.json"
 MODELS = {  # model_path -> (catalog model, weights for the row's precision field)
@@ -72,10 +76,17 @@ def layout(r: dict) -> tuple[int, int, int, int, str]:
     return tp, ep, adp, mtp, f"{name} ({kind})"
 
 
+def clients(r: dict) -> int:
+    """The row's clients: batch_size is per attention-DP rank (docs/serving.md, silicon rows)."""
+    return int(r["batch_size"]) * int(r.get("attention_dp_size") or 1)
+
+
 def experiment(r: dict) -> dict:
-    tp, ep, adp, _, _ = layout(r)
+    tp, ep, adp, mtp, _ = layout(r)
+    if r["backend"] == "vllm":  # the GPUs such rows measured (simcore/serving/silicon.py)
+        tp, ep = vllm_dp_layout(tp, adp, mtp, ep)
     weights = "fp8" if r.get("precision") == "fp8" and "gpt-oss" not in r["model_path"] else "auto"
-    isl, osl, b = int(r["isl"]), int(r["osl"]), int(r["batch_size"])
+    isl, osl, b = int(r["isl"]), int(r["osl"]), clients(r)
     return {
         "model": MODELS[r["model_path"]],
         "hardware": "h100-sxm",
@@ -103,7 +114,7 @@ def evaluate(rows: list[dict]) -> tuple[list[Point], dict[str, int]]:
     lowest: dict[tuple, int] = {}
     for r in rows:
         key = (r["backend"], r["model_path"], layout(r)[4], r["isl"])
-        lowest[key] = min(lowest.get(key, 1 << 30), int(r["batch_size"]))
+        lowest[key] = min(lowest.get(key, 1 << 30), clients(r))
     sims: dict[tuple, StaticSimulator] = {}
     for r in rows:
         exp = experiment(r)
@@ -115,7 +126,7 @@ def evaluate(rows: list[dict]) -> tuple[list[Point], dict[str, int]]:
         par = exp["parallelism"]
         sim = sims.setdefault((exp["model"], str(par), exp["precision"]["weights"]), StaticSimulator(run))
         sim.run = run
-        isl, osl, b = int(r["isl"]), int(r["osl"]), int(r["batch_size"])
+        isl, osl, b = int(r["isl"]), int(r["osl"]), clients(r)
         step = sim.pass_(decode(b, isl + osl // 2)).time
         points.append(Point(r, "tpot", float(r["silicon_tpot_ms"]) * 1e-3, step))
         key = (r["backend"], r["model_path"], layout(r)[4], r["isl"])
@@ -129,7 +140,7 @@ def row_table(points: list[Point]) -> Table:
     for col in ("engine", "model", "layout", "B", "ISL/OSL", "metric", "measured ms", "simcore ms", "error"):
         t.add_column(col, justify="left" if col in ("engine", "model", "layout", "metric") else "right")
     for p in points:
-        t.add_row(p.engine, p.model, p.layout, p.r["batch_size"], f"{p.r['isl']}/{p.r['osl']}", p.metric,
+        t.add_row(p.engine, p.model, p.layout, str(clients(p.r)), f"{p.r['isl']}/{p.r['osl']}", p.metric,
                   f"{p.measured * 1e3:.2f}", f"{p.predicted * 1e3:.2f}", f"{100 * p.err:+.1f}%")
     return t
 

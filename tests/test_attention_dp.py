@@ -90,9 +90,12 @@ def test_serving_replica_holds_every_attention_ranks_cache():
 
     run = serving({"attention_dp": 4, "ep": 4})
     res = simulate(run)
-    per_gpu = kv_budget(run, run.experiment.serving.max_num_batched_tokens, run.experiment.serving.max_num_seqs,
-                        run.experiment.serving.block_size).blocks()
+    cfg = run.experiment.serving
+    # the limits are the replica's: each of the 4 ranks profiles its memory with a quarter of them
+    per_gpu = kv_budget(run, -(-cfg.max_num_batched_tokens // 4), -(-cfg.max_num_seqs // 4), cfg.block_size).blocks()
     assert res.summary["kv_blocks"] == 4 * per_gpu
+    whole = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size).blocks()
+    assert per_gpu > whole  # a smaller profile forward leaves more room for the cache
     par = serving_summary(res)["parallelism"]
     assert par["attention_dp"] == 4 and par["gpus"] == 4
 

@@ -100,3 +100,44 @@ def test_mxfp4_experts_on_hopper_pay_the_in_kernel_dequantization_in_prefill_onl
     assert Pricer(run.system).cost(dec["experts_gate_up"]).bound == "memory"
     fp8 = make_run("qwen3-32b", batch=1, prompt=8, output=2, precision={"weights": "fp8", "activations": "fp8"})
     assert not any(op.upcast for op in StageBuilder(fp8, 0).ops(prefill(1, 64)))
+
+
+def test_minimax_busiest_rank_reads_the_expected_distinct_experts_by_brute_force():
+    # MiniMax-M2.5, one decode token, top-8 of 256 experts over ep 4 (64 per GPU): enumerate the 4^8
+    # equally likely rank patterns of the 8 assignments for E[rows on the busiest rank]
+    import itertools
+    from collections import Counter
+
+    e_max = sum(max(Counter(p).values()) for p in itertools.product(range(4), repeat=8)) / 4 ** 8
+    run = make_run("minimax-m2.5", batch=1, prompt=8, output=2, parallelism={"tp": 4, "ep": 4},
+                   precision={"weights": "fp8", "activations": "fp8"})
+    ops = {op.name: op for op in StageBuilder(run, 0).ops(decode(1, past=8)) if op.layer == 0}
+    busy_tokens = e_max / 2  # the busiest rank behaves like an average rank (2 rows per token) of this many tokens
+    active = 64 * (1 - (1 - 8 / 256) ** busy_tokens)  # distinct experts among them, each of 64 local ones
+    up = ops["experts_gate_up"]
+    assert up.flops == pytest.approx(2 * e_max * 3072 * 2 * 1536)
+    assert up.weight_bytes == pytest.approx(active * 3072 * 2 * 1536 * 1)  # fp8: one byte per weight
+    assert up.shape[3] == pytest.approx(active)
+    # one token's 8 experts are distinct, so the busiest rank's 3.54 rows are 3.54 experts: the
+    # independent-draws formula lands within 2% of that
+    assert e_max == pytest.approx(3.54, abs=0.01) and active == pytest.approx(e_max, rel=0.02)
+
+
+def test_per_layer_qk_norm_all_reduces_its_statistics_over_tp():
+    # MiniMax-M2 normalizes q (48 x 128) and k (8 x 128) over all heads at once (qk_norm_type per_layer): at
+    # tp 4 each GPU holds 12 + 2 heads, so the per-token fp32 mean squares of q and k are summed over the 4
+    from simcore.ops.linears import norm_params
+
+    run = make_run("minimax-m2.5", batch=4, prompt=8, output=2, parallelism={"tp": 4, "ep": 4})
+    assert run.model.qk_norm and run.model.qk_norm_per_layer
+    ops = {op.name: op for op in StageBuilder(run, 0).ops(decode(4, past=8)) if op.layer == 0}
+    ar = ops["qk_norm_all_reduce"]
+    assert ar.collective == "all_reduce" and ar.group == 4 and ar.bytes == 4 * 2 * 4
+    assert ops["qk_norm"].bytes == 2 * 4 * (12 + 2) * 128 * 2
+    assert norm_params(run.model) == 2 * 3072 + (48 + 8) * 128  # a weight per q and k element
+    alone = make_run("minimax-m2.5", batch=4, prompt=8, output=2)
+    assert "qk_norm_all_reduce" not in {op.name for op in StageBuilder(alone, 0).ops(decode(4, past=8))}
+    qwen = make_run("qwen3-32b", batch=4, prompt=8, output=2, parallelism={"tp": 2})  # per-head norms: local
+    names = {op.name for op in StageBuilder(qwen, 0).ops(decode(4, past=8))}
+    assert "qk_norm" in names and "qk_norm_all_reduce" not in names
+    assert norm_params(qwen.model) == 2 * 5120 + 2 * 128

@@ -188,8 +188,27 @@ def test_rows_simcore_cannot_express_are_refused_with_a_reason(change, reason):
 def test_attention_dp_rows_carry_the_field():
     e = experiment_for_row({**ROW, "model_path": "MiniMaxAI/MiniMax-M2.5", "backend": "vllm", "tp_size": "4",
                             "attention_dp_size": "4", "moe_ep_size": "16"})
-    assert e["parallelism"] == {"tp": 4, "pp": 1, "attention_dp": 4, "ep": 16}
+    # a vLLM row "tp 4 x attention_dp 4, ep 16" measured 4 GPUs: 4 DP ranks of tp 1, experts over the 4
+    assert e["parallelism"] == {"tp": 1, "pp": 1, "attention_dp": 4, "ep": 4}
     assert np.isfinite(e["serving"]["max_num_batched_tokens"])
+    # batch_size is per attention-DP rank: 16 clients on each of 4 ranks are 64 clients, and each rank's
+    # scheduler has the generator's limits (max_num_seqs 512, 16 + 1024 + 1500 tokens), so the replica 4x them
+    assert e["workload"]["arrival"] == {"process": "closed", "concurrency": 64}
+    assert e["serving"]["max_num_seqs"] == 4 * 512 and e["serving"]["max_num_batched_tokens"] == 4 * 2540
+
+
+def test_vllm_attention_dp_rows_read_as_tp_size_gpus_and_other_layouts_as_recorded():
+    from simcore.serving.silicon import measurement_from_row, vllm_dp_layout
+
+    assert vllm_dp_layout(4, 4, 1, 16) == (1, 4)  # moe_tp x moe_ep = tp x adp: the inflated record
+    assert vllm_dp_layout(8, 2, 2, 8) == (4, 4)
+    assert vllm_dp_layout(1, 8, 1, 8) == (1, 8)  # tp_size does not split over the ranks: as recorded
+    assert vllm_dp_layout(4, 4, 1, 4) == (4, 4)  # experts already over tp_size GPUs: as recorded
+    assert vllm_dp_layout(4, 1, 1, 4) == (4, 4)  # no attention DP
+    row = {**ROW, "model_path": "MiniMaxAI/MiniMax-M2.5", "tp_size": "4", "attention_dp_size": "4",
+           "moe_ep_size": "16"}
+    trt = measurement_from_row(row)  # only vLLM rows showed it: other engines keep their fields
+    assert (trt.tp, trt.attention_dp, trt.ep, trt.concurrency) == (4, 4, 16, 64)
 
 
 def test_an_explicit_iteration_overhead_replaces_the_profiles_constant():

@@ -55,7 +55,7 @@ class ModelSpec:
     tie_embeddings: bool
     torch_dtype: str
     attention_bias: bool  # q/k/v (and o) projections carry a bias
-    qk_norm: bool  # per-head RMSNorm on q and k (Qwen3)
+    qk_norm: bool  # RMSNorm on q and k (Qwen3; config use_qk_norm)
     # Sliding window: per-layer kinds ('full' | 'sliding') and the window in tokens.
     layer_kinds: tuple[str, ...]
     sliding_window: int | None
@@ -72,6 +72,9 @@ class ModelSpec:
     moe_intermediate: int
     shared_experts: int
     quantization: Quantization | None
+    # qk_norm_type "per_layer" (MiniMax-M2): one RMS over all heads' q (and k) elements, so a TP-sharded
+    # projection all-reduces the per-token statistics; otherwise one RMS per head (Qwen3)
+    qk_norm_per_layer: bool = False
 
     @property
     def is_mla(self) -> bool:
@@ -256,7 +259,7 @@ def parse_config(raw: dict, name: str, source: str) -> ModelSpec:
         tie_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         torch_dtype=str(_first(cfg, "torch_dtype", "dtype", default="bfloat16")),
         attention_bias=bool(cfg.get("attention_bias", False)) or arch.startswith("Qwen2"),
-        qk_norm=model_type.startswith("qwen3"),
+        qk_norm=model_type.startswith("qwen3") or cfg.get("use_qk_norm") is True,
         layer_kinds=kinds,
         sliding_window=window,
         kv_lora_rank=mla_dims.get("kv_lora_rank", 0),
@@ -270,6 +273,7 @@ def parse_config(raw: dict, name: str, source: str) -> ModelSpec:
         moe_intermediate=opt("moe_intermediate_size", default=intermediate) if experts else 0,
         shared_experts=opt("n_shared_experts", "num_shared_experts", default=0, minimum=0) if experts else 0,
         quantization=_quantization(cfg, source),
+        qk_norm_per_layer=cfg.get("qk_norm_type") == "per_layer",
     )
 
 

@@ -208,6 +208,9 @@ class StageBuilder:
             qk_width = (heads + kv_heads_per_gpu(m, self.run.par.tp)) * m.head_dim
             if m.qk_norm:
                 ops.append(self.elementwise("qk_norm", layer, 2 * t * qk_width * a))
+                if m.qk_norm_per_layer:  # each token's fp32 mean square of q and of k, summed over the TP shards
+                    ops.append(self.collective("qk_norm_all_reduce", "all_reduce", layer, t * 2 * 4,
+                                               self.run.par.tp, self.tp_inter))
             ops.append(self.elementwise("rope", layer, 2 * t * qk_width * a))
             ops += self.kv_ops(layer, b)
             for groups in (prefills, decodes):

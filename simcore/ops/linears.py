@@ -95,8 +95,8 @@ def norm_params(m: ModelSpec) -> int:
     n = 2 * m.hidden
     if m.is_mla:
         n += (m.q_lora_rank or 0) + m.kv_lora_rank
-    if m.qk_norm:
-        n += 2 * m.head_dim
+    if m.qk_norm:  # per head: one weight per head dimension; per layer: one per q and k element
+        n += (m.heads + m.kv_heads) * m.head_dim if m.qk_norm_per_layer else 2 * m.head_dim
     if m.model_type == "gpt_oss":
         n += m.heads  # one learned attention-sink logit per head
     return n

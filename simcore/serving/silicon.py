@@ -171,6 +171,19 @@ def _row_ms(row: dict, key: str) -> float | None:
     return x
 
 
+def vllm_dp_layout(tp: int, adp: int, moe_tp: int, ep: int) -> tuple[int, int]:
+    """(attention tp per rank, ep) of a vLLM attention-DP row. Such rows record the worker's GPUs as tp_size
+    and the experts over tp_size x attention_dp_size (moe_tp x moe_ep), but they measure a tp_size-GPU
+    server: the MiniMax-M2.5 rows "tp 4, attention_dp 4, ep 16" queue for KV blocks exactly as the 4-GPU
+    tp 4 / ep 4 rows do at the same total clients (20-32 s TTFT), which 16 GPUs (a quarter of the experts
+    each) cannot, and match their TPOT within 1-6% (docs/serving.md, silicon rows). So the ranks split the
+    tp_size GPUs (vLLM --data-parallel-size adp --tensor-parallel-size tp/adp) and the experts spread over
+    them. Fields that do not follow that pattern are kept as recorded."""
+    if adp > 1 and tp % adp == 0 and moe_tp * ep == tp * adp and ep % adp == 0:
+        return tp // adp, ep // adp
+    return tp, ep
+
+
 def measurement_from_row(row: dict, source: str = "row", limits: str | None = None) -> Measurement:
     """A row of the silicon format; bad values raise Refused (counted as the benchmark counts them).
     limits: "defaults" (the engine profile's) or "aiconfigurator" (deployment()); None: LIMITS per engine."""
@@ -190,26 +203,34 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
     if mode not in MODES:
         raise Refused("bad value", f"mode = {mode!r:.80}; allowed: {', '.join(MODES)}")
     refused = "no concurrency" if mode != "agg" and not row.get("decode_batch_size") else None
+    adp = _int(row, "attention_dp_size", 1) or 1
     serving, kv = {}, None
     if engine and c and isl and (limits or LIMITS[engine]) == "aiconfigurator":
-        serving = deployment(engine, c, isl)
+        # the generator's limits are per attention-DP rank (each runs its own scheduler): the replica's are adp x
+        serving = {k: v if k == "scheduler" else v * adp for k, v in deployment(engine, c, isl).items()}
         # the generator passes the searched KV cache on: fp8 for fp8 and nvfp4 deployments (aiconfigurator
         # infers it from quant_algo fp8 / nvfp4: sdk/models/helpers.py _infer_quant_modes_from_raw_config @095f58a5)
         if (row.get("precision") or "").lower() in ("fp8", "fp4", "nvfp4", "mxfp4"):
             kv = "fp8"
-    tp, adp = _int(row, "tp_size", 1), _int(row, "attention_dp_size", 1) or 1
-    experts_on = (_int(row, "moe_tp_size", 1) or 1) * (_int(row, "moe_ep_size", 1) or 1)
+    # batch_size is per attention-DP rank: aiconfigurator's silicon_sample.csv names each row's clients in
+    # its id (silicon_concurrency=512 on a row of batch_size 128, attention_dp_size 4: cfg734 @ 42bd4cf);
+    # only a recorded attention_dp_size multiplies it (the id's formula), not one implied below
+    clients = c * adp if c else c
+    tp, ep = _int(row, "tp_size", 1), _int(row, "moe_ep_size", 1) or 1
+    experts_on = (_int(row, "moe_tp_size", 1) or 1) * ep
     if not row.get("attention_dp_size") and tp and experts_on > tp and experts_on % tp == 0:
         # a worker's GPUs = tp x attention DP = moe_tp x moe_ep (aiconfigurator's layout); rows that leave
         # attention_dp_size out but split experts over more GPUs than tp (vLLM Qwen3-235B on H200: tp 1,
         # moe_tp 2) run data-parallel attention over those GPUs
         adp = experts_on // tp
+    if engine == "vllm" and mode == "agg":
+        tp, ep = vllm_dp_layout(tp, adp, _int(row, "moe_tp_size", 1) or 1, ep)
     return Measurement(
         source=source, model=row.get("model_path") or None, gpu=row.get("system") or None,
         engine=row.get("backend") or None, engine_version=row.get("backend_version") or None,
-        tp=tp, pp=_int(row, "pp_size", 1), ep=_int(row, "moe_ep_size", 1) or 1,
+        tp=tp, pp=_int(row, "pp_size", 1), ep=ep,
         attention_dp=adp, precision=row.get("precision"),
-        mode=mode, concurrency=c, isl=isl, osl=_int(row, "osl"), latency=lat, refused=refused,
+        mode=mode, concurrency=clients, isl=isl, osl=_int(row, "osl"), latency=lat, refused=refused,
         serving=serving, kv_cache_dtype=kv)
 
 

@@ -65,7 +65,10 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     host_policy = get_cache_policy(cfg.host_tier.policy, "serving.host_tier.policy")
     prefetch = get_prefetch_policy(cfg.host_tier.prefetch)
     dis = cfg.disaggregation.enabled
-    budget = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size, cfg.engine or "vllm")
+    # with attention DP the limits are the replica's; each rank profiles its memory with its own share
+    adp = run.par.attention_dp
+    budget = kv_budget(run, -(-cfg.max_num_batched_tokens // adp), -(-cfg.max_num_seqs // adp), cfg.block_size,
+                       cfg.engine or "vllm")
     blocks = blocks_with_draft(budget) * run.par.attention_dp  # each attention-DP rank caches its own sequences
     if blocks <= 0 and not dis:
         raise SimcoreError(f"{run.model.name} leaves no room for a KV block on {run.system.gpu.name} at tp "
