@@ -40,10 +40,12 @@ from rich.table import Table  # noqa: E402
 
 from simcore.config.experiment import experiment_from_dict, resolve  # noqa: E402
 from simcore.errors import SimcoreError  # noqa: E402
-from simcore.run.training import simulate  # noqa: E402
+from simcore.ops.op import COMM  # noqa: E402
+from simcore.run.training import TrainingSimulator, simulate  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "training_published.json"
 H100 = DATA.with_name("training_published_h100.json")
+LAYER = DATA.with_name("training_layer_te.json")
 RECOMPUTE = ("none", "selective", "full")
 
 
@@ -149,6 +151,35 @@ def nemo_section(console: Console, mode: str) -> None:
     summary(console, errors, len(data["rows"]))
 
 
+def layer_ms(data: dict, precision: str, folder: Path) -> float:
+    """simcore's forward + backward of one transformer layer (a middle one; the GPT-style layer of the
+    source has no rotary embedding, so rope is left out), summed op by op as priced, no communication."""
+    path = folder / "te-layer.json"
+    path.write_text(json.dumps(nemo_config({"seq": data["sequence_length"], "config": data["config"]})))
+    exp = experiment_from_dict({
+        "model": str(path), "hardware": data["hardware"], "parallelism": {},
+        "workload": {"kind": "training", "global_batch": data["micro_batch"], "micro_batch": data["micro_batch"],
+                     "sequence_length": data["sequence_length"], "gemm_precision": precision, "attention": "flash"},
+    }, source="benchmark")
+    sim = TrainingSimulator(resolve(exp))
+    stage, layer = sim.stages[0], 1
+    ops = [op for op in stage.forward + stage.backward
+           if op.layer == layer and op.kind != COMM and not op.name.startswith("rope")]
+    return 1e3 * sum(sim.pricer.time(op) for op in ops)
+
+
+def layer_section(console: Console) -> None:
+    data = json.loads(LAYER.read_text())
+    t = Table(title=f"One layer, forward + backward vs {data['source']}", title_justify="left")
+    for col in ("implementation", "gemms", "published ms", "predicted", "error"):
+        t.add_column(col, justify="right")
+    with tempfile.TemporaryDirectory() as tmp:
+        for row in data["rows"]:
+            ms = layer_ms(data, row["gemm_precision"], Path(tmp))
+            t.add_row(row["name"], row["gemm_precision"], f"{row['ms']:.2f}", f"{ms:.2f}", f"{100 * (ms / row['ms'] - 1):+.1f}%")
+    console.print(t)
+
+
 def summary(console: Console, errors: list[float], rows: int) -> None:
     console.print(f"median |error| {100 * statistics.median(errors):.1f}%, max {100 * max(errors):.1f}% "
                   f"over {len(errors)} of {rows} rows (targets: median <= 10%, max <= 25%)")
@@ -176,6 +207,7 @@ def main() -> None:
     console.print(t)
     summary(console, errors, len(data["rows"]))
     nemo_section(console, args.mode)
+    layer_section(console)
 
 
 if __name__ == "__main__":

@@ -271,6 +271,25 @@ def test_context_parallelism_splits_sequences_not_work():
     assert ring[0].bytes == 2 * 8192 * 2 * 1 * 128 * 2
 
 
+def test_context_parallel_attention_is_priced_per_ring_step_and_merged(tiny):
+    """Tiny model, cp 2, 32 tokens: each rank holds 16; the ring's kernels run over 16 queries (s / cp), and
+    merging the two steps moves 6 B per output element forward, 10 B per element of Q, K, V per step backward."""
+    run = training_run(tiny(), context_parallel=2, global_batch=2, sequence_length=32)
+    stage = TrainingSimulator(run).stages[0]
+    attn = [op for op in stage.forward if op.name == "attention" and op.layer == 0][0]
+    merge = [op for op in stage.forward if op.name == "cp_attn_merge" and op.layer == 0][0]
+    assert attn.shape[1] == 17  # mean keys per query, doubled, of a causal kernel over 16 tokens (33 over all 32)
+    assert attn.flops == 2.0 * 4 * (32 * 33 / 2 / 2) * 2 * 16  # heads x this rank's pairs x (QK^T + PV)
+    out, kv = 16 * 4 * 16, 16 * 2 * 4 * 16  # tokens x heads x head dim; K and V
+    assert merge.bytes == 6 * (2 - 1) * out
+    grad = [op for op in stage.backward if op.name == "cp_attn_merge.bwd" and op.layer == 0][0]
+    assert grad.bytes == 10 * 2 * (out + kv)
+    # without cp the kernel sees the whole causal sequence and nothing is merged
+    plain = TrainingSimulator(training_run(tiny(), global_batch=2, sequence_length=32)).stages[0]
+    assert [op.shape[1] for op in plain.forward if op.name == "attention"][0] == 33
+    assert not [op for op in plain.forward if op.name == "cp_attn_merge"]
+
+
 def test_sequence_parallelism_shards_saved_activations():
     """Korthikanti et al. 2022: per layer s b h (10 + 24/t) bytes without sequence parallelism, 34/t with it;
     at t = 8 that is a third. simcore's op-by-op count lands in the same place."""

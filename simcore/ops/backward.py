@@ -9,6 +9,9 @@ Each forward op maps to its gradient kernels, priced by the same roofline:
   `flops(..., mode="bwd") = 2.5 * f`), reading Q, K, V, O, dO and writing dQ, dK, dV.
 - fp8 cast of a GEMM input: the cast-transpose of that GEMM's output gradient (read 16-bit, write
   fp8 and its transpose: 4 bytes per element of rows x n).
+- context parallelism's merge of the ring steps' outputs: each of the cp steps adds its dQ into an fp32
+  accumulator and its dK, dV into the fp32 accumulators that travel the ring (Transformer Engine's
+  AttnFuncWithCPAndKVP2P): read 4 + read 2 + write 4 bytes per element of Q, K and V per step.
 - attention dropout (materialized attention): read the gradient and the saved mask, write one
   gradient: the forward's bytes.
 - elementwise and norms: read the saved input and the incoming gradient, write one gradient:
@@ -30,6 +33,8 @@ ATTENTION_BWD_FLOPS = 2.5  # x forward FLOPs (flash-attention benchmarks; FlashA
 WEIGHT_BYTES = 2.0  # training keeps 16-bit weights (fp8 GEMMs cast a copy)
 MAIN_GRAD_BYTES = 4.0  # fp32 main-grad element, read and written by each weight-gradient GEMM
 _SWAP = {"reduce_scatter": "all_gather", "all_gather": "reduce_scatter"}
+CP_MERGE = "cp_attn_merge"  # shape: (cp, elements of the rank's Q / output, elements of its K and V)
+CP_MERGE_BWD_BYTES = 10.0
 
 
 def gemm_backward(op: Op) -> list[Op]:
@@ -52,6 +57,9 @@ def op_backward(op: Op) -> list[Op]:
     if op.name.endswith(".fp8_cast"):  # cast-transpose of the output gradient (rows x n), 4 bytes each
         rows, n, _ = op.shape
         return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, bytes=rows * n * 4.0)]
+    if op.name == CP_MERGE:
+        cp, out, kv = op.shape
+        return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, bytes=CP_MERGE_BWD_BYTES * cp * (out + kv))]
     if op.name == "attn_dropout":  # read the gradient and the mask, write one gradient: the forward's bytes
         return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD)]
     return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, bytes=2 * op.bytes, act_bytes=2 * op.act_bytes)]

@@ -16,7 +16,7 @@ from dataclasses import replace
 from functools import cached_property
 
 from simcore.config.experiment import Run
-from simcore.ops.backward import backward
+from simcore.ops.backward import CP_MERGE, backward
 from simcore.ops.builder import StageBuilder
 from simcore.ops.linears import Linear, layer_params, mlp_linears
 from simcore.ops.op import COMM, COMPUTE, GEMM, MEMORY, Op, nbytes
@@ -32,6 +32,11 @@ OPTIMIZER_STATE_BYTES = {"adam": 12.0, "adamw": 12.0, "sgd": 8.0}  # fp32 master
 # Megatron-LM's default gradient bucket: max(40M, 1M x dp) parameters
 # (megatron/core/distributed/distributed_data_parallel.py, bucket_size when none is given).
 BUCKET_PARAMS = 40_000_000
+# Context parallelism's merge of the ring steps' partial attention outputs (Transformer Engine,
+# AttnFuncWithCPAndKVP2P): each step after the first rescales the running 16-bit output by the softmax
+# statistics and adds the step's output (read both, write one: 3 x 2 bytes per output element); its
+# backward (ops/backward.py) accumulates the steps' dQ, dK, dV.
+CP_MERGE_FWD_BYTES = 6.0
 
 
 class TrainingStage(StageBuilder):
@@ -141,7 +146,13 @@ class TrainingStage(StageBuilder):
         """Ring attention over cp ranks with the load-balanced causal split (each rank holds chunks i
         and 2cp-1-i): every rank computes 1/cp of the sequence's query-key pairs, after the K and V
         of the other ranks have come round the ring (an all-gather; backward sends dK, dV back:
-        the generic backward turns it into a reduce-scatter)."""
+        the generic backward turns it into a reduce-scatter).
+
+        Transformer Engine runs it as cp attention kernels, one per ring step, each over the rank's
+        s/cp query tokens against one step's keys (causal within the rank's own chunks at step 0, then
+        half-blocks of s/cp x s/(2cp) or s/(2cp) x s/cp pairs): each kernel is priced on the efficiency
+        curve at s/cp, not at s. The steps' partial outputs are merged with their softmax statistics
+        (`cp_attn_merge`, below; AttnFuncWithCPAndKVP2P in transformer_engine/pytorch/attention.py)."""
         m, s, b, cp = self.m, self.w.sequence_length, self.w.micro_batch, self.cp
         tokens = b * s // cp
         pairs = b * s * (s + 1) / 2 / cp
@@ -150,8 +161,11 @@ class TrainingStage(StageBuilder):
         kv = tokens * 2 * max(1, m.kv_heads // self.run.par.tp) * m.head_dim * self.a
         ring = self.collective("cp_kv_all_gather", "all_gather", op.layer, kv * cp, cp, self.cp_inter)
         tiles, _ = op.shape
-        attn = replace(op, flops=flops, bytes=op.bytes + kv * (cp - 1), shape=(tiles, 2 * pairs / tokens))
-        return [ring, attn] if ring else [attn]
+        attn = replace(op, flops=flops, bytes=op.bytes + kv * (cp - 1), shape=(tiles, s / cp + 1))  # as a causal s/cp
+        out = tokens * heads * m.head_dim  # elements of the rank's attention output (and of dQ)
+        merge = Op(CP_MERGE, COMPUTE, MEMORY, op.layer, bytes=CP_MERGE_FWD_BYTES * (cp - 1) * out, dtype=self.act,
+                   shape=(cp, out, kv / self.a), act_bytes=0.0)
+        return [op for op in (ring, attn, merge) if op is not None]
 
     def materialized(self, op: Op) -> list[Op]:
         """Attention as kernels before FlashAttention: Q K^T into HBM, a fused scale-mask-softmax over
