@@ -1,8 +1,12 @@
 """Predicted training throughput against published figures that state their full parallel configuration.
 
-Two sources, a section each (sources and the unstated settings are in each file's `about`):
+Four sections (sources and the unstated settings are in each file's `about`):
 - tests/data/training_published.json: Megatron-LM GPT weak scaling, Narayanan et al. 2021, Table 1, A100;
-- tests/data/training_published_h100.json: NeMo 24.07 performance summary, DGX H100, FP8.
+- tests/data/training_published_h100.json: NeMo 24.07 performance summary, DGX H100, FP8;
+- tests/data/training_published_mlperf.json: MLPerf Training v4.0 GPT-3 175B, NVIDIA's H100 submissions,
+  throughput per GPU read from the logged training blocks (same row format and rule as the NeMo rows);
+- tests/data/training_layer_te.json: one transformer layer's forward + backward on one H100 (Transformer
+  Engine's getting-started benchmark): a check of the per-kernel prices alone.
 
 Megatron A100 rows: each row runs as a simcore training experiment with one rule for what the paper leaves unsaid
 (the same for every row, no per-row setting):
@@ -45,6 +49,7 @@ from simcore.run.training import TrainingSimulator, simulate  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "training_published.json"
 H100 = DATA.with_name("training_published_h100.json")
+MLPERF = DATA.with_name("training_published_mlperf.json")
 LAYER = DATA.with_name("training_layer_te.json")
 RECOMPUTE = ("none", "selective", "full")
 
@@ -124,8 +129,9 @@ def run_nemo(row: dict, data: dict, folder: Path, mode: str, recompute: str) -> 
     return res.tokens / res.step_time / row["gpus"], res.step_time
 
 
-def nemo_section(console: Console, mode: str) -> None:
-    data = json.loads(H100.read_text())
+def nemo_section(console: Console, mode: str, source: Path = H100) -> None:
+    """A section of H100 rows in the NeMo table's format (the NeMo summary, or MLPerf's logged throughput)."""
+    data = json.loads(source.read_text())
     t = Table(title=f"Training throughput vs {data['source']} ({data['hardware']}, {mode} mode)",
               title_justify="left")
     for col in ("model", "gpus", "tp", "pp", "cp", "vp", "dp", "mbs", "gbs", "seq", "recompute", "step s",
@@ -207,6 +213,7 @@ def main() -> None:
     console.print(t)
     summary(console, errors, len(data["rows"]))
     nemo_section(console, args.mode)
+    nemo_section(console, args.mode, MLPERF)
     layer_section(console)
 
 

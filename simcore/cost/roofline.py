@@ -87,7 +87,8 @@ class Pricer:
         if op.kernel:
             floor = {MEMORY: eff.elementwise_floor, ROUTING: eff.moe_layer_floor}.get(op.family, eff.kernel_floor)
         if op.family == COLLECTIVE:
-            t = collective_time(op.collective, op.bytes, op.group, sys, op.inter_node, self.custom_all_reduce)
+            t = collective_time(op.collective, op.bytes, op.group, sys, op.inter_node, self.custom_all_reduce,
+                                op.per_node)
             return Cost(0.0, t, floor)
         if op.tier_bw:  # a tier of inference.kv_placement (HBM shares keep the attention stream's pricing)
             return Cost(0.0, op.bytes / op.tier_bw, floor)
