@@ -1,8 +1,12 @@
 """Predicted training throughput against published figures that state their full parallel configuration.
 
-Two sources, a section each (sources and the unstated settings are in each file's `about`):
+Four sections (sources and the unstated settings are in each file's `about`):
 - tests/data/training_published.json: Megatron-LM GPT weak scaling, Narayanan et al. 2021, Table 1, A100;
-- tests/data/training_published_h100.json: NeMo 24.07 performance summary, DGX H100, FP8.
+- tests/data/training_published_h100.json: NeMo 24.07 performance summary, DGX H100, FP8;
+- tests/data/training_published_mlperf.json: MLPerf Training v4.0 GPT-3 175B, NVIDIA's H100 submissions,
+  throughput per GPU read from the logged training blocks (same row format and rule as the NeMo rows);
+- tests/data/training_layer_te.json: one transformer layer's forward + backward on one H100 (Transformer
+  Engine's getting-started benchmark): a check of the per-kernel prices alone.
 
 Megatron A100 rows: each row runs as a simcore training experiment with one rule for what the paper leaves unsaid
 (the same for every row, no per-row setting):
@@ -40,10 +44,13 @@ from rich.table import Table  # noqa: E402
 
 from simcore.config.experiment import experiment_from_dict, resolve  # noqa: E402
 from simcore.errors import SimcoreError  # noqa: E402
-from simcore.run.training import simulate  # noqa: E402
+from simcore.ops.op import COMM  # noqa: E402
+from simcore.run.training import TrainingSimulator, simulate  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "training_published.json"
 H100 = DATA.with_name("training_published_h100.json")
+MLPERF = DATA.with_name("training_published_mlperf.json")
+LAYER = DATA.with_name("training_layer_te.json")
 RECOMPUTE = ("none", "selective", "full")
 
 
@@ -122,8 +129,9 @@ def run_nemo(row: dict, data: dict, folder: Path, mode: str, recompute: str) -> 
     return res.tokens / res.step_time / row["gpus"], res.step_time
 
 
-def nemo_section(console: Console, mode: str) -> None:
-    data = json.loads(H100.read_text())
+def nemo_section(console: Console, mode: str, source: Path = H100) -> None:
+    """A section of H100 rows in the NeMo table's format (the NeMo summary, or MLPerf's logged throughput)."""
+    data = json.loads(source.read_text())
     t = Table(title=f"Training throughput vs {data['source']} ({data['hardware']}, {mode} mode)",
               title_justify="left")
     for col in ("model", "gpus", "tp", "pp", "cp", "vp", "dp", "mbs", "gbs", "seq", "recompute", "step s",
@@ -147,6 +155,35 @@ def nemo_section(console: Console, mode: str) -> None:
                       str(row["tokens_per_gpu"]), f"{pred:.0f}", f"{100 * err:+.1f}%")
     console.print(t)
     summary(console, errors, len(data["rows"]))
+
+
+def layer_ms(data: dict, precision: str, folder: Path) -> float:
+    """simcore's forward + backward of one transformer layer (a middle one; the GPT-style layer of the
+    source has no rotary embedding, so rope is left out), summed op by op as priced, no communication."""
+    path = folder / "te-layer.json"
+    path.write_text(json.dumps(nemo_config({"seq": data["sequence_length"], "config": data["config"]})))
+    exp = experiment_from_dict({
+        "model": str(path), "hardware": data["hardware"], "parallelism": {},
+        "workload": {"kind": "training", "global_batch": data["micro_batch"], "micro_batch": data["micro_batch"],
+                     "sequence_length": data["sequence_length"], "gemm_precision": precision, "attention": "flash"},
+    }, source="benchmark")
+    sim = TrainingSimulator(resolve(exp))
+    stage, layer = sim.stages[0], 1
+    ops = [op for op in stage.forward + stage.backward
+           if op.layer == layer and op.kind != COMM and not op.name.startswith("rope")]
+    return 1e3 * sum(sim.pricer.time(op) for op in ops)
+
+
+def layer_section(console: Console) -> None:
+    data = json.loads(LAYER.read_text())
+    t = Table(title=f"One layer, forward + backward vs {data['source']}", title_justify="left")
+    for col in ("implementation", "gemms", "published ms", "predicted", "error"):
+        t.add_column(col, justify="right")
+    with tempfile.TemporaryDirectory() as tmp:
+        for row in data["rows"]:
+            ms = layer_ms(data, row["gemm_precision"], Path(tmp))
+            t.add_row(row["name"], row["gemm_precision"], f"{row['ms']:.2f}", f"{ms:.2f}", f"{100 * (ms / row['ms'] - 1):+.1f}%")
+    console.print(t)
 
 
 def summary(console: Console, errors: list[float], rows: int) -> None:
@@ -176,6 +213,8 @@ def main() -> None:
     console.print(t)
     summary(console, errors, len(data["rows"]))
     nemo_section(console, args.mode)
+    nemo_section(console, args.mode, MLPERF)
+    layer_section(console)
 
 
 if __name__ == "__main__":

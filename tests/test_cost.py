@@ -47,6 +47,20 @@ def test_fp8_gemm_uses_the_fp8_peak_at_its_own_efficiency():
     assert p.cost(f8).compute_s < p.cost(bf).compute_s
 
 
+def test_attention_backward_runs_at_its_published_share_of_the_forward_rate():
+    """8 x 32 heads x 32 tiles of 128 queries (more tiles than SMs), 4K keys: forward at the fitted curve,
+    backward (2.5x the FLOPs) at 0.81 of that rate (cuDNN, FlashAttention-3 paper)."""
+    fwd = Op("attention", "compute", "attn_prefill", 0, flops=1e12, bytes=1e6, shape=(8192, 4096))
+    bwd = Op("attention.bwd", "backward", "attn_prefill", 0, flops=2.5e12, bytes=2e6, shape=(8192, 4096))
+    rate = 989.4e12 * 0.65 * 4096 / (4096 + 815.4)
+    p = Pricer(H100)
+    assert EFF.attention_prefill.backward == 0.81
+    assert p.cost(fwd).compute_s == pytest.approx(1e12 / rate)
+    assert p.cost(bwd).compute_s == pytest.approx(2.5e12 / (rate * 0.81))
+    recompute = Op("attention.recompute", "recompute", "attn_prefill", 0, flops=1e12, bytes=1e6, shape=(8192, 4096))
+    assert p.cost(recompute).compute_s == p.cost(fwd).compute_s  # a recomputed forward is a forward kernel
+
+
 def test_kv_on_host_moves_over_the_host_link():
     op = Op("kv_cache_fetch", "kv_cache_fetch", "memory", 0, bytes=1e9, kv_bytes=1e9, kernel=False, tier="host")
     assert Pricer(H100).time(op) == pytest.approx(1e9 / (64e9 * EFF.host_link))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -271,6 +272,25 @@ def test_context_parallelism_splits_sequences_not_work():
     assert ring[0].bytes == 2 * 8192 * 2 * 1 * 128 * 2
 
 
+def test_context_parallel_attention_is_priced_per_ring_step_and_merged(tiny):
+    """Tiny model, cp 2, 32 tokens: each rank holds 16; the ring's kernels run over 16 queries (s / cp), and
+    merging the two steps moves 6 B per output element forward, 10 B per element of Q, K, V per step backward."""
+    run = training_run(tiny(), context_parallel=2, global_batch=2, sequence_length=32)
+    stage = TrainingSimulator(run).stages[0]
+    attn = [op for op in stage.forward if op.name == "attention" and op.layer == 0][0]
+    merge = [op for op in stage.forward if op.name == "cp_attn_merge" and op.layer == 0][0]
+    assert attn.shape[1] == 17  # mean keys per query, doubled, of a causal kernel over 16 tokens (33 over all 32)
+    assert attn.flops == 2.0 * 4 * (32 * 33 / 2 / 2) * 2 * 16  # heads x this rank's pairs x (QK^T + PV)
+    out, kv = 16 * 4 * 16, 16 * 2 * 4 * 16  # tokens x heads x head dim; K and V
+    assert merge.bytes == 6 * (2 - 1) * out
+    grad = [op for op in stage.backward if op.name == "cp_attn_merge.bwd" and op.layer == 0][0]
+    assert grad.bytes == 10 * 2 * (out + kv)
+    # without cp the kernel sees the whole causal sequence and nothing is merged
+    plain = TrainingSimulator(training_run(tiny(), global_batch=2, sequence_length=32)).stages[0]
+    assert [op.shape[1] for op in plain.forward if op.name == "attention"][0] == 33
+    assert not [op for op in plain.forward if op.name == "cp_attn_merge"]
+
+
 def test_sequence_parallelism_shards_saved_activations():
     """Korthikanti et al. 2022: per layer s b h (10 + 24/t) bytes without sequence parallelism, 34/t with it;
     at t = 8 that is a third. simcore's op-by-op count lands in the same place."""
@@ -301,6 +321,45 @@ def test_gradient_buckets_carry_every_replicated_parameter_once():
     for i, op in enumerate(ops):
         if op.name.startswith("dp_grad"):
             assert ops[i - 1].layer == op.layer and ops[i - 1].kind != COMM
+
+
+def test_strided_data_parallel_groups_carry_more_per_nic_by_hand():
+    """tp 4, dp 16 on 8-GPU nodes (Megatron's order tp, cp, dp): 2 of the DP group's ranks per node, so
+    the inter-node phase of a reduce-scatter moves half the bucket through each NIC, not an eighth."""
+    from simcore.cost.roofline import Pricer
+
+    run = training_run(par={"tp": 4, "dp": 16}, global_batch=16, sequence_length=1024, zero_stage=1)
+    bucket = TrainingSimulator(run).stages[0].grad_buckets()[0]
+    assert bucket.inter_node and bucket.group == 16 and bucket.per_node == 2
+    sys, eff = run.system, run.system.efficiency
+    b = bucket.bytes
+    inside = sys.intra_link.latency + eff.collectives.nccl_step_latency_us * 1e-6 \
+        + (1 / 2) * b / (sys.intra_link.bandwidth * eff.collectives.ring_link)
+    across = 7 * (sys.inter_link.latency + eff.collectives.nccl_step_latency_us * 1e-6) \
+        + (7 / 8) * (b / 2) / (sys.inter_link.bandwidth * eff.collectives.network_link)
+    cost = Pricer(sys).cost(bucket)
+    assert cost.memory_s == pytest.approx(inside + across)
+    packed = Pricer(sys).cost(replace(bucket, per_node=0))  # as if 8 of the group shared each node
+    assert packed.memory_s < cost.memory_s / 2
+    # inside one node nothing changes
+    local = TrainingSimulator(training_run(par={"tp": 4, "dp": 2}, global_batch=8, sequence_length=1024)).stages[0]
+    assert local.grad_buckets()[0].per_node == 0 and not local.grad_buckets()[0].inter_node
+
+
+def test_gradient_buffer_and_fp8_saved_inputs_by_hand(tiny):
+    """Megatron-core's grad buffer is fp32 only when gradients reduce in fp32; Transformer Engine keeps an
+    fp8 GEMM's input as its 1-byte transpose: 1 byte less per element of each GEMM input, per layer."""
+    from simcore.memory.training import saved_bytes
+
+    kw = dict(global_batch=8, sequence_length=1024)
+    n = total_params(training_run().model)
+    assert memory(grad_reduce_dtype="bf16", **kw).gradients == 2 * n
+    assert memory(**kw).gradients == 4 * n
+    b, s, h, inter, layers = 2, 32, 64, 128, 2
+    held = {p: saved_bytes(TrainingStage(training_run(tiny(), global_batch=b, micro_batch=b, sequence_length=s,
+                                                      gemm_precision=p), 0, 1))[0] for p in ("bf16", "fp8")}
+    # qkv, o and gate_up read h-wide inputs, down reads the inter-wide one; the LM head stays 16-bit
+    assert held["bf16"] - held["fp8"] == pytest.approx(layers * b * s * (3 * h + inter) * 1.0)
 
 
 def test_zero3_prefetch_hides_a_gather_under_the_previous_layer_by_hand():

@@ -122,6 +122,9 @@ class GemmEfficiency(Strict):
 class PrefillAttentionEfficiency(Strict):
     compute_max: float = Field(ge=1e-3, le=1)
     s_half: float = Field(ge=0, le=1e9)  # sequence length at half of compute_max
+    # training: the backward kernel's rate (its FLOPs per second) as a fraction of the forward's at the
+    # same length; 1 prices it on the forward curve
+    backward: float = Field(default=1.0, ge=1e-3, le=1)
 
 
 class CollectiveEfficiency(Strict):

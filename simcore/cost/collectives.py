@@ -55,14 +55,17 @@ class Schedule:
         return self.steps * self.step_time
 
 
-def schedule(kind: str, nbytes: float, n: int, system: System, inter_node: bool, custom: bool = True) -> Schedule:
+def schedule(kind: str, nbytes: float, n: int, system: System, inter_node: bool, custom: bool = True,
+             per_node: int = 0) -> Schedule:
     """The cheapest algorithm for one collective of `nbytes` (the per-rank message) among n ranks.
 
     custom: the engine's own all-reduce kernel (vLLM, TensorRT-LLM) may be used inside a
     full-mesh node; it synchronizes through peer memory at the bare link latency.
+    per_node: the group's ranks on each node when it crosses nodes (a strided group, e.g. data
+    parallelism over tp x cp-wide slices, has fewer than the node's GPUs); 0: packed.
     """
     bw, lat = _link(system, inter_node)
-    g = _per_node(n, system) if inter_node else n
+    g = (per_node or _per_node(n, system)) if inter_node else n
     if kind == "send_recv":
         return Schedule("p2p", 1, lat + nbytes / bw, "next")
     if kind == "all_to_all":
@@ -119,8 +122,9 @@ def _two_level(kind: str, nbytes: float, n: int, g: int, system: System) -> floa
     return node_phase + across
 
 
-def collective_time(kind: str, nbytes: float, n: int, system: System, inter_node: bool, custom: bool = True) -> float:
+def collective_time(kind: str, nbytes: float, n: int, system: System, inter_node: bool, custom: bool = True,
+                    per_node: int = 0) -> float:
     """Seconds for one collective among n ranks, without the kernel floor (see `schedule`)."""
     if n <= 1 or nbytes <= 0:
         return 0.0
-    return schedule(kind, nbytes, n, system, inter_node, custom).time
+    return schedule(kind, nbytes, n, system, inter_node, custom, per_node).time

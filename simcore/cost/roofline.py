@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 
 from simcore.config.hardware import System
 from simcore.cost.collectives import collective_time
+from simcore.ops.backward import BACKWARD
 from simcore.ops.op import ATTN_DECODE, ATTN_PREFILL, COLLECTIVE, GEMM, KV_FETCH, MEMORY, ROUTING, Op
 
 
@@ -50,10 +51,10 @@ def grouped_gemm_waves(system: System, shape: tuple) -> int:
     return math.ceil(tiles / system.gpu.sm_count)
 
 
-def prefill_attention_efficiency(system: System, tiles: float, seq: float) -> float:
+def prefill_attention_efficiency(system: System, tiles: float, seq: float, backward: bool = False) -> float:
     a = system.efficiency.attention_prefill
     fill = min(1.0, tiles / system.gpu.sm_count)  # fewer tiles than SMs leaves SMs idle
-    return a.compute_max * seq / (seq + a.s_half) * fill
+    return a.compute_max * seq / (seq + a.s_half) * fill * (a.backward if backward else 1.0)
 
 
 # Every field of an op but its layer index: equal ops of different layers share one price.
@@ -86,7 +87,8 @@ class Pricer:
         if op.kernel:
             floor = {MEMORY: eff.elementwise_floor, ROUTING: eff.moe_layer_floor}.get(op.family, eff.kernel_floor)
         if op.family == COLLECTIVE:
-            t = collective_time(op.collective, op.bytes, op.group, sys, op.inter_node, self.custom_all_reduce)
+            t = collective_time(op.collective, op.bytes, op.group, sys, op.inter_node, self.custom_all_reduce,
+                                op.per_node)
             return Cost(0.0, t, floor)
         if op.tier_bw:  # a tier of inference.kv_placement (HBM shares keep the attention stream's pricing)
             return Cost(0.0, op.bytes / op.tier_bw, floor)
@@ -105,7 +107,7 @@ class Pricer:
             return Cost(c, op.bytes / (bw * eff.gemm.memory), floor)
         if op.family == ATTN_PREFILL:
             tiles, seq = op.shape
-            c = op.flops / (peak * prefill_attention_efficiency(sys, tiles, seq))
+            c = op.flops / (peak * prefill_attention_efficiency(sys, tiles, seq, op.kind == BACKWARD))
             return Cost(c, op.bytes / (bw * eff.gemm.memory), floor)
         if op.family == ATTN_DECODE or op.kind == KV_FETCH:
             c = op.flops / (peak * eff.attention_prefill.compute_max) if op.flops else 0.0

@@ -249,11 +249,11 @@ class Flattener:
 
     def _schedule(self, op: Op, chunks: int):
         """A collective piece's rounds (memoized: they recur every layer)."""
-        key = (op.collective, op.bytes / chunks, op.group, op.inter_node)
+        key = (op.collective, op.bytes / chunks, op.group, op.inter_node, op.per_node)
         sched = self._schedules.get(key)
         if sched is None:
             sched = self._schedules[key] = schedule(*key[:3], self.run.system, op.inter_node,
-                                                    self.pricer.custom_all_reduce)
+                                                    self.pricer.custom_all_reduce, op.per_node)
         return sched
 
     def retime(self, streams: Streams) -> bool:

@@ -1,4 +1,4 @@
-"""Memory per GPU of a training step: weights, fp32 gradients and optimizer state sharded by the
+"""Memory per GPU of a training step: weights, gradients and optimizer state sharded by the
 ZeRO stage, and the activations a pipeline schedule keeps in flight (docs/training.md, "Memory").
 
 The training driver (simcore.run.training) checks a step with `check_training_fits` before
@@ -84,7 +84,10 @@ def saved_bytes(stage: TrainingStage) -> tuple[float, float]:
             return 0.0
         if op.family == GEMM:
             n, k = op.shape[1], op.shape[2]  # grouped expert GEMMs carry a fourth field (active experts)
-            return op.act_bytes * k / (k + n)
+            # an fp8 GEMM keeps only the fp8 transpose of its input for the weight gradient (Transformer
+            # Engine's _Linear.forward saves `inputmat_t` in place of the 16-bit input)
+            width = nbytes("fp8") / stage.a if op.dtype == "fp8" else 1.0
+            return op.act_bytes * k / (k + n) * width
         if op.family == ATTN_PREFILL:
             return op.act_bytes
         return op.act_bytes / 2 if op.family == MEMORY else 0.0
@@ -110,7 +113,8 @@ def training_memory_by_rank(run: Run, stages: list[TrainingStage], orders: list[
     p, w = run.par, run.experiment.workload
     dp = p.dp * w.context_parallel  # context-parallel ranks hold the same weights: ZeRO shards over both
     weight_b = nbytes(run.weight_dtype)
-    grad_b = 4.0  # fp32 main grads (Megatron-LM's main_grad buffer)
+    # Megatron-core's DDP grad buffer: fp32 when gradients are reduced in fp32, else the 16-bit weight dtype
+    grad_b = nbytes(w.grad_reduce_dtype)
     state_b = OPTIMIZER_STATE_BYTES[w.optimizer]
     saved = {s.vstage: saved_bytes(s) for s in stages}
     held = {vs: v[0] for vs, v in saved.items()}

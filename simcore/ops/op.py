@@ -58,6 +58,7 @@ class Op:
     collective: str = ""  # all_reduce | all_gather | reduce_scatter | all_to_all | send_recv
     group: int = 1  # ranks taking part in a collective
     inter_node: bool = False  # the collective crosses nodes
+    per_node: int = 0  # a cross-node collective's ranks on each node; 0: packed (as many as the node holds)
     tier: str = "hbm"  # where a kv_cache op's bytes live: hbm | host
     tier_bw: float = 0.0  # bytes/s of a placed kv_cache op's tier(s) (inference.kv_placement); 0: by `tier`
     upcast: bool = False  # a gemm whose weights the kernel converts to its compute dtype (no native math)

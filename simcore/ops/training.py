@@ -16,7 +16,7 @@ from dataclasses import replace
 from functools import cached_property
 
 from simcore.config.experiment import Run
-from simcore.ops.backward import backward
+from simcore.ops.backward import CP_MERGE, backward
 from simcore.ops.builder import StageBuilder
 from simcore.ops.linears import Linear, layer_params, mlp_linears
 from simcore.ops.op import COMM, COMPUTE, GEMM, MEMORY, Op, nbytes
@@ -32,6 +32,11 @@ OPTIMIZER_STATE_BYTES = {"adam": 12.0, "adamw": 12.0, "sgd": 8.0}  # fp32 master
 # Megatron-LM's default gradient bucket: max(40M, 1M x dp) parameters
 # (megatron/core/distributed/distributed_data_parallel.py, bucket_size when none is given).
 BUCKET_PARAMS = 40_000_000
+# Context parallelism's merge of the ring steps' partial attention outputs (Transformer Engine,
+# AttnFuncWithCPAndKVP2P): each step after the first rescales the running 16-bit output by the softmax
+# statistics and adds the step's output (read both, write one: 3 x 2 bytes per output element); its
+# backward (ops/backward.py) accumulates the steps' dQ, dK, dV.
+CP_MERGE_FWD_BYTES = 6.0
 
 
 class TrainingStage(StageBuilder):
@@ -51,6 +56,8 @@ class TrainingStage(StageBuilder):
         self.cp_inter = run.par.tp * self.cp > per_node
         self.dp_group = run.par.dp * self.cp
         self.dp_inter = run.par.tp * self.dp_group > per_node
+        # cp and dp x cp groups are strided by tp: a node holds per_node / tp of their ranks
+        self.strided = max(1, per_node // run.par.tp)
         # pipeline neighbours are tp x cp x dp GPUs apart; the last rank's sends wrap round to rank 0
         # (the next chunk under interleaving), so they cross nodes whenever the job spans several
         span = run.par.tp * self.dp_group
@@ -68,6 +75,12 @@ class TrainingStage(StageBuilder):
 
     def compute_dtype(self, weight_dtype: str) -> str:
         return "fp8" if self.w.gemm_precision == "fp8" else self.act
+
+    def strided_collective(self, name: str, kind: str, layer: int, size: float, group: int, inter: bool) -> Op | None:
+        """A cp or dp x cp collective: across nodes it has per_node / tp ranks on each (Megatron's rank
+        order tp, cp, dp, pp), not a packed node's worth, so each rank's NIC carries more of it."""
+        op = self.collective(name, kind, layer, size, group, inter)
+        return replace(op, per_node=min(group, self.strided)) if op is not None and inter else op
 
     def kv_ops(self, layer: int, b: Batch) -> list[Op]:
         return []  # training keeps no KV cache: K and V are activations saved for backward
@@ -127,7 +140,7 @@ class TrainingStage(StageBuilder):
         if self.last and p.tp > 1 and not self.sp:
             head = self.collective("lm_head_all_reduce.bwd", "all_reduce", self.m.layers, t * self.m.hidden * self.a,
                                    p.tp, self.tp_inter)
-        ops = backward(self.forward, self.w.recompute, head)
+        ops = backward(self.forward, self.w.recompute, head, nbytes(self.w.grad_reduce_dtype))
         if self.w.zero_stage == 3:
             ops = self._gather_params(ops, "backward")
         if not self.first:
@@ -141,17 +154,26 @@ class TrainingStage(StageBuilder):
         """Ring attention over cp ranks with the load-balanced causal split (each rank holds chunks i
         and 2cp-1-i): every rank computes 1/cp of the sequence's query-key pairs, after the K and V
         of the other ranks have come round the ring (an all-gather; backward sends dK, dV back:
-        the generic backward turns it into a reduce-scatter)."""
+        the generic backward turns it into a reduce-scatter).
+
+        Transformer Engine runs it as cp attention kernels, one per ring step, each over the rank's
+        s/cp query tokens against one step's keys (causal within the rank's own chunks at step 0, then
+        half-blocks of s/cp x s/(2cp) or s/(2cp) x s/cp pairs): each kernel is priced on the efficiency
+        curve at s/cp, not at s. The steps' partial outputs are merged with their softmax statistics
+        (`cp_attn_merge`, below; AttnFuncWithCPAndKVP2P in transformer_engine/pytorch/attention.py)."""
         m, s, b, cp = self.m, self.w.sequence_length, self.w.micro_batch, self.cp
         tokens = b * s // cp
         pairs = b * s * (s + 1) / 2 / cp
         heads = m.heads // self.run.par.tp
         flops = 2.0 * heads * pairs * 2 * m.head_dim
         kv = tokens * 2 * max(1, m.kv_heads // self.run.par.tp) * m.head_dim * self.a
-        ring = self.collective("cp_kv_all_gather", "all_gather", op.layer, kv * cp, cp, self.cp_inter)
+        ring = self.strided_collective("cp_kv_all_gather", "all_gather", op.layer, kv * cp, cp, self.cp_inter)
         tiles, _ = op.shape
-        attn = replace(op, flops=flops, bytes=op.bytes + kv * (cp - 1), shape=(tiles, 2 * pairs / tokens))
-        return [ring, attn] if ring else [attn]
+        attn = replace(op, flops=flops, bytes=op.bytes + kv * (cp - 1), shape=(tiles, s / cp + 1))  # as a causal s/cp
+        out = tokens * heads * m.head_dim  # elements of the rank's attention output (and of dQ)
+        merge = Op(CP_MERGE, COMPUTE, MEMORY, op.layer, bytes=CP_MERGE_FWD_BYTES * (cp - 1) * out, dtype=self.act,
+                   shape=(cp, out, kv / self.a), act_bytes=0.0)
+        return [op for op in (ring, attn, merge) if op is not None]
 
     def materialized(self, op: Op) -> list[Op]:
         """Attention as kernels before FlashAttention: Q K^T into HBM, a fused scale-mask-softmax over
@@ -190,9 +212,9 @@ class TrainingStage(StageBuilder):
         for op in ops:
             if op.layer in self.layers and op.layer not in seen:
                 seen.add(op.layer)
-                g = self.collective(f"dp_param_all_gather.{phase}", "all_gather", op.layer,
-                                    self.layer_params(op.layer) * nbytes(self.run.weight_dtype), self.dp_group,
-                                    self.dp_inter)
+                g = self.strided_collective(f"dp_param_all_gather.{phase}", "all_gather", op.layer,
+                                            self.layer_params(op.layer) * nbytes(self.run.weight_dtype),
+                                            self.dp_group, self.dp_inter)
                 if g:
                     out.append(g)
             out.append(op)
@@ -251,7 +273,7 @@ class TrainingStage(StageBuilder):
         if pending:
             sizes.append((pending, self.layers[0]))
         return [op for n, layer in sizes
-                if (op := self.collective("dp_grad_" + kind, kind, layer, n * per, dp, self.dp_inter))]
+                if (op := self.strided_collective("dp_grad_" + kind, kind, layer, n * per, dp, self.dp_inter))]
 
     def with_buckets(self, ops: list[Op]) -> list[Op]:
         """Backward ops with each gradient bucket issued right after the layer that completes it."""
@@ -276,8 +298,9 @@ class TrainingStage(StageBuilder):
         step = Op("optimizer_step", OPTIMIZER, MEMORY, self.m.layers, bytes=shard * OPTIMIZER_STEP_BYTES[w.optimizer])
         out: list[Op | None] = [step]
         if w.zero_stage in (1, 2):
-            out.append(self.collective("dp_param_all_gather", "all_gather", self.m.layers,
-                                       self.replicated_params * nbytes(self.run.weight_dtype), dp, self.dp_inter))
+            out.append(self.strided_collective("dp_param_all_gather", "all_gather", self.m.layers,
+                                               self.replicated_params * nbytes(self.run.weight_dtype), dp,
+                                               self.dp_inter))
         return [op for op in out if op is not None]
 
     # -- FLOPs ---------------------------------------------------------------------------------

@@ -186,7 +186,7 @@ def plan_table(d: dict) -> Table:
     z = w["zero_stage"]
     rows = [
         ("weights (16-bit)", _gib(m["weights"]), f"sharded over dp x cp = {shard} (ZeRO 3)" if z >= 3 else f"replicated over dp x cp = {shard}"),
-        ("gradients (fp32 main grads)", _gib(m["gradients"]), f"sharded over {shard} (ZeRO >= 2)" if z >= 2 else f"replicated over dp x cp = {shard}"),
+        (f"gradients ({w.get('grad_reduce_dtype', 'fp32')} main grads)", _gib(m["gradients"]), f"sharded over {shard} (ZeRO >= 2)" if z >= 2 else f"replicated over dp x cp = {shard}"),
         (f"optimizer state ({w['optimizer']})", _gib(m["optimizer_state"]),
          f"sharded over {shard} (ZeRO >= 1)" if z >= 1 else f"replicated over dp x cp = {shard}"),
         ("activations (peak)", _gib(m["activations"]),
