@@ -123,6 +123,11 @@ def test_each_worker_of_an_ep_pool_is_priced_with_its_own_experts():
     drun = disagg.pool_run(run, "decode", 2)
     assert drun.par.dp == 2 and drun.gpus == 4  # the pool: 2 workers of tp 2
     assert disagg.worker_run(drun).par.dp == 1  # each priced as one worker: dp > 1 would spread its experts
+    # ... and budgeted as one: a worker's KV blocks do not depend on how many workers the pool has
+    blocks = [simulate(serving_run({**LOAD, "requests": 2}, {"disaggregation": {**d, "decode_replicas": n}},
+                                   model="qwen3-30b-a3b", parallelism={"tp": 2, "ep": 2}))
+              .summary["disaggregation"]["decode_kv_blocks"] for n in (1, 2, 3)]
+    assert blocks[0] == blocks[1] == blocks[2]
 
 
 def test_an_attention_dp_pool_caches_per_rank_and_budgets_at_per_rank_limits():

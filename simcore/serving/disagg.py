@@ -55,8 +55,8 @@ def pool_cfg(cfg, which: str):
 
 
 def worker_run(run):
-    """The Run one replica's iterations are priced with: dp 1, since each worker of a pool holds its own
-    copy of the experts (with ep > 1 a dp > 1 Run would spread them over the pool's replicas)."""
+    """The Run one replica is priced and budgeted with: dp 1, since each worker of a pool holds its own
+    copy of the experts (a dp > 1 Run spreads them over the pool's replicas: Sharding.moe_tp)."""
     if run.par.dp == 1:
         return run
     return dataclasses.replace(run, experiment=run.experiment.model_copy(
@@ -228,9 +228,10 @@ def build(run, cfg, cost_cls, make_scheduler, reqs, metrics, policy, ctx):
     inter = check_replicas(run, prun, drun)
     droute = get_router(d.decode_router, "serving.disaggregation.decode_router")
     pcfg, dcfg = pool_cfg(cfg, "prefill"), pool_cfg(cfg, "decode")
-    pblocks, _ = pool_blocks(prun, pcfg, "prefill")
-    dblocks, dbudget = pool_blocks(drun, dcfg, "decode")
-    pcost, dcost = cost_cls(worker_run(prun)), cost_cls(worker_run(drun))
+    pworker, dworker = worker_run(prun), worker_run(drun)
+    pblocks, _ = pool_blocks(pworker, pcfg, "prefill")
+    dblocks, dbudget = pool_blocks(dworker, dcfg, "decode")
+    pcost, dcost = cost_cls(pworker), cost_cls(dworker)
     mk = lambda: policy(ctx) if cfg.prefix_caching else None  # noqa: E731
     reps = [PrefillReplica(i, pcfg, pblocks, pcost, make_scheduler(), reqs, metrics, mk())
             for i in range(d.prefill_replicas)]
