@@ -31,6 +31,7 @@ R1 = {"system": "h100_sxm", "backend": "sglang", "backend_version": "0.5.8", "mo
 
 def test_a_disagg_row_builds_both_pools_with_the_generators_limits_and_the_benchmarks_load():
     e = experiment_for_row(V3, rounds=2)
+    assert e["name"] == "trtllm-deepseek-v3-h100-sxm-p1xtp1a16-d3xtp16-c6-8192x1024"
     # aiperf --concurrency = decode_num_workers x decode_batch_size (benchmark rule estimated_concurrency)
     assert e["workload"]["arrival"] == {"process": "closed", "concurrency": 6} and e["workload"]["requests"] == 12
     d = e["serving"]["disaggregation"]
@@ -50,6 +51,7 @@ def test_the_published_concurrency_wins_and_unrecorded_workers_are_assumed_and_s
     rec = measurement_from_row(R1)
     assert rec.concurrency == 16 and rec.assumed == "workers unrecorded: 1 prefill + 1 decode assumed"
     e = experiment_for_row(R1)
+    assert e["name"] == "sglang-deepseek-r1-h100-sxm-p?xtp16-d?xtp16-c16-1024x1024"
     d = e["serving"]["disaggregation"]
     assert d["prefill_replicas"] == d["decode_replicas"] == 1
     # sglang.rule: prefill max_batch_size 1, max_prefill_tokens 1024 + 1500; no decode batch recorded: defaults

@@ -323,7 +323,7 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
                    {"process": "gamma", "rate": rec.rate, "cv": 1 / math.sqrt(rec.burstiness)})
         load = f"r{rec.rate:g}"
     return {
-        "name": f"{rec.engine}-{model}-{gpu}-tp{tp}-{load}-{isl}x{osl}",
+        "name": f"{rec.engine}-{model}-{gpu}-{layout(rec)}-{load}-{isl}x{osl}",
         "model": model,
         "hardware": gpu,
         "parallelism": par,
@@ -337,6 +337,14 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
         },
         "serving": serving,
     }
+
+
+def layout(rec: Measurement) -> str:
+    """tp8, or for a disagg record each pool's workers x layout: p1xtp1a16-d3xtp16 ('?' workers: unrecorded)."""
+    if not rec.pools:
+        return f"tp{rec.tp or 1}"
+    return "-".join(f"{w[0]}{p.workers or '?'}xtp{p.tp}" + (f"a{p.attention_dp}" if p.attention_dp > 1 else "")
+                    for w, p in rec.pools.items())
 
 
 def disaggregation(engine: str, pools: dict, isl: int) -> tuple[dict, dict]:
