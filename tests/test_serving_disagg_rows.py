@@ -44,7 +44,9 @@ def test_a_disagg_row_builds_both_pools_with_the_generators_limits_and_the_bench
     assert d["first_token"] == "decode" and d["decode_router"] == "round_robin"
     assert e["parallelism"] == {"tp": 16, "pp": 1, "ep": 16}  # the decode workers' layout
     assert e["inference"] == {"kvcache_precision": "fp8"}  # the generator's fp8 KV
-    assert measurement_from_row(V3).assumed is None
+    # the rule, not a published figure: such a record is summarized apart; with batch_size it is not
+    assert measurement_from_row(V3).assumed == "load unrecorded: decode_num_workers x decode_batch_size clients assumed"
+    assert measurement_from_row({**V3, "batch_size": "6"}).assumed is None
 
 
 def test_the_published_concurrency_wins_and_unrecorded_workers_are_assumed_and_said():
@@ -77,7 +79,7 @@ def test_bad_pool_fields_refuse_the_row_with_one_reason(change, reason):
 
 
 def test_records_with_an_assumed_deployment_are_summarized_apart():
-    recs = [measurement_from_row(V3), measurement_from_row(R1)]
+    recs = [measurement_from_row({**V3, "batch_size": "6"}), measurement_from_row(R1)]
     res = [{"latency": {"ttft": {"mean": 13693.3 * 1.1}, "tpot": {"mean": 14.66 * 0.9}}, "throughput": {}},
            {"latency": {"ttft": {"mean": 367.8 * 2}, "tpot": {"mean": 14.77}}, "throughput": {}}]
     s = summarize([Outcome(r, {}, x) for r, x in zip(recs, res)])

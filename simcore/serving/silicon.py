@@ -257,12 +257,17 @@ def disagg_load(c: int | None, pools: dict) -> tuple[int | None, str | None]:
     """(clients, what was assumed) of a disaggregated row. The clients are batch_size when the row has it (the
     published silicon_concurrency), else what aiconfigurator's benchmark sends a disagg deployment:
     decode_num_workers x decode_batch_size clients in all (rule_plugin/benchmark/*.rule estimated_concurrency,
-    one `aiperf --concurrency` against the frontend). Unrecorded worker counts are taken as 1 and said so."""
+    one `aiperf --concurrency` against the frontend), said to be assumed since the row does not record it.
+    Unrecorded worker counts are taken as 1 and said so."""
     d = pools["decode"]
+    assumed = []
     if c is None and d.workers and d.batch:
         c = d.workers * d.batch
+        assumed.append("load unrecorded: decode_num_workers x decode_batch_size clients assumed")
     missing = [w for w in ("prefill", "decode") if pools[w].workers is None]
-    return c, ("workers unrecorded: 1 " + " + 1 ".join(missing) + " assumed") if missing else None
+    if missing:
+        assumed.append("workers unrecorded: 1 " + " + 1 ".join(missing) + " assumed")
+    return c, "; ".join(assumed) or None
 
 
 def catalog_name(kind: str, name: str | None, aliases: dict) -> str | None:
