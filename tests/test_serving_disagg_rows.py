@@ -159,3 +159,18 @@ def test_bad_pool_settings_are_one_line_errors(d, msg):
                                                "workload": {"kind": "requests", **LOAD},
                                                "serving": {"disaggregation": {"enabled": True, **d}}})))
     assert msg in str(err.value) and "\n" not in str(err.value).strip()
+
+
+@pytest.mark.parametrize("prefill, busiest", [
+    ({"tp": 2}, 1000 * 48 * 2 * 2 * 128 * 2),  # 2 senders, 2 receivers: each GPU moves its 2 KV heads
+    ({"tp": 1, "attention_dp": 2, "ep": 2}, 1000 * 48 * 2 * 4 * 128 * 2),  # one attention rank sends all 4 heads
+])
+def test_a_transfer_takes_the_busiest_gpus_bytes_sent_or_received(prefill, busiest):
+    one = {"requests": 1, "arrival": {"process": "closed", "concurrency": 1},
+           "prompt_tokens": {"value": 1000}, "output_tokens": {"value": 4}}
+    d = {"enabled": True, "transfer": {"link": "custom", "bandwidth_gbps": 10.0, "latency_us": 0.0},
+         "prefill_parallelism": prefill, "decode_parallelism": {"tp": 2}}
+    s = simulate(serving_run(one, {"disaggregation": d}, model="qwen3-30b-a3b", parallelism={"tp": 2})).summary
+    # qwen3-30b-a3b: 48 layers, 4 KV heads of 128, bf16; decode tp 2 keeps 2 heads per GPU
+    assert s["disaggregation"]["kv_transfer_s_mean"] == pytest.approx(busiest / 10e9, rel=1e-9)
+    assert s["disaggregation"]["kv_transfer_bytes"] == 1000 * 48 * 2 * 4 * 128 * 2

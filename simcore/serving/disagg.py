@@ -104,11 +104,16 @@ class KVLink:
     """Prefill -> decode KV transfers: a point-to-point send per GPU shard, one FIFO per sender.
 
     Each GPU of the decode replica receives its own shard (the decode layout's per-GPU KV, from
-    ops/kv.py kv_bytes) in parallel, so a transfer takes the send_recv time of the largest shard
-    (the decode pipeline stage with the most KV bytes); `bytes` counts the whole replica's."""
+    ops/kv.py kv_bytes) in parallel, and the prefill GPUs that hold the request (its tp x pp: with
+    attention DP one rank's group holds it) send the whole replica's bytes between them, so a transfer
+    takes the send_recv time of the larger of the largest shard and a sender's share. They are equal
+    when the pools' tp x pp match; a sender's share binds when fewer GPUs send than receive, e.g. an
+    attention-DP prefill rank feeding a TP16 decode worker an MLA latent that all 16 GPUs keep whole.
+    `bytes` counts the whole replica's."""
 
     def __init__(self, drun, budget, inter_node: bool, senders: int, prun=None):
         self.budget, self.tp = budget, drun.par.tp  # the decode pool's KV budget sizes what it receives
+        self.holders = prun.par.tp * prun.par.pp if prun is not None else drun.par.tp * drun.par.pp
         self.system, self.inter_node = drun.system, inter_node
         if prun is not None and inter_node:  # pools on different nodes: the slower per-GPU network share binds
             self.system = min((drun.system, prun.system), key=lambda s: s.inter_link.bandwidth)
@@ -121,11 +126,13 @@ class KVLink:
         self.count = 0
 
     def size(self, tokens: int) -> tuple[float, float]:
-        """(bytes over the whole decode replica, bytes of the largest per-GPU shard) of `tokens` tokens' KV."""
+        """(bytes over the whole decode replica, bytes through the busiest GPU: the largest per-GPU shard
+        received, or a sender's share of the whole) of `tokens` tokens' KV."""
         got = self.sizes.get(tokens)
         if got is None:
             per = [self.budget.request_bytes(tokens, stage=st) for st in self.budget.stages]
-            got = self.sizes[tokens] = (sum(per) * self.tp, max(per))
+            total = sum(per) * self.tp
+            got = self.sizes[tokens] = (total, max(max(per), total / self.holders))
         return got
 
     def send(self, sender: int, tokens: int, now: float) -> float:
