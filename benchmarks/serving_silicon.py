@@ -54,7 +54,9 @@ def with_disagg_layouts(rows_path: Path, full_path: Path) -> Path:
     def key(r: dict) -> tuple:
         return tuple(sorted((k, v) for k, v in r.items() if k in cols))
 
-    if not mine or sorted(map(key, mine)) != sorted(map(key, full)):
+    if not mine:
+        return rows_path
+    if sorted(map(key, mine)) != sorted(map(key, full)):
         print(f"note: the disagg rows of {rows_path.name} are not those of {full_path.name}; kept as they are",
               file=sys.stderr)
         return rows_path
