@@ -1,6 +1,7 @@
 """Serving simulator vs measured vLLM / SGLang / TensorRT-LLM servers (issue 11).
 
-Usage: python benchmarks/serving_silicon.py [--rows ../shared/calibration/serving_h100.json] [--every N]
+Usage: python benchmarks/serving_silicon.py [--rows ../shared/calibration/serving_h100.json]
+       [--disagg-rows benchmarks/data/aiconfigurator_disagg_h100.json] [--every N]
        [--only TEXT] [--jobs J] [--rounds R] [--limits defaults|aiconfigurator] [--no-cache] [--quiet]
 
 A thin wrapper over `simcore validate` (simcore/validate/): the rows are read, built into
@@ -8,7 +9,9 @@ experiments and simulated by the same functions, and the summary lines are the s
 `simcore validate ../shared/calibration/serving_h100.json` prints the same figures. What this
 script adds: each result is cached under benchmarks/.cache/ by the hash of the experiment and of
 simcore's code and catalogs (a rerun only simulates what changed), the per-row table with the
-rows' own columns, and a summary per (engine, model, precision).
+rows' own columns, and a summary per (engine, model, precision). The shared file's disagg rows lack
+their layout columns; benchmarks/data/aiconfigurator_disagg_h100.json has them (docs/serving.md,
+"Disaggregated rows") and is swapped in.
 """
 
 from __future__ import annotations
@@ -34,7 +37,34 @@ from simcore.validate.compare import err, experiments, run, summarize, summary_l
 from simcore.validate.readers import read  # noqa: E402
 
 DEFAULT_ROWS = ROOT / ".." / "shared" / "calibration" / "serving_h100.json"
+# the same disagg rows as aiconfigurator publishes them, with the layout and load columns the shared extract dropped
+DISAGG_ROWS = ROOT / "benchmarks" / "data" / "aiconfigurator_disagg_h100.json"
 CACHE = ROOT / "benchmarks" / ".cache" / "serving_silicon"
+
+
+def with_disagg_layouts(rows_path: Path, full_path: Path) -> Path:
+    """rows_path with its disagg rows swapped for full_path's, when those are the same rows with more columns
+    (every disagg row of rows_path equals one of full_path's on rows_path's columns, as multisets); else
+    rows_path unchanged, with a note on stderr. Returns the file to read (a merged copy under the cache)."""
+    rows = json.loads(rows_path.read_text())["rows"]
+    full = json.loads(full_path.read_text())["rows"]
+    mine = [r for r in rows if r.get("mode") == "disagg"]
+    cols = {k for r in mine for k in r}
+
+    def key(r: dict) -> tuple:
+        return tuple(sorted((k, v) for k, v in r.items() if k in cols))
+
+    if not mine:
+        return rows_path
+    if sorted(map(key, mine)) != sorted(map(key, full)):
+        print(f"note: the disagg rows of {rows_path.name} are not those of {full_path.name}; kept as they are",
+              file=sys.stderr)
+        return rows_path
+    merged = [r for r in rows if r.get("mode") != "disagg"] + full
+    out = CACHE.parent / f"rows-{hashlib.sha256(json.dumps(merged).encode()).hexdigest()[:12]}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"about": f"{rows_path} with the disagg rows of {full_path}", "rows": merged}))
+    return out
 
 
 def code_digest() -> str:
@@ -66,8 +96,10 @@ class DiskCache:
 
 
 def label(o) -> tuple[str, str, str]:
+    """(engine, model, precision); disagg rows get their own groups, " disagg*" where workers were assumed."""
     r = o.record
-    return r.engine or "", (r.model or "").split("/")[-1], r.precision or "bf16"
+    mode = (" disagg*" if r.assumed else " disagg") if r.mode == "disagg" else ""
+    return r.engine or "", (r.model or "").split("/")[-1] + mode, r.precision or "bf16"
 
 
 def pct(x: float) -> str:
@@ -91,7 +123,11 @@ def print_rows(console: Console, outcomes: list) -> None:
         mp, pp = mean(o, "tpot", "measured"), mean(o, "tpot", "predicted")
         r = o.record
         note = f"{o.result['preemptions']} preempt" if o.result.get("preemptions") else ""
-        t.add_row(*label(o), str(r.tp), str(r.ep), str(r.concurrency), f"{r.isl}/{r.osl}", f"{mt:,.1f}",
+        tp, ep = str(r.tp), str(r.ep)
+        if r.pools:  # prefill / decode: workers x layout
+            tp, ep = ("/".join(f"{p.workers or '?'}x{p.tp}" + (f"a{p.attention_dp}" if p.attention_dp > 1 else "")
+                               for p in r.pools.values()), "/".join(str(p.ep) for p in r.pools.values()))
+        t.add_row(*label(o), tp, ep, str(r.concurrency), f"{r.isl}/{r.osl}", f"{mt:,.1f}",
                   f"{pt:,.1f}", pct(err(pt, mt)), f"{mp:.2f}", f"{pp:.2f}", pct(err(pp, mp)), note)
     console.print(t)
 
@@ -123,6 +159,8 @@ def print_groups(console: Console, outcomes: list) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=Path, default=DEFAULT_ROWS, help="a serving_*.json file of measured rows")
+    ap.add_argument("--disagg-rows", type=Path, default=DISAGG_ROWS,
+                    help="the rows file's disagg rows with their full columns (swapped in when they match)")
     ap.add_argument("--every", type=int, default=1, help="run every Nth row only (quick looks while developing)")
     ap.add_argument("--only", default="", help="only rows whose backend/model/precision text contains this")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
@@ -133,10 +171,11 @@ def main() -> None:
     ap.add_argument("--quiet", action="store_true", help="summary only, no per-row table")
     a = ap.parse_args()
     console = Console(width=None if sys.stdout.isatty() else 200)
-    records = read(a.rows, limits=a.limits)[:: a.every]
+    rows = with_disagg_layouts(a.rows, a.disagg_rows) if a.disagg_rows.is_file() else a.rows
+    records = read(rows, limits=a.limits)[:: a.every]
     if a.only:
         records = [r for r in records if a.only.lower() in
-                   " ".join(str(v) for v in (r.engine, r.model, r.gpu, r.precision, r.source)).lower()]
+                   " ".join(str(v) for v in (r.engine, r.model, r.gpu, r.precision, r.source, r.mode)).lower()]
     start = time.perf_counter()
     outcomes = experiments(records, rounds=a.rounds)
     with progress_bar("simulating rows") as update:

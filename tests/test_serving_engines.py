@@ -171,8 +171,8 @@ def test_experiment_for_row_builds_a_runnable_experiment():
 
 
 @pytest.mark.parametrize("change, reason", [
-    ({"mode": "disagg", "decode_batch_size": "8"}, "disagg"),
-    ({"mode": "disagg"}, "no concurrency"),
+    ({"mode": "disagg", "decode_batch_size": "8"}, "disagg layout"),
+    ({"mode": "disagg", "prefill_tp_size": "2", "decode_tp_size": "2", "batch_size": None}, "no concurrency"),
     ({"batch_size": None}, "no concurrency"),
     ({"model_path": "acme/unknown-7B"}, "model not in catalog"),
     ({"system": "tpu_v5"}, "gpu not in catalog"),

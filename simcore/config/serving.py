@@ -145,10 +145,21 @@ class HostTier(Strict):
 
 
 class PoolParallelism(Strict):
-    """tp / pp of one disaggregated pool's replicas; unset: the experiment's parallelism."""
+    """tp / pp / attention_dp / ep of one disaggregated pool's replicas; unset: the experiment's parallelism
+    (a wide-EP prefill worker beside TP decode workers, as Dynamo deploys DeepSeek)."""
 
     tp: int | None = Field(default=None, gt=0, le=1024)
     pp: int | None = Field(default=None, gt=0, le=1024)
+    attention_dp: int | None = Field(default=None, gt=0, le=1024)
+    ep: int | None = Field(default=None, gt=0, le=1024)
+
+
+class PoolLimits(Strict):
+    """Engine limits of one disaggregated pool's replicas; unset: serving.max_num_seqs / max_num_batched_tokens
+    (aiconfigurator's generator gives prefill workers max_batch_size 1 and decode workers their batch)."""
+
+    max_num_seqs: int | None = Field(default=None, gt=0, le=MAX_NUM_SEQS)
+    max_num_batched_tokens: Tokens | None = None
 
 
 class KVTransfer(Strict):
@@ -175,10 +186,15 @@ class Disaggregation(Strict):
     decode_replicas: int = Field(default=1, gt=0, le=1024)
     prefill_parallelism: PoolParallelism = PoolParallelism()
     decode_parallelism: PoolParallelism = PoolParallelism()
+    prefill_limits: PoolLimits = PoolLimits()
+    decode_limits: PoolLimits = PoolLimits()
     prefill_hardware: str | None = None  # a GPU in hardware/gpus; unset: the experiment's hardware (and cluster)
     decode_hardware: str | None = None
     decode_router: str = "least_outstanding"  # a policy in simcore/serving/routers.py
     transfer: KVTransfer = KVTransfer()
+    # where the client sees the first token: when the prefill ends (vLLM's proxy), or when a decode replica
+    # admits the request with its KV (Dynamo: the stream comes from the decode worker; docs/serving.md)
+    first_token: Literal["prefill", "decode"] = "prefill"
 
 
 class Serving(Strict):

@@ -27,8 +27,8 @@ def pool_run(run, which: str, replicas: int):
     e = run.experiment
     d = e.serving.disaggregation
     own = getattr(d, f"{which}_parallelism")
-    par = e.parallelism.model_copy(update={"tp": own.tp or e.parallelism.tp, "pp": own.pp or e.parallelism.pp,
-                                           "dp": replicas})
+    par = e.parallelism.model_copy(update={k: getattr(own, k) or getattr(e.parallelism, k)
+                                           for k in ("tp", "pp", "attention_dp", "ep")} | {"dp": replicas})
     try:
         _check_parallelism(run.model, par)
     except SimcoreError as exc:
@@ -46,10 +46,30 @@ def pool_run(run, which: str, replicas: int):
     return dataclasses.replace(run, experiment=e.model_copy(update={"parallelism": par}))
 
 
+def pool_cfg(cfg, which: str):
+    """The serving settings of one pool's replicas: the pool's limits (disaggregation.<which>_limits) over the
+    experiment's."""
+    own = getattr(cfg.disaggregation, f"{which}_limits")
+    update = {k: v for k, v in own.model_dump().items() if v is not None}
+    return cfg.model_copy(update=update) if update else cfg
+
+
+def worker_run(run):
+    """The Run one replica is priced and budgeted with: dp 1, since each worker of a pool holds its own
+    copy of the experts (a dp > 1 Run spreads them over the pool's replicas: Sharding.moe_tp)."""
+    if run.par.dp == 1:
+        return run
+    return dataclasses.replace(run, experiment=run.experiment.model_copy(
+        update={"parallelism": run.experiment.parallelism.model_copy(update={"dp": 1})}))
+
+
 def pool_blocks(run, cfg, which: str) -> tuple:
     """(KV blocks per replica from the planner's kv_budget for the pool's parallelism, the budget)."""
-    budget = kv_budget(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size, cfg.engine or "vllm")
-    blocks = blocks_with_draft(budget)  # a drafter's weights and cache share the budget
+    adp = run.par.attention_dp  # the engine's start-up profile runs per attention-DP rank: its share of the limits
+    budget = kv_budget(run, -(-cfg.max_num_batched_tokens // adp), -(-cfg.max_num_seqs // adp), cfg.block_size,
+                       cfg.engine or "vllm")
+    # a drafter's weights and cache share the budget; each attention-DP rank caches its own sequences
+    blocks = blocks_with_draft(budget) * run.par.attention_dp
     if blocks <= 0:
         raise SimcoreError(f"serving.disaggregation: {run.model.name} leaves no room for a KV block on "
                            f"{run.system.gpu.name} at the {which} pool's tp {run.par.tp} pp {run.par.pp}; "
@@ -84,11 +104,16 @@ class KVLink:
     """Prefill -> decode KV transfers: a point-to-point send per GPU shard, one FIFO per sender.
 
     Each GPU of the decode replica receives its own shard (the decode layout's per-GPU KV, from
-    ops/kv.py kv_bytes) in parallel, so a transfer takes the send_recv time of the largest shard
-    (the decode pipeline stage with the most KV bytes); `bytes` counts the whole replica's."""
+    ops/kv.py kv_bytes) in parallel, and the prefill GPUs that hold the request (its tp x pp: with
+    attention DP one rank's group holds it) send the whole replica's bytes between them, so a transfer
+    takes the send_recv time of the larger of the largest shard and a sender's share. They are equal
+    when the pools' tp x pp match; a sender's share binds when fewer GPUs send than receive, e.g. an
+    attention-DP prefill rank feeding a TP16 decode worker an MLA latent that all 16 GPUs keep whole.
+    `bytes` counts the whole replica's."""
 
     def __init__(self, drun, budget, inter_node: bool, senders: int, prun=None):
         self.budget, self.tp = budget, drun.par.tp  # the decode pool's KV budget sizes what it receives
+        self.holders = prun.par.tp * prun.par.pp if prun is not None else drun.par.tp * drun.par.pp
         self.system, self.inter_node = drun.system, inter_node
         if prun is not None and inter_node:  # pools on different nodes: the slower per-GPU network share binds
             self.system = min((drun.system, prun.system), key=lambda s: s.inter_link.bandwidth)
@@ -101,11 +126,13 @@ class KVLink:
         self.count = 0
 
     def size(self, tokens: int) -> tuple[float, float]:
-        """(bytes over the whole decode replica, bytes of the largest per-GPU shard) of `tokens` tokens' KV."""
+        """(bytes over the whole decode replica, bytes through the busiest GPU: the largest per-GPU shard
+        received, or a sender's share of the whole) of `tokens` tokens' KV."""
         got = self.sizes.get(tokens)
         if got is None:
             per = [self.budget.request_bytes(tokens, stage=st) for st in self.budget.stages]
-            got = self.sizes[tokens] = (sum(per) * self.tp, max(per))
+            total = sum(per) * self.tp
+            got = self.sizes[tokens] = (total, max(max(per), total / self.holders))
         return got
 
     def send(self, sender: int, tokens: int, now: float) -> float:
@@ -165,24 +192,33 @@ class DecodeReplica(Replica):
         self.arrived.append(r)
         self.first[r] = first
 
-    def admit(self, budget: int, chunks: list, whole: bool = False) -> int:
+    def admit(self, budget: int, chunks: list, whole: bool = False, reserve: float | None = None,
+              whole_output: bool = False) -> int:
+        """Preempted requests first (Replica.admit), then transferred ones under the same admission rule:
+        blocks above `reserve` (default: the watermark), with whole_output those of the whole prompt +
+        output (TensorRT-LLM's no-evict policy, as Replica.admit)."""
         if self.waiting:
-            budget = Replica.admit(self, budget, chunks, whole)
+            budget = Replica.admit(self, budget, chunks, whole, reserve, whole_output)
             if self.waiting:
                 return budget
         arrived = self.arrived
         if not arrived or not self.free_slots:
             return budget
         pool, bs, reqs = self.pool, self.bs, self.reqs
-        reserve = self.cfg.watermark * pool.capacity
+        if reserve is None:
+            reserve = self.cfg.watermark * pool.capacity
         while arrived and self.free_slots:
             r = arrived[0]
             p = int(reqs.prompt[r])
             need = -(-p // bs)
-            if pool.free - need < reserve:
+            later = -(-(p + int(reqs.output[r])) // bs) - need if whole_output else 0
+            if pool.free - need - later < reserve:
                 break
+            reserve += later
             arrived.popleft()
             first = self.first.pop(r)
+            if self.cfg.disaggregation.first_token == "decode":  # the client's first token comes from here
+                first = self.metrics.first_token[r] = self.clock
             s = self._seat(r, p, p, 1, need, first)
             pool.allocate(r, need)
             self.resume_dec.append((s, first))  # decodes from the next step: its gap counts from the first token
@@ -198,13 +234,15 @@ def build(run, cfg, cost_cls, make_scheduler, reqs, metrics, policy, ctx):
     prun, drun = pool_run(run, "prefill", d.prefill_replicas), pool_run(run, "decode", d.decode_replicas)
     inter = check_replicas(run, prun, drun)
     droute = get_router(d.decode_router, "serving.disaggregation.decode_router")
-    pblocks, _ = pool_blocks(prun, cfg, "prefill")
-    dblocks, dbudget = pool_blocks(drun, cfg, "decode")
-    pcost, dcost = cost_cls(prun), cost_cls(drun)
+    pcfg, dcfg = pool_cfg(cfg, "prefill"), pool_cfg(cfg, "decode")
+    pworker, dworker = worker_run(prun), worker_run(drun)
+    pblocks, _ = pool_blocks(pworker, pcfg, "prefill")
+    dblocks, dbudget = pool_blocks(dworker, dcfg, "decode")
+    pcost, dcost = cost_cls(pworker), cost_cls(dworker)
     mk = lambda: policy(ctx) if cfg.prefix_caching else None  # noqa: E731
-    reps = [PrefillReplica(i, cfg, pblocks, pcost, make_scheduler(), reqs, metrics, mk())
+    reps = [PrefillReplica(i, pcfg, pblocks, pcost, make_scheduler(), reqs, metrics, mk())
             for i in range(d.prefill_replicas)]
-    reps += [DecodeReplica(d.prefill_replicas + i, cfg, dblocks, dcost, make_scheduler(), reqs, metrics, mk())
+    reps += [DecodeReplica(d.prefill_replicas + i, dcfg, dblocks, dcost, make_scheduler(), reqs, metrics, mk())
              for i in range(d.decode_replicas)]
     link = KVLink(drun, dbudget, inter, d.prefill_replicas, prun)
     link.gpus = (prun.gpus, drun.gpus)

@@ -130,6 +130,60 @@ def deployment(engine: str, c: int, isl: int) -> dict:
             "max_num_batched_tokens": min(8192, isl + 1500)}
 
 
+def pool_limits(engine: str, which: str, batch: int | None, isl: int) -> dict:
+    """The engine limits aiconfigurator's generator writes for a disaggregated worker of max batch `batch`
+    (src/aiconfigurator/generator/rule_plugin/{trtllm,vllm,sglang}.rule @095f58a5): prefill workers
+    max_batch_size 1 unless set, max tokens ISL + 1500 (TensorRT-LLM: in 32-token blocks); decode workers
+    their batch, max tokens = batch (TensorRT-LLM, vLLM); SGLang sets only max_prefill_tokens ISL + 1500."""
+    if which == "prefill":
+        tokens = isl + 1500
+        if engine == "trtllm":
+            tokens = -(-tokens // 32) * 32
+        elif engine == "sglang":  # --max-prefill-tokens under the default chunked_prefill_size 8192, as deployment()
+            tokens = min(tokens, 8192)
+        return {"max_num_seqs": batch or 1, "max_num_batched_tokens": tokens}
+    if batch is None:
+        return {}
+    if engine == "sglang":
+        return {"max_num_seqs": batch}
+    return {"max_num_seqs": batch, "max_num_batched_tokens": -(-batch // 32) * 32 if engine == "trtllm" else batch}
+
+
+@dataclass
+class Pool:
+    """One pool of a disaggregated deployment as a row records it: workers (None: not recorded), each
+    worker's max batch (None: not recorded) and layout (aiconfigurator's tp, pp, attention_dp and moe_ep)."""
+
+    workers: int | None
+    batch: int | None
+    tp: int
+    pp: int = 1
+    attention_dp: int = 1
+    ep: int = 1
+
+
+POOL_FIELDS = ("batch_size", "num_workers", "tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size")
+
+
+def _pool(row: dict, which: str) -> Pool:
+    """The row's prefill_* or decode_* fields; a missing tp_size refuses the row, a bad value too."""
+    tp = _int(row, f"{which}_tp_size")
+    if tp is None:
+        raise Refused("disagg layout", f"no {which}_tp_size: a disagg row needs each pool's tp_size")
+    if tp == 0:
+        raise Refused("bad value", f"{which}_tp_size = {row[f'{which}_tp_size']!r:.80}: must be >= 1")
+    got = {}
+    for key in ("batch_size", "num_workers"):
+        v = _int(row, f"{which}_{key}")
+        if v == 0:
+            raise Refused("bad value", f"{which}_{key} = {row[f'{which}_{key}']!r:.80}: must be >= 1 when given")
+        got[key] = v
+    # upstream writes 0 for a MoE degree it did not set (vLLM rows): the default, 1
+    return Pool(workers=got["num_workers"], batch=got["batch_size"], tp=tp, pp=_int(row, f"{which}_pp_size", 1) or 1,
+                attention_dp=_int(row, f"{which}_attention_dp_size", 1) or 1,
+                ep=_int(row, f"{which}_moe_ep_size", 1) or 1)
+
+
 @dataclass
 class Measurement:
     """One measured benchmark run. Latencies are in ms: metric -> {stat: value}, metric one of ttft,
@@ -147,7 +201,7 @@ class Measurement:
     ep: int = 1
     attention_dp: int = 1
     precision: str | None = None  # None: the checkpoint's own dtype
-    mode: str = "agg"  # agg: one pool; disagg: separate prefill / decode pools (refused)
+    mode: str = "agg"  # agg: one pool; disagg: separate prefill / decode pools (`pools`)
     concurrency: int | None = None  # closed loop: clients, each sending its next request when one ends
     rate: float | None = None  # open loop: requests per second
     burstiness: float = 1.0  # open loop: gamma shape of the gaps (1: Poisson)
@@ -160,6 +214,8 @@ class Measurement:
     refused: str | None = None  # set by a reader for a run simcore cannot express (e.g. a ramp-up)
     serving: dict = field(default_factory=dict)  # serving fields the deployment set (rows: the generator's limits)
     kv_cache_dtype: str | None = None  # the deployment's KV cache dtype when it set one (None: the engine default)
+    pools: dict | None = None  # mode disagg: {"prefill": Pool, "decode": Pool}
+    assumed: str | None = None  # what the builder had to assume because the record lacks it (reported apart)
 
 
 def _row_ms(row: dict, key: str) -> float | None:
@@ -202,36 +258,58 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
     mode = row.get("mode", "agg")
     if mode not in MODES:
         raise Refused("bad value", f"mode = {mode!r:.80}; allowed: {', '.join(MODES)}")
-    refused = "no concurrency" if mode != "agg" and not row.get("decode_batch_size") else None
     adp = _int(row, "attention_dp_size", 1) or 1
-    serving, kv = {}, None
-    if engine and c and isl and (limits or LIMITS[engine]) == "aiconfigurator":
+    serving, kv, pools, assumed = {}, None, None, None
+    if mode == "disagg":
+        pools = {w: _pool(row, w) for w in ("prefill", "decode")}
+        c, assumed = disagg_load(c, pools)
+    elif engine and c and isl and (limits or LIMITS[engine]) == "aiconfigurator":
         # the generator's limits are per attention-DP rank (each runs its own scheduler): the replica's are adp x
         serving = {k: v if k == "scheduler" else v * adp for k, v in deployment(engine, c, isl).items()}
-        # the generator passes the searched KV cache on: fp8 for fp8 and nvfp4 deployments (aiconfigurator
-        # infers it from quant_algo fp8 / nvfp4: sdk/models/helpers.py _infer_quant_modes_from_raw_config @095f58a5)
-        if (row.get("precision") or "").lower() in ("fp8", "fp4", "nvfp4", "mxfp4"):
-            kv = "fp8"
-    # batch_size is per attention-DP rank: aiconfigurator's silicon_sample.csv names each row's clients in
-    # its id (silicon_concurrency=512 on a row of batch_size 128, attention_dp_size 4: cfg734 @ 42bd4cf);
-    # only a recorded attention_dp_size multiplies it (the id's formula), not one implied below
-    clients = c * adp if c else c
+    # the generator passes the searched KV cache on: fp8 for fp8 and nvfp4 deployments (aiconfigurator infers it
+    # from quant_algo fp8 / nvfp4: sdk/models/helpers.py _infer_quant_modes_from_raw_config @095f58a5); a disagg
+    # row written by it records the pools' batches
+    generated = pools["decode"].batch is not None if pools else (limits or LIMITS.get(engine or "")) == "aiconfigurator"
+    if engine and c and isl and generated and (row.get("precision") or "").lower() in ("fp8", "fp4", "nvfp4", "mxfp4"):
+        kv = "fp8"
     tp, ep = _int(row, "tp_size", 1), _int(row, "moe_ep_size", 1) or 1
-    experts_on = (_int(row, "moe_tp_size", 1) or 1) * ep
-    if not row.get("attention_dp_size") and tp and experts_on > tp and experts_on % tp == 0:
-        # a worker's GPUs = tp x attention DP = moe_tp x moe_ep (aiconfigurator's layout); rows that leave
-        # attention_dp_size out but split experts over more GPUs than tp (vLLM Qwen3-235B on H200: tp 1,
-        # moe_tp 2) run data-parallel attention over those GPUs
-        adp = experts_on // tp
-    if engine == "vllm" and mode == "agg":
-        tp, ep = vllm_dp_layout(tp, adp, _int(row, "moe_tp_size", 1) or 1, ep)
+    if mode == "agg":
+        # batch_size is per attention-DP rank: aiconfigurator's silicon_sample.csv names each row's clients in
+        # its id (silicon_concurrency=512 on a row of batch_size 128, attention_dp_size 4: cfg734 @ 42bd4cf);
+        # only a recorded attention_dp_size multiplies it (the id's formula), not one implied below
+        c = c * adp if c else c
+        experts_on = (_int(row, "moe_tp_size", 1) or 1) * ep
+        if not row.get("attention_dp_size") and tp and experts_on > tp and experts_on % tp == 0:
+            # a worker's GPUs = tp x attention DP = moe_tp x moe_ep (aiconfigurator's layout); rows that leave
+            # attention_dp_size out but split experts over more GPUs than tp (vLLM Qwen3-235B on H200: tp 1,
+            # moe_tp 2) run data-parallel attention over those GPUs
+            adp = experts_on // tp
+        if engine == "vllm":
+            tp, ep = vllm_dp_layout(tp, adp, _int(row, "moe_tp_size", 1) or 1, ep)
     return Measurement(
         source=source, model=row.get("model_path") or None, gpu=row.get("system") or None,
         engine=row.get("backend") or None, engine_version=row.get("backend_version") or None,
         tp=tp, pp=_int(row, "pp_size", 1), ep=ep,
         attention_dp=adp, precision=row.get("precision"),
-        mode=mode, concurrency=clients, isl=isl, osl=_int(row, "osl"), latency=lat, refused=refused,
-        serving=serving, kv_cache_dtype=kv)
+        mode=mode, concurrency=c, isl=isl, osl=_int(row, "osl"), latency=lat,
+        serving=serving, kv_cache_dtype=kv, pools=pools, assumed=assumed)
+
+
+def disagg_load(c: int | None, pools: dict) -> tuple[int | None, str | None]:
+    """(clients, what was assumed) of a disaggregated row. The clients are batch_size when the row has it (the
+    published silicon_concurrency), else what aiconfigurator's benchmark sends a disagg deployment:
+    decode_num_workers x decode_batch_size clients in all (rule_plugin/benchmark/*.rule estimated_concurrency,
+    one `aiperf --concurrency` against the frontend), said to be assumed since the row does not record it.
+    Unrecorded worker counts are taken as 1 and said so."""
+    d = pools["decode"]
+    assumed = []
+    if c is None and d.workers and d.batch:
+        c = d.workers * d.batch
+        assumed.append("load unrecorded: decode_num_workers x decode_batch_size clients assumed")
+    missing = [w for w in ("prefill", "decode") if pools[w].workers is None]
+    if missing:
+        assumed.append("workers unrecorded: 1 " + " + 1 ".join(missing) + " assumed")
+    return c, "; ".join(assumed) or None
 
 
 def catalog_name(kind: str, name: str | None, aliases: dict) -> str | None:
@@ -270,8 +348,8 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
     engine = ENGINES.get(rec.engine or "")
     if engine is None:
         raise Refused("engine", str(rec.engine))
-    if rec.mode != "agg":
-        raise Refused("disagg", "separate prefill/decode pools")
+    if rec.mode != "agg" and not rec.pools:
+        raise Refused("disagg", "separate prefill/decode pools without their layout")
     c = rec.concurrency
     if c is None and rec.rate is None:
         raise Refused("no concurrency", "batch_size missing")
@@ -285,6 +363,8 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
     if ep > 1:
         par["ep"] = ep
     serving: dict = {"engine": engine, **rec.serving}  # unset fields: the engine profile's defaults
+    if rec.pools:
+        par, serving["disaggregation"] = disaggregation(engine, rec.pools, isl)
     if rec.engine_version:
         serving["engine_version"] = rec.engine_version
     if c is not None:
@@ -302,7 +382,7 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
     # infers no fp8 KV cache for quant_algo mxfp4
     kv = rec.kv_cache_dtype if prec["precision"]["weights"] != "auto" else None
     return {
-        "name": f"{rec.engine}-{model}-{gpu}-tp{tp}-{load}-{isl}x{osl}",
+        "name": f"{rec.engine}-{model}-{gpu}-{layout(rec)}-{load}-{isl}x{osl}",
         "model": model,
         "hardware": gpu,
         "parallelism": par,
@@ -316,6 +396,34 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
         },
         "serving": serving,
     }
+
+
+def layout(rec: Measurement) -> str:
+    """tp8, or for a disagg record each pool's workers x layout: p1xtp1a16-d3xtp16 ('?' workers: unrecorded)."""
+    if not rec.pools:
+        return f"tp{rec.tp or 1}"
+    return "-".join(f"{w[0]}{p.workers or '?'}xtp{p.tp}" + (f"a{p.attention_dp}" if p.attention_dp > 1 else "")
+                    for w, p in rec.pools.items())
+
+
+def disaggregation(engine: str, pools: dict, isl: int) -> tuple[dict, dict]:
+    """(the experiment's parallelism: the decode workers' layout, serving.disaggregation) of a disagg record.
+    A worker's GPUs are tp x attention_dp x pp (aiconfigurator's layout fields; simcore's attention_dp)."""
+    # Dynamo fronts these deployments: the client's stream comes from the decode worker, which the frontend
+    # picks round robin (its default --router-mode); docs/serving.md, "Disaggregated rows"
+    d: dict = {"enabled": True, "first_token": "decode", "decode_router": "round_robin"}
+    for which, p in pools.items():
+        d[f"{which}_replicas"] = p.workers or 1
+        d[f"{which}_parallelism"] = {"tp": p.tp, "pp": p.pp, "attention_dp": p.attention_dp, "ep": p.ep}
+        limits = pool_limits(engine, which, p.batch, isl)
+        if p.attention_dp > 1 and engine != "sglang":  # TensorRT-LLM's and vLLM's limits hold per attention-DP rank
+            limits = {k: v * p.attention_dp for k, v in limits.items()}
+        if limits:
+            d[f"{which}_limits"] = limits
+    dec = pools["decode"]
+    par = {"tp": dec.tp, "pp": dec.pp, **({"attention_dp": dec.attention_dp} if dec.attention_dp > 1 else {}),
+           **({"ep": dec.ep} if dec.ep > 1 else {})}
+    return par, d
 
 
 def experiment_for_row(row: dict, rounds: int = MEASURED_ROUNDS, limits: str | None = None) -> dict:

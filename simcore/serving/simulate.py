@@ -82,7 +82,8 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     ctx = CacheContext(block_flops(run, cfg.block_size), tier_geometry(run, budget, cfg.block_size)[0])
     if dis:  # prefill pool, then decode pool (simcore/serving/disagg.py)
         from simcore.serving.disagg import build
-        reps, link, blocks, dblocks, droute, costs = build(run, cfg, make_cost, make_scheduler, reqs, metrics,
+        pool_cost = lambda r: make_cost(r, profile)  # noqa: E731  (the engine's host model prices both pools)
+        reps, link, blocks, dblocks, droute, costs = build(run, cfg, pool_cost, make_scheduler, reqs, metrics,
                                                            policy, ctx)
         front = reps[:cfg.disaggregation.prefill_replicas]
         back = reps[len(front):]

@@ -131,7 +131,21 @@ def share(xs: list[float], bound: float) -> float:
 
 
 def summarize(outcomes: list[Outcome]) -> dict:
-    """Per (metric, stat): records, median |error|, signed median, share within 10% / 20%; refusals by reason."""
+    """Per (metric, stat): records, median |error|, signed median, share within 10% / 20%; refusals by reason.
+    Records whose deployment was partly assumed (Measurement.assumed: a disagg row without its worker counts)
+    are summarized apart, under "apart", and stay out of the main figures."""
+    main = [o for o in outcomes if not o.record.assumed]
+    s = _summary(main, outcomes)
+    aside = [o for o in outcomes if o.record.assumed]
+    if aside:
+        a = _summary(aside, aside)
+        s["apart"] = {"why": sorted({o.record.assumed for o in aside}), "records": a["records"],
+                      "simulated": a["simulated"], "metrics": a["metrics"]}
+    return s
+
+
+def _summary(outcomes: list[Outcome], every: list[Outcome]) -> dict:
+    """summarize's figures over `outcomes`, its refusals over `every`."""
     by: dict[tuple, list] = {}
     for o in outcomes:
         for c in comparisons(o):
@@ -143,11 +157,11 @@ def summarize(outcomes: list[Outcome]) -> dict:
                         "median_error": statistics.median(xs), "within_10": share(xs, 0.1),
                         "within_20": share(xs, 0.2)})
     refused: dict[str, int] = {}
-    for o in outcomes:
+    for o in every:
         if o.refused:
             refused[o.refused] = refused.get(o.refused, 0) + 1
     refused = dict(sorted(refused.items(), key=lambda kv: -kv[1]))
-    return {"records": len(outcomes), "simulated": sum(1 for o in outcomes if o.result and not o.refused),
+    return {"records": len(every), "simulated": sum(1 for o in every if o.result and not o.refused),
             "refused": refused, "metrics": metrics}
 
 
@@ -158,6 +172,11 @@ def summary_lines(s: dict) -> list[str]:
         lines.append(f"{m['metric'].upper() if m['metric'] in LATENCIES else m['metric']} {m['stat']}: median "
                      f"|error| {100 * m['median_abs_error']:.1f}% (signed {100 * m['median_error']:+.1f}%), within "
                      f"10% {100 * m['within_10']:.0f}%, within 20% {100 * m['within_20']:.0f}% ({m['n']} records)")
+    a = s.get("apart")
+    if a:
+        lines.append(f"Reported apart, not in the figures above: {a['records']} records whose deployment is partly "
+                     f"assumed ({'; '.join(a['why'])}):")
+        lines += ["  " + line for line in summary_lines({**a, "refused": {}, "apart": None})[:-1]]
     nref = sum(s["refused"].values())
     lines.append(f"Simulated {s['simulated']} of {s['records']} records; refused {nref} "
                  f"({100 * nref / max(s['records'], 1):.1f}%)" + (": " if nref else "")

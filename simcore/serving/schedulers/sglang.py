@@ -22,7 +22,7 @@ class SGLang:
 
     def schedule(self, rep):
         chunks, budget = rep.continue_prefills(rep.cfg.max_num_batched_tokens)
-        if rep.waiting and budget > 0 and rep.free_slots:
+        if rep.queued() and budget > 0 and rep.free_slots:
             rep.admit(budget, chunks, reserve=self.ratio * rep.remaining_output() / rep.bs)
         if chunks:
             return rep.no_decodes(), chunks

@@ -19,6 +19,6 @@ class TRTLLM:
     def schedule(self, rep):
         dec = rep.decode_all()
         chunks, budget = rep.continue_prefills(rep.cfg.max_num_batched_tokens - len(dec))
-        if rep.waiting and rep.free_slots and not rep.preempted_now:
+        if rep.queued() and rep.free_slots and not rep.preempted_now:
             rep.admit(budget, chunks, reserve=rep.future_blocks(), whole_output=True)
         return dec, chunks
