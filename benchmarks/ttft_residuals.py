@@ -1,7 +1,7 @@
 """Where simulated mean TTFT misses the measured servers: by engine x model x TP x ISL x concurrency.
 
 Usage: python benchmarks/ttft_residuals.py [--rows FILE] [--only TEXT] [--jobs J] [--rounds R]
-       [--by engine,model,tp,isl,c] [--no-cache]
+       [--by engine,model,tp,isl,c] [--set KEY=VALUE ...] [--no-cache]
 
 Runs the rows exactly as benchmarks/serving_silicon.py does (same experiments, same disk cache, so a
 warm cache prints at once) and prints two tables:
@@ -12,6 +12,8 @@ warm cache prints at once) and prints two tables:
    slot gains about E2E / slots of TTFT, which grows with OSL; prefill queueing does not.
 `--rounds 20` simulates the 20 requests per client that the rows' benchmark measured (aiperf
 --num-requests 20c; serving_silicon.py's default is fewer, see docs/serving.md "TTFT residuals").
+`--set` changes every row's experiment as `simcore run --set` does, e.g.
+`--set workload.arrival.reissue_delay_s=0.002` (a client's next request reaches the engine 2 ms late).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from serving_silicon import DEFAULT_ROWS, DiskCache  # noqa: E402
+from simcore.config.experiment import experiment_from_dict  # noqa: E402
 from simcore.errors import SimcoreError  # noqa: E402
 from simcore.serving.silicon import MEASURED_ROUNDS  # noqa: E402
 from simcore.validate.cli import progress_bar  # noqa: E402
@@ -121,6 +124,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="worker processes")
     ap.add_argument("--rounds", type=int, default=MEASURED_ROUNDS, help="measured requests per client")
     ap.add_argument("--by", default="engine,model,tp,isl,c", help=f"group keys, comma separated: {', '.join(KEYS)}")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a field of every row's experiment (repeatable)")
     ap.add_argument("--no-cache", action="store_true", help="simulate every row again")
     a = ap.parse_args()
     by = tuple(k.strip() for k in a.by.split(",") if k.strip())
@@ -137,8 +142,15 @@ def main() -> None:
         records = [r for r in records if a.only.lower() in
                    " ".join(str(v) for v in (r.engine, r.model, r.gpu, r.precision, r.source)).lower()]
     outcomes = experiments(records, rounds=a.rounds)
+    overrides = tuple(a.set)
+    probe = next((o.experiment for o in outcomes if o.experiment), None)
+    if overrides and probe is not None:
+        try:  # a bad --set is one line here, not one refusal per row
+            experiment_from_dict(probe, list(overrides), "--set")
+        except SimcoreError as exc:
+            fail(str(exc).splitlines()[0])
     with progress_bar("simulating rows") as update:
-        run(outcomes, a.jobs, progress=update, cache=DiskCache(not a.no_cache))
+        run(outcomes, a.jobs, overrides=overrides, progress=update, cache=DiskCache(not a.no_cache))
     print_tables(Console(width=None if sys.stdout.isatty() else 200), residual_rows(outcomes), by)
 
 

@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO
 
 SCRIPT = REPO / "benchmarks" / "ttft_residuals.py"
+ROWS = REPO / "tests" / "data" / "validate" / "silicon_rows.json"  # four rows, three simulated
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,8 @@ def test_osl_test_compares_longest_with_shortest_osl(tr):
     (["--by", "engine,gpu"], "error: --by: gpu: allowed keys: engine, model"),
     (["--rounds", "0"], "error: --rounds: 0: allowed: 1 or more"),
     (["--rows", "missing-rows.json"], "no such file"),
+    (["--rows", str(ROWS), "--set", "workload.arrival.reissue_delay_s=-1"], "'workload.arrival.reissue_delay_s' = -1"),
+    (["--rows", str(ROWS), "--set", "nonsense"], "expected path.to.field=value"),
 ])
 def test_bad_command_lines_are_one_line_errors(argv, text, tmp_path):
     r = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, cwd=tmp_path)
