@@ -4,7 +4,7 @@ Usage: python benchmarks/ttft_residuals.py [--rows FILE] [--only TEXT] [--jobs J
        [--by engine,model,tp,isl,c] [--set KEY=VALUE ...] [--no-cache]
 
 Runs the rows exactly as benchmarks/serving_silicon.py does (same experiments, same disk cache, so a
-warm cache prints at once) and prints two tables:
+warm cache prints at once) and prints two tables, then serving_silicon.py's TTFT / TPOT summary lines:
 1. per group (--by): rows, median measured and predicted mean TTFT (ms), the median signed error, the
    median gap measured - predicted in ms (the time a mechanism has to explain) and TPOT's signed error;
 2. the OSL test, per (engine, model): over every (tp, isl, c) measured at several OSLs, the median ratio
@@ -34,7 +34,7 @@ from simcore.config.experiment import experiment_from_dict  # noqa: E402
 from simcore.errors import SimcoreError  # noqa: E402
 from simcore.serving.silicon import MEASURED_ROUNDS  # noqa: E402
 from simcore.validate.cli import progress_bar  # noqa: E402
-from simcore.validate.compare import experiments, run  # noqa: E402
+from simcore.validate.compare import experiments, run, summarize, summary_lines  # noqa: E402
 from simcore.validate.readers import read  # noqa: E402
 
 KEYS = ("engine", "model", "precision", "version", "tp", "isl", "osl", "c")
@@ -151,7 +151,10 @@ def main() -> None:
             fail(str(exc).splitlines()[0])
     with progress_bar("simulating rows") as update:
         run(outcomes, a.jobs, overrides=overrides, progress=update, cache=DiskCache(not a.no_cache))
-    print_tables(Console(width=None if sys.stdout.isatty() else 200), residual_rows(outcomes), by)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    print_tables(console, residual_rows(outcomes), by)
+    for line in summary_lines(summarize(outcomes)):
+        console.print(line, soft_wrap=True, highlight=False)
 
 
 if __name__ == "__main__":
