@@ -130,6 +130,19 @@ def test_closed_loop_keeps_exactly_c_requests_in_flight():
     assert level.max() == c
 
 
+def test_closed_loop_reissue_delay_holds_the_next_request_back():
+    c, t = 2, 0.25
+    wl = {"requests": 6, "prompt_tokens": {"value": 300}, "output_tokens": {"value": 8}}
+    res = simulate(serving_run({**wl, "arrival": {"process": "closed", "concurrency": c, "reissue_delay_s": t}}))
+    m = res.metrics
+    assert np.all(m.arrival[:c] == 0.0)
+    assert m.arrival[c:] == pytest.approx(m.finish[:-c] + t)  # each client's next request, t after its last token
+    # both clients' requests run together and the engine idles through the delay: every round is the same
+    # as without it, only t later, so the last of the three rounds ends 2 t later
+    base = simulate(serving_run({**wl, "arrival": {"process": "closed", "concurrency": c}})).metrics
+    assert m.finish[-1] - base.finish[-1] == pytest.approx(2 * t, rel=1e-9)
+
+
 def test_shared_prefix_hits_the_cache_and_sessions_hit_more():
     wl = {"requests": 80, "arrival": {"process": "poisson", "rate": 10.0}, "prompt_tokens": {"value": 200},
           "output_tokens": {"value": 20}, "shared_prefix": {"tokens": 1024, "fraction": 1.0}}
@@ -201,6 +214,12 @@ def test_cli_json_keys_and_per_request_csv(cli, tmp_path, write_experiment):
     ({"serving": {"slo": {"ttft_s": 0}}}, ["field 'serving.slo.ttft_s' = 0", "greater than 0"]),
     ({"serving": {"slo": {"tpot_s": -1.0}}}, ["field 'serving.slo.tpot_s' = -1.0"]),
     ({"workload": {"kind": "requests", "arrival": {"process": "closed"}}}, ["workload.arrival", "concurrency"]),
+    ({"workload": {"kind": "requests", "requests": 2, "arrival": {"process": "poisson", "rate": 1.0,
+                                                                   "reissue_delay_s": 0.1}}},
+     ["workload.arrival", "reissue_delay_s applies to process closed only"]),
+    ({"workload": {"kind": "requests", "requests": 2, "arrival": {"process": "closed", "concurrency": 1,
+                                                                   "reissue_delay_s": -0.1}}},
+     ["workload.arrival.reissue_delay_s", "-0.1"]),
     ({"workload": {"kind": "requests", "prompt_tokens": {"dist": "zipf"}}}, ["workload.prompt_tokens.dist", "lognormal"]),
     ({"workload": {"kind": "batch"}}, ["field 'workload.kind' = 'batch'", "'static', 'requests'"]),
 ])

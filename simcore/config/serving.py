@@ -69,11 +69,15 @@ class Arrival(Strict):
     cv: float = Field(default=1.0, ge=1e-3, le=100)  # gamma: coefficient of variation of the inter-arrival gaps
     concurrency: int | None = Field(default=None, gt=0, le=MAX_REQUESTS)
     warmup: int = Field(default=0, ge=0, le=MAX_REQUESTS)  # closed: the first `warmup` requests are sent but not measured
+    # closed: seconds from a client's last token to its next request reaching the engine (docs/serving.md)
+    reissue_delay_s: float = Field(default=0.0, ge=0, le=MAX_SECONDS)
 
     @model_validator(mode="after")
     def _needs(self):
         if self.warmup and self.process != "closed":
             raise ValueError("warmup applies to process closed only (benchmark clients' warm-up requests)")
+        if self.reissue_delay_s and self.process != "closed":
+            raise ValueError("reissue_delay_s applies to process closed only (a client's next request)")
         if self.process in ("poisson", "gamma", "fixed") and self.rate is None:
             raise ValueError(f"process {self.process} needs rate (requests per second)")
         if self.process == "closed" and self.concurrency is None:

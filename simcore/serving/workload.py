@@ -111,6 +111,7 @@ def generate(w: RequestsWorkload) -> Requests:
         c = w.arrival.concurrency
         arrival[first[:c]] = 0.0
         parent[first[c:]] = first[: max(0, sessions - c)] + turns - 1  # the client's previous request
+        delay[first[c:]] = w.arrival.reissue_delay_s  # the client's response handling and the request's way in
     else:
         arrival[first] = open_loop_times(w, sessions, rng_t)
     keep = slice(0, w.requests)  # sessions round up; trailing turns beyond `requests` are cut

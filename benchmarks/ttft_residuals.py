@@ -1,0 +1,161 @@
+"""Where simulated mean TTFT misses the measured servers: by engine x model x TP x ISL x concurrency.
+
+Usage: python benchmarks/ttft_residuals.py [--rows FILE] [--only TEXT] [--jobs J] [--rounds R]
+       [--by engine,model,tp,isl,c] [--set KEY=VALUE ...] [--no-cache]
+
+Runs the rows exactly as benchmarks/serving_silicon.py does (same experiments, same disk cache, so a
+warm cache prints at once) and prints two tables, then serving_silicon.py's TTFT / TPOT summary lines:
+1. per group (--by): rows, median measured and predicted mean TTFT (ms), the median signed error, the
+   median gap measured - predicted in ms (the time a mechanism has to explain) and TPOT's signed error;
+2. the OSL test, per (engine, model): over every (tp, isl, c) measured at several OSLs, the median ratio
+   of TTFT at the longest OSL to TTFT at the shortest, measured and predicted. A client waiting for a
+   slot gains about E2E / slots of TTFT, which grows with OSL; prefill queueing does not.
+`--rounds 20` simulates the 20 requests per client that the rows' benchmark measured (aiperf
+--num-requests 20c; serving_silicon.py's default is fewer, see docs/serving.md "TTFT residuals").
+`--set` changes every row's experiment as `simcore run --set` does, e.g.
+`--set workload.arrival.reissue_delay_s=0.002` (a client's next request reaches the engine 2 ms late).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from serving_silicon import DEFAULT_ROWS, DiskCache  # noqa: E402
+from simcore.config.experiment import experiment_from_dict  # noqa: E402
+from simcore.errors import SimcoreError  # noqa: E402
+from simcore.serving.silicon import MEASURED_ROUNDS  # noqa: E402
+from simcore.validate.cli import progress_bar  # noqa: E402
+from simcore.validate.compare import experiments, run, summarize, summary_lines  # noqa: E402
+from simcore.validate.readers import read  # noqa: E402
+
+KEYS = ("engine", "model", "precision", "version", "tp", "isl", "osl", "c")
+
+
+def residual_rows(outcomes: list) -> list[dict]:
+    """One dict per simulated record: its deployment keys and measured / predicted mean TTFT and TPOT (ms)."""
+    out = []
+    for o in outcomes:
+        if o.refused or not o.result:
+            continue
+        r, lat = o.record, o.result["latency"]
+        out.append({"engine": r.engine or "", "model": (r.model or "").split("/")[-1],
+                    "precision": r.precision or "bf16", "version": r.engine_version or "?", "tp": r.tp,
+                    "isl": r.isl, "osl": r.osl, "c": r.concurrency,
+                    "ttft": r.latency["ttft"]["mean"], "ttft_pred": lat["ttft"]["mean"],
+                    "tpot": r.latency["tpot"]["mean"], "tpot_pred": lat["tpot"]["mean"]})
+    return out
+
+
+def _order(key: tuple) -> tuple:
+    """Sort key of a group: numbers in order, then text (a missing value sorts as its text)."""
+    return tuple((0, v, "") if isinstance(v, (int, float)) else (1, 0, str(v)) for v in key)
+
+
+def grouped(rows: list[dict], by: tuple[str, ...]) -> list[dict]:
+    """Per group of `by` keys (sorted): n, median measured / predicted TTFT, median signed TTFT error,
+    median gap measured - predicted (ms) and median signed TPOT error."""
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in by), []).append(r)
+    out = []
+    for key in sorted(groups, key=_order):
+        g = groups[key]
+        med = statistics.median
+        out.append({**dict(zip(by, key)), "n": len(g), "ttft": med(r["ttft"] for r in g),
+                    "ttft_pred": med(r["ttft_pred"] for r in g),
+                    "error": med(r["ttft_pred"] / r["ttft"] - 1 for r in g),
+                    "gap_ms": med(r["ttft"] - r["ttft_pred"] for r in g),
+                    "tpot_error": med(r["tpot_pred"] / r["tpot"] - 1 for r in g)})
+    return out
+
+
+def osl_growth(rows: list[dict]) -> list[dict]:
+    """Per (engine, model): over every (tp, isl, c) with two OSLs or more, the median of TTFT(longest OSL) /
+    TTFT(shortest OSL), measured and predicted, and how many such sets there were."""
+    sets: dict[tuple, dict] = {}
+    for r in rows:
+        sets.setdefault((r["engine"], r["model"], r["tp"], r["isl"], r["c"]), {})[r["osl"]] = r
+    per: dict[tuple, list] = {}
+    for (engine, model, *_), by_osl in sets.items():
+        if len(by_osl) < 2:
+            continue
+        lo, hi = by_osl[min(by_osl)], by_osl[max(by_osl)]
+        per.setdefault((engine, model), []).append((hi["ttft"] / lo["ttft"], hi["ttft_pred"] / lo["ttft_pred"]))
+    return [{"engine": e, "model": m, "sets": len(v), "measured": statistics.median(a for a, _ in v),
+             "predicted": statistics.median(b for _, b in v)} for (e, m), v in sorted(per.items())]
+
+
+def print_tables(console: Console, rows: list[dict], by: tuple[str, ...]) -> None:
+    t = Table(title="Mean TTFT by group: medians; error = predicted / measured - 1; gap = measured - predicted",
+              title_justify="left")
+    for col in (*by, "n", "TTFT meas ms", "TTFT pred ms", "TTFT err", "gap ms", "TPOT err"):
+        t.add_column(col, justify="left" if col in ("engine", "model", "precision", "version") else "right")
+    for g in grouped(rows, by):
+        t.add_row(*(str(g[k]) for k in by), str(g["n"]), f"{g['ttft']:,.0f}", f"{g['ttft_pred']:,.0f}",
+                  f"{100 * g['error']:+.1f}%", f"{g['gap_ms']:+,.0f}", f"{100 * g['tpot_error']:+.1f}%")
+    console.print(t)
+    t = Table(title="OSL test: median TTFT(longest OSL) / TTFT(shortest OSL) at the same tp, isl, c",
+              title_justify="left")
+    for col in ("engine", "model", "sets", "measured", "predicted"):
+        t.add_column(col, justify="left" if col in ("engine", "model") else "right")
+    for g in osl_growth(rows):
+        t.add_row(g["engine"], g["model"], str(g["sets"]), f"{g['measured']:.2f}", f"{g['predicted']:.2f}")
+    console.print(t)
+
+
+def fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=Path, default=DEFAULT_ROWS, help="a serving_*.json file of measured rows")
+    ap.add_argument("--only", default="", help="only rows whose backend/model/precision text contains this")
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes")
+    ap.add_argument("--rounds", type=int, default=MEASURED_ROUNDS, help="measured requests per client")
+    ap.add_argument("--by", default="engine,model,tp,isl,c", help=f"group keys, comma separated: {', '.join(KEYS)}")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a field of every row's experiment (repeatable)")
+    ap.add_argument("--no-cache", action="store_true", help="simulate every row again")
+    a = ap.parse_args()
+    by = tuple(k.strip() for k in a.by.split(",") if k.strip())
+    bad = [k for k in by if k not in KEYS]
+    if bad or not by:
+        fail(f"--by: {','.join(bad) or repr(a.by)}: allowed keys: {', '.join(KEYS)}")
+    if a.rounds < 1:
+        fail(f"--rounds: {a.rounds}: allowed: 1 or more")
+    try:
+        records = read(a.rows)
+    except SimcoreError as exc:
+        fail(str(exc).splitlines()[0])
+    if a.only:
+        records = [r for r in records if a.only.lower() in
+                   " ".join(str(v) for v in (r.engine, r.model, r.gpu, r.precision, r.source)).lower()]
+    outcomes = experiments(records, rounds=a.rounds)
+    overrides = tuple(a.set)
+    probe = next((o.experiment for o in outcomes if o.experiment), None)
+    if overrides and probe is not None:
+        try:  # a bad --set is one line here, not one refusal per row
+            experiment_from_dict(probe, list(overrides), "--set")
+        except SimcoreError as exc:
+            fail(str(exc).splitlines()[0])
+    with progress_bar("simulating rows") as update:
+        run(outcomes, a.jobs, overrides=overrides, progress=update, cache=DiskCache(not a.no_cache))
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    print_tables(console, residual_rows(outcomes), by)
+    for line in summary_lines(summarize(outcomes)):
+        console.print(line, soft_wrap=True, highlight=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""benchmarks/ttft_residuals.py: the grouping and the OSL test on hand-made rows (hand-computed medians),
+and its bad command lines."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+SCRIPT = REPO / "benchmarks" / "ttft_residuals.py"
+ROWS = REPO / "tests" / "data" / "validate" / "silicon_rows.json"  # four rows, three simulated
+
+
+@pytest.fixture(scope="module")
+def tr():
+    spec = importlib.util.spec_from_file_location("ttft_residuals", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def row(engine, tp, osl, c, ttft, ttft_pred, tpot=10.0, tpot_pred=10.0, isl=1024, model="m"):
+    return {"engine": engine, "model": model, "precision": "bf16", "version": "?", "tp": tp, "isl": isl,
+            "osl": osl, "c": c, "ttft": ttft, "ttft_pred": ttft_pred, "tpot": tpot, "tpot_pred": tpot_pred}
+
+
+def test_groups_take_medians_of_errors_and_gaps(tr):
+    rows = [row("vllm", 2, 128, 8, 100.0, 80.0, tpot_pred=11.0), row("vllm", 2, 512, 8, 200.0, 250.0),
+            row("vllm", 2, 1024, 8, 300.0, 240.0, tpot_pred=9.0), row("sglang", 4, 128, 16, 50.0, 40.0)]
+    g = tr.grouped(rows, ("engine", "tp"))
+    assert [(x["engine"], x["tp"], x["n"]) for x in g] == [("sglang", 4, 1), ("vllm", 2, 3)]
+    v = g[1]
+    # errors -0.2, +0.25, -0.2 -> -0.2; gaps +20, -50, +60 -> +20; TPOT errors +0.1, 0, -0.1 -> 0
+    assert v["error"] == pytest.approx(-0.2) and v["gap_ms"] == pytest.approx(20.0)
+    assert v["ttft"] == 200.0 and v["ttft_pred"] == 240.0 and v["tpot_error"] == pytest.approx(0.0)
+    assert g[0]["error"] == pytest.approx(-0.2) and g[0]["gap_ms"] == pytest.approx(10.0)
+
+
+def test_osl_test_compares_longest_with_shortest_osl(tr):
+    rows = [row("trtllm", 1, 128, 8, 100.0, 100.0), row("trtllm", 1, 256, 8, 150.0, 300.0),
+            row("trtllm", 1, 512, 8, 200.0, 500.0),  # measured 2.0, predicted 5.0
+            row("trtllm", 2, 128, 8, 100.0, 100.0), row("trtllm", 2, 512, 8, 100.0, 300.0),  # 1.0 and 3.0
+            row("trtllm", 4, 128, 8, 100.0, 100.0)]  # one OSL only: not a set
+    (g,) = tr.osl_growth(rows)
+    assert (g["engine"], g["model"], g["sets"]) == ("trtllm", "m", 2)
+    assert g["measured"] == pytest.approx(1.5) and g["predicted"] == pytest.approx(4.0)
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["--by", "engine,gpu"], "error: --by: gpu: allowed keys: engine, model"),
+    (["--rounds", "0"], "error: --rounds: 0: allowed: 1 or more"),
+    (["--rows", "missing-rows.json"], "no such file"),
+    (["--rows", str(ROWS), "--set", "workload.arrival.reissue_delay_s=-1"], "'workload.arrival.reissue_delay_s' = -1"),
+    (["--rows", str(ROWS), "--set", "nonsense"], "expected path.to.field=value"),
+])
+def test_bad_command_lines_are_one_line_errors(argv, text, tmp_path):
+    r = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and text in r.stderr and len(r.stderr.strip().splitlines()) == 1
