@@ -16,7 +16,7 @@ import yaml
 
 from simcore.errors import SimcoreError
 from simcore.serving.engines import load_host_profile
-from simcore.serving.silicon import Measurement, Refused, experiment_for_record, experiment_for_row
+from simcore.serving.silicon import MEASURED_ROUNDS, Measurement, Refused, experiment_for_record, experiment_for_row
 from simcore.validate.compare import comparisons, experiments, run, summarize
 from simcore.validate.fit import FitRow, fit_host, grid_fit, write_profile
 from simcore.validate.readers import Facts, read
@@ -67,7 +67,7 @@ def test_sglang_jsonl_reads_each_line_and_server_info():
     assert exp["serving"] == {"engine": "sglang", "engine_version": "0.5.1.post1"}
     assert exp["parallelism"] == {"tp": 2, "pp": 1} and exp["model"] == "qwen3-32b"
     assert exp["workload"]["arrival"] == {"process": "closed", "concurrency": 8}
-    assert exp["workload"]["requests"] == 64  # 8 per client (silicon.MEASURED_ROUNDS), under the file's 80
+    assert exp["workload"]["requests"] == min(8 * MEASURED_ROUNDS, 80)  # per client (silicon.MEASURED_ROUNDS), at most the file's 80
     assert experiment_for_record(b)["workload"]["arrival"] == {"process": "poisson", "rate": 2.0}
 
 
@@ -96,7 +96,7 @@ def test_trtllm_row_maps_to_hand_computed_experiment():
     assert exp["model"] == "llama-3.1-8b" and exp["hardware"] == "h100-sxm"
     # aiperf waits out its warm-up, so the measured phase is a closed loop from t = 0: 8 rounds of 8 clients
     assert exp["workload"]["arrival"] == {"process": "closed", "concurrency": 8}
-    assert exp["workload"]["requests"] == 8 * 8
+    assert exp["workload"]["requests"] == 8 * MEASURED_ROUNDS
     # TensorRT-LLM rows run with the generator's limits (silicon.LIMITS); --limits defaults drops them
     assert exp["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3", "max_num_seqs": 8,
                               "max_num_batched_tokens": 1536}
@@ -283,13 +283,13 @@ def test_fit_host_moves_toward_the_true_constants_and_lowers_the_tpot_error(tmp_
 
 def test_validate_fit_and_the_benchmark_fitter_give_the_same_constants(cli, tmp_path):
     """One fitter, two entry points: `simcore validate --fit` and benchmarks/fit_serving.py on the same rows
-    (the benchmark's --rounds 8 = validate's default requests) print the same constants."""
+    (the benchmark's --rounds = validate's default requests, MEASURED_ROUNDS per client) print the same constants."""
     f = _rows_file(tmp_path, _synthetic(tmp_path))
     res = cli("validate", f, "--fit", "--jobs", "1", "--out", tmp_path / "o", "--json")
     assert res.rc == 0, res.err
     mine = json.loads(res.out)["fit"]["fitted_us"]
     bench = subprocess.run([sys.executable, str(REPO / "benchmarks" / "fit_serving.py"), "--rows", str(f),
-                            "--rounds", "8", "--jobs", "1", "--no-cache"], capture_output=True, text=True,
+                            "--rounds", str(MEASURED_ROUNDS), "--jobs", "1", "--no-cache"], capture_output=True, text=True,
                            check=True, env={**os.environ, "COLUMNS": "200"}).stdout
     (line,) = [ln for ln in bench.splitlines() if ln.startswith("vllm")]
     theirs = [float(x) for x in re.findall(r"const\s+([\d.]+) us, per request\s+([\d.]+) us, per token ([\d.]+)",
