@@ -38,6 +38,7 @@ PER_TOKEN = [
     ("qwen3-235b-a22b", 94 * 2 * 4 * 128 * 2, "GQA"),
     ("minimax-m2.5", 62 * 2 * 8 * 128 * 2, "GQA"),
     ("deepseek-r1", 61 * (512 + 64) * 2, "MLA"),  # the DeepSeek-V3 architecture
+    ("kimi-k2.5", 61 * (512 + 64) * 2, "MLA"),  # DeepSeek-V3 attention; int4 experts leave the KV 16-bit
 ]
 
 

@@ -36,6 +36,8 @@ class Quantization:
     weight_dtype: str  # dtype name of quantized weights: fp8 | mxfp4 | int4
     experts_only: bool  # mxfp4 in gpt-oss quantizes only the expert weights
     block: tuple[int, int] | None = None  # fp8 weight_block_size (one fp32 scale per block); None: per channel
+    group: int = 128  # int4: inputs per scale group (AWQ / GPTQ 128; compressed-tensors group_size)
+    zero_point: bool = True  # int4: asymmetric groups carry a 4-bit zero point (AWQ / GPTQ); symmetric do not
 
 
 @dataclass(frozen=True)
@@ -128,12 +130,31 @@ def _quantization(cfg: dict, source: str) -> Quantization | None:
         bits = q.get("bits", q.get("w_bit", 4))
         if bits != 4:
             raise SimcoreError(f"{source}: quantization_config.bits = {bits!r}: only 4-bit {method} is modeled")
-        return Quantization(method, "int4", experts_only=False)
+        group = q.get("group_size", q.get("q_group_size", 128))
+        group = _whole(group, "quantization_config.group_size", source, 1, 2**20) if group != -1 else 2**20
+        return Quantization(method, "int4", experts_only=False, group=group)
     if method == "compressed-tensors":
-        return Quantization("fp8", "fp8", experts_only=False)
+        return _compressed_tensors(q, source)
     raise SimcoreError(
         f"{source}: quantization_config.quant_method = {method!r}: allowed fp8, mxfp4, awq, gptq, compressed-tensors"
     )
+
+
+def _compressed_tensors(q: dict, source: str) -> Quantization:
+    """compressed-tensors (llm-compressor): fp8 W8A8 schemes, or weight-only int4 groups ("pack-quantized",
+    Kimi-K2.5: num_bits 4, type int, strategy group, group_size 32, symmetric; attention, shared experts and
+    dense MLPs in its `ignore` list stay 16-bit, so only the routed experts are int4)."""
+    groups = q.get("config_groups") or {}
+    weights = [g.get("weights") for g in groups.values() if isinstance(g, dict)] if isinstance(groups, dict) else []
+    int4 = next((w for w in weights if isinstance(w, dict) and w.get("num_bits") == 4 and w.get("type") == "int"),
+                None)
+    if int4 is None:
+        return Quantization("fp8", "fp8", experts_only=False)
+    group = _whole(int4.get("group_size") or 128, "quantization_config.group_size", source, 1, 2**20)
+    ignore = q.get("ignore") or []
+    experts_only = isinstance(ignore, list) and any("self_attn" in str(x) for x in ignore)
+    return Quantization("compressed-tensors", "int4", experts_only=experts_only, group=group,
+                        zero_point=not int4.get("symmetric", True))
 
 
 def _whole(value, key: str, source: str, minimum: int, maximum: int) -> int:

@@ -31,6 +31,7 @@ from simcore.ops.op import (
     nbytes,
 )
 from simcore.ops.routing import busiest_rank_factor
+from simcore.ops.weight_format import int4_bytes_per_weight
 from simcore.ops.passes import Batch, Group, Pass, as_batch, crosses_node, stage_layers
 
 FLASH_TILE = 128  # query rows per FlashAttention thread block
@@ -82,6 +83,16 @@ class StageBuilder:
         native = {"fp8": "fp8", "int8": "int8", "mxfp4": "fp4", "nvfp4": "fp4"}.get(weight_dtype)
         return native if native and gpu.supports(native) else self.act
 
+    def stream_bytes(self, weight_dtype: str) -> float:
+        """Bytes a GEMM reads per weight: int4 values come with their group scales (ops/weight_format.py);
+        weight-only int4 runs as a 16-bit GEMM that dequantizes in the kernel (vLLM's Marlin / Machete paths)."""
+        if weight_dtype != "int4":
+            return nbytes(weight_dtype)
+        q = self.m.quantization
+        if q is not None and q.weight_dtype == "int4":
+            return int4_bytes_per_weight(q.group, q.zero_point)
+        return int4_bytes_per_weight()
+
     def gemm(self, lin: Linear, tokens: int, layer: int, routed_tokens: int = 0) -> Op:
         """`tokens` rows through `lin`; for routed experts, `routed_tokens` of the whole group."""
         wb = nbytes(lin.dtype)
@@ -92,7 +103,7 @@ class StageBuilder:
         else:
             rows, active, per_expert = tokens, 1.0, tokens
             shape = (per_expert, lin.n, lin.k)
-        weights = active * lin.k * lin.n * wb
+        weights = active * lin.k * lin.n * self.stream_bytes(lin.dtype)
         acts = rows * (lin.k + lin.n) * self.a
         dtype = self.compute_dtype(lin.dtype)
         return Op(

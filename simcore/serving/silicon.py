@@ -39,6 +39,7 @@ MODELS = {
     "nvidia/Qwen3-32B-NVFP4": "qwen3-32b",
     "nvidia/DeepSeek-R1-NVFP4": "deepseek-r1",
     "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3",  # V3.1: the V3 architecture
+    "moonshotai/Kimi-K2.5": "kimi-k2.5",
 }
 # aiconfigurator's system names (src/aiconfigurator/systems/*.yaml @095f58a5) -> catalog GPUs
 GPUS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200-sxm", "b200_sxm": "b200", "a100_sxm": "a100-80gb-sxm",
@@ -105,8 +106,16 @@ def _precision(row: dict, model: str) -> dict:
         # layer in nvfp4 on the fp4 tensor cores; a GPU without fp4 math dequantizes (ops/builder.py)
         return {"precision": {"weights": "mxfp4" if p == "mxfp4" else "nvfp4"}}
     if p in ("int4", "int4_wo", "w4a16"):  # weight-only int4 (AWQ/GPTQ-style): dequantized into 16-bit GEMMs
-        return {"precision": {"weights": "int4"}}
+        # a checkpoint published in int4 (Kimi-K2.5: int4 routed experts, 16-bit attention) runs as published
+        return {"precision": {"weights": "auto" if _checkpoint_dtype(model) == "int4" else "int4"}}
     raise Refused("precision", p)
+
+
+def _checkpoint_dtype(model: str) -> str | None:
+    from simcore.config.model import load_model
+
+    q = load_model(model).quantization
+    return q.weight_dtype if q else None
 
 
 # The rows do not record the engine limits they ran with. Per engine, the hypothesis that fits the H100 rows
