@@ -7,10 +7,12 @@ from __future__ import annotations
 import pytest
 
 from simcore.config.model import load_model, parse_config
+from simcore.memory.engines import CUDA_CONTEXT, engine_memory, state_pool_bytes
 from simcore.memory.weights import linear_bytes
 from simcore.ops.builder import StageBuilder
-from simcore.ops.linears import Linear, Sharding, mlp_linears
-from simcore.ops.passes import decode
+from simcore.ops.kv import kv_bytes, state_bytes, state_bytes_per_seq
+from simcore.ops.linears import Linear, Sharding, active_params, mlp_linears, total_params
+from simcore.ops.passes import decode, prefill
 from simcore.ops.weight_format import int4_bytes_per_weight, int4_matrix_bytes
 from simcore.serving.silicon import experiment_for_row
 from simcore.validate.compare import experiments, run as run_records
@@ -73,6 +75,73 @@ def test_an_int4_row_runs_a_published_int4_checkpoint_as_published():
     assert experiment_for_row(row)["precision"] == {"weights": "auto"}
     row["model_path"] = "meta-llama/Llama-3.1-8B-Instruct"  # a 16-bit checkpoint quantized to int4 throughout
     assert experiment_for_row(row)["precision"] == {"weights": "int4"}
+
+
+# -- Qwen3.5: Gated DeltaNet linear attention + gated full attention ---------------------------------
+def test_qwen35_layers_and_parameter_counts():
+    m = load_model("qwen3.5-397b-a17b")
+    assert m.layer_kinds.count("linear") == 45 and m.layer_kinds[3] == "full" and m.layer_kinds[0] == "linear"
+    la = m.linear_attention
+    assert (la.key_heads, la.value_heads, la.key_dim, la.value_dim, la.conv_kernel, la.state_dtype) == (
+        16, 64, 128, 128, 4, "fp32")
+    assert (m.shared_experts, m.shared_intermediate, m.attn_output_gate) == (1, 1024, True)
+    # the name's 397B total / 17B active (the vision tower and the MTP layer are not counted here)
+    assert total_params(m) == pytest.approx(397e9, rel=0.01)
+    assert active_params(m) == pytest.approx(17e9, rel=0.03)
+
+
+def test_qwen35_state_is_fixed_per_sequence_and_kv_only_on_full_layers():
+    m = load_model("qwen3.5-397b-a17b")
+    # tp 8: 64 / 8 = 8 value heads x 128 x 128 fp32 state; conv keeps 3 inputs of 2 x 2 x 128 + 8 x 128 channels
+    assert state_bytes_per_seq(m, 0, tp=8) == 8 * 128 * 128 * 4 + 3 * (2 * 2 * 128 + 8 * 128) * 2
+    assert state_bytes_per_seq(m, 3, tp=8) == 0  # a full-attention layer
+    assert state_bytes(m, tp=8) == 45 * state_bytes_per_seq(m, 0, tp=8)
+    # KV only on the 15 full layers: K + V of 2 kv heads x head_dim 256, bf16
+    assert kv_bytes(m, 1, 1, "bf16") == 15 * 2 * 2 * 256 * 2
+    assert kv_bytes(m, 1, 1000, "bf16") == 1000 * kv_bytes(m, 1, 1, "bf16")
+
+
+def test_qwen35_linear_layer_ops_by_hand():
+    run = make_run("qwen3.5-397b-a17b", hardware="h200-sxm", batch=2, prompt=8, output=2, parallelism={"tp": 8})
+    builder = StageBuilder(run, 0)
+    ops = {op.name: op for op in builder.ops(decode(2, past=100)) if op.layer == 0}
+    assert "kv_cache_store" not in ops and "kv_cache_fetch" not in ops
+    # in_proj: q, k (2 key heads x 128), v, z (8 value heads x 128), beta, alpha (8 each) per GPU
+    assert ops["in_proj"].shape[1:] == (2 * 2 * 128 + 2 * 8 * 128 + 2 * 8, 4096)
+    step = ops["gdn_recurrent"]
+    state = 8 * 128 * 128 * 4
+    assert step.flops == 7 * 2 * 8 * 128 * 128  # 2 tokens, 8 value heads, 7 x dk x dv each
+    assert step.bytes == 2 * 2 * state + 2 * (2 * 2 * 128 + 2 * 8 * 128 + 2 * 8) * 2  # state read + write, q k v o
+    pre = {op.name: op for op in builder.ops(prefill(1, 1024)) if op.layer == 0}["gdn_chunked"]
+    assert pre.flops == 1024 * 8 * (6 * 128 * 128 + 2 * 64 * (3 * 128 + 2 * 128))
+    chunks = 1024 // 64
+    assert pre.bytes == 1024 * (2 * 2 * 128 + 2 * 8 * 128 + 16) * 2 + 2 * chunks * 8 * 128 * 128 * 2 + state
+    full = {op.name: op for op in builder.ops(decode(2, past=100)) if op.layer == 3}
+    # gated attention: q (4 heads x 256) + its gate (same width) + K, V (one kv head each, replicated past tp 2)
+    assert full["qkv_proj"].shape[1:] == (1024 + 1024 + 2 * 256, 4096) and "attn_gate" in full
+
+
+def test_qwen35_decode_step_is_flat_in_context_on_linear_layers():
+    run = make_run("qwen3.5-397b-a17b", hardware="h200-sxm", batch=1, prompt=8, output=2, parallelism={"tp": 8})
+    builder = StageBuilder(run, 0)
+    short = [op for op in builder.ops(decode(1, past=100)) if op.layer == 0]
+    long = [op for op in builder.ops(decode(1, past=100_000)) if op.layer == 0]
+    assert [(o.name, o.bytes, o.flops) for o in short] == [(o.name, o.bytes, o.flops) for o in long]
+
+
+def test_engines_reserve_the_state_of_their_request_slots():
+    run = make_run("qwen3.5-397b-a17b", hardware="h200-sxm", parallelism={"tp": 8})
+    mem = engine_memory(run, "vllm", max_num_seqs=64)
+    (s,) = mem.stages
+    assert mem.budget - s.weights - s.activation - s.non_torch - s.kv == pytest.approx(
+        64 * state_bytes(run.model, 8))
+    # SGLang: state pool / KV pool = mamba_full_memory_ratio 0.9
+    sg = engine_memory(run, "sglang")
+    (s,) = sg.stages
+    left = sg.device - CUDA_CONTEXT - s.non_torch - s.weights - s.activation  # caches' share of the static pool
+    assert s.kv == pytest.approx(left / 1.9) and s.kv > 0
+    assert state_pool_bytes(run, range(60), 10) == 10 * state_bytes(run.model, 8)
+    assert state_pool_bytes(make_run("llama-3.1-8b"), range(32), 10) == 0
 
 
 # -- every new architecture: its synthetic rows run on H200 and B200 ----------------------------

@@ -41,6 +41,30 @@ class Quantization:
 
 
 @dataclass(frozen=True)
+class LinearAttention:
+    """Gated DeltaNet layers (Qwen3-Next, Qwen3.5: layer_types 'linear_attention'): a fixed-size recurrent
+    state per sequence instead of a growing KV cache. docs/models.md."""
+
+    key_heads: int  # linear_num_key_heads (q and k heads; value heads share them in groups)
+    value_heads: int  # linear_num_value_heads: one key_dim x value_dim state matrix each
+    key_dim: int  # linear_key_head_dim
+    value_dim: int  # linear_value_head_dim
+    conv_kernel: int  # linear_conv_kernel_dim: causal depthwise conv over q, k, v (kernel - 1 tokens kept)
+    state_dtype: str  # mamba_ssm_dtype of the recurrent state (float32 in Qwen3.5)
+
+
+@dataclass(frozen=True)
+class SparseAttention:
+    """DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5): a lightning indexer scores every cached token
+    with index_heads x index_dim queries against one index_dim key per token, and attention reads only
+    the top-k scoring tokens. docs/models.md."""
+
+    index_heads: int  # index_n_heads
+    index_dim: int  # index_head_dim
+    topk: int  # index_topk
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     path: str
@@ -74,6 +98,10 @@ class ModelSpec:
     moe_intermediate: int
     shared_experts: int
     quantization: Quantization | None
+    shared_intermediate: int = 0  # width of the shared expert(s) when given apart (Qwen: shared_expert_intermediate_size)
+    attn_output_gate: bool = False  # full attention's output is gated by a sigmoid of a second q-sized projection
+    linear_attention: LinearAttention | None = None  # the 'linear' layers of layer_kinds
+    sparse_attention: SparseAttention | None = None
 
     @property
     def is_mla(self) -> bool:
@@ -90,6 +118,10 @@ class ModelSpec:
         if self.kv_heads == 1:
             return "MQA"
         return "MHA" if self.kv_heads == self.heads else "GQA"
+
+    @property
+    def is_hybrid_linear(self) -> bool:
+        return self.linear_attention is not None
 
     def window(self, layer: int) -> int | None:
         return self.sliding_window if self.layer_kinds[layer] == "sliding" else None
@@ -190,7 +222,7 @@ def _layer_kinds(cfg: dict, layers: int, source: str) -> tuple[tuple[str, ...], 
         if len(types) != layers:
             raise SimcoreError(f"{source}: field 'layer_types' has {len(types)} entries; num_hidden_layers = "
                                f"{layers} needs one per layer")
-        kinds = tuple("sliding" if "sliding" in t else "full" for t in types)
+        kinds = tuple("linear" if "linear" in t else "sliding" if "sliding" in t else "full" for t in types)
         if "sliding" in kinds and window is None:
             raise SimcoreError(f"{source}: field 'layer_types' names sliding layers but sliding_window is not set")
         return kinds, (window if "sliding" in kinds else None)
@@ -261,6 +293,7 @@ def parse_config(raw: dict, name: str, source: str) -> ModelSpec:
                                                           "qk_rope_head_dim")} if mla else {}
     if mla:
         mla_dims["v_head_dim"] = opt("v_head_dim", default=head_dim)
+    shared_width = opt("shared_expert_intermediate_size", default=0, minimum=0) if experts else 0
     return ModelSpec(
         name=name,
         path=source,
@@ -289,9 +322,48 @@ def parse_config(raw: dict, name: str, source: str) -> ModelSpec:
         num_experts=experts,
         experts_per_token=top_k,
         moe_intermediate=opt("moe_intermediate_size", default=intermediate) if experts else 0,
-        shared_experts=opt("n_shared_experts", "num_shared_experts", default=0, minimum=0) if experts else 0,
+        shared_experts=(opt("n_shared_experts", "num_shared_experts", default=0, minimum=0) or (1 if shared_width else 0))
+        if experts else 0,
         quantization=_quantization(cfg, source),
+        shared_intermediate=shared_width,
+        attn_output_gate=cfg.get("attn_output_gate") is True,
+        linear_attention=_linear_attention(cfg, kinds, source),
+        sparse_attention=_sparse_attention(cfg, source),
     )
+
+
+def _linear_attention(cfg: dict, kinds: tuple[str, ...], source: str) -> LinearAttention | None:
+    if "linear" not in kinds:
+        return None
+    dims = {}
+    for key in ("linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim"):
+        if cfg.get(key) is None:
+            raise SimcoreError(f"{source}: layer_types names linear_attention layers but '{key}' is missing "
+                               f"(Gated DeltaNet fields of Qwen3-Next / Qwen3.5 configs)")
+        dims[key] = _whole(cfg[key], key, source, 1, 4096)
+    if dims["linear_num_value_heads"] % dims["linear_num_key_heads"]:
+        raise SimcoreError(f"{source}: linear_num_key_heads = {dims['linear_num_key_heads']} must divide "
+                           f"linear_num_value_heads = {dims['linear_num_value_heads']}")
+    state = str(cfg.get("mamba_ssm_dtype") or "float32")
+    state_dtype = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(state)
+    if state_dtype is None:
+        raise SimcoreError(f"{source}: field 'mamba_ssm_dtype' = {clip(repr(state))}: allowed float32, bfloat16, "
+                           f"float16")
+    return LinearAttention(dims["linear_num_key_heads"], dims["linear_num_value_heads"], dims["linear_key_head_dim"],
+                           dims["linear_value_head_dim"],
+                           _whole(cfg.get("linear_conv_kernel_dim", 4), "linear_conv_kernel_dim", source, 1, 64),
+                           state_dtype)
+
+
+def _sparse_attention(cfg: dict, source: str) -> SparseAttention | None:
+    if cfg.get("index_topk") is None:
+        return None
+    if not all(cfg.get(f) for f in MLA_FIELDS):
+        raise SimcoreError(f"{source}: field 'index_topk' (DeepSeek Sparse Attention) needs MLA attention "
+                           f"(kv_lora_rank, qk_rope_head_dim)")
+    return SparseAttention(_whole(cfg.get("index_n_heads"), "index_n_heads", source, 1, 1024),
+                           _whole(cfg.get("index_head_dim"), "index_head_dim", source, 1, 4096),
+                           _whole(cfg.get("index_topk"), "index_topk", source, 1, 2**31 - 1))
 
 
 @cache

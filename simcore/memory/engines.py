@@ -16,7 +16,7 @@ from simcore.config.hardware import GIB
 from simcore.errors import SimcoreError
 from simcore.memory.activations import forward_peak, profile_peak
 from simcore.memory.weights import stage_weight_bytes
-from simcore.ops.kv import kv_bytes
+from simcore.ops.kv import kv_bytes, state_bytes
 from simcore.ops.op import nbytes
 from simcore.ops.passes import stage_layers
 
@@ -113,6 +113,19 @@ def _block_bytes(run: Run, layers: range, block_size: int, kv_dtype: str) -> flo
     return block_size * kv_bytes(run.model, 1, 1, kv_dtype, run.par.tp, layers)
 
 
+# Linear-attention (Gated DeltaNet) models keep a fixed-size state per running request beside the KV cache.
+# SGLang v0.5 (model_runner.py handle_max_mamba_cache, radix cache on) splits the memory left for caches so
+# that state pool / KV pool = mamba_full_memory_ratio (server_args default 0.9); vLLM v1 and TensorRT-LLM give
+# every request slot one state (vLLM's hybrid KV cache manager pages it from the same pool; TensorRT-LLM's
+# MambaCacheManager holds max_batch_size of them), priced here as max_num_seqs / max_batch_size slots.
+SGLANG_MAMBA_FULL_RATIO = 0.9
+
+
+def state_pool_bytes(run: Run, layers: range, slots: int) -> float:
+    """Bytes of `slots` requests' linear-attention state on one GPU of a stage (0 for other models)."""
+    return slots * state_bytes(run.model, run.par.tp, layers) if run.model.is_hybrid_linear else 0.0
+
+
 def non_torch_bytes(run: Run) -> float:
     p = run.par
     return NON_TORCH_BASE + NCCL_GROUP * ((p.tp > 1) + (p.pp > 1))
@@ -121,7 +134,7 @@ def non_torch_bytes(run: Run) -> float:
 def kv_cache_groups(run: Run) -> int:
     """vLLM v1 groups attention layers by kind; a hybrid model with full and sliding-window layers of
     one page size gets one group per kind-sized chunk (gpt-oss: 2 groups sharing one block pool)."""
-    kinds = [run.model.layer_kinds.count(k) for k in set(run.model.layer_kinds)]
+    kinds = [run.model.layer_kinds.count(k) for k in set(run.model.layer_kinds) - {"linear"}]  # no KV: a state
     smallest = min(kinds)
     return sum(n // smallest for n in kinds)
 
@@ -145,7 +158,8 @@ def vllm_memory(run: Run, gpu_memory_utilization: float = 0.9, max_num_batched_t
         peak = profile_peak(run, stage, max_num_batched_tokens, max_num_seqs)
         nt = non_torch_bytes(run)
         cg = 0.0 if enforce_eager else CUDAGRAPH_POOL - peak.forward
-        stages.append(StageMemory(layers, w, peak.bytes, nt, cg, budget - w - peak.bytes - nt,
+        states = state_pool_bytes(run, layers, max_num_seqs)
+        stages.append(StageMemory(layers, w, peak.bytes, nt, cg, budget - w - peak.bytes - nt - states,
                                   _block_bytes(run, layers, block_size, kvd)))
     groups = kv_cache_groups(run)
     mem = EngineMemory("vllm", "vLLM v0.11 vllm/v1/worker/gpu_worker.py determine_available_memory", device, budget,
@@ -190,6 +204,8 @@ def sglang_memory(run: Run, mem_fraction_static: float | None = None, chunked_pr
         w = stage_weight_bytes(run, stage)
         reserve = free * (1 - frac)  # activations, CUDA graphs, metadata
         kv = free - w - reserve
+        if run.model.is_hybrid_linear and kv > 0:  # the state pool takes ratio / (1 + ratio) of the caches' memory
+            kv /= 1 + SGLANG_MAMBA_FULL_RATIO
         stages.append(StageMemory(layers, w, reserve, non_torch_bytes(run), 0.0, kv,
                                   _block_bytes(run, layers, page_size, kvd)))
     mem = EngineMemory("sglang", "SGLang v0.5 python/sglang/srt/model_executor/model_runner.py profile_max_num_token",
@@ -222,7 +238,8 @@ def trtllm_memory(run: Run, free_gpu_memory_fraction: float = 0.9, max_num_token
             act += min(max_batch_size, max_num_tokens) * run.model.vocab * nbytes("fp32")
         nt = non_torch_bytes(run)
         free = device - CUDA_CONTEXT - w - act - nt
-        stages.append(StageMemory(layers, w, act, nt, 0.0, free * free_gpu_memory_fraction,
+        states = state_pool_bytes(run, layers, max_batch_size)
+        stages.append(StageMemory(layers, w, act, nt, 0.0, free * free_gpu_memory_fraction - states,
                                   _block_bytes(run, layers, tokens_per_block, kvd)))
     mem = EngineMemory("trtllm", "TensorRT-LLM v1.0 tensorrt_llm/_torch/pyexecutor/_util.py KvCacheCreator", device,
                        device, tokens_per_block, tuple(stages), 1,

@@ -62,7 +62,7 @@ def stage_weight_bytes(run: Run, stage: int, expert_align: int = 1, rope_cache: 
     group, zero = (q.group, q.zero_point) if q is not None and q.weight_dtype == "int4" else (INT4_GROUP, True)
     total = 0.0
     for layer in stage_layers(m.layers, p.pp)[stage]:
-        lins = attention_linears(m, shard, run.weight_dtype) + mlp_linears(m, layer, shard, run.weight_dtype,
+        lins = attention_linears(m, shard, run.weight_dtype, layer) + mlp_linears(m, layer, shard, run.weight_dtype,
                                                                            run.expert_dtype)
         total += sum(linear_bytes(lin, block, expert_align, fp8_ckpt, group, zero) for lin in lins) + norm_params(m) * 2
     table = m.vocab // p.tp * m.hidden * 2

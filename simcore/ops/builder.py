@@ -13,6 +13,7 @@ import math
 
 from simcore.config.experiment import Run
 from simcore.config.model import ModelSpec
+from simcore.ops import linear_attention
 from simcore.ops.kv_retention import get_retention
 from simcore.ops.kv import cached_tokens, kv_elements_per_token, kv_heads_per_gpu
 from simcore.ops.linears import Linear, Sharding, attention_linears, mlp_linears
@@ -191,6 +192,8 @@ class StageBuilder:
 
     def attention(self, layer: int, b: Batch) -> list[Op]:
         m, t, a = self.m, b.tokens, self.a
+        if m.layer_kinds[layer] == "linear":
+            return linear_attention.layer_ops(self, layer, b)
         lins = {l.name: l for l in attention_linears(m, self.shard, self.run.weight_dtype)}
         heads = m.heads // self.run.par.tp
         decodes, prefills = b.of("decode"), b.of("prefill")
@@ -224,6 +227,8 @@ class StageBuilder:
             for groups in (prefills, decodes):
                 if groups:
                     ops.append(self.attention_core(layer, groups, m.head_dim, m.head_dim, heads))
+            if m.attn_output_gate:  # o x sigmoid(gate): read both, write o
+                ops.append(self.elementwise("attn_gate", layer, 3 * t * heads * m.head_dim * a))
         ops.append(self.gemm(lins["o_proj"], t, layer))
         ops.append(self.tp_all_reduce("attn_all_reduce", layer, t))
         return [op for op in ops if op is not None]

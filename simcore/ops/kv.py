@@ -12,7 +12,10 @@ def kv_heads_per_gpu(model: ModelSpec, tp: int) -> int:
 
 
 def kv_elements_per_token(model: ModelSpec, layer: int, tp: int = 1) -> int:
-    """Cached elements per token of one layer on one GPU (keys + values, or MLA latent + rope key)."""
+    """Cached elements per token of one layer on one GPU (keys + values, or MLA latent + rope key);
+    none on a linear-attention layer, which keeps a fixed-size state instead (state_bytes_per_seq)."""
+    if model.layer_kinds[layer] == "linear":
+        return 0
     if model.is_mla:
         return model.kv_lora_rank + model.qk_rope_head_dim  # the latent is not sharded by tp
     return 2 * kv_heads_per_gpu(model, tp) * model.head_dim
@@ -38,3 +41,40 @@ def kv_bytes(model: ModelSpec, batch: int, tokens: int, dtype: str, tp: int = 1,
 def kv_bytes_per_token(model: ModelSpec, dtype: str, tp: int = 1) -> float:
     """Per-token KV bytes with no window cap (a token's footprint while it is inside every window)."""
     return sum(kv_elements_per_token(model, layer, tp) for layer in range(model.layers)) * nbytes(dtype)
+
+
+# -- linear attention (Gated DeltaNet): a fixed-size state per sequence, not per token ----------------
+CONV_STATE_DTYPE = "bf16"  # the conv1d's last (kernel - 1) inputs are kept in the model dtype
+
+
+def linear_heads_per_gpu(model: ModelSpec, tp: int) -> tuple[int, int]:
+    """(key heads, value heads) of a linear-attention layer on one TP rank (replicated past tp = heads)."""
+    la = model.linear_attention
+    return max(1, la.key_heads // tp), max(1, la.value_heads // tp)
+
+
+def conv_channels(model: ModelSpec, tp: int = 1) -> int:
+    """Channels of the causal conv1d on one GPU: q, k (key heads x key_dim each) and v (value heads x value_dim)."""
+    la = model.linear_attention
+    hk, hv = linear_heads_per_gpu(model, tp)
+    return 2 * hk * la.key_dim + hv * la.value_dim
+
+
+def recurrent_state_bytes(model: ModelSpec, tp: int = 1) -> float:
+    """One sequence's recurrent state in one linear layer on one GPU: a key_dim x value_dim matrix per value head."""
+    la = model.linear_attention
+    return linear_heads_per_gpu(model, tp)[1] * la.key_dim * la.value_dim * nbytes(la.state_dtype)
+
+
+def state_bytes_per_seq(model: ModelSpec, layer: int, tp: int = 1) -> float:
+    """Bytes one sequence keeps in `layer` whatever its length: recurrent state + conv window (0 off linear layers)."""
+    if model.linear_attention is None or model.layer_kinds[layer] != "linear":
+        return 0.0
+    conv = (model.linear_attention.conv_kernel - 1) * conv_channels(model, tp) * nbytes(CONV_STATE_DTYPE)
+    return recurrent_state_bytes(model, tp) + conv
+
+
+def state_bytes(model: ModelSpec, tp: int = 1, layers=None) -> float:
+    """Per-sequence state bytes over `layers` (default all) on one GPU of a TP group."""
+    span = range(model.layers) if layers is None else layers
+    return sum(state_bytes_per_seq(model, layer, tp) for layer in span)
