@@ -10,7 +10,8 @@ from simcore.config.model import load_model, parse_config
 from simcore.memory.engines import CUDA_CONTEXT, engine_memory, state_pool_bytes
 from simcore.memory.weights import linear_bytes
 from simcore.ops.builder import StageBuilder
-from simcore.ops.kv import kv_bytes, state_bytes, state_bytes_per_seq
+from simcore.errors import SimcoreError
+from simcore.ops.kv import index_bytes_per_token, kv_bytes, state_bytes, state_bytes_per_seq
 from simcore.ops.linears import Linear, Sharding, active_params, mlp_linears, total_params
 from simcore.ops.passes import decode, prefill
 from simcore.ops.weight_format import int4_bytes_per_weight, int4_matrix_bytes
@@ -142,6 +143,66 @@ def test_engines_reserve_the_state_of_their_request_slots():
     assert s.kv == pytest.approx(left / 1.9) and s.kv > 0
     assert state_pool_bytes(run, range(60), 10) == 10 * state_bytes(run.model, 8)
     assert state_pool_bytes(make_run("llama-3.1-8b"), range(32), 10) == 0
+
+
+# -- GLM-5: MLA with DeepSeek Sparse Attention ------------------------------------------------------
+def test_glm5_reads_its_indexer_and_lands_on_its_size():
+    m = load_model("glm-5")
+    sa = m.sparse_attention
+    assert (sa.index_heads, sa.index_dim, sa.topk) == (32, 128, 2048) and m.is_mla
+    assert (m.qk_nope_head_dim, m.qk_rope_head_dim, m.v_head_dim, m.kv_lora_rank) == (192, 64, 256, 512)
+    assert total_params(m) == pytest.approx(744e9, rel=0.01)  # GLM-5: 744B total, 40B active
+    assert active_params(m) == pytest.approx(40e9, rel=0.05)
+
+
+def test_glm5_cache_bytes_per_token_by_hand():
+    m = load_model("glm-5")
+    # the indexer key: 128 fp8 values + one fp32 scale per 128, whatever the KV dtype
+    assert index_bytes_per_token(m, 0) == 132
+    assert kv_bytes(m, 1, 1, "bf16") == 78 * ((512 + 64) * 2 + 132)
+    assert kv_bytes(m, 1, 1, "fp8") == 78 * ((512 + 64) + 132)
+    assert index_bytes_per_token(load_model("deepseek-v3"), 0) == 0
+
+
+def test_glm5_decode_reads_top_k_latents_and_scores_every_token():
+    run = make_run("glm-5", hardware="h200-sxm", batch=2, prompt=8, output=2, parallelism={"tp": 8},
+                   precision={"weights": "fp8"})
+    builder = StageBuilder(run, 0)
+    ops = {op.name: op for op in builder.ops(decode(2, past=10_000)) if op.layer == 5}
+    # each sequence: 2048 latent rows of 576 bf16 + 10001 indexer keys of 132 B
+    assert ops["kv_cache_fetch"].bytes == 2 * (576 * 2 * 2048 + 132 * 10_001)
+    assert ops["kv_cache_store"].bytes == 2 * (576 * 2 + 132)
+    # MLA decode in the latent space over the top-k only: 8 heads x 2048 keys x (576 + 512) x 2, per sequence
+    assert ops["attention"].flops == 2 * 8 * 2 * 2048 * (576 + 512)
+    assert ops["attention"].shape == (2, 8, 2048)
+    # the indexer scores all 10001 cached tokens with 32 heads of 128, on fp8 math
+    logits = ops["indexer_logits"]
+    assert logits.flops == 2 * 32 * 128 * 2 * 10_001 and logits.dtype == "fp8"
+    assert ops["indexer_topk"].bytes == 2 * 10_001 * 4 + 2 * 2048 * 4
+    # replicated indexer projections: q latent 2048 -> 32 x 128, hidden 6144 -> 128 + 32
+    assert ops["indexer_q"].shape[1:] == (4096, 2048) and ops["indexer_k"].shape[1:] == (160, 6144)
+
+
+def test_glm5_below_top_k_attends_like_dense_mla():
+    run = make_run("glm-5", hardware="h200-sxm", batch=1, prompt=8, output=2, parallelism={"tp": 8})
+    ops = {op.name: op for op in StageBuilder(run, 0).ops(prefill(1, 1024)) if op.layer == 5}
+    pairs = 1024 * 1025 // 2  # every causal pair: no query has more than 2048 keys
+    assert ops["attention"].flops == 2 * 8 * pairs * (192 + 64 + 256)
+    assert ops["indexer_logits"].flops == 2 * 32 * 128 * pairs
+    long = {op.name: op for op in StageBuilder(run, 0).ops(prefill(1, 4096)) if op.layer == 5}
+    capped = 2048 * 2049 // 2 + 2048 * 2048  # queries past 2048 keep their top 2048 keys
+    assert long["attention"].flops == 2 * 8 * capped * (192 + 64 + 256)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"layer_types": ["linear_attention", "full_attention"]}, "'linear_num_key_heads' is missing"),
+    ({"index_topk": 2048, "index_n_heads": 8, "index_head_dim": 64}, "needs MLA attention"),
+])
+def test_incomplete_new_architecture_fields_are_one_line_errors(extra, message):
+    raw = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, **extra}
+    with pytest.raises(SimcoreError) as err:
+        parse_config(raw, "x", "x.json")
+    assert message in str(err.value) and "\n" not in str(err.value)
 
 
 # -- every new architecture: its synthetic rows run on H200 and B200 ----------------------------

@@ -13,9 +13,9 @@ import math
 
 from simcore.config.experiment import Run
 from simcore.config.model import ModelSpec
-from simcore.ops import linear_attention
+from simcore.ops import linear_attention, sparse_attention
 from simcore.ops.kv_retention import get_retention
-from simcore.ops.kv import cached_tokens, kv_elements_per_token, kv_heads_per_gpu
+from simcore.ops.kv import attended_tokens, cached_tokens, index_bytes_per_token, kv_elements_per_token, kv_heads_per_gpu
 from simcore.ops.linears import Linear, Sharding, attention_linears, mlp_linears
 from simcore.ops.op import (
     ATTN_DECODE,
@@ -143,12 +143,18 @@ class StageBuilder:
         """Store this pass's new K/V; fetch what attention must read back from the cache."""
         elems = kv_elements_per_token(self.m, layer, self.run.par.tp) * self.kv
         stored = sum(g.seqs * cached_tokens(self.m, layer, g.new) for g in b.groups) * elems
-        ops = [Op("kv_cache_store", KV_STORE, MEMORY, layer, bytes=stored, kv_bytes=stored, tier=self.kv_tier)]
         # A prompt's own K/V come straight from the projection; earlier tokens come from the cache,
         # and a decode reads the whole cache including the token it just stored.
         fetched = elems * sum(
             g.seqs * cached_tokens(self.m, layer, g.past + g.new if g.phase == "decode" else g.past) for g in b.groups
         )
+        if self.m.sparse_attention is not None:
+            # DSA: the indexer reads every cached token's index key, attention only the top-k latent rows
+            index = index_bytes_per_token(self.m, layer)
+            stored += index * sum(g.seqs * g.new for g in b.groups)
+            fetched = sum(g.seqs * (elems * attended_tokens(self.m, layer, n) + index * cached_tokens(self.m, layer, n))
+                          for g in b.groups for n in [g.past + g.new if g.phase == "decode" else g.past])
+        ops = [Op("kv_cache_store", KV_STORE, MEMORY, layer, bytes=stored, kv_bytes=stored, tier=self.kv_tier)]
         if fetched:
             ops.append(
                 # The fetch is the attention kernel's read stream: it pays no launch floor of its own.
@@ -173,14 +179,15 @@ class StageBuilder:
 
     def attention_core(self, layer: int, groups: tuple[Group, ...], dk: int, dv: int, q_heads: int) -> Op:
         """One attention kernel over every group of one phase (varlen, as FlashAttention runs a batch)."""
-        window = self.m.window(layer)
+        sparse = self.m.sparse_attention
+        window = sparse.topk if sparse is not None else self.m.window(layer)  # top-k keys count as a window does
         pairs = sum(g.seqs * attended_pairs(g.past, g.new, window) for g in groups)
         tokens = sum(g.tokens for g in groups)
         flops = 2.0 * q_heads * pairs * (dk + dv)
         qo = tokens * q_heads * (dk + dv) * self.a
         if groups[0].phase == "decode":
             seqs = sum(g.seqs for g in groups)
-            span = sum(g.seqs * cached_tokens(self.m, layer, g.past + g.new) for g in groups) / seqs
+            span = sum(g.seqs * attended_tokens(self.m, layer, g.past + g.new) for g in groups) / seqs
             return Op("attention", COMPUTE, ATTN_DECODE, layer, flops=flops, bytes=qo, dtype=self.act,
                       shape=(seqs, q_heads, span), act_bytes=qo)
         kv_heads = q_heads if self.m.is_mla else kv_heads_per_gpu(self.m, self.run.par.tp)
@@ -203,6 +210,8 @@ class StageBuilder:
             ops.append(self.elementwise("latent_norm", layer, 2 * t * (m.q_lora_rank + m.kv_lora_rank) * a))
             ops.append(self.gemm(lins["q_b_proj"], t, layer))
             ops.append(self.elementwise("rope", layer, 2 * t * (heads + 1) * m.qk_rope_head_dim * a))
+            if m.sparse_attention is not None:
+                ops += sparse_attention.indexer_ops(self, layer, b)
             ops += self.kv_ops(layer, b)
             kv_b = lins["kv_b_proj"]
             if decodes:

@@ -21,6 +21,32 @@ def kv_elements_per_token(model: ModelSpec, layer: int, tp: int = 1) -> int:
     return 2 * kv_heads_per_gpu(model, tp) * model.head_dim
 
 
+# DeepSeek Sparse Attention's indexer keeps one fp8 key of index_head_dim per token and layer with one fp32
+# scale per 128 values, whatever the KV cache dtype: 128 + 4 = 132 bytes for index_head_dim 128 (SGLang
+# NSATokenToKVPool index_k_with_scale_buffer; TensorRT-LLM's DSA cache manager; vLLM's indexer cache)
+INDEX_QUANT_BLOCK = 128
+
+
+def index_bytes_per_token(model: ModelSpec, layer: int) -> float:
+    """Indexer key bytes one token adds to `layer` (0 without sparse attention; not split by tp)."""
+    sa = model.sparse_attention
+    if sa is None or model.layer_kinds[layer] == "linear":
+        return 0.0
+    return sa.index_dim + -(-sa.index_dim // INDEX_QUANT_BLOCK) * 4
+
+
+def token_bytes(model: ModelSpec, layer: int, dtype: str, tp: int = 1) -> float:
+    """Cache bytes one token adds to one layer on one GPU: keys + values (or latent) and any indexer key."""
+    return kv_elements_per_token(model, layer, tp) * nbytes(dtype) + index_bytes_per_token(model, layer)
+
+
+def attended_tokens(model: ModelSpec, layer: int, tokens: int) -> int:
+    """Cached tokens one query's attention reads: the window, DSA's top-k, or all of them."""
+    sa = model.sparse_attention
+    kept = cached_tokens(model, layer, tokens)
+    return min(kept, sa.topk) if sa is not None else kept
+
+
 def cached_tokens(model: ModelSpec, layer: int, tokens: int) -> int:
     """Tokens a layer keeps: all of them, or at most the window on sliding-window layers."""
     window = model.window(layer)
@@ -29,7 +55,7 @@ def cached_tokens(model: ModelSpec, layer: int, tokens: int) -> int:
 
 def kv_layer_bytes(model: ModelSpec, layer: int, batch: int, tokens: int, dtype: str, tp: int = 1) -> float:
     """Bytes of keys + values held by one layer for `batch` sequences of `tokens` tokens each."""
-    return batch * cached_tokens(model, layer, tokens) * kv_elements_per_token(model, layer, tp) * nbytes(dtype)
+    return batch * cached_tokens(model, layer, tokens) * token_bytes(model, layer, dtype, tp)
 
 
 def kv_bytes(model: ModelSpec, batch: int, tokens: int, dtype: str, tp: int = 1, layers=None) -> float:
@@ -40,7 +66,7 @@ def kv_bytes(model: ModelSpec, batch: int, tokens: int, dtype: str, tp: int = 1,
 
 def kv_bytes_per_token(model: ModelSpec, dtype: str, tp: int = 1) -> float:
     """Per-token KV bytes with no window cap (a token's footprint while it is inside every window)."""
-    return sum(kv_elements_per_token(model, layer, tp) for layer in range(model.layers)) * nbytes(dtype)
+    return sum(token_bytes(model, layer, dtype, tp) for layer in range(model.layers))
 
 
 # -- linear attention (Gated DeltaNet): a fixed-size state per sequence, not per token ----------------

@@ -60,6 +60,10 @@ def attention_linears(m: ModelSpec, s: Sharding, dense_dtype: str, layer: int | 
             Linear("kv_b_proj", m.kv_lora_rank, heads * (m.qk_nope_head_dim + m.v_head_dim), dense_dtype),
             Linear("o_proj", heads * m.v_head_dim, m.hidden, dense_dtype),
         ]
+        if m.sparse_attention is not None:  # DSA's indexer: replicated on every rank (ops/sparse_attention.py)
+            sa = m.sparse_attention
+            out += [Linear("indexer_q", m.q_lora_rank or m.hidden, sa.index_heads * sa.index_dim, dense_dtype),
+                    Linear("indexer_k", m.hidden, sa.index_dim + sa.index_heads, dense_dtype)]
         return out
     q = m.heads // tp * m.head_dim
     kv = kv_heads_per_gpu(m, tp) * m.head_dim

@@ -41,6 +41,8 @@ MODELS = {
     "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3",  # V3.1: the V3 architecture
     "moonshotai/Kimi-K2.5": "kimi-k2.5",
     "Qwen/Qwen3.5-397B-A17B": "qwen3.5-397b-a17b",
+    "zai-org/GLM-5": "glm-5",
+    "zhipuai/GLM-5": "glm-5",  # the rows' spelling of zai-org/GLM-5 (Zhipu AI's earlier organisation name)
 }
 # aiconfigurator's system names (src/aiconfigurator/systems/*.yaml @095f58a5) -> catalog GPUs
 GPUS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200-sxm", "b200_sxm": "b200", "a100_sxm": "a100-80gb-sxm",
