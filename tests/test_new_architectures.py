@@ -141,6 +141,7 @@ def test_engines_reserve_the_state_of_their_request_slots():
     (s,) = sg.stages
     left = sg.device - CUDA_CONTEXT - s.non_torch - s.weights - s.activation  # caches' share of the static pool
     assert s.kv == pytest.approx(left / 1.9) and s.kv > 0
+    assert s.state == pytest.approx(left * 0.9 / 1.9) and sg.as_dict()["state_bytes"] == s.state
     assert state_pool_bytes(run, range(60), 10) == 10 * state_bytes(run.model, 8)
     assert state_pool_bytes(make_run("llama-3.1-8b"), range(32), 10) == 0
 
