@@ -41,6 +41,19 @@ def test_compressed_tensors_fp8_stays_fp8():
     assert parse_config(raw, "x", "x").quantization.weight_dtype == "fp8"
 
 
+def test_compressed_tensors_int4_per_channel_and_asymmetric_groups():
+    def q(weights):
+        raw = {"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 100,
+               "quantization_config": {"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": {
+                   "num_bits": 4, "type": "int", **weights}}}}}
+        return parse_config(raw, "x", "x").quantization
+    channel = q({"strategy": "channel", "symmetric": True})
+    assert (channel.weight_dtype, channel.group, channel.zero_point, channel.experts_only) == ("int4", 2**20, False,
+                                                                                               False)
+    assert (q({"strategy": "group", "group_size": 64, "symmetric": False}).group, ) == (64, )
+    assert q({"strategy": "group", "group_size": 64, "symmetric": False}).zero_point
+
+
 def test_int4_group_bytes_by_hand():
     # symmetric group 32: 64 x 10 values at 4 bits = 320 B, plus 2 groups x 10 outputs x 2 B bf16 scale = 40 B
     assert int4_matrix_bytes(64, 10, group=32, zero_point=False) == 360
@@ -128,6 +141,19 @@ def test_qwen35_decode_step_is_flat_in_context_on_linear_layers():
     short = [op for op in builder.ops(decode(1, past=100)) if op.layer == 0]
     long = [op for op in builder.ops(decode(1, past=100_000)) if op.layer == 0]
     assert [(o.name, o.bytes, o.flops) for o in short] == [(o.name, o.bytes, o.flops) for o in long]
+
+
+def test_linear_attention_is_priced_by_its_bytes_and_flops():
+    # the linear_attn family obeys the roofline: never faster than its bytes at HBM bandwidth nor its FLOPs at peak
+    from simcore.cost.roofline import Pricer
+
+    run = make_run("qwen3.5-397b-a17b", hardware="h200-sxm", batch=1, prompt=8, output=2, parallelism={"tp": 8})
+    pricer, gpu = Pricer(run.system), run.system.gpu
+    builder = StageBuilder(run, 0)
+    for ps, name in ((decode(64, past=4000), "gdn_recurrent"), (prefill(4, 4096), "gdn_chunked")):
+        (op,) = [o for o in builder.ops(ps) if o.layer == 0 and o.name == name]
+        t = pricer.time(op)
+        assert t >= op.bytes / gpu.memory.bandwidth and t >= op.flops / gpu.peak_flops("bf16") > 0
 
 
 def test_engines_reserve_the_state_of_their_request_slots():

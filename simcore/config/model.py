@@ -182,7 +182,10 @@ def _compressed_tensors(q: dict, source: str) -> Quantization:
                 None)
     if int4 is None:
         return Quantization("fp8", "fp8", experts_only=False)
-    group = _whole(int4.get("group_size") or 128, "quantization_config.group_size", source, 1, 2**20)
+    if int4.get("strategy") == "channel":  # one scale per output channel: a group as wide as any input
+        group = 2**20
+    else:
+        group = _whole(int4.get("group_size") or 128, "quantization_config.group_size", source, 1, 2**20)
     ignore = q.get("ignore") or []
     experts_only = isinstance(ignore, list) and any("self_attn" in str(x) for x in ignore)
     return Quantization("compressed-tensors", "int4", experts_only=experts_only, group=group,
