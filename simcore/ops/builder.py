@@ -145,15 +145,16 @@ class StageBuilder:
         stored = sum(g.seqs * cached_tokens(self.m, layer, g.new) for g in b.groups) * elems
         # A prompt's own K/V come straight from the projection; earlier tokens come from the cache,
         # and a decode reads the whole cache including the token it just stored.
-        fetched = elems * sum(
-            g.seqs * cached_tokens(self.m, layer, g.past + g.new if g.phase == "decode" else g.past) for g in b.groups
-        )
+        def read(g: Group) -> int:
+            return g.past + g.new if g.phase == "decode" else g.past
+
+        fetched = elems * sum(g.seqs * cached_tokens(self.m, layer, read(g)) for g in b.groups)
         if self.m.sparse_attention is not None:
             # DSA: the indexer reads every cached token's index key, attention only the top-k latent rows
             index = index_bytes_per_token(self.m, layer)
             stored += index * sum(g.seqs * g.new for g in b.groups)
-            fetched = sum(g.seqs * (elems * attended_tokens(self.m, layer, n) + index * cached_tokens(self.m, layer, n))
-                          for g in b.groups for n in [g.past + g.new if g.phase == "decode" else g.past])
+            fetched = sum(g.seqs * (elems * attended_tokens(self.m, layer, read(g))
+                                    + index * cached_tokens(self.m, layer, read(g))) for g in b.groups)
         ops = [Op("kv_cache_store", KV_STORE, MEMORY, layer, bytes=stored, kv_bytes=stored, tier=self.kv_tier)]
         if fetched:
             ops.append(
