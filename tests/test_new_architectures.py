@@ -34,6 +34,29 @@ def test_kimi_reads_its_compressed_tensors_int4_experts():
     assert (run.weight_dtype, run.expert_dtype) == ("bf16", "int4")  # attention, shared experts stay 16-bit
 
 
+def test_an_fp4_kimi_row_runs_nvidias_nvfp4_checkpoint():
+    # nvidia/Kimi-K2.5-NVFP4 (ModelOpt): NVFP4 everywhere but attention (its ignore list), fp8 KV cache
+    q = load_model("kimi-k2.5-nvfp4").quantization
+    assert (q.method, q.weight_dtype, q.experts_only, q.mlp_quantized) == ("modelopt", "nvfp4", True, True)
+    assert not load_model("kimi-k2.5").quantization.mlp_quantized  # its int4 ignore list keeps shared experts 16-bit
+    row = {"system": "b200_sxm", "backend": "vllm", "model_path": "moonshotai/Kimi-K2.5", "precision": "fp4",
+           "isl": "128", "osl": "8", "batch_size": "1", "tp_size": "4", "moe_tp_size": "4"}
+    exp = experiment_for_row(row, limits="aiconfigurator")
+    assert (exp["model"], exp["precision"], exp["inference"]) == (
+        "kimi-k2.5-nvfp4", {"weights": "auto"}, {"kvcache_precision": "fp8"})
+    run = make_run("kimi-k2.5-nvfp4", hardware="b200", parallelism={"tp": 4})
+    assert (run.weight_dtype, run.expert_dtype) == ("bf16", "nvfp4")
+    ops = {op.name: op for op in StageBuilder(run, 0).ops(decode(1, past=8)) if op.layer == 5}
+    assert ops["experts_gate_up"].dtype == "fp4" and ops["q_b_proj"].dtype == "bf16"
+    # the shared expert and layer 0's dense MLP are NVFP4 too: 4.5 bits a weight
+    assert ops["shared_gate_up"].dtype == "fp4" and ops["shared_gate_up"].weight_bytes == 7168 * 2 * 512 * 4.5 / 8
+    dense = {op.name: op for op in StageBuilder(run, 0).ops(decode(1, past=8)) if op.layer == 0}
+    assert dense["gate_up_proj"].weight_bytes == 7168 * 2 * (18432 // 4) * 4.5 / 8
+    # a gpt-oss MXFP4 row keeps its own KV default, as before
+    gpt = dict(row, model_path="openai/gpt-oss-120b", tp_size="2", moe_tp_size="2")
+    assert "inference" not in experiment_for_row(gpt, limits="aiconfigurator")
+
+
 def test_compressed_tensors_fp8_stays_fp8():
     raw = {"hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 4, "vocab_size": 100,
            "quantization_config": {"quant_method": "compressed-tensors", "config_groups": {"g": {

@@ -39,6 +39,7 @@ PER_TOKEN = [
     ("minimax-m2.5", 62 * 2 * 8 * 128 * 2, "GQA"),
     ("deepseek-r1", 61 * (512 + 64) * 2, "MLA"),  # the DeepSeek-V3 architecture
     ("kimi-k2.5", 61 * (512 + 64) * 2, "MLA"),  # DeepSeek-V3 attention; int4 experts leave the KV 16-bit
+    ("kimi-k2.5-nvfp4", 61 * (512 + 64) * 2, "MLA"),
     ("qwen3.5-397b-a17b", 15 * 2 * 2 * 256 * 2, "GQA"),  # KV on the 15 full layers; 45 linear layers keep a state
     ("glm-5", 78 * ((512 + 64) * 2 + 132), "MLA"),  # + the DSA indexer's fp8 key and fp32 scale (any KV dtype)
 ]

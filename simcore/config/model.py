@@ -32,12 +32,13 @@ BOOLS = ("tie_word_embeddings", "attention_bias", "use_sliding_window")
 class Quantization:
     """Weight quantization from quantization_config; None fields mean 'not quantized'."""
 
-    method: str  # fp8 | mxfp4 | awq | gptq | none
-    weight_dtype: str  # dtype name of quantized weights: fp8 | mxfp4 | int4
-    experts_only: bool  # mxfp4 in gpt-oss quantizes only the expert weights
+    method: str  # fp8 | mxfp4 | awq | gptq | compressed-tensors | modelopt
+    weight_dtype: str  # dtype name of quantized weights: fp8 | mxfp4 | int4 | nvfp4
+    experts_only: bool  # only the MLP / expert weights (gpt-oss mxfp4; attention left in 16 bits by the ignore list)
     block: tuple[int, int] | None = None  # fp8 weight_block_size (one fp32 scale per block); None: per channel
     group: int = 128  # int4: inputs per scale group (AWQ / GPTQ 128; compressed-tensors group_size)
     zero_point: bool = True  # int4: asymmetric groups carry a 4-bit zero point (AWQ / GPTQ); symmetric do not
+    mlp_quantized: bool = False  # experts_only, but shared experts and dense MLPs are quantized too (attention is not)
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,19 @@ def _quantization(cfg: dict, source: str) -> Quantization | None:
         return Quantization(method, "int4", experts_only=False, group=group)
     if method == "compressed-tensors":
         return _compressed_tensors(q, source)
+    if method == "modelopt":  # NVIDIA ModelOpt checkpoints (nvidia/*-NVFP4, *-FP8): quant_algo names the format
+        algo = str(q.get("quant_algo", "")).upper()
+        dtype = {"NVFP4": "nvfp4", "FP8": "fp8"}.get(algo)
+        if dtype is None:
+            raise SimcoreError(f"{source}: quantization_config.quant_algo = {algo!r}: allowed NVFP4, FP8 for modelopt")
+        ignore = q.get("ignore") or q.get("exclude_modules") or []
+        ignore = [str(x) for x in ignore] if isinstance(ignore, list) else []
+        experts_only = any("self_attn" in x for x in ignore)
+        mlp_kept = any("shared_expert" in x or "mlp" in x for x in ignore)
+        return Quantization("modelopt", dtype, experts_only=experts_only, mlp_quantized=experts_only and not mlp_kept)
     raise SimcoreError(
-        f"{source}: quantization_config.quant_method = {method!r}: allowed fp8, mxfp4, awq, gptq, compressed-tensors"
+        f"{source}: quantization_config.quant_method = {method!r}: allowed fp8, mxfp4, awq, gptq, compressed-tensors, "
+        f"modelopt"
     )
 
 

@@ -89,6 +89,9 @@ def linear_attention_linears(m: ModelSpec, tp: int, dtype: str) -> list[Linear]:
 
 
 def mlp_linears(m: ModelSpec, layer: int, s: Sharding, dense_dtype: str, expert_dtype: str) -> list[Linear]:
+    q = m.quantization
+    if q is not None and q.mlp_quantized and expert_dtype == q.weight_dtype:  # the checkpoint, run as published
+        dense_dtype = expert_dtype  # its dense MLPs and shared experts are quantized like the experts
     if not m.moe_layers[layer]:
         inter = m.intermediate // s.tp
         return [
