@@ -244,6 +244,19 @@ def test_glm5_below_top_k_attends_like_dense_mla():
     assert long["attention"].flops == 2 * 8 * capped * (192 + 64 + 256)
 
 
+def test_an_fp4_glm5_row_runs_nvidias_nvfp4_checkpoint():
+    q = load_model("glm-5-nvfp4").quantization
+    assert (q.method, q.weight_dtype, q.experts_only, q.mlp_quantized) == ("modelopt", "nvfp4", True, True)
+    row = {"system": "b200_sxm", "backend": "sglang", "model_path": "zhipuai/GLM-5", "precision": "fp4",
+           "isl": "128", "osl": "8", "batch_size": "1", "tp_size": "8", "moe_tp_size": "8"}
+    exp = experiment_for_row(row, limits="aiconfigurator")
+    assert (exp["model"], exp["precision"], exp["inference"]) == (
+        "glm-5-nvfp4", {"weights": "auto"}, {"kvcache_precision": "fp8"})
+    run = make_run("glm-5-nvfp4", hardware="b200", parallelism={"tp": 8})
+    ops = {op.name: op for op in StageBuilder(run, 0).ops(decode(1, past=8)) if op.layer == 5}
+    assert ops["experts_down"].dtype == "fp4" and ops["indexer_q"].dtype == "bf16" and ops["o_proj"].dtype == "bf16"
+
+
 @pytest.mark.parametrize("extra, message", [
     ({"layer_types": ["linear_attention", "full_attention"]}, "'linear_num_key_heads' is missing"),
     ({"index_topk": 2048, "index_n_heads": 8, "index_head_dim": 64}, "needs MLA attention"),

@@ -42,8 +42,9 @@ PER_TOKEN = [
     ("kimi-k2.5-nvfp4", 61 * (512 + 64) * 2, "MLA"),
     ("qwen3.5-397b-a17b", 15 * 2 * 2 * 256 * 2, "GQA"),  # KV on the 15 full layers; 45 linear layers keep a state
     ("glm-5", 78 * ((512 + 64) * 2 + 132), "MLA"),  # + the DSA indexer's fp8 key and fp32 scale (any KV dtype)
+    ("glm-5-nvfp4", 78 * ((512 + 64) * 2 + 132), "MLA"),
 ]
-FIXED_BYTES = {"glm-5": 78 * 132}  # per-token bytes that do not follow the KV dtype
+FIXED_BYTES = {"glm-5": 78 * 132, "glm-5-nvfp4": 78 * 132}  # per-token bytes that do not follow the KV dtype
 
 
 def test_every_catalog_model_has_a_hand_computed_row():

@@ -41,13 +41,14 @@ MODELS = {
     "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3",  # V3.1: the V3 architecture
     "moonshotai/Kimi-K2.5": "kimi-k2.5",
     "nvidia/Kimi-K2.5-NVFP4": "kimi-k2.5-nvfp4",
+    "nvidia/GLM-5-NVFP4": "glm-5-nvfp4",
     "Qwen/Qwen3.5-397B-A17B": "qwen3.5-397b-a17b",
     "zai-org/GLM-5": "glm-5",
     "zhipuai/GLM-5": "glm-5",  # the rows' spelling of zai-org/GLM-5 (Zhipu AI's earlier organisation name)
 }
 # A row names the base model and a precision; where the publisher's own quantized checkpoint is in the catalog,
 # that checkpoint is what ran (its quantization_config says which layers are quantized)
-PUBLISHED = {("kimi-k2.5", "fp4"): "kimi-k2.5-nvfp4", ("kimi-k2.5", "nvfp4"): "kimi-k2.5-nvfp4"}
+PUBLISHED = {(base, p): f"{base}-nvfp4" for base in ("kimi-k2.5", "glm-5") for p in ("fp4", "nvfp4")}
 # aiconfigurator's system names (src/aiconfigurator/systems/*.yaml @095f58a5) -> catalog GPUs
 GPUS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200-sxm", "b200_sxm": "b200", "a100_sxm": "a100-80gb-sxm",
         "h100_pcie": "h100-pcie", "l40s": "l40s", "l4": "l4"}
