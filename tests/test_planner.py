@@ -38,7 +38,13 @@ PER_TOKEN = [
     ("qwen3-235b-a22b", 94 * 2 * 4 * 128 * 2, "GQA"),
     ("minimax-m2.5", 62 * 2 * 8 * 128 * 2, "GQA"),
     ("deepseek-r1", 61 * (512 + 64) * 2, "MLA"),  # the DeepSeek-V3 architecture
+    ("kimi-k2.5", 61 * (512 + 64) * 2, "MLA"),  # DeepSeek-V3 attention; int4 experts leave the KV 16-bit
+    ("kimi-k2.5-nvfp4", 61 * (512 + 64) * 2, "MLA"),
+    ("qwen3.5-397b-a17b", 15 * 2 * 2 * 256 * 2, "GQA"),  # KV on the 15 full layers; 45 linear layers keep a state
+    ("glm-5", 78 * ((512 + 64) * 2 + 132), "MLA"),  # + the DSA indexer's fp8 key and fp32 scale (any KV dtype)
+    ("glm-5-nvfp4", 78 * ((512 + 64) * 2 + 132), "MLA"),
 ]
+FIXED_BYTES = {"glm-5": 78 * 132, "glm-5-nvfp4": 78 * 132}  # per-token bytes that do not follow the KV dtype
 
 
 def test_every_catalog_model_has_a_hand_computed_row():
@@ -51,7 +57,8 @@ def test_per_token_kv_bytes_and_attention_type(name, per_token, kind):
     fp8 = ModelArchitecture(name, kv_dtype="fp8").get_kv_cache_detail(4096, 2)
     assert isinstance(bf16, KVCacheDetail)
     assert bf16.per_token_memory_bytes == per_token
-    assert fp8.per_token_memory_bytes == per_token // 2  # the KV dtype is independent of the weights
+    fixed = FIXED_BYTES.get(name, 0)
+    assert fp8.per_token_memory_bytes == (per_token - fixed) // 2 + fixed  # the KV dtype is independent of the weights
     assert (bf16.precision_in_bytes, fp8.precision_in_bytes) == (2, 1)
     assert bf16.attention_type == kind and str(bf16.attention_type) == kind
 

@@ -54,4 +54,5 @@ def with_retention(model, cfg: KVRetention):
     if model.sliding_window:
         raise SimcoreError(f"field 'inference.kv_retention.policy' = {cfg.policy!r}: {model.name} already has "
                            f"sliding-window layers (window {model.sliding_window}); allowed: full")
-    return dataclasses.replace(model, layer_kinds=("sliding",) * model.layers, sliding_window=kept)
+    kinds = tuple("linear" if k == "linear" else "sliding" for k in model.layer_kinds)  # a state has no tokens to drop
+    return dataclasses.replace(model, layer_kinds=kinds, sliding_window=kept)

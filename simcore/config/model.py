@@ -32,10 +32,37 @@ BOOLS = ("tie_word_embeddings", "attention_bias", "use_sliding_window")
 class Quantization:
     """Weight quantization from quantization_config; None fields mean 'not quantized'."""
 
-    method: str  # fp8 | mxfp4 | awq | gptq | none
-    weight_dtype: str  # dtype name of quantized weights: fp8 | mxfp4 | int4
-    experts_only: bool  # mxfp4 in gpt-oss quantizes only the expert weights
+    method: str  # fp8 | mxfp4 | awq | gptq | compressed-tensors | modelopt
+    weight_dtype: str  # dtype name of quantized weights: fp8 | mxfp4 | int4 | nvfp4
+    experts_only: bool  # only the MLP / expert weights (gpt-oss mxfp4; attention left in 16 bits by the ignore list)
     block: tuple[int, int] | None = None  # fp8 weight_block_size (one fp32 scale per block); None: per channel
+    group: int = 128  # int4: inputs per scale group (AWQ / GPTQ 128; compressed-tensors group_size)
+    zero_point: bool = True  # int4: asymmetric groups carry a 4-bit zero point (AWQ / GPTQ); symmetric do not
+    mlp_quantized: bool = False  # experts_only, but shared experts and dense MLPs are quantized too (attention is not)
+
+
+@dataclass(frozen=True)
+class LinearAttention:
+    """Gated DeltaNet layers (Qwen3-Next, Qwen3.5: layer_types 'linear_attention'): a fixed-size recurrent
+    state per sequence instead of a growing KV cache. docs/models.md."""
+
+    key_heads: int  # linear_num_key_heads (q and k heads; value heads share them in groups)
+    value_heads: int  # linear_num_value_heads: one key_dim x value_dim state matrix each
+    key_dim: int  # linear_key_head_dim
+    value_dim: int  # linear_value_head_dim
+    conv_kernel: int  # linear_conv_kernel_dim: causal depthwise conv over q, k, v (kernel - 1 tokens kept)
+    state_dtype: str  # mamba_ssm_dtype of the recurrent state (float32 in Qwen3.5)
+
+
+@dataclass(frozen=True)
+class SparseAttention:
+    """DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5): a lightning indexer scores every cached token
+    with index_heads x index_dim queries against one index_dim key per token, and attention reads only
+    the top-k scoring tokens. docs/models.md."""
+
+    index_heads: int  # index_n_heads
+    index_dim: int  # index_head_dim
+    topk: int  # index_topk
 
 
 @dataclass(frozen=True)
@@ -75,6 +102,10 @@ class ModelSpec:
     # qk_norm_type "per_layer" (MiniMax-M2): one RMS over all heads' q (and k) elements, so a TP-sharded
     # projection all-reduces the per-token statistics; otherwise one RMS per head (Qwen3)
     qk_norm_per_layer: bool = False
+    shared_intermediate: int = 0  # width of the shared expert(s) when given apart (Qwen: shared_expert_intermediate_size)
+    attn_output_gate: bool = False  # full attention's output is gated by a sigmoid of a second q-sized projection
+    linear_attention: LinearAttention | None = None  # the 'linear' layers of layer_kinds
+    sparse_attention: SparseAttention | None = None
 
     @property
     def is_mla(self) -> bool:
@@ -91,6 +122,10 @@ class ModelSpec:
         if self.kv_heads == 1:
             return "MQA"
         return "MHA" if self.kv_heads == self.heads else "GQA"
+
+    @property
+    def is_hybrid_linear(self) -> bool:
+        return self.linear_attention is not None
 
     def window(self, layer: int) -> int | None:
         return self.sliding_window if self.layer_kinds[layer] == "sliding" else None
@@ -131,12 +166,45 @@ def _quantization(cfg: dict, source: str) -> Quantization | None:
         bits = q.get("bits", q.get("w_bit", 4))
         if bits != 4:
             raise SimcoreError(f"{source}: quantization_config.bits = {bits!r}: only 4-bit {method} is modeled")
-        return Quantization(method, "int4", experts_only=False)
+        group = q.get("group_size", q.get("q_group_size", 128))
+        group = _whole(group, "quantization_config.group_size", source, 1, 2**20) if group != -1 else 2**20
+        return Quantization(method, "int4", experts_only=False, group=group)
     if method == "compressed-tensors":
-        return Quantization("fp8", "fp8", experts_only=False)
+        return _compressed_tensors(q, source)
+    if method == "modelopt":  # NVIDIA ModelOpt checkpoints (nvidia/*-NVFP4, *-FP8): quant_algo names the format
+        algo = str(q.get("quant_algo", "")).upper()
+        dtype = {"NVFP4": "nvfp4", "FP8": "fp8"}.get(algo)
+        if dtype is None:
+            raise SimcoreError(f"{source}: quantization_config.quant_algo = {algo!r}: allowed NVFP4, FP8 for modelopt")
+        ignore = q.get("ignore") or q.get("exclude_modules") or []
+        ignore = [str(x) for x in ignore] if isinstance(ignore, list) else []
+        experts_only = any("self_attn" in x for x in ignore)
+        mlp_kept = any("shared_expert" in x or "mlp" in x for x in ignore)
+        return Quantization("modelopt", dtype, experts_only=experts_only, mlp_quantized=experts_only and not mlp_kept)
     raise SimcoreError(
-        f"{source}: quantization_config.quant_method = {method!r}: allowed fp8, mxfp4, awq, gptq, compressed-tensors"
+        f"{source}: quantization_config.quant_method = {method!r}: allowed fp8, mxfp4, awq, gptq, compressed-tensors, "
+        f"modelopt"
     )
+
+
+def _compressed_tensors(q: dict, source: str) -> Quantization:
+    """compressed-tensors (llm-compressor): fp8 W8A8 schemes, or weight-only int4 groups ("pack-quantized",
+    Kimi-K2.5: num_bits 4, type int, strategy group, group_size 32, symmetric; attention, shared experts and
+    dense MLPs in its `ignore` list stay 16-bit, so only the routed experts are int4)."""
+    groups = q.get("config_groups") or {}
+    weights = [g.get("weights") for g in groups.values() if isinstance(g, dict)] if isinstance(groups, dict) else []
+    int4 = next((w for w in weights if isinstance(w, dict) and w.get("num_bits") == 4 and w.get("type") == "int"),
+                None)
+    if int4 is None:
+        return Quantization("fp8", "fp8", experts_only=False)
+    if int4.get("strategy") == "channel":  # one scale per output channel: a group as wide as any input
+        group = 2**20
+    else:
+        group = _whole(int4.get("group_size") or 128, "quantization_config.group_size", source, 1, 2**20)
+    ignore = q.get("ignore") or []
+    experts_only = isinstance(ignore, list) and any("self_attn" in str(x) for x in ignore)
+    return Quantization("compressed-tensors", "int4", experts_only=experts_only, group=group,
+                        zero_point=not int4.get("symmetric", True))
 
 
 def _whole(value, key: str, source: str, minimum: int, maximum: int) -> int:
@@ -172,7 +240,7 @@ def _layer_kinds(cfg: dict, layers: int, source: str) -> tuple[tuple[str, ...], 
         if len(types) != layers:
             raise SimcoreError(f"{source}: field 'layer_types' has {len(types)} entries; num_hidden_layers = "
                                f"{layers} needs one per layer")
-        kinds = tuple("sliding" if "sliding" in t else "full" for t in types)
+        kinds = tuple("linear" if "linear" in t else "sliding" if "sliding" in t else "full" for t in types)
         if "sliding" in kinds and window is None:
             raise SimcoreError(f"{source}: field 'layer_types' names sliding layers but sliding_window is not set")
         return kinds, (window if "sliding" in kinds else None)
@@ -243,6 +311,7 @@ def parse_config(raw: dict, name: str, source: str) -> ModelSpec:
                                                           "qk_rope_head_dim")} if mla else {}
     if mla:
         mla_dims["v_head_dim"] = opt("v_head_dim", default=head_dim)
+    shared_width = opt("shared_expert_intermediate_size", default=0, minimum=0) if experts else 0
     return ModelSpec(
         name=name,
         path=source,
@@ -271,10 +340,49 @@ def parse_config(raw: dict, name: str, source: str) -> ModelSpec:
         num_experts=experts,
         experts_per_token=top_k,
         moe_intermediate=opt("moe_intermediate_size", default=intermediate) if experts else 0,
-        shared_experts=opt("n_shared_experts", "num_shared_experts", default=0, minimum=0) if experts else 0,
+        shared_experts=(opt("n_shared_experts", "num_shared_experts", default=0, minimum=0) or (1 if shared_width else 0))
+        if experts else 0,
         quantization=_quantization(cfg, source),
         qk_norm_per_layer=cfg.get("qk_norm_type") == "per_layer",
+        shared_intermediate=shared_width,
+        attn_output_gate=cfg.get("attn_output_gate") is True,
+        linear_attention=_linear_attention(cfg, kinds, source),
+        sparse_attention=_sparse_attention(cfg, source),
     )
+
+
+def _linear_attention(cfg: dict, kinds: tuple[str, ...], source: str) -> LinearAttention | None:
+    if "linear" not in kinds:
+        return None
+    dims = {}
+    for key in ("linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim", "linear_value_head_dim"):
+        if cfg.get(key) is None:
+            raise SimcoreError(f"{source}: layer_types names linear_attention layers but '{key}' is missing "
+                               f"(Gated DeltaNet fields of Qwen3-Next / Qwen3.5 configs)")
+        dims[key] = _whole(cfg[key], key, source, 1, 4096)
+    if dims["linear_num_value_heads"] % dims["linear_num_key_heads"]:
+        raise SimcoreError(f"{source}: linear_num_key_heads = {dims['linear_num_key_heads']} must divide "
+                           f"linear_num_value_heads = {dims['linear_num_value_heads']}")
+    state = str(cfg.get("mamba_ssm_dtype") or "float32")
+    state_dtype = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(state)
+    if state_dtype is None:
+        raise SimcoreError(f"{source}: field 'mamba_ssm_dtype' = {clip(repr(state))}: allowed float32, bfloat16, "
+                           f"float16")
+    return LinearAttention(dims["linear_num_key_heads"], dims["linear_num_value_heads"], dims["linear_key_head_dim"],
+                           dims["linear_value_head_dim"],
+                           _whole(cfg.get("linear_conv_kernel_dim", 4), "linear_conv_kernel_dim", source, 1, 64),
+                           state_dtype)
+
+
+def _sparse_attention(cfg: dict, source: str) -> SparseAttention | None:
+    if cfg.get("index_topk") is None:
+        return None
+    if not all(cfg.get(f) for f in MLA_FIELDS):
+        raise SimcoreError(f"{source}: field 'index_topk' (DeepSeek Sparse Attention) needs MLA attention "
+                           f"(kv_lora_rank, qk_rope_head_dim)")
+    return SparseAttention(_whole(cfg.get("index_n_heads"), "index_n_heads", source, 1, 1024),
+                           _whole(cfg.get("index_head_dim"), "index_head_dim", source, 1, 4096),
+                           _whole(cfg.get("index_topk"), "index_topk", source, 1, 2**31 - 1))
 
 
 @cache

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from simcore.config.hardware import System
 from simcore.cost.collectives import collective_time
 from simcore.ops.backward import BACKWARD
-from simcore.ops.op import ATTN_DECODE, ATTN_PREFILL, COLLECTIVE, GEMM, KV_FETCH, MEMORY, ROUTING, Op
+from simcore.ops.op import ATTN_DECODE, ATTN_PREFILL, COLLECTIVE, GEMM, KV_FETCH, LINEAR_ATTN, MEMORY, ROUTING, Op
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +109,9 @@ class Pricer:
             tiles, seq = op.shape
             c = op.flops / (peak * prefill_attention_efficiency(sys, tiles, seq, op.kind == BACKWARD))
             return Cost(c, op.bytes / (bw * eff.gemm.memory), floor)
+        if op.family == LINEAR_ATTN:  # chunked matmuls at the attention kernels' reachable peak; the state streams
+            c = op.flops / (peak * eff.attention_prefill.compute_max) if op.flops else 0.0
+            return Cost(c, op.bytes / (bw * eff.memory), floor)
         if op.family == ATTN_DECODE or op.kind == KV_FETCH:
             c = op.flops / (peak * eff.attention_prefill.compute_max) if op.flops else 0.0
             return Cost(c, op.bytes / (bw * eff.attention_decode_memory), floor)

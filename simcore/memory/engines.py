@@ -16,7 +16,7 @@ from simcore.config.hardware import GIB
 from simcore.errors import SimcoreError
 from simcore.memory.activations import forward_peak, profile_peak
 from simcore.memory.weights import stage_weight_bytes
-from simcore.ops.kv import kv_bytes
+from simcore.ops.kv import kv_bytes, state_bytes
 from simcore.ops.op import nbytes
 from simcore.ops.passes import stage_layers
 
@@ -49,6 +49,7 @@ class StageMemory:
     cudagraph: float  # taken after the KV cache is sized (vLLM) or reserved inside the budget
     kv: float  # bytes left for the KV cache on one GPU of this stage (negative: does not fit)
     block_bytes: float  # one block of block_size tokens in every layer of the stage
+    state: float = 0.0  # linear-attention state pool (Qwen3.5, Qwen3-Next), reserved beside the KV cache
 
 
 @dataclass(frozen=True)
@@ -101,16 +102,34 @@ class EngineMemory:
     def cudagraph(self) -> float:
         return self.binding.cudagraph
 
+    @property
+    def state(self) -> float:
+        return self.binding.state
+
     def as_dict(self) -> dict:
         return {"engine": self.engine, "follows": self.follows, "device_bytes": self.device,
                 "budget_bytes": self.budget, "weights_bytes": self.weights, "activation_bytes": self.activation,
                 "non_torch_bytes": self.non_torch, "cudagraph_bytes": self.cudagraph, "kv_bytes": self.kv_bytes,
+                "state_bytes": self.state,
                 "num_blocks": self.num_blocks, "kv_tokens": self.kv_tokens, "block_size": self.block_size,
                 "kv_cache_groups": self.kv_groups, "flags": dict(self.flags), "log": list(self.log)}
 
 
 def _block_bytes(run: Run, layers: range, block_size: int, kv_dtype: str) -> float:
     return block_size * kv_bytes(run.model, 1, 1, kv_dtype, run.par.tp, layers)
+
+
+# Linear-attention (Gated DeltaNet) models keep a fixed-size state per running request beside the KV cache.
+# SGLang v0.5 (model_runner.py handle_max_mamba_cache, radix cache on) splits the memory left for caches so
+# that state pool / KV pool = mamba_full_memory_ratio (server_args default 0.9); vLLM v1 and TensorRT-LLM give
+# every request slot one state (vLLM's hybrid KV cache manager pages it from the same pool; TensorRT-LLM's
+# MambaCacheManager holds max_batch_size of them), priced here as max_num_seqs / max_batch_size slots.
+SGLANG_MAMBA_FULL_RATIO = 0.9
+
+
+def state_pool_bytes(run: Run, layers: range, slots: int) -> float:
+    """Bytes of `slots` requests' linear-attention state on one GPU of a stage (0 for other models)."""
+    return slots * state_bytes(run.model, run.par.tp, layers) if run.model.is_hybrid_linear else 0.0
 
 
 def non_torch_bytes(run: Run) -> float:
@@ -121,7 +140,7 @@ def non_torch_bytes(run: Run) -> float:
 def kv_cache_groups(run: Run) -> int:
     """vLLM v1 groups attention layers by kind; a hybrid model with full and sliding-window layers of
     one page size gets one group per kind-sized chunk (gpt-oss: 2 groups sharing one block pool)."""
-    kinds = [run.model.layer_kinds.count(k) for k in set(run.model.layer_kinds)]
+    kinds = [run.model.layer_kinds.count(k) for k in set(run.model.layer_kinds) - {"linear"}]  # no KV: a state
     smallest = min(kinds)
     return sum(n // smallest for n in kinds)
 
@@ -145,8 +164,9 @@ def vllm_memory(run: Run, gpu_memory_utilization: float = 0.9, max_num_batched_t
         peak = profile_peak(run, stage, max_num_batched_tokens, max_num_seqs)
         nt = non_torch_bytes(run)
         cg = 0.0 if enforce_eager else CUDAGRAPH_POOL - peak.forward
-        stages.append(StageMemory(layers, w, peak.bytes, nt, cg, budget - w - peak.bytes - nt,
-                                  _block_bytes(run, layers, block_size, kvd)))
+        states = state_pool_bytes(run, layers, max_num_seqs)
+        stages.append(StageMemory(layers, w, peak.bytes, nt, cg, budget - w - peak.bytes - nt - states,
+                                  _block_bytes(run, layers, block_size, kvd), states))
     groups = kv_cache_groups(run)
     mem = EngineMemory("vllm", "vLLM v0.11 vllm/v1/worker/gpu_worker.py determine_available_memory", device, budget,
                        block_size, tuple(stages), groups,
@@ -190,8 +210,12 @@ def sglang_memory(run: Run, mem_fraction_static: float | None = None, chunked_pr
         w = stage_weight_bytes(run, stage)
         reserve = free * (1 - frac)  # activations, CUDA graphs, metadata
         kv = free - w - reserve
+        states = 0.0
+        if run.model.is_hybrid_linear and kv > 0:  # the state pool takes ratio / (1 + ratio) of the caches' memory
+            states = kv * SGLANG_MAMBA_FULL_RATIO / (1 + SGLANG_MAMBA_FULL_RATIO)
+            kv /= 1 + SGLANG_MAMBA_FULL_RATIO
         stages.append(StageMemory(layers, w, reserve, non_torch_bytes(run), 0.0, kv,
-                                  _block_bytes(run, layers, page_size, kvd)))
+                                  _block_bytes(run, layers, page_size, kvd), states))
     mem = EngineMemory("sglang", "SGLang v0.5 python/sglang/srt/model_executor/model_runner.py profile_max_num_token",
                        device, free * frac, page_size, tuple(stages), 1,
                        {"mem_fraction_static": frac, "chunked_prefill_size": chunked_prefill_size,
@@ -201,7 +225,7 @@ def sglang_memory(run: Run, mem_fraction_static: float | None = None, chunked_pr
     kvb = kv_bytes(run.model, mem.kv_tokens, 1, kvd, run.par.tp, s.layers) / 2
     log = (f"Load weight end. mem usage={_gib(s.weights)}",
            f"KV Cache is allocated. #tokens: {mem.kv_tokens}, K size: {kvb / GIB:.2f} GB, V size: {kvb / GIB:.2f} GB",
-           f"mem_fraction_static={frac:g}: static pool {_gib(s.weights + mem.kv_bytes)}, "
+           f"mem_fraction_static={frac:g}: static pool {_gib(s.weights + mem.kv_bytes + s.state)}, "
            f"reserved for activations and CUDA graphs {_gib(s.activation)}")
     return _with_log(mem, log)
 
@@ -222,8 +246,9 @@ def trtllm_memory(run: Run, free_gpu_memory_fraction: float = 0.9, max_num_token
             act += min(max_batch_size, max_num_tokens) * run.model.vocab * nbytes("fp32")
         nt = non_torch_bytes(run)
         free = device - CUDA_CONTEXT - w - act - nt
-        stages.append(StageMemory(layers, w, act, nt, 0.0, free * free_gpu_memory_fraction,
-                                  _block_bytes(run, layers, tokens_per_block, kvd)))
+        states = state_pool_bytes(run, layers, max_batch_size)
+        stages.append(StageMemory(layers, w, act, nt, 0.0, free * free_gpu_memory_fraction - states,
+                                  _block_bytes(run, layers, tokens_per_block, kvd), states))
     mem = EngineMemory("trtllm", "TensorRT-LLM v1.0 tensorrt_llm/_torch/pyexecutor/_util.py KvCacheCreator", device,
                        device, tokens_per_block, tuple(stages), 1,
                        {"free_gpu_memory_fraction": free_gpu_memory_fraction, "max_num_tokens": max_num_tokens,

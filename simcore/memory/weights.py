@@ -2,7 +2,8 @@
 
 Quantized checkpoints carry more than their values: fp8 keeps one fp32 scale per weight block
 (`weight_block_size`, e.g. 128 x 128) or per output channel; 4-bit AWQ/GPTQ keep an fp16 scale and
-a 4-bit zero point per group of 128 inputs; MXFP4 keeps one 8-bit scale per 32 values (already in
+a 4-bit zero point per group of 128 inputs, symmetric compressed-tensors int4 a bf16 scale per group
+of its group_size (ops/weight_format.py); MXFP4 keeps one 8-bit scale per 32 values (already in
 `DTYPE_BYTES['mxfp4']`). Biases, norms, embeddings and the LM head stay 16-bit whatever the
 checkpoint quantizes. docs/memory.md gives the sources.
 """
@@ -15,9 +16,8 @@ from simcore.config.experiment import Run
 from simcore.ops.linears import Linear, Sharding, attention_linears, mlp_linears, norm_params
 from simcore.ops.op import nbytes
 from simcore.ops.passes import stage_layers
+from simcore.ops.weight_format import INT4_GROUP, int4_matrix_bytes
 
-INT4_GROUP = 128  # AWQ / GPTQ group size along the input dimension
-INT4_GROUP_BYTES = 2 + 0.5  # fp16 scale + packed 4-bit zero point per group and output channel
 SCALE_BYTES = 4  # fp8 scales are fp32
 
 
@@ -26,11 +26,12 @@ def _round_up(x: int, multiple: int) -> int:
 
 
 def linear_bytes(lin: Linear, block: tuple[int, int] | None = None, expert_align: int = 1,
-                 fp8_scales: bool = True) -> float:
+                 fp8_scales: bool = True, int4_group: int = INT4_GROUP, int4_zero: bool = True) -> float:
     """Bytes of one linear as stored. expert_align: the engine pads a routed MXFP4 expert's
     intermediate dimension to this multiple (gate_up's outputs, down's inputs). fp8_scales: the
     checkpoint is fp8 (per-block or per-channel scales); a 16-bit checkpoint quantized on load keeps
-    one per-tensor scale (negligible)."""
+    one per-tensor scale (negligible). int4_group / int4_zero: the checkpoint's int4 groups
+    (ops/weight_format.py)."""
     k, n = lin.k, lin.n
     if lin.routed and lin.dtype == "mxfp4" and expert_align > 1:
         if lin.name.endswith("gate_up"):
@@ -42,7 +43,7 @@ def linear_bytes(lin: Linear, block: tuple[int, int] | None = None, expert_align
     if lin.dtype == "fp8" and fp8_scales:
         total += e * SCALE_BYTES * (math.ceil(k / block[0]) * math.ceil(n / block[1]) if block else n)
     elif lin.dtype == "int4":
-        total += e * n * math.ceil(k / INT4_GROUP) * INT4_GROUP_BYTES
+        total = e * int4_matrix_bytes(k, n, int4_group, int4_zero)
     if lin.bias:
         total += e * n * 2
     return total
@@ -58,11 +59,12 @@ def stage_weight_bytes(run: Run, stage: int, expert_align: int = 1, rope_cache: 
     q = m.quantization
     block = q.block if q else None
     fp8_ckpt = q is not None and q.method == "fp8"
+    group, zero = (q.group, q.zero_point) if q is not None and q.weight_dtype == "int4" else (INT4_GROUP, True)
     total = 0.0
     for layer in stage_layers(m.layers, p.pp)[stage]:
-        lins = attention_linears(m, shard, run.weight_dtype) + mlp_linears(m, layer, shard, run.weight_dtype,
+        lins = attention_linears(m, shard, run.weight_dtype, layer) + mlp_linears(m, layer, shard, run.weight_dtype,
                                                                            run.expert_dtype)
-        total += sum(linear_bytes(lin, block, expert_align, fp8_ckpt) for lin in lins) + norm_params(m) * 2
+        total += sum(linear_bytes(lin, block, expert_align, fp8_ckpt, group, zero) for lin in lins) + norm_params(m) * 2
     table = m.vocab // p.tp * m.hidden * 2
     if stage == 0:
         total += table

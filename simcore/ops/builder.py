@@ -13,8 +13,9 @@ import math
 
 from simcore.config.experiment import Run
 from simcore.config.model import ModelSpec
+from simcore.ops import linear_attention, sparse_attention
 from simcore.ops.kv_retention import get_retention
-from simcore.ops.kv import cached_tokens, kv_elements_per_token, kv_heads_per_gpu
+from simcore.ops.kv import attended_tokens, cached_tokens, index_bytes_per_token, kv_elements_per_token, kv_heads_per_gpu
 from simcore.ops.linears import Linear, Sharding, attention_linears, mlp_linears
 from simcore.ops.op import (
     ATTN_DECODE,
@@ -31,6 +32,7 @@ from simcore.ops.op import (
     nbytes,
 )
 from simcore.ops.routing import busiest_rank_factor
+from simcore.ops.weight_format import int4_bytes_per_weight
 from simcore.ops.passes import Batch, Group, Pass, as_batch, crosses_node, stage_layers
 
 FLASH_TILE = 128  # query rows per FlashAttention thread block
@@ -82,6 +84,16 @@ class StageBuilder:
         native = {"fp8": "fp8", "int8": "int8", "mxfp4": "fp4", "nvfp4": "fp4"}.get(weight_dtype)
         return native if native and gpu.supports(native) else self.act
 
+    def stream_bytes(self, weight_dtype: str) -> float:
+        """Bytes a GEMM reads per weight: int4 values come with their group scales (ops/weight_format.py);
+        weight-only int4 runs as a 16-bit GEMM that dequantizes in the kernel (vLLM's Marlin / Machete paths)."""
+        if weight_dtype != "int4":
+            return nbytes(weight_dtype)
+        q = self.m.quantization
+        if q is not None and q.weight_dtype == "int4":
+            return int4_bytes_per_weight(q.group, q.zero_point)
+        return int4_bytes_per_weight()
+
     def gemm(self, lin: Linear, tokens: int, layer: int, routed_tokens: int = 0) -> Op:
         """`tokens` rows through `lin`; for routed experts, `routed_tokens` of the whole group."""
         wb = nbytes(lin.dtype)
@@ -92,7 +104,7 @@ class StageBuilder:
         else:
             rows, active, per_expert = tokens, 1.0, tokens
             shape = (per_expert, lin.n, lin.k)
-        weights = active * lin.k * lin.n * wb
+        weights = active * lin.k * lin.n * self.stream_bytes(lin.dtype)
         acts = rows * (lin.k + lin.n) * self.a
         dtype = self.compute_dtype(lin.dtype)
         return Op(
@@ -131,12 +143,19 @@ class StageBuilder:
         """Store this pass's new K/V; fetch what attention must read back from the cache."""
         elems = kv_elements_per_token(self.m, layer, self.run.par.tp) * self.kv
         stored = sum(g.seqs * cached_tokens(self.m, layer, g.new) for g in b.groups) * elems
-        ops = [Op("kv_cache_store", KV_STORE, MEMORY, layer, bytes=stored, kv_bytes=stored, tier=self.kv_tier)]
         # A prompt's own K/V come straight from the projection; earlier tokens come from the cache,
         # and a decode reads the whole cache including the token it just stored.
-        fetched = elems * sum(
-            g.seqs * cached_tokens(self.m, layer, g.past + g.new if g.phase == "decode" else g.past) for g in b.groups
-        )
+        def read(g: Group) -> int:
+            return g.past + g.new if g.phase == "decode" else g.past
+
+        fetched = elems * sum(g.seqs * cached_tokens(self.m, layer, read(g)) for g in b.groups)
+        if self.m.sparse_attention is not None:
+            # DSA: the indexer reads every cached token's index key, attention only the top-k latent rows
+            index = index_bytes_per_token(self.m, layer)
+            stored += index * sum(g.seqs * g.new for g in b.groups)
+            fetched = sum(g.seqs * (elems * attended_tokens(self.m, layer, read(g))
+                                    + index * cached_tokens(self.m, layer, read(g))) for g in b.groups)
+        ops = [Op("kv_cache_store", KV_STORE, MEMORY, layer, bytes=stored, kv_bytes=stored, tier=self.kv_tier)]
         if fetched:
             ops.append(
                 # The fetch is the attention kernel's read stream: it pays no launch floor of its own.
@@ -161,14 +180,15 @@ class StageBuilder:
 
     def attention_core(self, layer: int, groups: tuple[Group, ...], dk: int, dv: int, q_heads: int) -> Op:
         """One attention kernel over every group of one phase (varlen, as FlashAttention runs a batch)."""
-        window = self.m.window(layer)
+        sparse = self.m.sparse_attention
+        window = sparse.topk if sparse is not None else self.m.window(layer)  # top-k keys count as a window does
         pairs = sum(g.seqs * attended_pairs(g.past, g.new, window) for g in groups)
         tokens = sum(g.tokens for g in groups)
         flops = 2.0 * q_heads * pairs * (dk + dv)
         qo = tokens * q_heads * (dk + dv) * self.a
         if groups[0].phase == "decode":
             seqs = sum(g.seqs for g in groups)
-            span = sum(g.seqs * cached_tokens(self.m, layer, g.past + g.new) for g in groups) / seqs
+            span = sum(g.seqs * attended_tokens(self.m, layer, g.past + g.new) for g in groups) / seqs
             return Op("attention", COMPUTE, ATTN_DECODE, layer, flops=flops, bytes=qo, dtype=self.act,
                       shape=(seqs, q_heads, span), act_bytes=qo)
         kv_heads = q_heads if self.m.is_mla else kv_heads_per_gpu(self.m, self.run.par.tp)
@@ -180,6 +200,8 @@ class StageBuilder:
 
     def attention(self, layer: int, b: Batch) -> list[Op]:
         m, t, a = self.m, b.tokens, self.a
+        if m.layer_kinds[layer] == "linear":
+            return linear_attention.layer_ops(self, layer, b)
         lins = {l.name: l for l in attention_linears(m, self.shard, self.run.weight_dtype)}
         heads = m.heads // self.run.par.tp
         decodes, prefills = b.of("decode"), b.of("prefill")
@@ -189,6 +211,8 @@ class StageBuilder:
             ops.append(self.elementwise("latent_norm", layer, 2 * t * (m.q_lora_rank + m.kv_lora_rank) * a))
             ops.append(self.gemm(lins["q_b_proj"], t, layer))
             ops.append(self.elementwise("rope", layer, 2 * t * (heads + 1) * m.qk_rope_head_dim * a))
+            if m.sparse_attention is not None:
+                ops += sparse_attention.indexer_ops(self, layer, b)
             ops += self.kv_ops(layer, b)
             kv_b = lins["kv_b_proj"]
             if decodes:
@@ -216,6 +240,8 @@ class StageBuilder:
             for groups in (prefills, decodes):
                 if groups:
                     ops.append(self.attention_core(layer, groups, m.head_dim, m.head_dim, heads))
+            if m.attn_output_gate:  # o x sigmoid(gate): read both, write o
+                ops.append(self.elementwise("attn_gate", layer, 3 * t * heads * m.head_dim * a))
         ops.append(self.gemm(lins["o_proj"], t, layer))
         ops.append(self.tp_all_reduce("attn_all_reduce", layer, t))
         return [op for op in ops if op is not None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simcore.config.model import ModelSpec
-from simcore.ops.kv import kv_heads_per_gpu
+from simcore.ops.kv import conv_channels, kv_heads_per_gpu, linear_heads_per_gpu
 
 
 @dataclass(frozen=True)
@@ -44,8 +44,11 @@ class Linear:
         return self.experts * (self.k * self.n + (self.n if self.bias else 0))
 
 
-def attention_linears(m: ModelSpec, s: Sharding, dense_dtype: str) -> list[Linear]:
+def attention_linears(m: ModelSpec, s: Sharding, dense_dtype: str, layer: int | None = None) -> list[Linear]:
+    """The token mixer's linears of `layer` (None: a full-attention layer)."""
     tp = s.tp
+    if layer is not None and m.layer_kinds[layer] == "linear":
+        return linear_attention_linears(m, tp, dense_dtype)
     if m.is_mla:
         qk = m.qk_nope_head_dim + m.qk_rope_head_dim
         heads = m.heads // tp
@@ -57,16 +60,38 @@ def attention_linears(m: ModelSpec, s: Sharding, dense_dtype: str) -> list[Linea
             Linear("kv_b_proj", m.kv_lora_rank, heads * (m.qk_nope_head_dim + m.v_head_dim), dense_dtype),
             Linear("o_proj", heads * m.v_head_dim, m.hidden, dense_dtype),
         ]
+        if m.sparse_attention is not None:  # DSA's indexer: replicated on every rank (ops/sparse_attention.py)
+            sa = m.sparse_attention
+            out += [Linear("indexer_q", m.q_lora_rank or m.hidden, sa.index_heads * sa.index_dim, dense_dtype),
+                    Linear("indexer_k", m.hidden, sa.index_dim + sa.index_heads, dense_dtype)]
         return out
     q = m.heads // tp * m.head_dim
     kv = kv_heads_per_gpu(m, tp) * m.head_dim
+    gate = q if m.attn_output_gate else 0  # Qwen3-Next / Qwen3.5: q_proj also emits the output gate
     return [
-        Linear("qkv_proj", m.hidden, q + 2 * kv, dense_dtype, bias=m.attention_bias),
+        Linear("qkv_proj", m.hidden, q + gate + 2 * kv, dense_dtype, bias=m.attention_bias),
         Linear("o_proj", q, m.hidden, dense_dtype, bias=m.attention_bias and m.model_type == "gpt_oss"),
     ]
 
 
+def linear_attention_linears(m: ModelSpec, tp: int, dtype: str) -> list[Linear]:
+    """Gated DeltaNet (vLLM model_executor/models/qwen3_next.py Qwen3NextGatedDeltaNet): in_proj_qkvz and
+    in_proj_ba as one input projection (q, k per key head; v, z per value head; beta, a per value head),
+    the depthwise conv1d (kernel x channels, not a GEMM), out_proj from the value heads."""
+    la = m.linear_attention
+    hk, hv = linear_heads_per_gpu(m, tp)
+    width = 2 * hk * la.key_dim + 2 * hv * la.value_dim + 2 * hv
+    return [
+        Linear("in_proj", m.hidden, width, dtype),
+        Linear("conv1d", la.conv_kernel, conv_channels(m, tp), "bf16"),
+        Linear("out_proj", hv * la.value_dim, m.hidden, dtype),
+    ]
+
+
 def mlp_linears(m: ModelSpec, layer: int, s: Sharding, dense_dtype: str, expert_dtype: str) -> list[Linear]:
+    q = m.quantization
+    if q is not None and q.mlp_quantized and expert_dtype == q.weight_dtype:  # the checkpoint, run as published
+        dense_dtype = expert_dtype  # its dense MLPs and shared experts are quantized like the experts
     if not m.moe_layers[layer]:
         inter = m.intermediate // s.tp
         return [
@@ -82,7 +107,7 @@ def mlp_linears(m: ModelSpec, layer: int, s: Sharding, dense_dtype: str, expert_
         Linear("experts_down", inter, m.hidden, expert_dtype, experts=local, bias=bias, routed=True),
     ]
     if m.shared_experts:
-        shared = m.shared_experts * m.moe_intermediate // s.tp
+        shared = (m.shared_intermediate or m.shared_experts * m.moe_intermediate) // s.tp
         out += [
             Linear("shared_gate_up", m.hidden, 2 * shared, dense_dtype),
             Linear("shared_down", shared, m.hidden, dense_dtype),
@@ -103,7 +128,7 @@ def norm_params(m: ModelSpec) -> int:
 
 
 def layer_params(m: ModelSpec, layer: int, s: Sharding, dense_dtype="bf16", expert_dtype="bf16") -> int:
-    linears = attention_linears(m, s, dense_dtype) + mlp_linears(m, layer, s, dense_dtype, expert_dtype)
+    linears = attention_linears(m, s, dense_dtype, layer) + mlp_linears(m, layer, s, dense_dtype, expert_dtype)
     return sum(l.params for l in linears) + norm_params(m)
 
 

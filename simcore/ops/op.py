@@ -24,6 +24,7 @@ DTYPE_BYTES = {
 COMPUTE, COMM, KV_STORE, KV_FETCH = "compute", "comm", "kv_cache_store", "kv_cache_fetch"
 GEMM, ATTN_PREFILL, ATTN_DECODE, MEMORY, COLLECTIVE = "gemm", "attn_prefill", "attn_decode", "memory", "collective"
 ROUTING = "routing"  # a MoE layer's token permute / combine chain: memory-bound, with its own fixed cost
+LINEAR_ATTN = "linear_attn"  # a linear-attention scan (Gated DeltaNet): tensor-core chunks over a fixed-size state
 
 
 def nbytes(dtype: str) -> float:

@@ -176,6 +176,8 @@ def engine_table(e: dict) -> Table:
                        ("non-torch memory", "non_torch_bytes"), ("CUDA graph memory", "cudagraph_bytes"),
                        ("KV cache", "kv_bytes")):
         t.add_row(label, _gib(e[key]))
+    if e.get("state_bytes"):
+        t.add_row("linear-attention state", _gib(e["state_bytes"]))
     t.add_row("KV cache size", f"{e['kv_tokens']:,} tokens")
     return t
 

@@ -39,7 +39,16 @@ MODELS = {
     "nvidia/Qwen3-32B-NVFP4": "qwen3-32b",
     "nvidia/DeepSeek-R1-NVFP4": "deepseek-r1",
     "nvidia/DeepSeek-V3.1-NVFP4": "deepseek-v3",  # V3.1: the V3 architecture
+    "moonshotai/Kimi-K2.5": "kimi-k2.5",
+    "nvidia/Kimi-K2.5-NVFP4": "kimi-k2.5-nvfp4",
+    "nvidia/GLM-5-NVFP4": "glm-5-nvfp4",
+    "Qwen/Qwen3.5-397B-A17B": "qwen3.5-397b-a17b",
+    "zai-org/GLM-5": "glm-5",
+    "zhipuai/GLM-5": "glm-5",  # the rows' spelling of zai-org/GLM-5 (Zhipu AI's earlier organisation name)
 }
+# A row names the base model and a precision; where the publisher's own quantized checkpoint is in the catalog,
+# that checkpoint is what ran (its quantization_config says which layers are quantized)
+PUBLISHED = {(base, p): f"{base}-nvfp4" for base in ("kimi-k2.5", "glm-5") for p in ("fp4", "nvfp4")}
 # aiconfigurator's system names (src/aiconfigurator/systems/*.yaml @095f58a5) -> catalog GPUs
 GPUS = {"h100_sxm": "h100-sxm", "h200_sxm": "h200-sxm", "b200_sxm": "b200", "a100_sxm": "a100-80gb-sxm",
         "h100_pcie": "h100-pcie", "l40s": "l40s", "l4": "l4"}
@@ -101,14 +110,24 @@ def _precision(row: dict, model: str) -> dict:
         # fp8 / fp8_block GEMMs: W8A8 with dynamic activation scales
         return {"precision": {"weights": "fp8", "activations": "fp8"}}
     if p in ("fp4", "nvfp4", "mxfp4"):
+        if p != "mxfp4" and _checkpoint_dtype(model) == "nvfp4":  # an NVFP4 checkpoint runs as published
+            return {"precision": {"weights": "auto"}}
         if model == "gpt-oss-120b":  # its checkpoint: MXFP4 experts, bf16 elsewhere (H100 has no fp4 math)
             return {"precision": {"weights": "auto"}}
         # NVIDIA's NVFP4 checkpoints (ModelOpt; TensorRT-LLM, vLLM and SGLang on Blackwell): every linear
         # layer in nvfp4 on the fp4 tensor cores; a GPU without fp4 math dequantizes (ops/builder.py)
         return {"precision": {"weights": "mxfp4" if p == "mxfp4" else "nvfp4"}}
     if p in ("int4", "int4_wo", "w4a16"):  # weight-only int4 (AWQ/GPTQ-style): dequantized into 16-bit GEMMs
-        return {"precision": {"weights": "int4"}}
+        # a checkpoint published in int4 (Kimi-K2.5: int4 routed experts, 16-bit attention) runs as published
+        return {"precision": {"weights": "auto" if _checkpoint_dtype(model) == "int4" else "int4"}}
     raise Refused("precision", p)
+
+
+def _checkpoint_dtype(model: str) -> str | None:
+    from simcore.config.model import load_model
+
+    q = load_model(model).quantization
+    return q.weight_dtype if q else None
 
 
 # The rows do not record the engine limits they ran with. Per engine, the hypothesis that fits the H100 rows
@@ -379,10 +398,12 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
         arrival = ({"process": "poisson", "rate": rec.rate} if rec.burstiness == 1 else
                    {"process": "gamma", "rate": rec.rate, "cv": 1 / math.sqrt(rec.burstiness)})
         load = f"r{rec.rate:g}"
+    model = PUBLISHED.get((model, (rec.precision or "").lower()), model)
     prec = _precision({"precision": rec.precision or ""}, model)
     # a checkpoint run in its own format (gpt-oss's MXFP4, weights auto) keeps its own KV default: aiconfigurator
-    # infers no fp8 KV cache for quant_algo mxfp4
-    kv = rec.kv_cache_dtype if prec["precision"]["weights"] != "auto" else None
+    # infers no fp8 KV cache for quant_algo mxfp4 (an NVFP4 checkpoint's fp8 KV is what it infers for nvfp4)
+    auto = prec["precision"]["weights"] == "auto" and _checkpoint_dtype(model) != "nvfp4"
+    kv = rec.kv_cache_dtype if not auto else None
     return {
         "name": f"{rec.engine}-{model}-{gpu}-{layout(rec)}-{load}-{isl}x{osl}",
         "model": model,
