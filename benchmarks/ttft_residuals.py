@@ -5,8 +5,9 @@ Usage: python benchmarks/ttft_residuals.py [--rows FILE] [--only TEXT] [--jobs J
 
 Runs the rows exactly as benchmarks/serving_silicon.py does (same experiments, same disk cache, so a
 warm cache prints at once) and prints two tables, then serving_silicon.py's TTFT / TPOT summary lines:
-1. per group (--by): rows, median measured and predicted mean TTFT (ms), the median signed error, the
-   median gap measured - predicted in ms (the time a mechanism has to explain) and TPOT's signed error;
+1. per group (--by): rows, median measured and predicted mean TTFT (ms), the median signed and absolute
+   error, the median gap measured - predicted in ms (the time a mechanism has to explain) and TPOT's median
+   signed and absolute error;
 2. the OSL test, per (engine, model): over every (tp, isl, c) measured at several OSLs, the median ratio
    of TTFT at the longest OSL to TTFT at the shortest, measured and predicted. A client waiting for a
    slot gains about E2E / slots of TTFT, which grows with OSL; prefill queueing does not.
@@ -61,8 +62,8 @@ def _order(key: tuple) -> tuple:
 
 
 def grouped(rows: list[dict], by: tuple[str, ...]) -> list[dict]:
-    """Per group of `by` keys (sorted): n, median measured / predicted TTFT, median signed TTFT error,
-    median gap measured - predicted (ms) and median signed TPOT error."""
+    """Per group of `by` keys (sorted): n, median measured / predicted TTFT, median signed and absolute TTFT
+    error, median gap measured - predicted (ms) and median signed and absolute TPOT error."""
     groups: dict[tuple, list] = {}
     for r in rows:
         groups.setdefault(tuple(r[k] for k in by), []).append(r)
@@ -73,8 +74,10 @@ def grouped(rows: list[dict], by: tuple[str, ...]) -> list[dict]:
         out.append({**dict(zip(by, key)), "n": len(g), "ttft": med(r["ttft"] for r in g),
                     "ttft_pred": med(r["ttft_pred"] for r in g),
                     "error": med(r["ttft_pred"] / r["ttft"] - 1 for r in g),
+                    "abs_error": med(abs(r["ttft_pred"] / r["ttft"] - 1) for r in g),
                     "gap_ms": med(r["ttft"] - r["ttft_pred"] for r in g),
-                    "tpot_error": med(r["tpot_pred"] / r["tpot"] - 1 for r in g)})
+                    "tpot_error": med(r["tpot_pred"] / r["tpot"] - 1 for r in g),
+                    "tpot_abs_error": med(abs(r["tpot_pred"] / r["tpot"] - 1) for r in g)})
     return out
 
 
@@ -97,11 +100,13 @@ def osl_growth(rows: list[dict]) -> list[dict]:
 def print_tables(console: Console, rows: list[dict], by: tuple[str, ...]) -> None:
     t = Table(title="Mean TTFT by group: medians; error = predicted / measured - 1; gap = measured - predicted",
               title_justify="left")
-    for col in (*by, "n", "TTFT meas ms", "TTFT pred ms", "TTFT err", "gap ms", "TPOT err"):
+    for col in (*by, "n", "TTFT meas ms", "TTFT pred ms", "TTFT err", "|TTFT err|", "gap ms", "TPOT err",
+                "|TPOT err|"):
         t.add_column(col, justify="left" if col in ("engine", "model", "precision", "version") else "right")
     for g in grouped(rows, by):
         t.add_row(*(str(g[k]) for k in by), str(g["n"]), f"{g['ttft']:,.0f}", f"{g['ttft_pred']:,.0f}",
-                  f"{100 * g['error']:+.1f}%", f"{g['gap_ms']:+,.0f}", f"{100 * g['tpot_error']:+.1f}%")
+                  f"{100 * g['error']:+.1f}%", f"{100 * g['abs_error']:.1f}%", f"{g['gap_ms']:+,.0f}",
+                  f"{100 * g['tpot_error']:+.1f}%", f"{100 * g['tpot_abs_error']:.1f}%")
     console.print(t)
     t = Table(title="OSL test: median TTFT(longest OSL) / TTFT(shortest OSL) at the same tp, isl, c",
               title_justify="left")

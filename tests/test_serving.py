@@ -143,6 +143,26 @@ def test_closed_loop_reissue_delay_holds_the_next_request_back():
     assert m.finish[-1] - base.finish[-1] == pytest.approx(2 * t, rel=1e-9)
 
 
+def test_closed_loop_exponential_reissue_delay_is_seeded_with_the_given_mean():
+    c, t = 2, 0.05
+    wl = {"requests": 400, "seed": 3, "prompt_tokens": {"value": 64}, "output_tokens": {"value": 2}}
+    arrival = {"process": "closed", "concurrency": c, "reissue_delay_s": t, "reissue_delay_dist": "exponential"}
+    m = simulate(serving_run({**wl, "arrival": arrival})).metrics
+    gaps = m.arrival[c:] - m.finish[:-c]  # each client's next request, one draw after its last token
+    assert np.all(m.arrival[:c] == 0.0) and np.all(gaps > 0)
+    assert len(set(np.round(gaps, 12))) == len(gaps)  # drawn, not one fixed delay
+    # exponential: mean t and standard deviation t, so the mean of 398 draws is t within 4 standard errors
+    assert abs(gaps.mean() - t) < 4 * t / np.sqrt(len(gaps))
+    assert gaps.std() == pytest.approx(t, rel=0.25)
+    again = simulate(serving_run({**wl, "arrival": arrival})).metrics
+    assert np.array_equal(m.arrival, again.arrival)  # seeded
+    fixed = simulate(serving_run({**wl, "arrival": {**arrival, "reissue_delay_dist": "fixed"}})).metrics
+    assert fixed.arrival[c:] == pytest.approx(fixed.finish[:-c] + t)
+    # fewer requests than clients: nobody re-issues, nothing is drawn
+    few = simulate(serving_run({**wl, "requests": 1, "arrival": {**arrival, "concurrency": 4}})).metrics
+    assert list(few.arrival) == [0.0] and few.finish[0] > 0
+
+
 def test_shared_prefix_hits_the_cache_and_sessions_hit_more():
     wl = {"requests": 80, "arrival": {"process": "poisson", "rate": 10.0}, "prompt_tokens": {"value": 200},
           "output_tokens": {"value": 20}, "shared_prefix": {"tokens": 1024, "fraction": 1.0}}
@@ -220,6 +240,13 @@ def test_cli_json_keys_and_per_request_csv(cli, tmp_path, write_experiment):
     ({"workload": {"kind": "requests", "requests": 2, "arrival": {"process": "closed", "concurrency": 1,
                                                                    "reissue_delay_s": -0.1}}},
      ["workload.arrival.reissue_delay_s", "-0.1"]),
+    ({"workload": {"kind": "requests", "requests": 2, "arrival": {"process": "closed", "concurrency": 1,
+                                                                   "reissue_delay_dist": "exponential"}}},
+     ["workload.arrival", "reissue_delay_dist exponential needs reissue_delay_s > 0"]),
+    ({"workload": {"kind": "requests", "requests": 2, "arrival": {"process": "closed", "concurrency": 1,
+                                                                   "reissue_delay_s": 0.1,
+                                                                   "reissue_delay_dist": "gauss"}}},
+     ["workload.arrival.reissue_delay_dist", "'fixed'", "'exponential'"]),
     ({"workload": {"kind": "requests", "prompt_tokens": {"dist": "zipf"}}}, ["workload.prompt_tokens.dist", "lognormal"]),
     ({"workload": {"kind": "batch"}}, ["field 'workload.kind' = 'batch'", "'static', 'requests'"]),
 ])

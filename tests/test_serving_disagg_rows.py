@@ -8,7 +8,7 @@ import pytest
 from simcore.config.experiment import experiment_from_dict, resolve
 from simcore.errors import SimcoreError
 from simcore.serving import disagg
-from simcore.serving.silicon import Refused, experiment_for_row, measurement_from_row
+from simcore.serving.silicon import AIPERF_CLIENT, Refused, experiment_for_row, measurement_from_row
 from simcore.serving.simulate import simulate
 from simcore.validate.compare import Outcome, summarize
 from test_serving import serving_run
@@ -33,7 +33,8 @@ def test_a_disagg_row_builds_both_pools_with_the_generators_limits_and_the_bench
     e = experiment_for_row(V3, rounds=2)
     assert e["name"] == "trtllm-deepseek-v3-h100-sxm-p1xtp1a16-d3xtp16-c6-8192x1024"
     # aiperf --concurrency = decode_num_workers x decode_batch_size (benchmark rule estimated_concurrency)
-    assert e["workload"]["arrival"] == {"process": "closed", "concurrency": 6} and e["workload"]["requests"] == 12
+    assert e["workload"]["arrival"] == {"process": "closed", "concurrency": 6, **AIPERF_CLIENT}
+    assert e["workload"]["requests"] == 12
     d = e["serving"]["disaggregation"]
     assert d["prefill_replicas"] == 1 and d["decode_replicas"] == 3
     assert d["prefill_parallelism"] == {"tp": 1, "pp": 1, "attention_dp": 16, "ep": 16}

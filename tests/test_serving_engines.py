@@ -9,7 +9,7 @@ from simcore.config.experiment import experiment_from_dict, resolve
 from simcore.errors import SimcoreError
 from simcore.serving.engines import HostModel, engine_names, get_profile, padded, resolve as resolve_engine
 from simcore.serving.engines import version_tuple
-from simcore.serving.silicon import Refused, experiment_for_row
+from simcore.serving.silicon import AIPERF_CLIENT, Refused, experiment_for_row
 from simcore.serving.simulate import simulate
 from tests.test_serving import check_invariants, run_checked, serving_run
 
@@ -157,7 +157,8 @@ def test_experiment_for_row_builds_a_runnable_experiment():
     e = experiment_for_row(ROW, rounds=2)
     assert e["model"] == "qwen3-32b" and e["hardware"] == "h100-sxm" and e["parallelism"] == {"tp": 2, "pp": 1}
     assert e["precision"] == {"weights": "fp8", "activations": "fp8"}
-    assert e["workload"]["requests"] == 32 and e["workload"]["arrival"] == {"process": "closed", "concurrency": 16}
+    assert e["workload"]["requests"] == 32 and e["workload"]["arrival"] == {
+        "process": "closed", "concurrency": 16, "reissue_delay_s": 0.04, "reissue_delay_dist": "exponential"}
     # aiconfigurator's generator rule: max_batch_size = c, max_num_tokens = c + ISL + 500 in 32s
     assert e["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3", "max_num_seqs": 16,
                             "max_num_batched_tokens": 1568}
@@ -193,7 +194,7 @@ def test_attention_dp_rows_carry_the_field():
     assert np.isfinite(e["serving"]["max_num_batched_tokens"])
     # batch_size is per attention-DP rank: 16 clients on each of 4 ranks are 64 clients, and each rank's
     # scheduler has the generator's limits (max_num_seqs 512, 16 + 1024 + 1500 tokens), so the replica 4x them
-    assert e["workload"]["arrival"] == {"process": "closed", "concurrency": 64}
+    assert e["workload"]["arrival"] == {"process": "closed", "concurrency": 64, **AIPERF_CLIENT}
     assert e["serving"]["max_num_seqs"] == 4 * 512 and e["serving"]["max_num_batched_tokens"] == 4 * 2540
 
 

@@ -38,6 +38,9 @@ def test_groups_take_medians_of_errors_and_gaps(tr):
     assert v["error"] == pytest.approx(-0.2) and v["gap_ms"] == pytest.approx(20.0)
     assert v["ttft"] == 200.0 and v["ttft_pred"] == 240.0 and v["tpot_error"] == pytest.approx(0.0)
     assert g[0]["error"] == pytest.approx(-0.2) and g[0]["gap_ms"] == pytest.approx(10.0)
+    # absolute errors 0.2, 0.25, 0.2 -> 0.2 (the signed median can hide errors of both signs: here it is -0.2 too);
+    # TPOT 0.1, 0, 0.1 -> 0.1 while its signed median is 0
+    assert v["abs_error"] == pytest.approx(0.2) and v["tpot_abs_error"] == pytest.approx(0.1)
 
 
 def test_osl_test_compares_longest_with_shortest_osl(tr):

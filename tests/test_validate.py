@@ -94,8 +94,10 @@ def test_trtllm_row_maps_to_hand_computed_experiment():
     rec = read(ROWS)[3]  # trtllm Llama-3.1-8B, c 8, 1024 / 128, tp 1, 1.0.0rc3
     exp = experiment_for_record(rec)
     assert exp["model"] == "llama-3.1-8b" and exp["hardware"] == "h100-sxm"
-    # aiperf waits out its warm-up, so the measured phase is a closed loop from t = 0: 8 rounds of 8 clients
-    assert exp["workload"]["arrival"] == {"process": "closed", "concurrency": 8}
+    # aiperf waits out its warm-up, so the measured phase is a closed loop from t = 0 of 8 clients, each sending
+    # its next request through aiperf's credit and dataset hops: 40 ms on average (silicon.AIPERF_CLIENT)
+    assert exp["workload"]["arrival"] == {"process": "closed", "concurrency": 8, "reissue_delay_s": 0.04,
+                                          "reissue_delay_dist": "exponential"}
     assert exp["workload"]["requests"] == 8 * MEASURED_ROUNDS
     # TensorRT-LLM rows run with the generator's limits (silicon.LIMITS); --limits defaults drops them
     assert exp["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3", "max_num_seqs": 8,

@@ -71,6 +71,8 @@ class Arrival(Strict):
     warmup: int = Field(default=0, ge=0, le=MAX_REQUESTS)  # closed: the first `warmup` requests are sent but not measured
     # closed: seconds from a client's last token to its next request reaching the engine (docs/serving.md)
     reissue_delay_s: float = Field(default=0.0, ge=0, le=MAX_SECONDS)
+    # closed: fixed (every delay reissue_delay_s) or exponential (seeded draws of mean reissue_delay_s)
+    reissue_delay_dist: Literal["fixed", "exponential"] = "fixed"
 
     @model_validator(mode="after")
     def _needs(self):
@@ -78,6 +80,8 @@ class Arrival(Strict):
             raise ValueError("warmup applies to process closed only (benchmark clients' warm-up requests)")
         if self.reissue_delay_s and self.process != "closed":
             raise ValueError("reissue_delay_s applies to process closed only (a client's next request)")
+        if self.reissue_delay_dist != "fixed" and not self.reissue_delay_s:
+            raise ValueError(f"reissue_delay_dist {self.reissue_delay_dist} needs reissue_delay_s > 0 (its mean)")
         if self.process in ("poisson", "gamma", "fixed") and self.rate is None:
             raise ValueError(f"process {self.process} needs rate (requests per second)")
         if self.process == "closed" and self.concurrency is None:

@@ -63,6 +63,16 @@ ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
 # and it must weigh 1/20 of the mean TTFT as in the benchmark (with 8 rounds it weighed 1/8, which raised the
 # mean TTFT by about half the steady-state gap and flattered the comparison: docs/serving.md).
 MEASURED_ROUNDS = 20
+# aiperf's way from one response to the client's next request (aiperf/workers/worker.py @db4f6397: the worker
+# pushes the whole record, parses every streamed response, returns its credit over ZMQ; the timing manager's
+# concurrency semaphore then drops a new credit to a worker, which fetches the prompt from the dataset manager
+# (a ZMQ round trip), formats it and sends it; the server then parses and tokenizes it): seconds from a
+# request's last token to the next request reaching the engine, exponential draws of this mean (the hops are
+# Python services on their own event loops, not a fixed latency). Fitted by benchmarks/fit_reissue.py on the
+# H100 rows (docs/serving.md, "TTFT residuals": with the delay a re-issued prompt misses the step that starts
+# as its predecessor ends and queues behind the prefill steps it lands in, so fixed-length clients stay clumped
+# as the rows show; without it every client gets a prefill step to itself).
+AIPERF_CLIENT = {"reissue_delay_s": 0.04, "reissue_delay_dist": "exponential"}
 OPEN_LOOP_REQUESTS = 500  # open loop: at most this many simulated requests unless asked for more
 
 
@@ -236,6 +246,7 @@ class Measurement:
     serving: dict = field(default_factory=dict)  # serving fields the deployment set (rows: the generator's limits)
     kv_cache_dtype: str | None = None  # the deployment's KV cache dtype when it set one (None: the engine default)
     pools: dict | None = None  # mode disagg: {"prefill": Pool, "decode": Pool}
+    client: dict = field(default_factory=dict)  # closed loop: the measuring tool's re-issue (workload.arrival keys)
     assumed: str | None = None  # what the builder had to assume because the record lacks it (reported apart)
 
 
@@ -313,7 +324,7 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
         tp=tp, pp=_int(row, "pp_size", 1), ep=ep,
         attention_dp=adp, precision=row.get("precision"),
         mode=mode, concurrency=c, isl=isl, osl=_int(row, "osl"), latency=lat,
-        serving=serving, kv_cache_dtype=kv, pools=pools, assumed=assumed)
+        serving=serving, kv_cache_dtype=kv, pools=pools, assumed=assumed, client=dict(AIPERF_CLIENT))
 
 
 def disagg_load(c: int | None, pools: dict) -> tuple[int | None, str | None]:
@@ -390,7 +401,8 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
         serving["engine_version"] = rec.engine_version
     if c is not None:
         n = requests if requests is not None else min(c * rounds, rec.requests or c * rounds)
-        arrival = {"process": "closed", "concurrency": c, **({"warmup": rec.warmup} if rec.warmup else {})}
+        arrival = {"process": "closed", "concurrency": c, **({"warmup": rec.warmup} if rec.warmup else {}),
+                   **rec.client}
         n += rec.warmup
         load = f"c{c}"
     else:

@@ -70,10 +70,19 @@ def open_loop_times(w: RequestsWorkload, n: int, rng: np.random.Generator) -> np
     return t - t[0]  # the first request arrives at t = 0
 
 
+def reissue_delays(a, n: int, rng: np.random.Generator) -> np.ndarray | float:
+    """Seconds from a closed-loop client's last token to its next request reaching the engine (the tool's
+    response handling, its next request's HTTP and the server's input processing): reissue_delay_s each,
+    or exponential draws of that mean (reissue_delay_dist: exponential)."""
+    if a.reissue_delay_dist == "exponential":
+        return rng.exponential(a.reissue_delay_s, n)
+    return a.reissue_delay_s
+
+
 def generate(w: RequestsWorkload) -> Requests:
     if w.arrival.process == "trace":
         return load_trace(Path(w.trace))
-    rng_t, rng_p, rng_o, rng_x = (np.random.default_rng(s) for s in np.random.SeedSequence(w.seed).spawn(4))
+    rng_t, rng_p, rng_o, rng_x, rng_d = (np.random.default_rng(s) for s in np.random.SeedSequence(w.seed).spawn(5))
     turns = w.sessions.turns
     sessions = math.ceil(w.requests / turns)
     n = sessions * turns
@@ -111,7 +120,7 @@ def generate(w: RequestsWorkload) -> Requests:
         c = w.arrival.concurrency
         arrival[first[:c]] = 0.0
         parent[first[c:]] = first[: max(0, sessions - c)] + turns - 1  # the client's previous request
-        delay[first[c:]] = w.arrival.reissue_delay_s  # the client's response handling and the request's way in
+        delay[first[c:]] = reissue_delays(w.arrival, len(first[c:]), rng_d)
     else:
         arrival[first] = open_loop_times(w, sessions, rng_t)
     keep = slice(0, w.requests)  # sessions round up; trailing turns beyond `requests` are cut

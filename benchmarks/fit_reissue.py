@@ -1,0 +1,78 @@
+"""Fit the benchmark client's re-issue delay (silicon.AIPERF_CLIENT) on the measured rows.
+
+Usage: python benchmarks/fit_reissue.py [--rows FILE] [--only TEXT] [--jobs J] [--rounds R]
+       [--delays 0,0.01,0.02,0.04,0.06] [--dist exponential|fixed]
+
+Runs every row as benchmarks/serving_silicon.py does (same experiments and disk cache) once per candidate
+mean delay (a closed-loop client's next request reaches the engine that long after its previous request's
+last token; 0: at once) and prints, per candidate, the median |error| of mean TTFT and mean TPOT over the
+simulated rows, then the candidate with the smallest TTFT median |error|. silicon.AIPERF_CLIENT holds the
+result; docs/serving.md ("TTFT residuals") gives the per-group table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from serving_silicon import DEFAULT_ROWS, DiskCache  # noqa: E402
+from simcore.errors import SimcoreError  # noqa: E402
+from simcore.serving.silicon import MEASURED_ROUNDS  # noqa: E402
+from simcore.validate.cli import progress_bar  # noqa: E402
+from simcore.validate.compare import experiments, run, summarize  # noqa: E402
+from simcore.validate.readers import read  # noqa: E402
+
+
+def overrides(delay: float, dist: str) -> tuple[str, ...]:
+    """--set overrides for one candidate (a zero delay is the fixed client with no delay)."""
+    return (f"workload.arrival.reissue_delay_s={delay}",
+            f"workload.arrival.reissue_delay_dist={dist if delay > 0 else 'fixed'}")
+
+
+def fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=Path, default=DEFAULT_ROWS, help="a serving_*.json file of measured rows")
+    ap.add_argument("--only", default="", help="only rows whose backend/model/precision text contains this")
+    ap.add_argument("--jobs", type=int, default=2, help="worker processes")
+    ap.add_argument("--rounds", type=int, default=MEASURED_ROUNDS, help="measured requests per client")
+    ap.add_argument("--delays", default="0,0.01,0.02,0.04,0.06", help="candidate mean delays in seconds")
+    ap.add_argument("--dist", default="exponential", choices=("exponential", "fixed"), help="delay distribution")
+    a = ap.parse_args()
+    try:
+        delays = [float(x) for x in a.delays.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--delays: {a.delays!r}: allowed: seconds >= 0, comma separated")
+    if not delays or any(not 0 <= d <= 10 for d in delays):
+        fail(f"--delays: {a.delays!r}: allowed: seconds from 0 to 10, comma separated")
+    try:
+        records = read(a.rows)
+    except SimcoreError as exc:
+        fail(str(exc).splitlines()[0])
+    if a.only:
+        records = [r for r in records if a.only.lower() in
+                   " ".join(str(v) for v in (r.engine, r.model, r.gpu, r.precision, r.source)).lower()]
+    results = []
+    for d in delays:
+        outcomes = experiments(records, rounds=a.rounds)
+        with progress_bar(f"delay {d:g} s") as update:
+            run(outcomes, a.jobs, overrides=overrides(d, a.dist), progress=update, cache=DiskCache(True))
+        m = {x["metric"]: x for x in summarize(outcomes)["metrics"] if x["stat"] == "mean"}
+        results.append((d, m["ttft"], m["tpot"]))
+        print(f"mean delay {1e3 * d:5.1f} ms ({a.dist if d > 0 else 'none'}): TTFT median |error| "
+              f"{100 * m['ttft']['median_abs_error']:.1f}% (signed {100 * m['ttft']['median_error']:+.1f}%), "
+              f"TPOT {100 * m['tpot']['median_abs_error']:.1f}% ({m['ttft']['n']} records)", flush=True)
+    best = min(results, key=lambda r: r[1]["median_abs_error"])
+    print(f"best: mean delay {1e3 * best[0]:g} ms ({a.dist if best[0] > 0 else 'none'})")
+
+
+if __name__ == "__main__":
+    main()

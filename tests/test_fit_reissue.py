@@ -1,0 +1,50 @@
+"""benchmarks/fit_reissue.py: the overrides each candidate runs with, one small fit, and its bad command lines."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+SCRIPT = REPO / "benchmarks" / "fit_reissue.py"
+ROWS = REPO / "tests" / "data" / "validate" / "silicon_rows.json"  # four rows, three simulated
+
+
+@pytest.fixture(scope="module")
+def fr():
+    spec = importlib.util.spec_from_file_location("fit_reissue", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_a_zero_delay_is_the_fixed_client(fr):
+    assert fr.overrides(0.04, "exponential") == ("workload.arrival.reissue_delay_s=0.04",
+                                                  "workload.arrival.reissue_delay_dist=exponential")
+    # exponential needs a mean above 0: the no-delay candidate runs the fixed client
+    assert fr.overrides(0.0, "exponential") == ("workload.arrival.reissue_delay_s=0.0",
+                                                 "workload.arrival.reissue_delay_dist=fixed")
+
+
+def test_fit_prints_each_candidate_and_the_best(tmp_path):
+    r = subprocess.run([sys.executable, str(SCRIPT), "--rows", str(ROWS), "--delays", "0,0.04", "--rounds", "2",
+                        "--jobs", "1"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith("mean delay   0.0 ms (none): TTFT median |error|")
+    assert lines[1].startswith("mean delay  40.0 ms (exponential): TTFT median |error|")
+    assert "(3 records)" in lines[0] and lines[2].startswith("best: mean delay ")
+
+
+@pytest.mark.parametrize("argv, text", [
+    (["--delays", "a,b"], "error: --delays: 'a,b': allowed: seconds >= 0"),
+    (["--delays", "-0.01"], "error: --delays: '-0.01': allowed: seconds from 0 to 10"),
+    (["--rows", "missing-rows.json"], "no such file"),
+])
+def test_bad_command_lines_are_one_line_errors(argv, text, tmp_path):
+    r = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and text in r.stderr and len(r.stderr.strip().splitlines()) == 1
