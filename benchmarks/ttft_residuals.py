@@ -11,8 +11,8 @@ warm cache prints at once) and prints two tables, then serving_silicon.py's TTFT
 2. the OSL test, per (engine, model): over every (tp, isl, c) measured at several OSLs, the median ratio
    of TTFT at the longest OSL to TTFT at the shortest, measured and predicted. A client waiting for a
    slot gains about E2E / slots of TTFT, which grows with OSL; prefill queueing does not.
-`--rounds 20` simulates the 20 requests per client that the rows' benchmark measured (aiperf
---num-requests 20c; serving_silicon.py's default is fewer, see docs/serving.md "TTFT residuals").
+The default, 20 rounds, simulates the 20 requests per client that the rows' benchmark measured (aiperf
+--num-requests 20c, as serving_silicon.py does); fewer rounds weigh the first lock-step wave more.
 `--set` changes every row's experiment as `simcore run --set` does, e.g.
 `--set workload.arrival.reissue_delay_s=0.002` (a client's next request reaches the engine 2 ms late).
 """
