@@ -17,8 +17,8 @@ import yaml
 from simcore.errors import SimcoreError
 from simcore.serving.engines import load_host_profile
 from simcore.serving.silicon import MEASURED_ROUNDS, Measurement, Refused, experiment_for_record, experiment_for_row
-from simcore.validate.compare import comparisons, experiments, run, summarize
-from simcore.validate.fit import FitRow, fit_host, grid_fit, write_profile
+from simcore.validate.compare import Outcome, comparisons, experiments, run, summarize
+from simcore.validate.fit import FitRow, fit_host, grid_fit, without_host, write_profile
 from simcore.validate.readers import Facts, read
 
 from conftest import REPO
@@ -337,6 +337,19 @@ def test_fit_of_moe_records_only_is_one_error_line(bad, tmp_path):
     f = tmp_path / "moe.json"
     f.write_text(json.dumps({"rows": rows}))
     bad("validate", f, "--fit", "--jobs", "1", "--out", tmp_path / "o", contains=["--fit", "dense model"])
+
+
+def test_fit_leaves_disaggregated_records_out(tmp_path):
+    """A disaggregated step is one pool's, not the closed loop's c requests: a dense disagg record simulated
+    beside an aggregated one reaches the comparison but not the fit's rows."""
+    agg = Measurement(source="a", model="llama-3.1-8b", gpu="h100-sxm", engine="vllm", engine_version="0.10.0",
+                      tp=1, concurrency=2, isl=256, osl=16, latency={"tpot": {"mean": 5.0}})
+    dis = Measurement(source="d", model="llama-3.1-8b", gpu="h100-sxm", engine="vllm", engine_version="0.10.0",
+                      tp=1, concurrency=2, isl=256, osl=16, latency={"tpot": {"mean": 5.0}}, mode="disagg")
+    outs = [Outcome(agg, {"model": "llama-3.1-8b", "serving": {"engine": "vllm"}}, {}),
+            Outcome(dis, {"model": "llama-3.1-8b", "serving": {"engine": "vllm"}}, {})]
+    kept = without_host(outs, tmp_path)
+    assert [o.record.source for o in kept] == ["a"]
 
 
 def test_fit_refuses_several_engines(bad):

@@ -9,8 +9,9 @@ host model, simcore/serving/engines/): used by `simcore validate --fit` and benc
    measured) over the records, on a grid of non-negative constants (GRID). In a closed loop of c
    clients a step holds about c requests and c x (ISL + OSL) / OSL tokens (every request's prompt is
    spread over its decode steps).
-MoE records are left out: their residual is dominated by expert-kernel pricing (issue 11 points 3-5),
-which host constants must not absorb. docs/serving.md ("Host constants") gives the meaning of each.
+MoE and disaggregated records are left out (a disaggregated step is one pool's); MoE records' residual is
+dominated by expert-kernel pricing (issue 11 points 3-5), which host constants must not absorb.
+docs/serving.md ("Host constants") gives the meaning of each.
 """
 
 from __future__ import annotations
@@ -91,14 +92,14 @@ def no_host_profiles(folder: Path) -> dict[str, str]:
 
 def without_host(outcomes: list[Outcome], folder: Path, moe: bool = False) -> list[Outcome]:
     """Fresh copies of the closed-loop dense-model records that measure a mean TPOT, their experiments set
-    to run with zero host time (simulate them with compare.run). Open-loop records are left out: the fit's
-    step holds a closed loop's c requests. moe: keep MoE records too (not for fitting)."""
+    to run with zero host time (simulate them with compare.run). Open-loop and disaggregated records are left
+    out: the fit's step holds a closed loop's c requests in one pool. moe: keep MoE records too (not for fitting)."""
     zero = no_host_profiles(folder)
     out = []
     for o in outcomes:
         if o.experiment is None or o.refused or not o.record.latency.get("tpot", {}).get("mean"):
             continue
-        if not o.record.concurrency:
+        if not o.record.concurrency or o.record.mode != "agg":  # disaggregated: a step is one pool's, not the loop's
             continue
         if not moe and load_model(o.experiment["model"]).is_moe:
             continue
