@@ -19,12 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from serving_silicon import DEFAULT_ROWS, DiskCache  # noqa: E402
-from simcore.errors import SimcoreError  # noqa: E402
-from simcore.serving.silicon import MEASURED_ROUNDS  # noqa: E402
+from serving_silicon import DiskCache, add_row_args, fail, selected_records  # noqa: E402
 from simcore.validate.cli import progress_bar  # noqa: E402
 from simcore.validate.compare import experiments, run, summarize  # noqa: E402
-from simcore.validate.readers import read  # noqa: E402
 
 
 def overrides(delay: float, dist: str) -> tuple[str, ...]:
@@ -33,17 +30,9 @@ def overrides(delay: float, dist: str) -> tuple[str, ...]:
             f"workload.arrival.reissue_delay_dist={dist if delay > 0 else 'fixed'}")
 
 
-def fail(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
-    sys.exit(2)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=Path, default=DEFAULT_ROWS, help="a serving_*.json file of measured rows")
-    ap.add_argument("--only", default="", help="only rows whose backend/model/precision text contains this")
-    ap.add_argument("--jobs", type=int, default=2, help="worker processes")
-    ap.add_argument("--rounds", type=int, default=MEASURED_ROUNDS, help="measured requests per client")
+    add_row_args(ap, jobs=2)
     ap.add_argument("--delays", default="0,0.01,0.02,0.04,0.06", help="candidate mean delays in seconds")
     ap.add_argument("--dist", default="exponential", choices=("exponential", "fixed"), help="delay distribution")
     a = ap.parse_args()
@@ -53,13 +42,7 @@ def main() -> None:
         fail(f"--delays: {a.delays!r}: allowed: seconds >= 0, comma separated")
     if not delays or any(not 0 <= d <= 10 for d in delays):
         fail(f"--delays: {a.delays!r}: allowed: seconds from 0 to 10, comma separated")
-    try:
-        records = read(a.rows)
-    except SimcoreError as exc:
-        fail(str(exc).splitlines()[0])
-    if a.only:
-        records = [r for r in records if a.only.lower() in
-                   " ".join(str(v) for v in (r.engine, r.model, r.gpu, r.precision, r.source)).lower()]
+    records = selected_records(a)
     results = []
     for d in delays:
         outcomes = experiments(records, rounds=a.rounds)

@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from simcore.errors import SimcoreError  # noqa: E402
 from simcore.serving.silicon import MEASURED_ROUNDS  # noqa: E402
 from simcore.validate.cli import progress_bar  # noqa: E402
 from simcore.validate.compare import err, experiments, run, summarize, summary_lines  # noqa: E402
@@ -42,12 +43,18 @@ DISAGG_ROWS = ROOT / "benchmarks" / "data" / "aiconfigurator_disagg_h100.json"
 CACHE = ROOT / "benchmarks" / ".cache" / "serving_silicon"
 
 
-def with_disagg_layouts(rows_path: Path, full_path: Path) -> Path:
+def with_disagg_layouts(rows_path: Path, full_path: Path, note: bool = True) -> Path:
     """rows_path with its disagg rows swapped for full_path's, when those are the same rows with more columns
     (every disagg row of rows_path equals one of full_path's on rows_path's columns, as multisets); else
-    rows_path unchanged, with a note on stderr. Returns the file to read (a merged copy under the cache)."""
-    rows = json.loads(rows_path.read_text())["rows"]
-    full = json.loads(full_path.read_text())["rows"]
+    rows_path unchanged (with a note on stderr if `note`). Returns the file to read (a merged copy under the
+    cache). A file that is not a rows file is returned as it is: the reader says what is wrong with it."""
+    try:
+        rows = json.loads(rows_path.read_text())["rows"]
+        full = json.loads(full_path.read_text())["rows"]
+        if not all(isinstance(r, dict) for r in rows + full):
+            return rows_path
+    except (OSError, ValueError, KeyError, TypeError):
+        return rows_path
     mine = [r for r in rows if r.get("mode") == "disagg"]
     cols = {k for r in mine for k in r}
 
@@ -56,9 +63,14 @@ def with_disagg_layouts(rows_path: Path, full_path: Path) -> Path:
 
     if not mine:
         return rows_path
-    if sorted(map(key, mine)) != sorted(map(key, full)):
-        print(f"note: the disagg rows of {rows_path.name} are not those of {full_path.name}; kept as they are",
-              file=sys.stderr)
+    try:
+        same = sorted(map(key, mine)) == sorted(map(key, full))
+    except TypeError:  # values of mixed types: not the same rows
+        same = False
+    if not same:
+        if note:
+            print(f"note: the disagg rows of {rows_path.name} are not those of {full_path.name}; kept as they are",
+                  file=sys.stderr)
         return rows_path
     merged = [r for r in rows if r.get("mode") != "disagg"] + full
     out = CACHE.parent / f"rows-{hashlib.sha256(json.dumps(merged).encode()).hexdigest()[:12]}.json"
@@ -156,26 +168,53 @@ def print_groups(console: Console, outcomes: list) -> None:
     console.print(t)
 
 
+def fail(msg: str) -> None:
+    """One error line, exit 2 (the project's rule for bad input)."""
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def add_row_args(ap: argparse.ArgumentParser, jobs: int = os.cpu_count() or 1) -> None:
+    """The flags every script over measured rows shares: which rows, which of them, workers, rounds."""
+    ap.add_argument("--rows", type=Path, default=DEFAULT_ROWS, help="a serving_*.json file of measured rows")
+    ap.add_argument("--disagg-rows", type=Path, default=None,
+                    help="the rows file's disagg rows with their full columns, swapped in when they match "
+                         f"(default: {DISAGG_ROWS.relative_to(ROOT)})")
+    ap.add_argument("--only", default="", help="only rows whose backend/model/precision text contains this")
+    ap.add_argument("--jobs", type=int, default=jobs, help="worker processes")
+    ap.add_argument("--rounds", type=int, default=MEASURED_ROUNDS, help="measured requests per client")
+
+
+def selected_records(a: argparse.Namespace, limits: str | None = None, every: int = 1) -> list:
+    """The records add_row_args' flags select: the rows file (its disagg rows with their full columns when
+    --disagg-rows holds them), every Nth, those matching --only. A bad file or flag is one error line."""
+    if a.rounds < 1:
+        fail(f"--rounds: {a.rounds}: allowed: 1 or more")
+    try:
+        full = a.disagg_rows or DISAGG_ROWS
+        rows = with_disagg_layouts(a.rows, full, note=a.disagg_rows is not None) if full.is_file() else a.rows
+        records = read(rows, limits=limits)[::every]
+    except SimcoreError as exc:
+        fail(str(exc).splitlines()[0])
+    if a.only:
+        records = [r for r in records if a.only.lower() in
+                   " ".join(str(v) for v in (r.engine, r.model, r.gpu, r.precision, r.source, r.mode)).lower()]
+    return records
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=Path, default=DEFAULT_ROWS, help="a serving_*.json file of measured rows")
-    ap.add_argument("--disagg-rows", type=Path, default=DISAGG_ROWS,
-                    help="the rows file's disagg rows with their full columns (swapped in when they match)")
+    add_row_args(ap)
     ap.add_argument("--every", type=int, default=1, help="run every Nth row only (quick looks while developing)")
-    ap.add_argument("--only", default="", help="only rows whose backend/model/precision text contains this")
-    ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes")
-    ap.add_argument("--rounds", type=int, default=MEASURED_ROUNDS, help="measured requests per client")
     ap.add_argument("--limits", choices=("defaults", "aiconfigurator"),
                     help="engine limits for every row (default: per engine, simcore.serving.silicon.LIMITS)")
     ap.add_argument("--no-cache", action="store_true", help="simulate every row again")
     ap.add_argument("--quiet", action="store_true", help="summary only, no per-row table")
     a = ap.parse_args()
     console = Console(width=None if sys.stdout.isatty() else 200)
-    rows = with_disagg_layouts(a.rows, a.disagg_rows) if a.disagg_rows.is_file() else a.rows
-    records = read(rows, limits=a.limits)[:: a.every]
-    if a.only:
-        records = [r for r in records if a.only.lower() in
-                   " ".join(str(v) for v in (r.engine, r.model, r.gpu, r.precision, r.source, r.mode)).lower()]
+    if a.every < 1:
+        fail(f"--every: {a.every}: allowed: 1 or more")
+    records = selected_records(a, a.limits, a.every)
     start = time.perf_counter()
     outcomes = experiments(records, rounds=a.rounds)
     with progress_bar("simulating rows") as update:

@@ -30,13 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from serving_silicon import DEFAULT_ROWS, DiskCache  # noqa: E402
+from serving_silicon import DiskCache, add_row_args, fail, selected_records  # noqa: E402
 from simcore.config.experiment import experiment_from_dict  # noqa: E402
 from simcore.errors import SimcoreError  # noqa: E402
-from simcore.serving.silicon import MEASURED_ROUNDS  # noqa: E402
 from simcore.validate.cli import progress_bar  # noqa: E402
 from simcore.validate.compare import experiments, run, summarize, summary_lines  # noqa: E402
-from simcore.validate.readers import read  # noqa: E402
 
 KEYS = ("engine", "model", "precision", "version", "tp", "isl", "osl", "c")
 
@@ -117,17 +115,9 @@ def print_tables(console: Console, rows: list[dict], by: tuple[str, ...]) -> Non
     console.print(t)
 
 
-def fail(msg: str) -> None:
-    print(f"error: {msg}", file=sys.stderr)
-    sys.exit(2)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rows", type=Path, default=DEFAULT_ROWS, help="a serving_*.json file of measured rows")
-    ap.add_argument("--only", default="", help="only rows whose backend/model/precision text contains this")
-    ap.add_argument("--jobs", type=int, default=2, help="worker processes")
-    ap.add_argument("--rounds", type=int, default=MEASURED_ROUNDS, help="measured requests per client")
+    add_row_args(ap, jobs=2)
     ap.add_argument("--by", default="engine,model,tp,isl,c", help=f"group keys, comma separated: {', '.join(KEYS)}")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a field of every row's experiment (repeatable)")
@@ -137,15 +127,7 @@ def main() -> None:
     bad = [k for k in by if k not in KEYS]
     if bad or not by:
         fail(f"--by: {','.join(bad) or repr(a.by)}: allowed keys: {', '.join(KEYS)}")
-    if a.rounds < 1:
-        fail(f"--rounds: {a.rounds}: allowed: 1 or more")
-    try:
-        records = read(a.rows)
-    except SimcoreError as exc:
-        fail(str(exc).splitlines()[0])
-    if a.only:
-        records = [r for r in records if a.only.lower() in
-                   " ".join(str(v) for v in (r.engine, r.model, r.gpu, r.precision, r.source)).lower()]
+    records = selected_records(a)
     outcomes = experiments(records, rounds=a.rounds)
     overrides = tuple(a.set)
     probe = next((o.experiment for o in outcomes if o.experiment), None)
