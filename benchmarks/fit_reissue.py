@@ -7,7 +7,7 @@ Runs every row as benchmarks/serving_silicon.py does (same experiments and disk 
 mean delay (a closed-loop client's next request reaches the engine that long after its previous request's
 last token; 0: at once) and prints, per candidate, the median |error| of mean TTFT and mean TPOT over the
 simulated rows, then the candidate with the smallest TTFT median |error|. silicon.AIPERF_CLIENT holds the
-result; docs/serving.md ("TTFT residuals") gives the per-group table.
+result; docs/validation.md ("TTFT residuals") gives the per-group table.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ records, same constants): every dense-model row simulated with the host model sw
 engine a grid search of const / per-request / per-token that matches the measured mean TPOT. This script
 adds the choice of rows (H100 only: other GPUs are held out), a disk cache of the host-free runs, one fit
 per engine, and --write, which stores the constants with their source in simcore/serving/engines/host_fit.py.
-docs/serving.md ("Host constants") gives the method and the meaning of each constant.
+docs/validation.md ("Host constants") gives the method and the meaning of each constant.
 """
 
 from __future__ import annotations

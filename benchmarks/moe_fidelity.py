@@ -77,7 +77,7 @@ def layout(r: dict) -> tuple[int, int, int, int, str]:
 
 
 def clients(r: dict) -> int:
-    """The row's clients: batch_size is per attention-DP rank (docs/serving.md, silicon rows)."""
+    """The row's clients: batch_size is per attention-DP rank (docs/validation.md, silicon rows)."""
     return int(r["batch_size"]) * int(r.get("attention_dp_size") or 1)
 
 

@@ -10,7 +10,7 @@ experiments and simulated by the same functions, and the summary lines are the s
 script adds: each result is cached under benchmarks/.cache/ by the hash of the experiment and of
 simcore's code and catalogs (a rerun only simulates what changed), the per-row table with the
 rows' own columns, and a summary per (engine, model, precision). The shared file's disagg rows lack
-their layout columns; benchmarks/data/aiconfigurator_disagg_h100.json has them (docs/serving.md,
+their layout columns; benchmarks/data/aiconfigurator_disagg_h100.json has them (docs/validation.md,
 "Disaggregated rows") and is swapped in.
 """
 

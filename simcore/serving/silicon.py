@@ -8,7 +8,7 @@ simcore/validate/readers.py reads vLLM's and SGLang's benchmark files into the s
 `experiment_for_record` turns a record into the serving experiment dict that reproduces the
 benchmark: the engine profile of the backend, the clients of the benchmark tool, the layout; a
 record simcore cannot express raises `Refused` with a short reason, so validation reports count
-refusals by reason. docs/serving.md ("Validating against measured servers") gives every choice.
+refusals by reason. docs/validation.md ("Validating against measured servers") gives every choice.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ ENGINES = {"vllm": "vllm", "sglang": "sglang", "trtllm": "trtllm"}
 # The warm-up itself leaves nothing behind (prefix caching is off) and is not simulated. The measured phase
 # is simulated in full, 20 rounds: the first round is a lock-step wave whose prompts queue behind each other,
 # and it must weigh 1/20 of the mean TTFT as in the benchmark (with 8 rounds it weighed 1/8, which raised the
-# mean TTFT by about half the steady-state gap and flattered the comparison: docs/serving.md).
+# mean TTFT by about half the steady-state gap and flattered the comparison: docs/validation.md).
 MEASURED_ROUNDS = 20
 # aiperf's way from one response to the client's next request (aiperf/workers/worker.py @db4f6397: the worker
 # pushes the whole record, parses every streamed response, returns its credit over ZMQ; the timing manager's
@@ -69,7 +69,7 @@ MEASURED_ROUNDS = 20
 # (a ZMQ round trip), formats it and sends it; the server then parses and tokenizes it): seconds from a
 # request's last token to the next request reaching the engine, exponential draws of this mean (the hops are
 # Python services on their own event loops, not a fixed latency). Fitted by benchmarks/fit_reissue.py on the
-# H100 rows (docs/serving.md, "TTFT residuals": with the delay a re-issued prompt misses the step that starts
+# H100 rows (docs/validation.md, "TTFT residuals": with the delay a re-issued prompt misses the step that starts
 # as its predecessor ends and queues behind the prefill steps it lands in, so fixed-length clients stay clumped
 # as the rows show; without it every client gets a prefill step to itself).
 AIPERF_CLIENT = {"reissue_delay_s": 0.04, "reissue_delay_dist": "exponential"}
@@ -141,7 +141,7 @@ def _checkpoint_dtype(model: str) -> str | None:
 
 
 # The rows do not record the engine limits they ran with. Per engine, the hypothesis that fits the H100 rows
-# better (docs/serving.md, "Validating against measured servers", gives both results): the limits
+# better (docs/validation.md, "Validating against measured servers", gives both results): the limits
 # aiconfigurator's generator writes for vLLM and TensorRT-LLM; the engine's own defaults for SGLang.
 LIMITS = {"vllm": "aiconfigurator", "sglang": "defaults", "trtllm": "aiconfigurator"}
 
@@ -264,7 +264,7 @@ def vllm_dp_layout(tp: int, adp: int, moe_tp: int, ep: int) -> tuple[int, int]:
     and the experts over tp_size x attention_dp_size (moe_tp x moe_ep), but they measure a tp_size-GPU
     server: the MiniMax-M2.5 rows "tp 4, attention_dp 4, ep 16" queue for KV blocks exactly as the 4-GPU
     tp 4 / ep 4 rows do at the same total clients (20-32 s TTFT), which 16 GPUs (a quarter of the experts
-    each) cannot, and match their TPOT within 1-6% (docs/serving.md, silicon rows). So the ranks split the
+    each) cannot, and match their TPOT within 1-6% (docs/validation.md, silicon rows). So the ranks split the
     tp_size GPUs (vLLM --data-parallel-size adp --tensor-parallel-size tp/adp) and the experts spread over
     them. Fields that do not follow that pattern are kept as recorded."""
     if adp > 1 and tp % adp == 0 and moe_tp * ep == tp * adp and ep % adp == 0:
@@ -445,7 +445,7 @@ def disaggregation(engine: str, pools: dict, isl: int) -> tuple[dict, dict]:
     """(the experiment's parallelism: the decode workers' layout, serving.disaggregation) of a disagg record.
     A worker's GPUs are tp x attention_dp x pp (aiconfigurator's layout fields; simcore's attention_dp)."""
     # Dynamo fronts these deployments: the client's stream comes from the decode worker, which the frontend
-    # picks round robin (its default --router-mode); docs/serving.md, "Disaggregated rows"
+    # picks round robin (its default --router-mode); docs/validation.md, "Disaggregated rows"
     d: dict = {"enabled": True, "first_token": "decode", "decode_router": "round_robin"}
     for which, p in pools.items():
         d[f"{which}_replicas"] = p.workers or 1

@@ -214,7 +214,7 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "validate", help="compare measured serving benchmarks (vLLM, SGLang, silicon rows) with simcore",
         description="Read vLLM `bench serve --save-result` JSON, SGLang `bench_serving` JSONL or silicon rows, "
-                    "simulate each run and print measured vs predicted latencies and throughput (docs/serving.md).")
+                    "simulate each run and print measured vs predicted latencies and throughput (docs/validation.md).")
     p.add_argument("results", nargs="+", metavar="RESULTS", help="result files")
     d = p.add_argument_group("deployment facts (override the files'; needed where a file lacks them)")
     d.add_argument("--model", help="catalog name or Hugging Face id of the served model")

@@ -11,7 +11,7 @@ host model, simcore/serving/engines/): used by `simcore validate --fit` and benc
    spread over its decode steps).
 MoE and disaggregated records are left out (a disaggregated step is one pool's); MoE records' residual is
 dominated by expert-kernel pricing (issue 11 points 3-5), which host constants must not absorb.
-docs/serving.md ("Host constants") gives the meaning of each.
+docs/validation.md ("Host constants") gives the meaning of each.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def start_constants(engine: str, version: str | None, overrides: tuple[str, ...]
 def write_profile(path: Path, engine: str, version: str | None, consts: dict, fit: dict | None = None) -> None:
     data = {"about": "Host time per engine step (us): const + per_request x requests in the step + per_token x "
                      "tokens scheduled in it; fitted by `simcore validate --fit`. Use: --set "
-                     "serving.engine_profile=THIS_FILE (docs/serving.md).",
+                     "serving.engine_profile=THIS_FILE (docs/validation.md).",
             "engine": engine, "engine_version": version,
             "host": {k: round(float(consts[k]), 4) for k in HOST_KEYS}}
     if fit is not None:
@@ -181,7 +181,7 @@ def fit_host(outcomes: list[Outcome], jobs: int = 1, overrides: tuple[str, ...] 
         no_host = without_host(live, Path(tmp))
         if not no_host:
             raise SimcoreError("--fit: no simulated closed-loop record of a dense model measures a mean TPOT (MoE "
-                               "and open-loop records are not fitted: docs/serving.md, \"Host constants\")")
+                               "and open-loop records are not fitted: docs/validation.md, \"Host constants\")")
         run(no_host, jobs, base)
         count(len(no_host))
         rows = fit_rows(no_host).get(engine)

@@ -54,7 +54,7 @@ class Profile:
     version: str | None = None
     notes: tuple[str, ...] = field(default=())
     # the CUDA-graph padding request is a live sequence of the engine and holds one of max_num_seqs
-    # (TensorRT-LLM; docs/serving.md, "Validating against measured servers")
+    # (TensorRT-LLM; docs/validation.md, "Validating against measured servers")
     padding_holds_seq: bool = False
 
 
