@@ -25,6 +25,9 @@ def profile(version: str | None) -> Profile:
                   "chunked_prefill": False, "block_size": 32, "watermark": 0.0, "preemption": "recompute"},
         capture_sizes=capture_sizes(128),
         kv_dtype=kv_dtype,
+        # overlap scheduler on: TensorRT-LLM's default (docs/source/features/overlap-scheduler.md) and what
+        # aiconfigurator's generator writes for agg workers since Dec 2025 (rule_plugin/trtllm.rule @095f58a5);
+        # its Aug 2025 1.0.0rc3 template turned it off (docs/validation.md, "Round 6": tried, not adopted)
         host=host_model("trtllm", overlap=True),
         padding_holds_seq=True,  # model_engine.py _get_padded_batch: kv_cache_manager.add_dummy_requests (1.0)
     )
