@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,6 +11,15 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
+SILICON_ROWS = REPO / "tests" / "data" / "validate" / "silicon_rows.json"  # four rows, three simulated
+
+
+def load_benchmark(name: str):
+    """A script of benchmarks/ imported as a module (its functions tested directly)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 # A small, fast, valid experiment; tests change one thing at a time.
 BASE_EXPERIMENT = {

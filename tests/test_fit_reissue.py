@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, SILICON_ROWS, load_benchmark
 
 SCRIPT = REPO / "benchmarks" / "fit_reissue.py"
-ROWS = REPO / "tests" / "data" / "validate" / "silicon_rows.json"  # four rows, three simulated
+ROWS = SILICON_ROWS
 
 
 @pytest.fixture(scope="module")
 def fr():
-    spec = importlib.util.spec_from_file_location("fit_reissue", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("fit_reissue")
 
 
 def test_a_zero_delay_is_the_fixed_client(fr):

@@ -3,24 +3,20 @@ and its bad command lines."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, SILICON_ROWS, load_benchmark
 
 SCRIPT = REPO / "benchmarks" / "ttft_residuals.py"
-ROWS = REPO / "tests" / "data" / "validate" / "silicon_rows.json"  # four rows, three simulated
+ROWS = SILICON_ROWS
 
 
 @pytest.fixture(scope="module")
 def tr():
-    spec = importlib.util.spec_from_file_location("ttft_residuals", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("ttft_residuals")
 
 
 def row(engine, tp, osl, c, ttft, ttft_pred, tpot=10.0, tpot_pred=10.0, isl=1024, model="m"):
