@@ -16,7 +16,7 @@ from simcore.config.experiment import experiment_from_dict, resolve
 from simcore.ops.builder import StageBuilder
 from simcore.ops.linears import Linear
 from simcore.ops.op import nbytes
-from simcore.serving.silicon import experiment_for_row, measurement_from_row
+from simcore.serving.silicon import experiment_for_record, experiment_for_row, measurement_from_row
 from simcore.validate.compare import experiments, run
 from simcore.validate.fit import without_host
 from simcore.validate.readers import read
@@ -48,7 +48,7 @@ def _by(outs, system: str, model: str):
 
 def test_rows_map_to_their_gpu_and_cluster():
     for rec in read(ROWS):
-        if rec.gpu not in GPU_OF:
+        if rec.gpu not in GPU_OF or rec.concurrency is None:  # no load recorded: refused (below)
             continue
         (exp,) = [o.experiment for o in experiments([rec])]
         gpu, cluster = GPU_OF[rec.gpu]
@@ -58,11 +58,14 @@ def test_rows_map_to_their_gpu_and_cluster():
 
 def test_every_known_system_simulates_and_the_unknown_one_is_refused_by_name(outcomes):
     outs, _ = outcomes
-    refused = {o.record.gpu: (o.refused, o.result.get("detail", "")) for o in outs if o.refused}
+    refused = {o.record.gpu: (o.refused, o.result.get("detail", "")) for o in outs if o.refused and o.record.pools is None}
     assert list(refused) == ["gb200"]
     reason, detail = refused["gb200"]
     assert reason == "gpu not in catalog" and "known systems: " in detail and "b200_sxm" in detail
-    assert sum(1 for o in outs if not o.refused) == 13
+    # of the three disagg rows only the one that records no load at all (no batch_size, no decode pool) is refused
+    assert [(o.record.model, o.refused) for o in outs if o.refused and o.record.pools] == \
+        [("deepseek-ai/DeepSeek-R1", "no concurrency")]
+    assert sum(1 for o in outs if not o.refused) == 15
 
 
 def read_rows() -> list[dict]:
@@ -133,6 +136,39 @@ def test_an_expert_split_wider_than_tp_means_attention_data_parallel():
     assert experiment_for_row(row)["parallelism"] == {"tp": 1, "pp": 1, "attention_dp": 2}
     dense = read_rows()[0]  # moe_tp 1 = tp: nothing implied
     assert measurement_from_row(dense).attention_dp == 1
+
+
+def _disagg(model: str) -> dict:
+    (row,) = [r for r in read_rows() if r["model_path"] == model and r["mode"] == "disagg"]
+    return row
+
+
+def test_a_pool_that_records_only_tp_and_cannot_hold_the_model_runs_one_node_of_attention_dp():
+    """The shared format keeps only each pool's tp_size: DeepSeek-V3 fp8 (~671 GB) on one H200 (141 GB) cannot
+    be, so the tp 1 prefill pool runs attention DP x EP over the node's 8 GPUs, said to be assumed; the tp 8
+    decode pool holds the model and stays as recorded."""
+    rec = measurement_from_row(_disagg("deepseek-ai/DeepSeek-V3"))
+    d = experiment_for_record(rec)["serving"]["disaggregation"]
+    assert d["prefill_parallelism"] == {"tp": 1, "pp": 1, "attention_dp": 8, "ep": 8}
+    assert d["decode_parallelism"] == {"tp": 8, "pp": 1, "attention_dp": 1, "ep": 1}
+    # TensorRT-LLM's limits hold per attention-DP rank: 8 x (1 sequence, 1024 + 1500 tokens in 32-token blocks)
+    assert d["prefill_limits"] == {"max_num_seqs": 8, "max_num_batched_tokens": 8 * 2528}
+    assert "prefill attention DP 8 x EP 8 (one node) assumed" in rec.assumed
+    assert "decode attention DP" not in rec.assumed
+    # a pool whose layout the row records is never widened: the same row with prefill_attention_dp_size 1 is refused
+    # by the simulation (no room for a KV block), not reshaped
+    rec = measurement_from_row(_disagg("deepseek-ai/DeepSeek-V3") | {"prefill_attention_dp_size": "1"})
+    assert experiment_for_record(rec)["serving"]["disaggregation"]["prefill_parallelism"]["attention_dp"] == 1
+
+
+def test_a_long_prompt_is_admitted_by_the_prefill_pools_limits(outcomes):
+    """12000 prompt tokens exceed TensorRT-LLM's default max_num_tokens 8192 (chunked prefill off) but not the
+    prefill workers' 12000 + 1500 the generator writes: every request completes."""
+    outs, _ = outcomes
+    (o,) = [o for o in outs if o.record.model == "nvidia/Qwen3-32B-NVFP4" and o.record.mode == "disagg"]
+    assert not o.refused
+    assert o.experiment["serving"]["disaggregation"]["prefill_limits"]["max_num_batched_tokens"] == 13504
+    assert o.result["dropped"] == 0 and o.result["latency"]["ttft"]["mean"] > 0
 
 
 GPU_FIGURES = ("memory.capacity_gib", "memory.bandwidth_gbps", "links.gpu.bandwidth_gbps", "peak_tflops.bf16",

@@ -191,6 +191,7 @@ class Pool:
     pp: int = 1
     attention_dp: int = 1
     ep: int = 1
+    layout: bool = True  # False: the row records only the pool's tp_size (not its pp, attention DP or experts)
 
 
 POOL_FIELDS = ("batch_size", "num_workers", "tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size")
@@ -210,9 +211,10 @@ def _pool(row: dict, which: str) -> Pool:
             raise Refused("bad value", f"{which}_{key} = {row[f'{which}_{key}']!r:.80}: must be >= 1 when given")
         got[key] = v
     # upstream writes 0 for a MoE degree it did not set (vLLM rows): the default, 1
+    recorded = any(row.get(f"{which}_{k}") not in (None, "") for k in POOL_FIELDS[3:])
     return Pool(workers=got["num_workers"], batch=got["batch_size"], tp=tp, pp=_int(row, f"{which}_pp_size", 1) or 1,
                 attention_dp=_int(row, f"{which}_attention_dp_size", 1) or 1,
-                ep=_int(row, f"{which}_moe_ep_size", 1) or 1)
+                ep=_int(row, f"{which}_moe_ep_size", 1) or 1, layout=recorded)
 
 
 @dataclass
@@ -396,6 +398,7 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
         par["ep"] = ep
     serving: dict = {"engine": engine, **rec.serving}  # unset fields: the engine profile's defaults
     if rec.pools:
+        _place_unrecorded(rec, model, gpu, engine, isl)
         par, serving["disaggregation"] = disaggregation(engine, rec.pools, isl)
     if rec.engine_version:
         serving["engine_version"] = rec.engine_version
@@ -431,6 +434,46 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
         },
         "serving": serving,
     }
+
+
+def _pool_holds(model: str, gpu: str, engine: str, p: Pool, limits: dict, precision: str | None) -> bool:
+    """Whether one worker of pool p leaves room for a KV block (the check the simulation refuses a pool with)."""
+    from simcore.config.experiment import Experiment, resolve
+    from simcore.memory import kv_budget
+    from simcore.memory.speculative import blocks_with_draft
+
+    par = {"tp": p.tp, "pp": p.pp, **({"attention_dp": p.attention_dp, "ep": p.ep} if p.attention_dp > 1 else {})}
+    run = resolve(Experiment.model_validate({"model": model, "hardware": gpu, "parallelism": par,
+                                             **_precision({"precision": precision or ""}, model),
+                                             "workload": {"kind": "requests", "requests": 1}}))
+    adp = p.attention_dp
+    budget = kv_budget(run, -(-limits.get("max_num_batched_tokens", 8192) // adp),
+                       -(-limits.get("max_num_seqs", 256) // adp), 32 if engine == "trtllm" else 16, engine)
+    return blocks_with_draft(budget) > 0
+
+
+def _place_unrecorded(rec: Measurement, model: str, gpu: str, engine: str, isl: int) -> None:
+    """A pool whose row records only its tp_size (the shared silicon format drops aiconfigurator's per-pool
+    pp_size, attention_dp_size, moe_tp_size and moe_ep_size) and whose tp GPUs cannot hold the model: the
+    generator's wide-expert layout, attention DP and experts over one node's GPUs (tp 1, attention_dp = moe_ep =
+    gpus_per_node), said to be assumed. docs/validation.md, "Rows of other GPUs"."""
+    from simcore.config.hardware import load_system
+
+    model = PUBLISHED.get((model, (rec.precision or "").lower()), model)
+    for which, p in rec.pools.items():
+        if p.layout or p.attention_dp > 1 or p.pp > 1:
+            continue
+        limits = pool_limits(engine, which, p.batch, isl)
+        if _pool_holds(model, gpu, engine, p, limits, rec.precision):
+            continue
+        node = load_system(gpu).cluster.gpus_per_node
+        wide = Pool(p.workers, p.batch, p.tp, attention_dp=node, ep=node, layout=False)
+        scale = 1 if engine == "sglang" else node  # TensorRT-LLM's and vLLM's limits hold per rank: disaggregation()
+        if p.tp == 1 and _pool_holds(model, gpu, engine, wide, {k: v * scale for k, v in limits.items()},
+                                     rec.precision):
+            rec.pools[which] = wide
+            note = f"layout unrecorded: {which} attention DP {node} x EP {node} (one node) assumed"
+            rec.assumed = f"{rec.assumed}; {note}" if rec.assumed else note
 
 
 def layout(rec: Measurement) -> str:

@@ -88,8 +88,10 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
         front = reps[:cfg.disaggregation.prefill_replicas]
         back = reps[len(front):]
         dreserve = cfg.watermark * dblocks
+        admit = front[0].cfg  # a prompt goes to the prefill pool: its limits (disaggregation.prefill_limits) decide
     else:
         cost = make_cost(run, profile)  # the pools of a disaggregated run price with their own layouts
+        admit = cfg
         costs = [cost]
         reps = [Replica(i, cfg, blocks, cost, make_scheduler(), reqs, metrics,
                         policy(ctx) if cfg.prefix_caching else None,
@@ -161,7 +163,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
                 why = f"needs {-(-p // bsz)} KV blocks (prompt), a prefill replica has {blocks}"
             elif max_len and p + o > max_len:
                 why = f"prompt + output exceeds max_position_embeddings = {max_len}"
-            elif not cfg.chunked_prefill and p > cfg.max_num_batched_tokens:
+            elif not admit.chunked_prefill and p > admit.max_num_batched_tokens:
                 why = "prompt exceeds max_num_batched_tokens with chunked_prefill off"
             elif dis and -(-(p + o) // bsz) > dblocks - dreserve:
                 why = f"needs {-(-(p + o) // bsz)} KV blocks (prompt + output), a decode replica has {dblocks}"
