@@ -65,6 +65,8 @@ def test_every_known_system_simulates_and_the_unknown_one_is_refused_by_name(out
     # of the three disagg rows only the one that records no load at all (no batch_size, no decode pool) is refused
     assert [(o.record.model, o.refused) for o in outs if o.refused and o.record.pools] == \
         [("deepseek-ai/DeepSeek-R1", "no concurrency")]
+    (o,) = [o for o in outs if o.refused == "no concurrency"]
+    assert "no decode_batch_size x decode_num_workers" in o.result["detail"]
     assert sum(1 for o in outs if not o.refused) == 15
 
 

@@ -386,7 +386,9 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
         raise Refused("disagg", "separate prefill/decode pools without their layout")
     c = rec.concurrency
     if c is None and rec.rate is None:
-        raise Refused("no concurrency", "batch_size missing")
+        raise Refused("no concurrency", "batch_size missing" + (
+            ", and no decode_batch_size x decode_num_workers (the load aiconfigurator's benchmark sends) to take it "
+            "from" if rec.pools else ""))
     isl, osl = rec.isl, rec.osl
     if not isl or not osl:
         raise Refused("no lengths", f"isl {isl}, osl {osl}")
