@@ -6,7 +6,8 @@
 """
 
 from simcore.memory.budget import (BLOCK_SIZE, MAX_NUM_BATCHED_TOKENS, MAX_NUM_SEQS, KVBudget, MemoryPerGPU,
-                                   StageBudget, check_fits, kv_budget, memory_per_gpu, static_memory, vllm_defaults)
+                                   StageBudget, check_fits, kv_budget, memory_per_gpu, replica_kv, static_memory,
+                                   vllm_defaults)
 from simcore.memory.engines import ENGINES, EngineMemory, engine_memory
 from simcore.memory.weights import stage_weight_bytes
 

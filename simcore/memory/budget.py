@@ -16,7 +16,7 @@ from simcore.config.experiment import Run
 from simcore.errors import SimcoreError
 from simcore.memory.engines import EngineMemory, engine_memory
 from simcore.memory.kv_placement import Placement, place
-from simcore.memory.speculative import draft_kv_bytes, draft_weight_bytes
+from simcore.memory.speculative import blocks_with_draft, draft_kv_bytes, draft_weight_bytes
 from simcore.memory.weights import stage_weight_bytes
 from simcore.ops.builder import stage_ops
 from simcore.ops.kv import kv_bytes
@@ -263,3 +263,13 @@ def kv_budget(run: Run, max_num_batched_tokens: int = MAX_NUM_BATCHED_TOKENS, ma
     mem = engine_memory(run, engine, **flags)
     stages = tuple(StageBudget(s.layers, s.weights, s.activation, s.kv) for s in mem.stages)
     return KVBudget(run, mem.budget, mem.non_torch, stages, block_size, max_num_batched_tokens, max_num_seqs, mem)
+
+
+def replica_kv(run: Run, max_num_batched_tokens: int, max_num_seqs: int, block_size: int,
+               engine: str) -> tuple[int, KVBudget]:
+    """(KV blocks of one serving replica, the budget of one of its attention-DP ranks). The engine's start-up
+    profile runs per attention-DP rank with its share of the replica's limits; a drafter's weights and cache
+    share the budget (blocks_with_draft); each rank caches its own sequences."""
+    adp = run.par.attention_dp
+    budget = kv_budget(run, -(-max_num_batched_tokens // adp), -(-max_num_seqs // adp), block_size, engine)
+    return blocks_with_draft(budget) * adp, budget

@@ -17,8 +17,7 @@ from collections import deque
 from simcore.config.experiment import _check_parallelism
 from simcore.cost.collectives import schedule
 from simcore.errors import SimcoreError
-from simcore.memory import kv_budget
-from simcore.memory.speculative import blocks_with_draft
+from simcore.memory import replica_kv
 from simcore.serving.replica import Replica
 
 
@@ -65,11 +64,7 @@ def worker_run(run):
 
 def pool_blocks(run, cfg, which: str) -> tuple:
     """(KV blocks per replica from the planner's kv_budget for the pool's parallelism, the budget)."""
-    adp = run.par.attention_dp  # the engine's start-up profile runs per attention-DP rank: its share of the limits
-    budget = kv_budget(run, -(-cfg.max_num_batched_tokens // adp), -(-cfg.max_num_seqs // adp), cfg.block_size,
-                       cfg.engine or "vllm")
-    # a drafter's weights and cache share the budget; each attention-DP rank caches its own sequences
-    blocks = blocks_with_draft(budget) * run.par.attention_dp
+    blocks, budget = replica_kv(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size, cfg.engine or "vllm")
     if blocks <= 0:
         raise SimcoreError(f"serving.disaggregation: {run.model.name} leaves no room for a KV block on "
                            f"{run.system.gpu.name} at the {which} pool's tp {run.par.tp} pp {run.par.pp}; "

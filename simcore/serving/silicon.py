@@ -376,6 +376,7 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
     model = catalog_name("model", rec.model, MODELS)
     if model is None:
         raise Refused("model not in catalog", str(rec.model))
+    model = PUBLISHED.get((model, (rec.precision or "").lower()), model)  # the publisher's checkpoint, if any
     gpu = catalog_name("gpu", rec.gpu, GPUS)
     if gpu is None:
         raise Refused("gpu not in catalog", unknown_gpu(rec.gpu))
@@ -415,7 +416,6 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
         arrival = ({"process": "poisson", "rate": rec.rate} if rec.burstiness == 1 else
                    {"process": "gamma", "rate": rec.rate, "cv": 1 / math.sqrt(rec.burstiness)})
         load = f"r{rec.rate:g}"
-    model = PUBLISHED.get((model, (rec.precision or "").lower()), model)
     prec = _precision({"precision": rec.precision or ""}, model)
     # a checkpoint run in its own format (gpt-oss's MXFP4, weights auto) keeps its own KV default: aiconfigurator
     # infers no fp8 KV cache for quant_algo mxfp4 (an NVFP4 checkpoint's fp8 KV is what it infers for nvfp4)
@@ -441,17 +441,15 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
 def _pool_holds(model: str, gpu: str, engine: str, p: Pool, limits: dict, precision: str | None) -> bool:
     """Whether one worker of pool p leaves room for a KV block (the check the simulation refuses a pool with)."""
     from simcore.config.experiment import Experiment, resolve
-    from simcore.memory import kv_budget
-    from simcore.memory.speculative import blocks_with_draft
+    from simcore.memory import replica_kv
 
     par = {"tp": p.tp, "pp": p.pp, **({"attention_dp": p.attention_dp, "ep": p.ep} if p.attention_dp > 1 else {})}
     run = resolve(Experiment.model_validate({"model": model, "hardware": gpu, "parallelism": par,
                                              **_precision({"precision": precision or ""}, model),
                                              "workload": {"kind": "requests", "requests": 1}}))
-    adp = p.attention_dp
-    budget = kv_budget(run, -(-limits.get("max_num_batched_tokens", 8192) // adp),
-                       -(-limits.get("max_num_seqs", 256) // adp), 32 if engine == "trtllm" else 16, engine)
-    return blocks_with_draft(budget) > 0
+    blocks, _ = replica_kv(run, limits.get("max_num_batched_tokens", 8192), limits.get("max_num_seqs", 256),
+                           32 if engine == "trtllm" else 16, engine)
+    return blocks > 0
 
 
 def _place_unrecorded(rec: Measurement, model: str, gpu: str, engine: str, isl: int) -> None:
@@ -461,7 +459,6 @@ def _place_unrecorded(rec: Measurement, model: str, gpu: str, engine: str, isl: 
     gpus_per_node), said to be assumed. docs/validation.md, "Rows of other GPUs"."""
     from simcore.config.hardware import load_system
 
-    model = PUBLISHED.get((model, (rec.precision or "").lower()), model)
     for which, p in rec.pools.items():
         if p.layout or p.attention_dp > 1 or p.pp > 1:
             continue

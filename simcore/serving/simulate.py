@@ -16,10 +16,9 @@ import numpy as np
 
 from simcore.config.experiment import Run
 from simcore.errors import SimcoreError
-from simcore.memory import kv_budget
+from simcore.memory import replica_kv
 from simcore.serving.cache_policies import CacheContext, get_cache_policy
 from simcore.serving.engines import resolve as resolve_engine
-from simcore.memory.speculative import blocks_with_draft
 from simcore.serving.speculative import make_cost
 from simcore.serving.host_tier import block_flops, make_tier, tier_geometry
 from simcore.serving.prefetch import get_prefetch_policy
@@ -65,11 +64,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     host_policy = get_cache_policy(cfg.host_tier.policy, "serving.host_tier.policy")
     prefetch = get_prefetch_policy(cfg.host_tier.prefetch)
     dis = cfg.disaggregation.enabled
-    # with attention DP the limits are the replica's; each rank profiles its memory with its own share
-    adp = run.par.attention_dp
-    budget = kv_budget(run, -(-cfg.max_num_batched_tokens // adp), -(-cfg.max_num_seqs // adp), cfg.block_size,
-                       cfg.engine or "vllm")
-    blocks = blocks_with_draft(budget) * run.par.attention_dp  # each attention-DP rank caches its own sequences
+    blocks, budget = replica_kv(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size, cfg.engine or "vllm")
     if blocks <= 0 and not dis:
         raise SimcoreError(f"{run.model.name} leaves no room for a KV block on {run.system.gpu.name} at tp "
                            f"{run.par.tp} pp {run.par.pp}; raise tp or pp, or quantize")
