@@ -146,13 +146,18 @@ def _checkpoint_dtype(model: str) -> str | None:
 LIMITS = {"vllm": "aiconfigurator", "sglang": "defaults", "trtllm": "aiconfigurator"}
 
 
+def _trt_tokens(n: int) -> int:
+    """A TensorRT-LLM max_num_tokens as aiconfigurator's generator writes it: rounded up to 32-token blocks."""
+    return -(-n // 32) * 32
+
+
 def deployment(engine: str, c: int, isl: int) -> dict:
     """The engine limits aiconfigurator's generator writes for an aggregated worker of `c` clients
     (src/aiconfigurator/generator/rule_plugin/{trtllm,vllm,sglang}.rule @095f58a5). The generator also
     passes the KV cache dtype of the configuration it searched (module_bridge.py: kvcache_quant_mode ->
     kv_cache_dtype): fp8 for fp8 deployments, set by experiment_for_row."""
     if engine == "trtllm":  # max_batch_size = batch_size; max_num_tokens = batch + ISL + 500, in 32-token blocks
-        return {"max_num_seqs": c, "max_num_batched_tokens": -(-(c + isl + 500) // 32) * 32}
+        return {"max_num_seqs": c, "max_num_batched_tokens": _trt_tokens(c + isl + 500)}
     if engine == "vllm":  # max_num_seqs 512 (2 x batch past 512); max_num_batched_tokens = batch + ISL + 1500
         return {"max_num_seqs": 512 if c < 512 else 2 * c, "max_num_batched_tokens": c + isl + 1500}
     # sglang: --enable-mixed-chunk (decodes ride in prefill batches: the vllm step) and
@@ -169,7 +174,7 @@ def pool_limits(engine: str, which: str, batch: int | None, isl: int) -> dict:
     if which == "prefill":
         tokens = isl + 1500
         if engine == "trtllm":
-            tokens = -(-tokens // 32) * 32
+            tokens = _trt_tokens(tokens)
         elif engine == "sglang":  # --max-prefill-tokens under the default chunked_prefill_size 8192, as deployment()
             tokens = min(tokens, 8192)
         return {"max_num_seqs": batch or 1, "max_num_batched_tokens": tokens}
@@ -177,7 +182,7 @@ def pool_limits(engine: str, which: str, batch: int | None, isl: int) -> dict:
         return {}
     if engine == "sglang":
         return {"max_num_seqs": batch}
-    return {"max_num_seqs": batch, "max_num_batched_tokens": -(-batch // 32) * 32 if engine == "trtllm" else batch}
+    return {"max_num_seqs": batch, "max_num_batched_tokens": _trt_tokens(batch) if engine == "trtllm" else batch}
 
 
 @dataclass
