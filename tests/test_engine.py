@@ -5,7 +5,7 @@ import json
 import pytest
 
 from simcore.cost.roofline import Pricer
-from simcore.engine.des import critical_path, execute
+from simcore.engine.des import Event, critical_path, execute
 from simcore.engine.policies import OverlapPolicy, get_policy, policy_names, register
 from simcore.run.static import simulate
 from simcore.errors import SimcoreError
@@ -102,6 +102,24 @@ def test_contention_never_makes_a_run_faster():
             t_free = execute(free.events, contention=False)
             t_busy = execute(busy.events, contention=True, hbm_gpus=busy.hbm_gpus)
             assert t_busy >= t_free * (1 - 1e-12)
+
+
+def test_transfers_on_one_link_share_its_bandwidth():
+    """A 4 s bucket starts at 0 on a NIC; a 1 s send joins at 1 s (after 1 s of compute on another stream).
+    Sharing: the bucket has 3 s left when the send joins; both run at half rate, so the send ends at 3 s
+    and the bucket at 5 s (queueing behind the bucket would end the send at 5 s)."""
+    evs = [Event(0, 0, "dp", "bucket", "comm", 4.0, link="nic:0"),
+           Event(1, 0, "main", "compute", "compute", 1.0),
+           Event(2, 0, "main", "send", "comm", 1.0, link="nic:0", deps=[1]),
+           Event(3, 0, "main", "next", "compute", 0.5, deps=[2])]
+    assert execute(evs) == pytest.approx(5.0)
+    assert (evs[2].start, evs[2].end) == (pytest.approx(1.0), pytest.approx(3.0))
+    assert evs[0].end == pytest.approx(5.0) and evs[3].end == pytest.approx(3.5)
+    crit = critical_path(evs)  # the bucket ends last: 4 s of its own work, 1 s stretched by the send
+    assert crit == {"comm": pytest.approx(4.0), "contention": pytest.approx(1.0)}
+    # without contention each transfer takes its own time
+    free = [Event(e.id, e.rank, e.stream, e.name, e.kind, e.duration, link=e.link, deps=list(e.deps)) for e in evs]
+    assert execute(free, contention=False) == pytest.approx(4.0) and free[3].end == pytest.approx(2.5)
 
 
 def test_runs_are_bit_identical():

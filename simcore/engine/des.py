@@ -1,10 +1,13 @@
 """The discrete-event engine: one SimPy process per (rank, stream) walks its ordered events.
 
 An event waits for its dependencies (events on other streams or ranks), then for the
-resources it needs: the link it sends on (held for its whole duration) and, when other
-streams on the same GPU could use HBM at the same time, the GPU's HBM channel (held for
-the event's memory-bound part). Without contention the time is the longest dependency
-chain; with it, waits for a busy link or HBM show up as 'contention' on the critical path.
+resources it needs: the link it sends on and, when other streams on the same GPU could use
+HBM at the same time, the GPU's HBM channel (held for the event's memory-bound part).
+A link is shared fairly: the transfers on it at one moment split its bandwidth equally
+(processor sharing), as a NIC or NVLink port interleaves the packets of concurrent flows, so
+a short pipeline send next to a long gradient bucket slows down instead of queueing behind
+the whole bucket. Without contention the time is the longest dependency chain; with it, a
+transfer's stretch and waits for HBM show up as 'contention' on the critical path.
 """
 
 from __future__ import annotations
@@ -38,6 +41,51 @@ class Event:
     pred: int = -1  # the event whose end let this one start (critical-path back pointer)
 
 
+class SharedLink:
+    """Processor sharing: k transfers in flight each progress at 1/k of the link's rate. A transfer's
+    work is its uncontended duration; `send` returns the SimPy event that fires when it is done."""
+
+    __slots__ = ("env", "flows", "since", "version")
+
+    def __init__(self, env: simpy.Environment):
+        self.env = env
+        self.flows: dict[simpy.Event, float] = {}  # done signal -> remaining work (s at the full rate)
+        self.since = 0.0
+        self.version = 0
+
+    def _advance(self) -> None:
+        if self.flows:
+            share = (self.env.now - self.since) / len(self.flows)
+            for f in self.flows:
+                self.flows[f] -= share
+        self.since = self.env.now
+
+    def send(self, work: float) -> simpy.Event:
+        self._advance()
+        done = self.env.event()
+        self.flows[done] = max(work, 0.0)
+        self._next()
+        return done
+
+    def _next(self) -> None:
+        self.version += 1
+        if not self.flows:
+            return
+        version = self.version
+        wake = self.env.timeout(max(min(self.flows.values()), 0.0) * len(self.flows))
+        wake.callbacks.append(lambda _: self._finish(version))
+
+    def _finish(self, version: int) -> None:
+        if version != self.version:  # a transfer joined or left since this wake-up was set
+            return
+        self._advance()
+        least = min(self.flows.values())
+        for f in [f for f, left in self.flows.items() if left <= least + 1e-15]:
+            del self.flows[f]
+            f.succeed()
+        self._next()
+
+
 def execute(events: list[Event], contention: bool = True, hbm_gpus: set[int] | frozenset = frozenset()) -> float:
     """Run every event; fills start/end/pred; returns the makespan."""
     env = simpy.Environment()
@@ -48,13 +96,13 @@ def execute(events: list[Event], contention: bool = True, hbm_gpus: set[int] | f
     lanes: dict[tuple[int, str], list[Event]] = defaultdict(list)
     for ev in events:
         lanes[ev.rank, ev.stream].append(ev)
-    links: dict[str, simpy.Resource] = {}
+    links: dict[str, SharedLink] = {}
     # The main stream goes first on HBM: a prefetch only fills what compute leaves idle.
     hbm = {g: simpy.PriorityResource(env, 1) for g in hbm_gpus} if contention else {}
     if contention:
         for ev in events:
             if ev.link and ev.link not in links:
-                links[ev.link] = simpy.Resource(env, 1)
+                links[ev.link] = SharedLink(env)
 
     def lane(evs: list[Event]):
         prev: Event | None = None
@@ -70,13 +118,11 @@ def execute(events: list[Event], contention: bool = True, hbm_gpus: set[int] | f
                     ready, pred = events[d].end, d
             ev.pred, ev.ready = pred, env.now
             link = links.get(ev.link) if ev.link else None
-            req = None
-            if link is not None:
-                req = link.request()
-                yield req
             ev.start = env.now
             channel = hbm.get(ev.gpu) if ev.memory_s > 0 else None
-            if channel is not None:
+            if link is not None:
+                yield link.send(ev.duration)
+            elif channel is not None:
                 with channel.request(priority=0 if ev.stream == "main" else 1) as r:
                     yield r
                     yield env.timeout(ev.memory_s)
@@ -84,8 +130,6 @@ def execute(events: list[Event], contention: bool = True, hbm_gpus: set[int] | f
                     yield env.timeout(ev.duration - ev.memory_s)
             else:
                 yield env.timeout(ev.duration)
-            if req is not None:
-                link.release(req)
             ev.end = env.now
             if ev.id in awaited:
                 signal = done.get(ev.id)
@@ -106,7 +150,7 @@ KIND_GROUP = {"compute": "compute", "comm": "comm", "kv_cache_store": "kv_cache"
 
 def critical_path(events: list[Event]) -> dict[str, float]:
     """Time on the critical path by kind: compute, comm, kv_cache, host_launch, contention (waits for a
-    busy link or HBM) and idle (waits for nothing modeled). Sums to the makespan."""
+    shared link or HBM) and idle (waits for nothing modeled). Sums to the makespan."""
     out: dict[str, float] = defaultdict(float)
     if not events:
         return {}
