@@ -111,3 +111,37 @@ def test_vllm_style_dispatch_gathers_over_the_dp_group_then_all_reduces_over_tp(
     assert (ops["moe_reduce_scatter"].group, ops["moe_reduce_scatter"].bytes) == (4, 64 * 2048 * 2)
     assert (ops["moe_all_reduce"].group, ops["moe_all_reduce"].bytes) == (2, 16 * 2048 * 2)
     assert "moe_dispatch" not in ops
+
+
+def _moe_serving(par):
+    from simcore.config.experiment import experiment_from_dict, resolve
+
+    data = {"model": "qwen3-30b-a3b", "hardware": "h100-sxm", "parallelism": par,
+            "workload": {"kind": "requests", "requests": 16, "arrival": {"process": "closed", "concurrency": 4},
+                         "prompt_tokens": {"dist": "fixed", "value": 256},
+                         "output_tokens": {"dist": "fixed", "value": 8}}}
+    return resolve(experiment_from_dict(data))
+
+
+def test_serving_replicas_each_hold_all_their_experts():
+    """dp serving replicas are independent servers: two tp 2 / ep 2 replicas each have the KV room and the
+    step times of one (experts split over the replica's 2 GPUs, not over all 4)."""
+    from simcore.memory import kv_budget
+    from simcore.serving.simulate import simulate
+
+    one, two = _moe_serving({"tp": 2, "ep": 2}), _moe_serving({"tp": 2, "ep": 2, "dp": 2})
+    a, b = simulate(one), simulate(two)
+    cfg = one.experiment.serving
+    assert a.summary["kv_blocks"] == b.summary["kv_blocks"] == \
+        kv_budget(one, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size).blocks()
+    # 4 clients over 2 replicas run 2 at a time on each: never slower per token than 4 on one replica
+    assert b.summary["tpot_s"]["mean"] <= a.summary["tpot_s"]["mean"]
+
+
+def test_serving_ep_must_divide_a_replicas_gpus():
+    from simcore.errors import SimcoreError
+    from simcore.serving.simulate import simulate
+
+    with pytest.raises(SimcoreError, match=r"field 'parallelism.ep' = 4: a serving replica holds every expert on its "
+                                           r"own tp x attention_dp = 2 GPUs.*allowed ep: 1, 2.*attention_dp"):
+        simulate(_moe_serving({"tp": 2, "ep": 4, "dp": 2}))

@@ -30,6 +30,7 @@ def pool_run(run, which: str, replicas: int):
                                            for k in ("tp", "pp", "attention_dp", "ep")} | {"dp": replicas})
     try:
         _check_parallelism(run.model, par)
+        check_replica_experts(par, "parallelism")
     except SimcoreError as exc:
         raise SimcoreError(str(exc).replace("field 'parallelism.",
                                             f"field 'serving.disaggregation.{which}_parallelism.")) from None
@@ -53,9 +54,21 @@ def pool_cfg(cfg, which: str):
     return cfg.model_copy(update=update) if update else cfg
 
 
+def check_replica_experts(par, field: str) -> None:
+    """Serving replicas (parallelism.dp, or a pool's replicas) are independent servers: each holds all the
+    experts on its own tp x attention_dp GPUs per stage, so ep must divide that (not tp x dp)."""
+    group = par.tp * par.attention_dp
+    if par.ep > 1 and group % par.ep:
+        eps = ", ".join(str(d) for d in range(1, group + 1) if group % d == 0)
+        raise SimcoreError(
+            f"field '{field}.ep' = {par.ep}: a serving replica holds every expert on its own tp x attention_dp = "
+            f"{group} GPUs per stage (dp replicas are independent servers); allowed ep: {eps}; to share experts "
+            f"across data-parallel attention ranks set {field}.attention_dp")
+
+
 def worker_run(run):
-    """The Run one replica is priced and budgeted with: dp 1, since each worker of a pool holds its own
-    copy of the experts (a dp > 1 Run spreads them over the pool's replicas: Sharding.moe_tp)."""
+    """The Run one replica is priced and budgeted with: dp 1, since each replica (an aggregated run's dp, a
+    pool's workers) holds its own copy of the experts (a dp > 1 Run spreads them over dp: Sharding.moe_tp)."""
     if run.par.dp == 1:
         return run
     return dataclasses.replace(run, experiment=run.experiment.model_copy(

@@ -18,6 +18,7 @@ from simcore.config.experiment import Run
 from simcore.errors import SimcoreError
 from simcore.memory import replica_kv
 from simcore.serving.cache_policies import CacheContext, get_cache_policy
+from simcore.serving.disagg import check_replica_experts, worker_run
 from simcore.serving.engines import resolve as resolve_engine
 from simcore.serving.speculative import make_cost
 from simcore.serving.host_tier import block_flops, make_tier, tier_geometry
@@ -64,7 +65,10 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     host_policy = get_cache_policy(cfg.host_tier.policy, "serving.host_tier.policy")
     prefetch = get_prefetch_policy(cfg.host_tier.prefetch)
     dis = cfg.disaggregation.enabled
-    blocks, budget = replica_kv(run, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size, cfg.engine or "vllm")
+    if not dis:
+        check_replica_experts(run.experiment.parallelism, "parallelism")
+    one = run if dis else worker_run(run)  # a replica is priced and budgeted on its own GPUs (dp replicas are independent)
+    blocks, budget = replica_kv(one, cfg.max_num_batched_tokens, cfg.max_num_seqs, cfg.block_size, cfg.engine or "vllm")
     if blocks <= 0 and not dis:
         raise SimcoreError(f"{run.model.name} leaves no room for a KV block on {run.system.gpu.name} at tp "
                            f"{run.par.tp} pp {run.par.pp}; raise tp or pp, or quantize")
@@ -85,7 +89,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
         dreserve = cfg.watermark * dblocks
         admit = front[0].cfg  # a prompt goes to the prefill pool: its limits (disaggregation.prefill_limits) decide
     else:
-        cost = make_cost(run, profile)  # the pools of a disaggregated run price with their own layouts
+        cost = make_cost(one, profile)  # the pools of a disaggregated run price with their own layouts
         admit = cfg
         costs = [cost]
         reps = [Replica(i, cfg, blocks, cost, make_scheduler(), reqs, metrics,
