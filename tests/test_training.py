@@ -410,8 +410,8 @@ def test_attention_dropout_on_materialized_scores_by_hand(tiny):
     kw = dict(global_batch=b, micro_batch=b, sequence_length=s, attention="materialized")
     plain = TrainingStage(training_run(tiny(), **kw), 0, 1)
     drop = TrainingStage(training_run(tiny(), attention_dropout=0.1, **kw), 0, 1)
-    names = [op.name for op in drop.forward if op.layer == 0 and op.name.startswith("attn")]
-    assert names == ["attn_scores", "attn_softmax", "attn_dropout", "attn_values"]
+    names = [op.name for op in drop.forward if op.layer == 0 and op.name.startswith("attn") and op.kind != COMM]
+    assert names == ["attn_scores", "attn_softmax", "attn_dropout", "attn_values", "attn_residual"]
     d = next(op for op in drop.forward if op.name == "attn_dropout")
     scores = b * heads * s * s
     assert d.bytes == scores * (2 + 2 + 1)
@@ -426,6 +426,41 @@ def test_attention_dropout_on_materialized_scores_by_hand(tiny):
     flash = TrainingStage(training_run(tiny(), global_batch=b, micro_batch=b, sequence_length=s,
                                        attention_dropout=0.1), 0, 1)
     assert not any("dropout" in op.name for op in flash.forward + flash.backward)
+
+
+def test_residual_adds_and_hidden_dropout_by_hand(tiny):
+    """Megatron-core's bias-dropout-add closes each attention and MLP block: forward reads the block output
+    and the residual and writes the sum (3 x 2 bytes per element of tokens x hidden), with dropout also a
+    1-byte mask; backward adds the residual gradient to the norm's (3 x 2) and with dropout masks the output
+    gradient (read 2 + 1, write 2); only the masks are kept for backward; sequence parallelism runs them on
+    1/tp of the tokens; full recompute redoes them."""
+    b, s, h = 2, 64, 64
+    t = b * s
+    kw = dict(global_batch=b, micro_batch=b, sequence_length=s)
+    plain = TrainingStage(training_run(tiny(), **kw), 0, 1)
+    names = [op.name for op in plain.forward if op.layer == 0]
+    assert names.index("attn_residual") == names.index("o_proj") + 1
+    assert names.index("post_attn_norm") == names.index("attn_residual") + 1
+    assert names[-1] == "mlp_residual"  # the layer's last op
+    add = next(op for op in plain.forward if op.name == "mlp_residual")
+    assert add.bytes == t * h * 6 == 49152
+    assert next(op for op in plain.backward if op.name == "mlp_residual.bwd").bytes == 49152
+    assert sum(op.name in ("attn_residual", "mlp_residual") for op in plain.forward) == 4  # 2 layers x 2 blocks
+    drop = TrainingStage(training_run(tiny(), hidden_dropout=0.1, **kw), 0, 1)
+    assert next(op for op in drop.forward if op.name == "attn_residual").bytes == t * h * 7 == 57344
+    assert next(op for op in drop.backward if op.name == "attn_residual.bwd").bytes == t * h * (6 + 5) == 90112
+    held = lambda st: TrainingSimulator(st.run).memory().activations  # noqa: E731
+    assert held(drop) - held(plain) == pytest.approx(4 * t * h, rel=1e-12)  # four 1-byte masks
+    sp = TrainingStage(training_run(tiny(), par={"tp": 2}, sequence_parallel=True, **kw), 0, 1)
+    assert next(op for op in sp.forward if op.name == "mlp_residual").bytes == t * h * 6 / 2
+    full = TrainingStage(training_run(tiny(), recompute="full", **kw), 0, 1)
+    assert sum(op.name == "attn_residual.recompute" for op in full.backward) == 2
+
+
+def test_hidden_dropout_must_be_a_probability_below_one():
+    with pytest.raises(SimcoreError, match="hidden_dropout") as err:
+        train(hidden_dropout=1.0)
+    assert "\n" not in str(err.value)
 
 
 def test_attention_dropout_must_be_a_probability_below_one():
