@@ -125,7 +125,7 @@ def run_nemo(row: dict, data: dict, folder: Path, mode: str, recompute: str) -> 
                      "gemm_precision": "fp8", "grad_reduce_dtype": "bf16", "attention": "flash",
                      "hidden_dropout": row.get("hidden_dropout", 0.0),
                      "attention_dropout": row.get("attention_dropout", 0.0)},
-        "engine": {"mode": mode, "overlap_policy": "all"},
+        "engine": {"mode": mode, "overlap_policy": "all" if row.get("tp_comm_overlap", True) else "no_userbuffers"},
     }, source="benchmark")
     res = simulate(resolve(exp))
     return res.tokens / res.step_time / row["gpus"], res.step_time

@@ -389,6 +389,56 @@ def test_zero3_prefetch_hides_a_gather_under_the_previous_layer_by_hand():
     assert w.time == pytest.approx(4.3)
 
 
+def test_dgrad_reduce_scatter_runs_beside_the_wgrad_gemm_without_userbuffers_by_hand():
+    """Transformer Engine without userbuffers: forward all-gather and reduce-scatter block the stream; the
+    backward reduce-scatter of a column-parallel GEMM's data gradient is issued between its dgrad and wgrad
+    GEMMs and runs beside the wgrad: collective 0.4 s, wgrad 1.0 s -> exposed max + min / 4 - wgrad = 0.1 s;
+    under 'none' every collective is exposed whole."""
+    from types import SimpleNamespace
+
+    from simcore.engine.policies import get_policy
+    from simcore.engine.walk import walk
+    from simcore.ops.op import Op
+
+    secs = {"ag": 0.3, "fwd": 2.0, "rs": 0.2, "dgrad": 1.0, "grs": 0.4, "wgrad": 1.0, "norm": 0.1}
+    ops = [Op("input_all_gather", COMM, "collective", 0, collective="all_gather", group=2, shape=("ag",)),
+           Op("qkv_proj", "compute", GEMM, 0, shape=("fwd",)),
+           Op("attn_reduce_scatter", COMM, "collective", 0, collective="reduce_scatter", group=2, shape=("rs",)),
+           Op("qkv_proj.dgrad", "backward", GEMM, 0, shape=("dgrad",)),
+           Op("input_all_gather.bwd", COMM, "collective", 0, collective="reduce_scatter", group=2, shape=("grs",)),
+           Op("qkv_proj.wgrad", "backward", GEMM, 0, shape=("wgrad",)),
+           Op("input_norm.bwd", "backward", "memory", 0, shape=("norm",))]
+
+    class Stub:
+        def cost(self, op):
+            return SimpleNamespace(total=secs[op.shape[0]], bound="compute", memory_s=0.0)
+
+    assert walk(ops, Stub(), get_policy("none")).time == pytest.approx(5.0)
+    w = walk(ops, Stub(), get_policy("no_userbuffers"))
+    assert [t.exposed for t in w.ops] == pytest.approx([0.3, 2.0, 0.2, 1.0, 0.1, 1.0, 0.1])
+    assert w.time == pytest.approx(4.7)
+    # and the backward builds that order: every TP reduce-scatter of a data gradient sits between its
+    # GEMM's dgrad and wgrad
+    stage = TrainingStage(training_run(par={"tp": 2}, global_batch=1, sequence_length=512, sequence_parallel=True), 0, 1)
+    names = [op.name for op in stage.backward]
+    scatters = [i for i, op in enumerate(stage.backward) if op.kind == COMM and op.collective == "reduce_scatter"]
+    between = [i for i in scatters if names[i - 1].endswith(".dgrad")
+               and names[i + 1] == names[i - 1].removesuffix(".dgrad") + ".wgrad"]
+    assert {names[i - 1] for i in between} == {"qkv_proj.dgrad", "gate_up_proj.dgrad"}
+    assert len(between) == 2 * 32  # the QKV and gate-up GEMMs of each of the 32 layers
+    assert len(scatters) == 2 * 32 + 1  # and the LM head's input gradient
+
+
+def test_no_userbuffers_sits_between_no_overlap_and_full_tp_overlap_in_every_mode():
+    kw = dict(par={"tp": 2, "pp": 2}, global_batch=4, sequence_length=1024, sequence_parallel=True)
+    steps = {(mode, pol): train(engine={"mode": mode, "overlap_policy": pol}, **kw).step_time
+             for mode in ("analytical", "hybrid", "flattened") for pol in ("none", "no_userbuffers", "tp_comm")}
+    for mode in ("analytical", "hybrid", "flattened"):
+        assert steps[mode, "tp_comm"] < steps[mode, "no_userbuffers"] < steps[mode, "none"]
+    assert steps["hybrid", "no_userbuffers"] == pytest.approx(steps["analytical", "no_userbuffers"], rel=0.05)
+    assert steps["flattened", "no_userbuffers"] == pytest.approx(steps["analytical", "no_userbuffers"], rel=0.05)
+
+
 def test_zero3_prefetch_shortens_a_step_and_the_modes_agree():
     par = {"tp": 1, "pp": 2, "dp": 4}  # tp 1: no TP collective shares the GPU's link with the gathers
     base = dict(par=par, sequence_length=2048, zero_stage=3)

@@ -22,7 +22,11 @@ Each forward op maps to its gradient kernels, priced by the same roofline:
 - collectives: a tensor-parallel all-reduce after a row-parallel GEMM (identity in backward)
   becomes the all-reduce of the column-parallel GEMM's input gradient at the block's start
   (Megatron's f/g operators); with sequence parallelism reduce-scatter and all-gather swap.
-  Expert all-to-alls repeat in reverse. Pipeline sends are added by the caller.
+  Expert all-to-alls repeat in reverse. Pipeline sends are added by the caller. A column-parallel
+  GEMM's reduce-scatter of its data gradient (sequence parallelism) is issued between that GEMM's
+  data- and weight-gradient GEMMs, as Transformer Engine's `_LayerNormLinear.backward` does
+  (`reduce_scatter_along_first_dim(dgrad, ..., async_op=True)` before the wgrad GEMM; with
+  userbuffers its bulk overlap with the wgrad GEMM), so an overlap policy can run it beside the wgrad.
 """
 
 from __future__ import annotations
@@ -111,7 +115,13 @@ def backward(forward: list[Op], recompute: str = "none", head_grad: Op | None = 
                 if op.collective == "all_reduce" and not op.name.startswith("moe_"):
                     held.append(replace(op, name=f"{op.name}.bwd"))
                 else:
-                    out.append(replace(op, name=f"{op.name}.bwd", collective=_SWAP.get(op.collective, op.collective)))
+                    grad = replace(op, name=f"{op.name}.bwd", collective=_SWAP.get(op.collective, op.collective))
+                    if is_tp_grad_scatter(grad) and out and out[-1].name.endswith(".wgrad"):
+                        # the reduce-scatter of the GEMM's data gradient is issued between its data- and
+                        # weight-gradient GEMMs and runs beside the latter (Transformer Engine's backward)
+                        out.insert(len(out) - 1, grad)
+                    else:
+                        out.append(grad)
                 continue
             if is_block_start(op) or op.name == "embedding":
                 out += held
@@ -123,6 +133,13 @@ def backward(forward: list[Op], recompute: str = "none", head_grad: Op | None = 
                 out.append(head_grad)
         out += held
     return out
+
+
+def is_tp_grad_scatter(op: Op) -> bool:
+    """The backward reduce-scatter of a column-parallel GEMM's input gradient under sequence parallelism
+    (the forward's all-gather of that GEMM's input, swapped): not a data-, context- or expert-parallel one."""
+    return (op.kind == COMM and op.collective == "reduce_scatter" and op.name.endswith(".bwd")
+            and not op.name.startswith(("dp_", "cp_", "moe_")))
 
 
 def recomputed(op: Op) -> Op:
