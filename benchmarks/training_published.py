@@ -124,7 +124,8 @@ def run_nemo(row: dict, data: dict, folder: Path, mode: str, recompute: str) -> 
                      "sequence_parallel": row["tp"] > 1, "context_parallel": row["cp"],
                      "gemm_precision": "fp8", "grad_reduce_dtype": "bf16", "attention": "flash",
                      "hidden_dropout": row.get("hidden_dropout", 0.0),
-                     "attention_dropout": row.get("attention_dropout", 0.0)},
+                     "attention_dropout": row.get("attention_dropout", 0.0),
+                     "loss_fusion": row.get("loss_fusion", False)},
         "engine": {"mode": mode, "overlap_policy": "all" if row.get("tp_comm_overlap", True) else "no_userbuffers"},
     }, source="benchmark")
     res = simulate(resolve(exp))

@@ -507,6 +507,26 @@ def test_residual_adds_and_hidden_dropout_by_hand(tiny):
     assert sum(op.name == "attn_residual.recompute" for op in full.backward) == 2
 
 
+def test_cross_entropy_bytes_follow_megatron_core_by_hand(tiny):
+    """Megatron-core's vocab-parallel cross-entropy over tokens x vocab / tp logits: unfused 38 bytes per
+    element forward (.float() 2+4, max 4, subtract 4+4, exp 4+4, sum 4, divide 4+4) and 14 backward
+    (multiply 4+4, cast back 4+2); with loss_fusion 22 and 6; the fp32 softmax (4 bytes) is kept."""
+    b, s, vocab = 2, 64, 256
+    kw = dict(global_batch=b, micro_batch=b, sequence_length=s)
+    logits = b * s * vocab
+    for fusion, fwd, bwd in ((False, 38, 14), (True, 22, 6)):
+        stage = TrainingStage(training_run(tiny(), loss_fusion=fusion, **kw), 0, 1)
+        assert next(op for op in stage.forward if op.name == "loss").bytes == fwd * logits
+        assert next(op for op in stage.backward if op.name == "loss.bwd").bytes == bwd * logits
+    assert 38 * logits == 1_245_184
+    tp2 = TrainingStage(training_run(tiny(), par={"tp": 2}, **kw), 0, 1)
+    assert next(op for op in tp2.forward if op.name == "loss").bytes == 38 * logits / 2  # this rank's vocabulary half
+    from simcore.memory.training import saved_bytes
+    stage, without = (TrainingStage(training_run(tiny(), **kw), 0, 1) for _ in range(2))
+    without.__dict__["forward"] = [op for op in stage.forward if op.name != "loss"]
+    assert saved_bytes(stage)[0] - saved_bytes(without)[0] == 4 * logits  # the fp32 softmax
+
+
 def test_hidden_dropout_must_be_a_probability_below_one():
     with pytest.raises(SimcoreError, match="hidden_dropout") as err:
         train(hidden_dropout=1.0)

@@ -14,7 +14,8 @@ Each forward op maps to its gradient kernels, priced by the same roofline:
   accumulator and its dK, dV into the fp32 accumulators that travel the ring (Transformer Engine's
   AttnFuncWithCPAndKVP2P): read 4 + read 2 + write 4 bytes per element of Q, K and V per step.
 - a block's residual add (ops/training.py): the residual gradient's sum with the one from the
-  block's norm, and with hidden dropout the masked output gradient.
+  block's norm, and with hidden dropout the masked output gradient; the cross-entropy: its own
+  backward bytes (ops/training.py).
 - attention dropout (materialized attention): read the gradient and the saved mask, write one
   gradient: the forward's bytes.
 - elementwise and norms: read the saved input and the incoming gradient, write one gradient:
@@ -43,6 +44,9 @@ _SWAP = {"reduce_scatter": "all_gather", "all_gather": "reduce_scatter"}
 CP_MERGE = "cp_attn_merge"  # shape: (cp, elements of the rank's Q / output, elements of its K and V)
 CP_MERGE_BWD_BYTES = 10.0
 RESIDUALS = ("attn_residual", "mlp_residual")  # a block's residual add (ops/training.py prices it)
+LOSS = "loss"  # the vocabulary-parallel cross-entropy (ops/training.py prices it)
+# memory ops whose shape is (forward, backward) bytes per element: their backward is not twice the forward
+PER_ELEMENT = (*RESIDUALS, LOSS)
 
 
 def gemm_backward(op: Op, grad_bytes: float = MAIN_GRAD_BYTES) -> list[Op]:
@@ -68,7 +72,7 @@ def op_backward(op: Op, grad_bytes: float = MAIN_GRAD_BYTES) -> list[Op]:
     if op.name == CP_MERGE:
         cp, out, kv = op.shape
         return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, bytes=CP_MERGE_BWD_BYTES * cp * (out + kv))]
-    if op.name in RESIDUALS:  # shape: bytes per element of the forward and of the backward
+    if op.name in PER_ELEMENT:  # shape: bytes per element of the forward and of the backward
         fwd, bwd = op.shape
         return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, bytes=op.bytes * bwd / fwd, act_bytes=0.0)]
     if op.name == "attn_dropout":  # read the gradient and the mask, write one gradient: the forward's bytes
