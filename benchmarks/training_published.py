@@ -126,10 +126,19 @@ def run_nemo(row: dict, data: dict, folder: Path, mode: str, recompute: str) -> 
                      "hidden_dropout": row.get("hidden_dropout", 0.0),
                      "attention_dropout": row.get("attention_dropout", 0.0),
                      "loss_fusion": row.get("loss_fusion", False)},
-        "engine": {"mode": mode, "overlap_policy": "all" if row.get("tp_comm_overlap", True) else "no_userbuffers"},
+        "engine": {"mode": mode, "overlap_policy": overlap_policy(row)},
     }, source="benchmark")
     res = simulate(resolve(exp))
     return res.tokens / res.step_time / row["gpus"], res.step_time
+
+
+def overlap_policy(row: dict) -> str:
+    """All overlaps, less what the row's recipe turns off: userbuffers' TP overlap (tp_comm_overlap
+    false: Transformer Engine's async dgrad reduce-scatter only) and Megatron's overlap_p2p_comm
+    (pp_comm_overlap false: pipeline sends block the stream)."""
+    if row.get("tp_comm_overlap", True):
+        return "all"
+    return "no_userbuffers" if row.get("pp_comm_overlap", True) else "tp_bwd_dp_grad"
 
 
 def nemo_section(console: Console, mode: str, source: Path = H100) -> None:

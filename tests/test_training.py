@@ -439,6 +439,15 @@ def test_no_userbuffers_sits_between_no_overlap_and_full_tp_overlap_in_every_mod
     assert steps["flattened", "no_userbuffers"] == pytest.approx(steps["analytical", "no_userbuffers"], rel=0.05)
 
 
+def test_without_p2p_overlap_pipeline_sends_block_the_stream():
+    """tp_bwd_dp_grad is no_userbuffers without pp_comm (Megatron's overlap_p2p_comm off: the schedule waits
+    on its send/recv): the same step without pipeline stages, a longer one with them."""
+    kw = dict(global_batch=4, sequence_length=1024, sequence_parallel=True)
+    step = lambda pol, par: train(par=par, engine={"overlap_policy": pol}, **kw).step_time  # noqa: E731
+    assert step("tp_bwd_dp_grad", {"tp": 2}) == step("no_userbuffers", {"tp": 2})
+    assert step("tp_bwd_dp_grad", {"tp": 2, "pp": 2}) > step("no_userbuffers", {"tp": 2, "pp": 2})
+
+
 def test_zero3_prefetch_shortens_a_step_and_the_modes_agree():
     par = {"tp": 1, "pp": 2, "dp": 4}  # tp 1: no TP collective shares the GPU's link with the gathers
     base = dict(par=par, sequence_length=2048, zero_stage=3)
