@@ -120,8 +120,9 @@ class TrainingStage(StageBuilder):
                 + self.mlp(layer, b) + [self.residual(mlp, layer, b)])
 
     def residual(self, name: str, layer: int, b: Batch) -> Op:
-        """One block's residual add (with dropout when hidden_dropout > 0), per RESIDUALS above;
-        shape carries the bytes per element of its forward and of its backward."""
+        """One block's residual add (with dropout when hidden_dropout > 0), as the note on Megatron-core's
+        bias-dropout-add at the top of this module prices it; shape carries the bytes per element of its
+        forward and of its backward."""
         a, drop = self.a, self.w.hidden_dropout > 0
         fwd = 3 * a + (1.0 if drop else 0.0)
         bwd = 3 * a + (2 * a + 1.0 if drop else 0.0)
