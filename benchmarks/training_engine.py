@@ -60,7 +60,7 @@ def main() -> None:
     t = Table(title="Mode agreement, 70B tp8 pp4 dp2 (none: nothing contends; all: every overlap)", title_justify="left")
     for col in ("policy", "analytical s", "hybrid s", "flattened s", "max diff"):
         t.add_column(col, justify="right")
-    for policy in ("none", "dp_grad", "tp_comm", "pp_comm", "all"):
+    for policy in ("none", "dp_grad", "tp_comm", "no_userbuffers", "pp_comm", "all"):
         steps = [timed(L70, {"mode": m, "overlap_policy": policy})[0].step_time
                  for m in ("analytical", "hybrid", "flattened")]
         diff = max(abs(s / steps[0] - 1) for s in steps)

@@ -80,7 +80,7 @@ def predict(row: dict, data: dict, folder: Path, mode: str) -> tuple[float, floa
         "workload": {"kind": "training", "global_batch": row["batch"], "micro_batch": 1, "sequence_length": seq,
                      "optimizer": "adam", "recompute": "full", "zero_stage": 0, "schedule": "1f1b",
                      "grad_reduce_dtype": "bf16", "attention": "materialized",
-                     "attention_dropout": 0.1},
+                     "attention_dropout": 0.1, "hidden_dropout": 0.1},
         "engine": {"mode": mode, "overlap_policy": "none"},
     }, source="benchmark")
     res = simulate(resolve(exp))
@@ -122,11 +122,23 @@ def run_nemo(row: dict, data: dict, folder: Path, mode: str, recompute: str) -> 
                      "sequence_length": row["seq"], "optimizer": "adam", "recompute": recompute, "zero_stage": 1,
                      "schedule": "interleaved" if row["vp"] > 1 else "1f1b", "virtual_stages": row["vp"],
                      "sequence_parallel": row["tp"] > 1, "context_parallel": row["cp"],
-                     "gemm_precision": "fp8", "grad_reduce_dtype": "bf16", "attention": "flash"},
-        "engine": {"mode": mode, "overlap_policy": "all"},
+                     "gemm_precision": "fp8", "grad_reduce_dtype": "bf16", "attention": "flash",
+                     "hidden_dropout": row.get("hidden_dropout", 0.0),
+                     "attention_dropout": row.get("attention_dropout", 0.0),
+                     "loss_fusion": row.get("loss_fusion", False)},
+        "engine": {"mode": mode, "overlap_policy": overlap_policy(row)},
     }, source="benchmark")
     res = simulate(resolve(exp))
     return res.tokens / res.step_time / row["gpus"], res.step_time
+
+
+def overlap_policy(row: dict) -> str:
+    """All overlaps, less what the row's recipe turns off: userbuffers' TP overlap (tp_comm_overlap
+    false: Transformer Engine's async dgrad reduce-scatter only) and Megatron's overlap_p2p_comm
+    (pp_comm_overlap false: pipeline sends block the stream)."""
+    if row.get("tp_comm_overlap", True):
+        return "all"
+    return "no_userbuffers" if row.get("pp_comm_overlap", True) else "tp_bwd_dp_grad"
 
 
 def nemo_section(console: Console, mode: str, source: Path = H100) -> None:
@@ -157,7 +169,7 @@ def nemo_section(console: Console, mode: str, source: Path = H100) -> None:
     summary(console, errors, len(data["rows"]))
 
 
-def layer_ms(data: dict, precision: str, folder: Path) -> float:
+def layer_ms(data: dict, precision: str, folder: Path, hidden_dropout: float = 0.0) -> float:
     """simcore's forward + backward of one transformer layer (a middle one; the GPT-style layer of the
     source has no rotary embedding, so rope is left out), summed op by op as priced, no communication."""
     path = folder / "te-layer.json"
@@ -165,7 +177,8 @@ def layer_ms(data: dict, precision: str, folder: Path) -> float:
     exp = experiment_from_dict({
         "model": str(path), "hardware": data["hardware"], "parallelism": {},
         "workload": {"kind": "training", "global_batch": data["micro_batch"], "micro_batch": data["micro_batch"],
-                     "sequence_length": data["sequence_length"], "gemm_precision": precision, "attention": "flash"},
+                     "sequence_length": data["sequence_length"], "gemm_precision": precision, "attention": "flash",
+                     "hidden_dropout": hidden_dropout},
     }, source="benchmark")
     sim = TrainingSimulator(resolve(exp))
     stage, layer = sim.stages[0], 1
@@ -181,7 +194,7 @@ def layer_section(console: Console) -> None:
         t.add_column(col, justify="right")
     with tempfile.TemporaryDirectory() as tmp:
         for row in data["rows"]:
-            ms = layer_ms(data, row["gemm_precision"], Path(tmp))
+            ms = layer_ms(data, row["gemm_precision"], Path(tmp), row.get("hidden_dropout", 0.0))
             t.add_row(row["name"], row["gemm_precision"], f"{row['ms']:.2f}", f"{ms:.2f}", f"{100 * (ms / row['ms'] - 1):+.1f}%")
     console.print(t)
 

@@ -389,6 +389,65 @@ def test_zero3_prefetch_hides_a_gather_under_the_previous_layer_by_hand():
     assert w.time == pytest.approx(4.3)
 
 
+def test_dgrad_reduce_scatter_runs_beside_the_wgrad_gemm_without_userbuffers_by_hand():
+    """Transformer Engine without userbuffers: forward all-gather and reduce-scatter block the stream; the
+    backward reduce-scatter of a column-parallel GEMM's data gradient is issued between its dgrad and wgrad
+    GEMMs and runs beside the wgrad: collective 0.4 s, wgrad 1.0 s -> exposed max + min / 4 - wgrad = 0.1 s;
+    under 'none' every collective is exposed whole."""
+    from types import SimpleNamespace
+
+    from simcore.engine.policies import get_policy
+    from simcore.engine.walk import walk
+    from simcore.ops.op import Op
+
+    secs = {"ag": 0.3, "fwd": 2.0, "rs": 0.2, "dgrad": 1.0, "grs": 0.4, "wgrad": 1.0, "norm": 0.1}
+    ops = [Op("input_all_gather", COMM, "collective", 0, collective="all_gather", group=2, shape=("ag",)),
+           Op("qkv_proj", "compute", GEMM, 0, shape=("fwd",)),
+           Op("attn_reduce_scatter", COMM, "collective", 0, collective="reduce_scatter", group=2, shape=("rs",)),
+           Op("qkv_proj.dgrad", "backward", GEMM, 0, shape=("dgrad",)),
+           Op("input_all_gather.bwd", COMM, "collective", 0, collective="reduce_scatter", group=2, shape=("grs",)),
+           Op("qkv_proj.wgrad", "backward", GEMM, 0, shape=("wgrad",)),
+           Op("input_norm.bwd", "backward", "memory", 0, shape=("norm",))]
+
+    class Stub:
+        def cost(self, op):
+            return SimpleNamespace(total=secs[op.shape[0]], bound="compute", memory_s=0.0)
+
+    assert walk(ops, Stub(), get_policy("none")).time == pytest.approx(5.0)
+    w = walk(ops, Stub(), get_policy("no_userbuffers"))
+    assert [t.exposed for t in w.ops] == pytest.approx([0.3, 2.0, 0.2, 1.0, 0.1, 1.0, 0.1])
+    assert w.time == pytest.approx(4.7)
+    # and the backward builds that order: every TP reduce-scatter of a data gradient sits between its
+    # GEMM's dgrad and wgrad
+    stage = TrainingStage(training_run(par={"tp": 2}, global_batch=1, sequence_length=512, sequence_parallel=True), 0, 1)
+    names = [op.name for op in stage.backward]
+    scatters = [i for i, op in enumerate(stage.backward) if op.kind == COMM and op.collective == "reduce_scatter"]
+    between = [i for i in scatters if names[i - 1].endswith(".dgrad")
+               and names[i + 1] == names[i - 1].removesuffix(".dgrad") + ".wgrad"]
+    assert {names[i - 1] for i in between} == {"qkv_proj.dgrad", "gate_up_proj.dgrad"}
+    assert len(between) == 2 * 32  # the QKV and gate-up GEMMs of each of the 32 layers
+    assert len(scatters) == 2 * 32 + 1  # and the LM head's input gradient
+
+
+def test_no_userbuffers_sits_between_no_overlap_and_full_tp_overlap_in_every_mode():
+    kw = dict(par={"tp": 2, "pp": 2}, global_batch=4, sequence_length=1024, sequence_parallel=True)
+    steps = {(mode, pol): train(engine={"mode": mode, "overlap_policy": pol}, **kw).step_time
+             for mode in ("analytical", "hybrid", "flattened") for pol in ("none", "no_userbuffers", "tp_comm")}
+    for mode in ("analytical", "hybrid", "flattened"):
+        assert steps[mode, "tp_comm"] < steps[mode, "no_userbuffers"] < steps[mode, "none"]
+    assert steps["hybrid", "no_userbuffers"] == pytest.approx(steps["analytical", "no_userbuffers"], rel=0.05)
+    assert steps["flattened", "no_userbuffers"] == pytest.approx(steps["analytical", "no_userbuffers"], rel=0.05)
+
+
+def test_without_p2p_overlap_pipeline_sends_block_the_stream():
+    """tp_bwd_dp_grad is no_userbuffers without pp_comm (Megatron's overlap_p2p_comm off: the schedule waits
+    on its send/recv): the same step without pipeline stages, a longer one with them."""
+    kw = dict(global_batch=4, sequence_length=1024, sequence_parallel=True)
+    step = lambda pol, par: train(par=par, engine={"overlap_policy": pol}, **kw).step_time  # noqa: E731
+    assert step("tp_bwd_dp_grad", {"tp": 2}) == step("no_userbuffers", {"tp": 2})
+    assert step("tp_bwd_dp_grad", {"tp": 2, "pp": 2}) > step("no_userbuffers", {"tp": 2, "pp": 2})
+
+
 def test_zero3_prefetch_shortens_a_step_and_the_modes_agree():
     par = {"tp": 1, "pp": 2, "dp": 4}  # tp 1: no TP collective shares the GPU's link with the gathers
     base = dict(par=par, sequence_length=2048, zero_stage=3)
@@ -410,8 +469,8 @@ def test_attention_dropout_on_materialized_scores_by_hand(tiny):
     kw = dict(global_batch=b, micro_batch=b, sequence_length=s, attention="materialized")
     plain = TrainingStage(training_run(tiny(), **kw), 0, 1)
     drop = TrainingStage(training_run(tiny(), attention_dropout=0.1, **kw), 0, 1)
-    names = [op.name for op in drop.forward if op.layer == 0 and op.name.startswith("attn")]
-    assert names == ["attn_scores", "attn_softmax", "attn_dropout", "attn_values"]
+    names = [op.name for op in drop.forward if op.layer == 0 and op.name.startswith("attn") and op.kind != COMM]
+    assert names == ["attn_scores", "attn_softmax", "attn_dropout", "attn_values", "attn_residual"]
     d = next(op for op in drop.forward if op.name == "attn_dropout")
     scores = b * heads * s * s
     assert d.bytes == scores * (2 + 2 + 1)
@@ -426,6 +485,61 @@ def test_attention_dropout_on_materialized_scores_by_hand(tiny):
     flash = TrainingStage(training_run(tiny(), global_batch=b, micro_batch=b, sequence_length=s,
                                        attention_dropout=0.1), 0, 1)
     assert not any("dropout" in op.name for op in flash.forward + flash.backward)
+
+
+def test_residual_adds_and_hidden_dropout_by_hand(tiny):
+    """Megatron-core's bias-dropout-add closes each attention and MLP block: forward reads the block output
+    and the residual and writes the sum (3 x 2 bytes per element of tokens x hidden), with dropout also a
+    1-byte mask; backward adds the residual gradient to the norm's (3 x 2) and with dropout masks the output
+    gradient (read 2 + 1, write 2); only the masks are kept for backward; sequence parallelism runs them on
+    1/tp of the tokens; full recompute redoes them."""
+    b, s, h = 2, 64, 64
+    t = b * s
+    kw = dict(global_batch=b, micro_batch=b, sequence_length=s)
+    plain = TrainingStage(training_run(tiny(), **kw), 0, 1)
+    names = [op.name for op in plain.forward if op.layer == 0]
+    assert names.index("attn_residual") == names.index("o_proj") + 1
+    assert names.index("post_attn_norm") == names.index("attn_residual") + 1
+    assert names[-1] == "mlp_residual"  # the layer's last op
+    add = next(op for op in plain.forward if op.name == "mlp_residual")
+    assert add.bytes == t * h * 6 == 49152
+    assert next(op for op in plain.backward if op.name == "mlp_residual.bwd").bytes == 49152
+    assert sum(op.name in ("attn_residual", "mlp_residual") for op in plain.forward) == 4  # 2 layers x 2 blocks
+    drop = TrainingStage(training_run(tiny(), hidden_dropout=0.1, **kw), 0, 1)
+    assert next(op for op in drop.forward if op.name == "attn_residual").bytes == t * h * 7 == 57344
+    assert next(op for op in drop.backward if op.name == "attn_residual.bwd").bytes == t * h * (6 + 5) == 90112
+    held = lambda st: TrainingSimulator(st.run).memory().activations  # noqa: E731
+    assert held(drop) - held(plain) == pytest.approx(4 * t * h, rel=1e-12)  # four 1-byte masks
+    sp = TrainingStage(training_run(tiny(), par={"tp": 2}, sequence_parallel=True, **kw), 0, 1)
+    assert next(op for op in sp.forward if op.name == "mlp_residual").bytes == t * h * 6 / 2
+    full = TrainingStage(training_run(tiny(), recompute="full", **kw), 0, 1)
+    assert sum(op.name == "attn_residual.recompute" for op in full.backward) == 2
+
+
+def test_cross_entropy_bytes_follow_megatron_core_by_hand(tiny):
+    """Megatron-core's vocab-parallel cross-entropy over tokens x vocab / tp logits: unfused 38 bytes per
+    element forward (.float() 2+4, max 4, subtract 4+4, exp 4+4, sum 4, divide 4+4) and 14 backward
+    (multiply 4+4, cast back 4+2); with loss_fusion 22 and 6; the fp32 softmax (4 bytes) is kept."""
+    b, s, vocab = 2, 64, 256
+    kw = dict(global_batch=b, micro_batch=b, sequence_length=s)
+    logits = b * s * vocab
+    for fusion, fwd, bwd in ((False, 38, 14), (True, 22, 6)):
+        stage = TrainingStage(training_run(tiny(), loss_fusion=fusion, **kw), 0, 1)
+        assert next(op for op in stage.forward if op.name == "loss").bytes == fwd * logits
+        assert next(op for op in stage.backward if op.name == "loss.bwd").bytes == bwd * logits
+    assert 38 * logits == 1_245_184
+    tp2 = TrainingStage(training_run(tiny(), par={"tp": 2}, **kw), 0, 1)
+    assert next(op for op in tp2.forward if op.name == "loss").bytes == 38 * logits / 2  # this rank's vocabulary half
+    from simcore.memory.training import saved_bytes
+    stage, without = (TrainingStage(training_run(tiny(), **kw), 0, 1) for _ in range(2))
+    without.__dict__["forward"] = [op for op in stage.forward if op.name != "loss"]
+    assert saved_bytes(stage)[0] - saved_bytes(without)[0] == 4 * logits  # the fp32 softmax
+
+
+def test_hidden_dropout_must_be_a_probability_below_one():
+    with pytest.raises(SimcoreError, match="hidden_dropout") as err:
+        train(hidden_dropout=1.0)
+    assert "\n" not in str(err.value)
 
 
 def test_attention_dropout_must_be_a_probability_below_one():

@@ -27,6 +27,8 @@ class TrainingWorkload(Strict):
     virtual_stages: int = Field(default=1, gt=0, le=1024)  # model chunks per pipeline rank (interleaved only)
     attention: Literal["flash", "materialized"] = "flash"  # materialized: scores in HBM (pre-2022 kernels)
     attention_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # > 0: dropout on the attention probabilities
+    hidden_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # > 0: dropout on each block's output before the residual add
+    loss_fusion: bool = False  # Megatron-core's cross_entropy_loss_fusion (compiled cross-entropy pieces)
     gemm_precision: Literal["bf16", "fp8"] = "bf16"  # fp8: GEMMs in fp8 where the GPU has it
     grad_reduce_dtype: Literal["fp32", "bf16"] = "fp32"  # Megatron-LM reduces its fp32 main grads by default
     train_tokens: float = Field(default=1e12, gt=0)  # for time_to_train_s

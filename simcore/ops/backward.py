@@ -13,6 +13,9 @@ Each forward op maps to its gradient kernels, priced by the same roofline:
 - context parallelism's merge of the ring steps' outputs: each of the cp steps adds its dQ into an fp32
   accumulator and its dK, dV into the fp32 accumulators that travel the ring (Transformer Engine's
   AttnFuncWithCPAndKVP2P): read 4 + read 2 + write 4 bytes per element of Q, K and V per step.
+- a block's residual add (ops/training.py): the residual gradient's sum with the one from the
+  block's norm, and with hidden dropout the masked output gradient; the cross-entropy: its own
+  backward bytes (ops/training.py).
 - attention dropout (materialized attention): read the gradient and the saved mask, write one
   gradient: the forward's bytes.
 - elementwise and norms: read the saved input and the incoming gradient, write one gradient:
@@ -20,7 +23,11 @@ Each forward op maps to its gradient kernels, priced by the same roofline:
 - collectives: a tensor-parallel all-reduce after a row-parallel GEMM (identity in backward)
   becomes the all-reduce of the column-parallel GEMM's input gradient at the block's start
   (Megatron's f/g operators); with sequence parallelism reduce-scatter and all-gather swap.
-  Expert all-to-alls repeat in reverse. Pipeline sends are added by the caller.
+  Expert all-to-alls repeat in reverse. Pipeline sends are added by the caller. A column-parallel
+  GEMM's reduce-scatter of its data gradient (sequence parallelism) is issued between that GEMM's
+  data- and weight-gradient GEMMs, as Transformer Engine's `_LayerNormLinear.backward` does
+  (`reduce_scatter_along_first_dim(dgrad, ..., async_op=True)` before the wgrad GEMM; with
+  userbuffers its bulk overlap with the wgrad GEMM), so an overlap policy can run it beside the wgrad.
 """
 
 from __future__ import annotations
@@ -36,6 +43,10 @@ MAIN_GRAD_BYTES = 4.0  # fp32 main-grad element (the default), read and written 
 _SWAP = {"reduce_scatter": "all_gather", "all_gather": "reduce_scatter"}
 CP_MERGE = "cp_attn_merge"  # shape: (cp, elements of the rank's Q / output, elements of its K and V)
 CP_MERGE_BWD_BYTES = 10.0
+RESIDUALS = ("attn_residual", "mlp_residual")  # a block's residual add (ops/training.py prices it)
+LOSS = "loss"  # the vocabulary-parallel cross-entropy (ops/training.py prices it)
+# memory ops whose shape is (forward, backward) bytes per element: their backward is not twice the forward
+PER_ELEMENT = (*RESIDUALS, LOSS)
 
 
 def gemm_backward(op: Op, grad_bytes: float = MAIN_GRAD_BYTES) -> list[Op]:
@@ -61,6 +72,9 @@ def op_backward(op: Op, grad_bytes: float = MAIN_GRAD_BYTES) -> list[Op]:
     if op.name == CP_MERGE:
         cp, out, kv = op.shape
         return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, bytes=CP_MERGE_BWD_BYTES * cp * (out + kv))]
+    if op.name in PER_ELEMENT:  # shape: bytes per element of the forward and of the backward
+        fwd, bwd = op.shape
+        return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, bytes=op.bytes * bwd / fwd, act_bytes=0.0)]
     if op.name == "attn_dropout":  # read the gradient and the mask, write one gradient: the forward's bytes
         return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD)]
     return [replace(op, name=f"{op.name}.bwd", kind=BACKWARD, bytes=2 * op.bytes, act_bytes=2 * op.act_bytes)]
@@ -105,7 +119,13 @@ def backward(forward: list[Op], recompute: str = "none", head_grad: Op | None = 
                 if op.collective == "all_reduce" and not op.name.startswith("moe_"):
                     held.append(replace(op, name=f"{op.name}.bwd"))
                 else:
-                    out.append(replace(op, name=f"{op.name}.bwd", collective=_SWAP.get(op.collective, op.collective)))
+                    grad = replace(op, name=f"{op.name}.bwd", collective=_SWAP.get(op.collective, op.collective))
+                    if is_tp_grad_scatter(grad) and out and out[-1].name.endswith(".wgrad"):
+                        # the reduce-scatter of the GEMM's data gradient is issued between its data- and
+                        # weight-gradient GEMMs and runs beside the latter (Transformer Engine's backward)
+                        out.insert(len(out) - 1, grad)
+                    else:
+                        out.append(grad)
                 continue
             if is_block_start(op) or op.name == "embedding":
                 out += held
@@ -117,6 +137,13 @@ def backward(forward: list[Op], recompute: str = "none", head_grad: Op | None = 
                 out.append(head_grad)
         out += held
     return out
+
+
+def is_tp_grad_scatter(op: Op) -> bool:
+    """The backward reduce-scatter of a column-parallel GEMM's input gradient under sequence parallelism
+    (the forward's all-gather of that GEMM's input, swapped): not a data-, context- or expert-parallel one."""
+    return (op.kind == COMM and op.collective == "reduce_scatter" and op.name.endswith(".bwd")
+            and not op.name.startswith(("dp_", "cp_", "moe_")))
 
 
 def recomputed(op: Op) -> Op:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from functools import cached_property
 
 from simcore.config.experiment import Run
-from simcore.ops.backward import CP_MERGE, backward
+from simcore.ops.backward import CP_MERGE, LOSS, RESIDUALS, backward
 from simcore.ops.builder import StageBuilder
 from simcore.ops.linears import Linear, layer_params, mlp_linears
 from simcore.ops.op import COMM, COMPUTE, GEMM, MEMORY, Op, nbytes
@@ -37,6 +37,14 @@ BUCKET_PARAMS = 40_000_000
 # statistics and adds the step's output (read both, write one: 3 x 2 bytes per output element); its
 # backward (ops/backward.py) accumulates the steps' dQ, dK, dV.
 CP_MERGE_FWD_BYTES = 6.0
+# The residual add closing each attention and MLP block: Megatron-core's bias-dropout-add
+# (megatron/core/fusions/fused_bias_dropout.py, `residual + dropout(x + bias)`), its own kernel after the
+# block's last GEMM (and its TP reduction). It reads the block output and the residual and writes the sum;
+# with hidden_dropout > 0 it also writes the 1-byte keep mask (ATen's native_dropout returns a bool mask),
+# which backward keeps. With p = 0 ATen's dropout returns its input, so only the add runs. Backward: the
+# residual stream's gradient is added to the one coming back through the block's norm (autograd sums the
+# two uses of the block input: read two, write one) and, with dropout, the block output's gradient is
+# masked and scaled (read the gradient and the mask, write one).
 
 
 class TrainingStage(StageBuilder):
@@ -102,10 +110,39 @@ class TrainingStage(StageBuilder):
         vocab = m.vocab // p.tp
         out = [self.elementwise("final_norm", m.layers, 4 * t * m.hidden * a),
                self.head_gemm(t),
-               # vocab-parallel cross-entropy: fp32 logits read, softmax and loss, gradient written
-               self.elementwise("loss", m.layers, t * vocab * (a + 4 + a)),
+               self.cross_entropy(t * vocab),
                self.collective("loss_all_reduce", "all_reduce", m.layers, 3 * t * 4, p.tp, self.tp_inter)]
         return [op for op in out if op is not None]
+
+    def layer_ops(self, layer: int, b: Batch) -> list[Op]:
+        attn, mlp = RESIDUALS
+        return (self.attention(layer, b) + [self.residual(attn, layer, b)]
+                + self.mlp(layer, b) + [self.residual(mlp, layer, b)])
+
+    def residual(self, name: str, layer: int, b: Batch) -> Op:
+        """One block's residual add (with dropout when hidden_dropout > 0), as the note on Megatron-core's
+        bias-dropout-add at the top of this module prices it; shape carries the bytes per element of its
+        forward and of its backward."""
+        a, drop = self.a, self.w.hidden_dropout > 0
+        fwd = 3 * a + (1.0 if drop else 0.0)
+        bwd = 3 * a + (2 * a + 1.0 if drop else 0.0)
+        elements = b.tokens * self.m.hidden
+        return Op(name, COMPUTE, MEMORY, layer, bytes=elements * fwd, dtype=self.act, shape=(fwd, bwd),
+                  act_bytes=2.0 * elements if drop else 0.0)
+
+    def cross_entropy(self, logits: int) -> Op:
+        """Megatron-core's vocabulary-parallel cross-entropy over `logits` elements (this rank's vocabulary
+        slice), per its source (megatron/core/tensor_parallel/cross_entropy.py, core_r0.8.0): unfused,
+        forward runs .float() (read 2, write 4 bytes per element), max (read 4), an in-place subtract
+        (read 4, write 4), exp (read 4, write 4), sum (read 4) and the in-place divide (read 4, write 4):
+        38 bytes; backward multiplies the saved fp32 softmax by the loss gradient in place (read 4,
+        write 4) and autograd casts it back to 16 bits (read 4, write 2): 14. With loss_fusion
+        (megatron/core/fusions/fused_cross_entropy.py, each piece one torch.compile kernel): forward
+        .float() with max (read 2, write 4), subtract-exp-sum (read 4, write 4), divide (read 4,
+        write 4): 22; backward one pass (read 4, write 2): 6. The fp32 softmax is kept for backward."""
+        fwd, bwd = (22.0, 6.0) if self.w.loss_fusion else (38.0, 14.0)
+        return Op(LOSS, COMPUTE, MEMORY, self.m.layers, bytes=logits * fwd, dtype=self.act, shape=(fwd, bwd),
+                  act_bytes=2 * 4.0 * logits)
 
     def head_gemm(self, tokens: int) -> Op:
         """The LM head GEMM; in 16-bit even with fp8 GEMMs: Megatron-core's output layer is a plain

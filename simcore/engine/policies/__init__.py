@@ -10,6 +10,10 @@ A policy names the overlaps it allows; the engine implements each overlap once:
   micro-batch while the activations travel;
 - "dp_grad": a training step's data-parallel gradient buckets (ops named dp_grad_*) run on their
   own stream as backward produces them; without it they run after the last backward;
+- "tp_bwd": Transformer Engine without userbuffers (ub_tp_comm_overlap off): only the backward
+  reduce-scatter of a column-parallel GEMM's data gradient (sequence parallelism) runs on the comm
+  stream, beside that GEMM's weight-gradient GEMM (TE issues it with async_op=True before the
+  wgrad GEMM); every other TP collective blocks the compute stream. "tp_comm" includes it;
 - "zero_prefetch": under ZeRO 3 a layer's weight all-gather (ops named dp_param_all_gather.*) runs
   on the prefetch stream and may start once the previous layer's gather was issued (FSDP's
   forward and backward prefetch: layer l+1's weights arrive under layer l's compute); the
@@ -22,10 +26,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from simcore.ops.backward import is_tp_grad_scatter
 from simcore.ops.op import COMM, KV_FETCH, Op
 from simcore.registry import Registry
 
-OVERLAPS = ("kv_fetch", "tp_comm", "pp_comm", "dp_grad", "zero_prefetch")
+OVERLAPS = ("kv_fetch", "tp_comm", "tp_bwd", "pp_comm", "dp_grad", "zero_prefetch")
 MAIN, COPY, COMM_STREAM, DP_STREAM, PREFETCH = "main", "copy", "comm", "dp", "prefetch"
 DP_GRAD = "dp_grad_"  # name prefix of data-parallel gradient collectives
 DP = "dp_"  # name prefix of every data-parallel collective (gradients, ZeRO weight gathers)
@@ -54,11 +59,15 @@ class OverlapPolicy:
             return COMM_STREAM
         if op.kind == COMM and op.collective != "send_recv" and "tp_comm" in self.overlaps:
             return COMM_STREAM
+        if "tp_bwd" in self.overlaps and is_tp_grad_scatter(op):
+            return COMM_STREAM
         return MAIN
 
     def chunks_for(self, op: Op) -> int:
         """How many pieces a TP collective (and the op consuming it) is cut into."""
         if op.kind == COMM and op.collective != "send_recv" and "tp_comm" in self.overlaps and not op.name.startswith(DP):
+            return self.tp_chunks
+        if "tp_bwd" in self.overlaps and is_tp_grad_scatter(op):
             return self.tp_chunks
         return 1
 

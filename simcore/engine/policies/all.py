@@ -1,7 +1,7 @@
-"""Overlap policy 'all': every overlap simcore models (kv_fetch, tp_comm, pp_comm, dp_grad, zero_prefetch) at once."""
+"""Overlap policy 'all': every overlap simcore models (kv_fetch, tp_comm, tp_bwd, pp_comm, dp_grad, zero_prefetch) at once."""
 
 from simcore.engine.policies import OverlapPolicy, register
 
 POLICY = register(
-    OverlapPolicy("all", "Every overlap simcore models at once.", frozenset({"kv_fetch", "tp_comm", "pp_comm", "dp_grad", "zero_prefetch"}))
+    OverlapPolicy("all", "Every overlap simcore models at once.", frozenset({"kv_fetch", "tp_comm", "tp_bwd", "pp_comm", "dp_grad", "zero_prefetch"}))
 )
