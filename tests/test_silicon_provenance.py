@@ -122,3 +122,11 @@ def test_async_scheduling_admits_a_request_one_step_late(monkeypatch):
     assert a18 == pytest.approx(a12, rel=1e-12)
     assert b18 - b12 == pytest.approx(tpot, rel=0.05)  # one decode step of A (batch 1), ~ its mean gap
     assert b18 - b12 > 0.5e-3
+
+
+def test_an_inferencex_tensorrt_llm_row_gets_the_client_but_keeps_the_rows_limits():
+    """InferenceX's TensorRT-LLM recipes write neither the generator's limits nor the engine defaults."""
+    trt = {**ROW, "backend": "trtllm", "backend_version": "1.0.0rc3", "silicon_data_source": IX}
+    e = experiment_for_row(trt)
+    assert e["workload"]["arrival"] == {"process": "closed", "concurrency": 16, **INFERENCEX_CLIENT}
+    assert e["serving"]["max_num_seqs"] == 16 and e["serving"]["max_num_batched_tokens"] == 1568  # 16 + 1024 + 500

@@ -313,9 +313,12 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
         raise Refused("bad value", f"mode = {mode!r:.80}; allowed: {', '.join(MODES)}")
     adp = _int(row, "attention_dp_size", 1) or 1
     serving, kv, pools, assumed = {}, None, None, None
-    # an InferenceX export ran InferenceX's recipe and client, not what aiconfigurator's generator writes
+    # an InferenceX export ran InferenceX's client and recipe, not aiconfigurator's benchmark and generator; its
+    # vLLM recipes keep vLLM's 8192-token budget and set max_num_seqs >= the clients (the engine defaults), its
+    # TensorRT-LLM ones write limits of their own (max_batch_size 512, max_num_tokens 20000), so those rows keep
+    # LIMITS (docs/validation.md, "Round 7")
     ix = mode == "agg" and campaign(row.get("silicon_data_source")) == "inferencex"
-    if ix and not limits:
+    if ix and not limits and engine == "vllm":
         limits = "defaults"
     if mode == "disagg":
         pools = {w: _pool(row, w) for w in ("prefill", "decode")}
