@@ -11,7 +11,9 @@ script adds: each result is cached under benchmarks/.cache/ by the hash of the e
 simcore's code and catalogs (a rerun only simulates what changed), the per-row table with the
 rows' own columns, and a summary per (engine, model, precision). The shared file's disagg rows lack
 their layout columns; benchmarks/data/aiconfigurator_disagg_h100.json has them (docs/validation.md,
-"Disaggregated rows") and is swapped in.
+"Disaggregated rows") and is swapped in. Its rows also lack the provenance column that says which benchmark
+(and client) measured them; benchmarks/data/silicon_provenance_h100.json puts it back (docs/validation.md,
+"Round 7"), so on the shared file itself `simcore validate` differs for the InferenceX rows.
 """
 
 from __future__ import annotations
