@@ -1,13 +1,15 @@
 """Fit the benchmark client's re-issue delay (silicon.AIPERF_CLIENT) on the measured rows.
 
 Usage: python benchmarks/fit_reissue.py [--rows FILE] [--only TEXT] [--jobs J] [--rounds R]
-       [--delays 0,0.01,0.02,0.04,0.06] [--dist exponential|fixed]
+       [--delays 0,0.01,0.02,0.04,0.06] [--dist exponential|fixed] [--client aiperf|inferencex]
 
 Runs every row as benchmarks/serving_silicon.py does (same experiments and disk cache) once per candidate
 mean delay (a closed-loop client's next request reaches the engine that long after its previous request's
 last token; 0: at once) and prints, per candidate, the median |error| of mean TTFT and mean TPOT over the
 simulated rows, then the candidate with the smallest TTFT median |error|. silicon.AIPERF_CLIENT holds the
-result; docs/validation.md ("TTFT residuals") gives the per-group table.
+result; docs/validation.md ("TTFT residuals") gives the per-group table. `--client` keeps only the rows measured
+with that benchmark's client (the row builder picks it from the row's source: silicon.AIPERF_CLIENT or
+silicon.INFERENCEX_CLIENT, docs/validation.md "Round 7"), so each client's delay is fitted on its own rows.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from serving_silicon import DiskCache, add_row_args, fail, selected_records  # noqa: E402
 from simcore.validate.cli import progress_bar  # noqa: E402
+from simcore.serving.silicon import AIPERF_CLIENT, INFERENCEX_CLIENT  # noqa: E402
 from simcore.validate.compare import experiments, run, summarize  # noqa: E402
+
+CLIENTS = {"aiperf": AIPERF_CLIENT, "inferencex": INFERENCEX_CLIENT}
 
 
 def overrides(delay: float, dist: str) -> tuple[str, ...]:
@@ -35,6 +40,7 @@ def main() -> None:
     add_row_args(ap, jobs=2)
     ap.add_argument("--delays", default="0,0.01,0.02,0.04,0.06", help="candidate mean delays in seconds")
     ap.add_argument("--dist", default="exponential", choices=("exponential", "fixed"), help="delay distribution")
+    ap.add_argument("--client", choices=sorted(CLIENTS), help="only the rows measured with this benchmark client")
     a = ap.parse_args()
     try:
         delays = [float(x) for x in a.delays.split(",") if x.strip()]
@@ -43,6 +49,10 @@ def main() -> None:
     if not delays or any(not 0 <= d <= 10 for d in delays):
         fail(f"--delays: {a.delays!r}: allowed: seconds from 0 to 10, comma separated")
     records = selected_records(a)
+    if a.client:
+        records = [r for r in records if r.client == CLIENTS[a.client]]
+        if not records:
+            fail(f"--client: {a.client}: no selected row was measured with it (a row's silicon_data_source says)")
     results = []
     for d in delays:
         outcomes = experiments(records, rounds=a.rounds)

@@ -11,7 +11,9 @@ script adds: each result is cached under benchmarks/.cache/ by the hash of the e
 simcore's code and catalogs (a rerun only simulates what changed), the per-row table with the
 rows' own columns, and a summary per (engine, model, precision). The shared file's disagg rows lack
 their layout columns; benchmarks/data/aiconfigurator_disagg_h100.json has them (docs/validation.md,
-"Disaggregated rows") and is swapped in.
+"Disaggregated rows") and is swapped in. Its rows also lack the provenance column that says which benchmark
+(and client) measured them; benchmarks/data/silicon_provenance_h100.json puts it back (docs/validation.md,
+"Round 7"), so on the shared file itself `simcore validate` differs for the InferenceX rows.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ DEFAULT_ROWS = ROOT / ".." / "shared" / "calibration" / "serving_h100.json"
 # the same disagg rows as aiconfigurator publishes them, with the layout and load columns the shared extract dropped
 DISAGG_ROWS = ROOT / "benchmarks" / "data" / "aiconfigurator_disagg_h100.json"
 CACHE = ROOT / "benchmarks" / ".cache" / "serving_silicon"
+# per configuration, the provenance columns the shared extract dropped (benchmarks/silicon_provenance.py)
+PROVENANCE = ROOT / "benchmarks" / "data" / "silicon_provenance_h100.json"
 
 
 def with_disagg_layouts(rows_path: Path, full_path: Path, note: bool = True) -> Path:
@@ -76,6 +80,37 @@ def with_disagg_layouts(rows_path: Path, full_path: Path, note: bool = True) -> 
     out = CACHE.parent / f"rows-{hashlib.sha256(json.dumps(merged).encode()).hexdigest()[:12]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"about": f"{rows_path} with the disagg rows of {full_path}", "rows": merged}))
+    return out
+
+
+def with_provenance(rows_path: Path, prov_path: Path = PROVENANCE) -> Path:
+    """rows_path with the provenance columns of prov_path (silicon_data_source, kv_cache_dtype) put back on each
+    row whose configuration columns (prov_path's `key`) equal an entry's and that lacks them; rows_path itself
+    when nothing matches or either file is not a rows file. The row builder reads the columns
+    (simcore.serving.silicon.campaign: which benchmark, and so which client, measured the row)."""
+    try:
+        rows = json.loads(rows_path.read_text())["rows"]
+        prov = json.loads(prov_path.read_text())
+        cols, entries = prov["key"], prov["rows"]
+        if not all(isinstance(r, dict) for r in rows + entries):
+            return rows_path
+    except (OSError, ValueError, KeyError, TypeError):
+        return rows_path
+
+    def key(r: dict) -> tuple:
+        return tuple(str(r.get(k) or "") for k in cols)
+
+    extra = {key(e): {k: v for k, v in e.items() if k not in cols} for e in entries}
+    merged, hits = [], 0
+    for r in rows:
+        add = {k: v for k, v in extra.get(key(r), {}).items() if k not in r}
+        hits += bool(add)
+        merged.append({**r, **add})
+    if not hits:
+        return rows_path
+    out = CACHE.parent / f"rows-{hashlib.sha256(json.dumps(merged).encode()).hexdigest()[:12]}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"about": f"{rows_path} with the provenance columns of {prov_path}", "rows": merged}))
     return out
 
 
@@ -193,6 +228,7 @@ def selected_records(a: argparse.Namespace, limits: str | None = None, every: in
     try:
         full = a.disagg_rows or DISAGG_ROWS
         rows = with_disagg_layouts(a.rows, full, note=a.disagg_rows is not None) if full.is_file() else a.rows
+        rows = with_provenance(rows) if PROVENANCE.is_file() else rows
         records = read(rows, limits=limits)[::every]
     except SimcoreError as exc:
         fail(str(exc).splitlines()[0])

@@ -36,7 +36,17 @@ def test_fit_prints_each_candidate_and_the_best(tmp_path):
     assert "(3 records)" in lines[0] and lines[2].startswith("best: mean delay ")
 
 
+def test_client_keeps_the_rows_of_that_benchmark(tmp_path):
+    """The test rows carry no silicon_data_source: all three are aiperf rows, none InferenceX's."""
+    r = subprocess.run([sys.executable, str(SCRIPT), "--rows", str(ROWS), "--delays", "0", "--rounds", "2",
+                        "--jobs", "1", "--client", "aiperf"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "(3 records)" in r.stdout
+
+
 @pytest.mark.parametrize("argv, text", [
+    (["--rows", str(ROWS), "--client", "inferencex"],
+     "error: --client: inferencex: no selected row was measured with it"),
     (["--delays", "a,b"], "error: --delays: 'a,b': allowed: seconds >= 0"),
     (["--delays", "-0.01"], "error: --delays: '-0.01': allowed: seconds from 0 to 10"),
     (["--rows", "missing-rows.json"], "no such file"),

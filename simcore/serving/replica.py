@@ -80,6 +80,10 @@ class Replica(TierMoves):
         self.iterations = 0
         self.prefill_only = False  # disaggregated prefill replica: hand requests off after their first token
         self.handed: list[int] = []  # requests handed off in the last step (simcore/serving/disagg.py)
+        # the engine forms step n+1's batch as step n starts (vLLM async scheduling: Profile.admit_lag), so a
+        # request that arrives while a step runs can join the step after next; set by simulate.run
+        self.admit_lag = False
+        self.step_start = self.step_end = -1.0  # the last iteration's start and end
         self.init_tier(tier, prefetch)
 
     @property
@@ -184,8 +188,13 @@ class Replica(TierMoves):
         if reserve is None:
             reserve = self.cfg.watermark * self.pool.capacity
         pool, bs = self.pool, self.bs
+        # a busy lagging engine scheduled this step when the last one started: only requests there by then
+        cut = self.step_start if self.admit_lag and self.running_order and self.step_end == self.clock else None
+        arrival = self.metrics.arrival
         while self.waiting and budget > 0 and self.free_slots:
             r = self.waiting[0]
+            if cut is not None and arrival[r] > cut:
+                break
             done, last = self.gen_saved.get(r, (0, 0.0))
             total = int(self.reqs.prompt[r]) + done
             hit = pool.lookup(r, self.hashes(r, total), total) if pool.caching else 0
@@ -350,7 +359,8 @@ class Replica(TierMoves):
                     if s in decoding and last_token[s] != told:
                         return self._book(dec, chunks)
                 self.new_decoders = []
-            now = self.clock = self.clock + decode_time(nd, (self.context_offset + nd * k) / nd)
+            self.step_start = self.clock
+            now = self.clock = self.step_end = self.clock + decode_time(nd, (self.context_offset + nd * k) / nd)
             self.iterations += 1
             if series is not None:
                 m.sample(self, now, nd)
@@ -397,6 +407,7 @@ class Replica(TierMoves):
         if self.stall:  # blocking host-link transfers (loads, swaps) of this step
             now = self.clock = now + self.stall
             self.stall = 0.0
+        self.step_start, self.step_end = start, now
         self.iterations += 1
         m = self.metrics
         if m.series is not None:

@@ -14,6 +14,7 @@ refusals by reason. docs/validation.md ("Validating against measured servers") g
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 
 from simcore.errors import SimcoreError, clip, close_matches
@@ -73,6 +74,18 @@ MEASURED_ROUNDS = 20
 # as its predecessor ends and queues behind the prefill steps it lands in, so fixed-length clients stay clumped
 # as the rows show; without it every client gets a prefill step to itself).
 AIPERF_CLIENT = {"reissue_delay_s": 0.04, "reissue_delay_dist": "exponential"}
+# InferenceX's client, for the rows its database exports hold (campaign() below; docs/validation.md, "Round 7"):
+# utils/bench_serving/benchmark_serving.py (SemiAnalysisAI/InferenceX; run by benchmarks/benchmark_lib.sh
+# run_benchmark_serving, and by the 2025 recipes such as benchmarks/70b_fp8_h100_slurm.sh @9596d23d7) with
+# --dataset-name random --random-range-ratio 0.8 --num-prompts 10c --max-concurrency c --request-rate inf
+# --ignore-eos: input and output lengths uniform in [int(0.8 L), L] (sample_random_requests), 10 requests per
+# client, each sent by a task of the same asyncio process as a semaphore slot frees; the warm-up requests are
+# awaited before the measured phase starts. The re-issue delay (the server's input processing, the HTTP round
+# and the event loop) is fitted: exponential, mean 10 ms (flat from 5 to 20 ms; none leaves each re-issued
+# prompt landing exactly on a step boundary).
+INFERENCEX_CLIENT = {"reissue_delay_s": 0.01, "reissue_delay_dist": "exponential"}
+INFERENCEX_RANGE_RATIO = 0.8
+INFERENCEX_ROUNDS = 10
 OPEN_LOOP_REQUESTS = 500  # open loop: at most this many simulated requests unless asked for more
 
 
@@ -85,7 +98,7 @@ class Refused(SimcoreError):
 
 
 TEXT_KEYS = ("system", "backend", "backend_version", "model_path", "precision", "mode", "gemm_quant_mode",
-             "moe_quant_mode")
+             "moe_quant_mode", "silicon_data_source", "kv_cache_dtype")
 MODES = ("agg", "disagg")  # aggregated serving, or disaggregated prefill / decode workers
 
 
@@ -250,6 +263,7 @@ class Measurement:
     latency: dict = field(default_factory=dict)
     throughput: dict = field(default_factory=dict)
     refused: str | None = None  # set by a reader for a run simcore cannot express (e.g. a ramp-up)
+    range_ratio: float = 1.0  # < 1: lengths uniform in [int(ratio x isl), isl] and the same for osl (random data)
     serving: dict = field(default_factory=dict)  # serving fields the deployment set (rows: the generator's limits)
     kv_cache_dtype: str | None = None  # the deployment's KV cache dtype when it set one (None: the engine default)
     pools: dict | None = None  # mode disagg: {"prefill": Pool, "decode": Pool}
@@ -299,6 +313,13 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
         raise Refused("bad value", f"mode = {mode!r:.80}; allowed: {', '.join(MODES)}")
     adp = _int(row, "attention_dp_size", 1) or 1
     serving, kv, pools, assumed = {}, None, None, None
+    # an InferenceX export ran InferenceX's client and recipe, not aiconfigurator's benchmark and generator; its
+    # vLLM recipes keep vLLM's 8192-token budget and set max_num_seqs >= the clients (the engine defaults), its
+    # TensorRT-LLM ones write limits of their own (max_batch_size 512, max_num_tokens 20000), so those rows keep
+    # LIMITS (docs/validation.md, "Round 7")
+    ix = mode == "agg" and campaign(row.get("silicon_data_source")) == "inferencex"
+    if ix and not limits and engine == "vllm":
+        limits = "defaults"
     if mode == "disagg":
         pools = {w: _pool(row, w) for w in ("prefill", "decode")}
         c, assumed = disagg_load(c, pools)
@@ -325,13 +346,31 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
             adp = experts_on // tp
         if engine == "vllm":
             tp, ep = vllm_dp_layout(tp, adp, _int(row, "moe_tp_size", 1) or 1, ep)
+    if row.get("kv_cache_dtype"):  # the deployment's own setting, where its recipe names one
+        kv = row["kv_cache_dtype"]
     return Measurement(
         source=source, model=row.get("model_path") or None, gpu=row.get("system") or None,
         engine=row.get("backend") or None, engine_version=row.get("backend_version") or None,
         tp=tp, pp=_int(row, "pp_size", 1), ep=ep,
         attention_dp=adp, precision=row.get("precision"),
         mode=mode, concurrency=c, isl=isl, osl=_int(row, "osl"), latency=lat,
-        serving=serving, kv_cache_dtype=kv, pools=pools, assumed=assumed, client=dict(AIPERF_CLIENT))
+        serving=serving, kv_cache_dtype=kv, pools=pools, assumed=assumed,
+        client=dict(INFERENCEX_CLIENT if ix else AIPERF_CLIENT),
+        requests=INFERENCEX_ROUNDS * c if ix and c else None, range_ratio=INFERENCEX_RANGE_RATIO if ix else 1.0)
+
+
+def campaign(source: str | None) -> str | None:
+    """The benchmark campaign a row's `silicon_data_source` (aiconfigurator's silicon_sample.csv) names:
+    "inferencex" for an InferenceX database export (`source_file=YYYY-MM-DD.csv`, `db-dump/YYYY-MM-DD`),
+    "aiconfigurator" for aiconfigurator's own aiperf sweep (`.../aic-auto-gap-analysis/data/...`), else None."""
+    if not source:
+        return None
+    head = source.split(";")[0].strip()
+    if re.fullmatch(r"source_file=\d{4}-\d\d-\d\d\.csv|db-dump/\d{4}-\d\d-\d\d", head):
+        return "inferencex"
+    if "aic-auto-gap-analysis/" in head:
+        return "aiconfigurator"
+    return None
 
 
 def disagg_load(c: int | None, pools: dict) -> tuple[int | None, str | None]:
@@ -370,6 +409,12 @@ def unknown_gpu(name: str | None) -> str:
 
     known = sorted(GPUS) + sorted(set(entries("hardware/gpus", ".yaml")) - set(GPUS))
     return f"{clip(str(name), 80)}{close_matches(str(name), known)}; known systems: {', '.join(known)}"
+
+
+def _lengths(n: int, ratio: float) -> dict:
+    """n tokens each, or uniform in [int(ratio x n), n] as a random dataset with a range ratio draws them."""
+    low = int(ratio * n)
+    return {"dist": "fixed", "value": n} if low >= n else {"dist": "uniform", "low": max(1, low), "high": n}
 
 
 def experiment_for_record(rec: Measurement, requests: int | None = None, rounds: int = MEASURED_ROUNDS) -> dict:
@@ -436,8 +481,8 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
         "workload": {
             "kind": "requests", "requests": n, "seed": 0,
             "arrival": arrival,
-            "prompt_tokens": {"dist": "fixed", "value": isl},
-            "output_tokens": {"dist": "fixed", "value": osl},
+            "prompt_tokens": _lengths(isl, rec.range_ratio),
+            "output_tokens": _lengths(osl, rec.range_ratio),
         },
         "serving": serving,
     }

@@ -99,6 +99,8 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
             reps, pipes, blocks = virtual_engines(run, cfg, cost, blocks, lambda i, b, c: Replica(
                 i, cfg, b, c, make_scheduler(), reqs, metrics, policy(ctx) if cfg.prefix_caching else None,
                 None, prefetch()))
+        for rep in reps:
+            rep.admit_lag = bool(profile is not None and profile.admit_lag)
         front = reps
     xfer: list = []  # KV transfers in flight: (end, request, decode replica)
     nsent = 0

@@ -56,6 +56,9 @@ class Profile:
     # the CUDA-graph padding request is a live sequence of the engine and holds one of max_num_seqs
     # (TensorRT-LLM; docs/validation.md, "Validating against measured servers")
     padding_holds_seq: bool = False
+    # the batch of step n+1 is formed when step n starts (vLLM async scheduling: the engine core schedules the
+    # next batch before it blocks on the running one), so a request arriving during step n joins step n+2
+    admit_lag: bool = False
 
 
 def register(fn: Callable[[str | None], Profile]) -> Callable:

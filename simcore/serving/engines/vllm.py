@@ -20,6 +20,7 @@ def kv_dtype(run) -> str:
 @register
 def profile(version: str | None) -> Profile:
     max_num_seqs = 1024  # EngineArgs.get_batch_defaults: >= 70 GiB GPUs, OPENAI_API_SERVER
+    overlap = version_tuple(version) >= ASYNC_FROM
     return Profile(
         name="vllm", version=version,
         description="vLLM V1: decode first, chunked prefill under max_num_batched_tokens, async scheduling "
@@ -28,5 +29,8 @@ def profile(version: str | None) -> Profile:
                   "chunked_prefill": True, "block_size": 16, "watermark": 0.0, "preemption": "recompute"},
         capture_sizes=capture_sizes(min(2 * max_num_seqs, 512)),  # max_cudagraph_capture_size default
         kv_dtype=kv_dtype,
-        host=host_model("vllm", overlap=version_tuple(version) >= ASYNC_FROM),
+        host=host_model("vllm", overlap=overlap),
+        # async scheduling: EngineCore.step_with_batch_queue schedules the next batch before blocking on the
+        # running one (vllm/v1/engine/core.py; 2 batches in flight, MultiprocExecutor.max_concurrent_batches)
+        admit_lag=overlap,
     )

@@ -1,0 +1,95 @@
+"""Write the per-row provenance the shared silicon rows dropped: benchmarks/data/silicon_provenance_h100.json.
+
+Usage: git -C AICONFIGURATOR show 095f58a51:aic-core/src/aiconfigurator_core/systems/silicon_sample.csv > sample.csv
+       python benchmarks/silicon_provenance.py sample.csv [--system h100_sxm] [--out FILE]
+
+aiconfigurator's public silicon_sample.csv (github.com/ai-dynamo/aiconfigurator @095f58a51) holds the same rows as
+../shared/calibration/serving_h100.json plus an `id` and a `silicon_data_source` column (source file or campaign,
+image, measured date). This script keeps, for each distinct configuration of one system (every column the shared
+file has except the measured latencies), that column's text, and where an InferenceX recipe of that deployment
+sets the KV cache dtype, `kv_cache_dtype` (RECIPES). It reads configuration columns and `silicon_data_source` only,
+never a measured latency. benchmarks/serving_silicon.py puts the columns back on the matching shared rows;
+simcore.serving.silicon.campaign() reads which benchmark (and so which client) measured a row
+(docs/validation.md, "Round 7").
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from simcore.serving.silicon import campaign  # noqa: E402
+
+OUT = ROOT / "benchmarks" / "data" / "silicon_provenance_h100.json"
+# the configuration columns of the shared rows (../shared/calibration/serving_h100.json), latencies excluded
+KEY = ("system", "backend", "backend_version", "model_path", "precision", "mode", "isl", "osl", "gemm_quant_mode",
+       "moe_quant_mode", "batch_size", "tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size",
+       "prefill_batch_size", "prefill_num_workers", "prefill_tp_size", "decode_batch_size", "decode_num_workers",
+       "decode_tp_size")
+# KV cache dtypes the InferenceX recipes set, by (system, backend, model_path) of an InferenceX export row:
+# Llama-3.1-70B fp8 on H100 ran `kv-cache-dtype: fp8` (SemiAnalysisAI/InferenceX benchmarks/70b_fp8_h100_slurm.sh
+# and _docker.sh @9596d23d7, 2025-10-29, the date its rows were measured); the gpt-oss and MiniMax-M2.5 H100
+# recipes (benchmarks/single_node/gptoss_fp4_h100.sh, minimaxm2.5_fp8_h100.sh @79a42e20a) leave it at auto.
+RECIPES = {("h100_sxm", "vllm", "meta-llama/Llama-3.1-70B"): {"kv_cache_dtype": "fp8"}}
+
+
+def key(row: dict) -> tuple:
+    return tuple(str(row.get(k) or "") for k in KEY)
+
+
+def provenance(rows: list[dict], system: str) -> list[dict]:
+    """One entry per distinct configuration of `system`: its KEY columns (non-empty ones), the first
+    silicon_data_source in sorted order (duplicates of a configuration all come from one campaign, else the
+    configuration is left out) and the recipe's settings for InferenceX rows."""
+    seen: dict[tuple, list[str]] = {}
+    for r in rows:
+        if r.get("system") == system:
+            seen.setdefault(key(r), []).append(r.get("silicon_data_source") or "")
+    out = []
+    for k, sources in sorted(seen.items()):
+        if len({campaign(s) for s in sources}) != 1:
+            continue
+        entry = {c: v for c, v in zip(KEY, k) if v}
+        entry["silicon_data_source"] = sorted(sources)[0]
+        if campaign(entry["silicon_data_source"]) == "inferencex":
+            entry.update(RECIPES.get((system, entry["backend"], entry["model_path"]), {}))
+        out.append(entry)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("csv", type=Path, help="aiconfigurator's silicon_sample.csv")
+    ap.add_argument("--system", default="h100_sxm", help="aiconfigurator system name of the rows to keep")
+    ap.add_argument("--out", type=Path, default=OUT)
+    a = ap.parse_args()
+    try:
+        with a.csv.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        print(f"error: {a.csv}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if not rows or "silicon_data_source" not in rows[0]:
+        print(f"error: {a.csv}: no silicon_data_source column (expected aiconfigurator's silicon_sample.csv)",
+              file=sys.stderr)
+        sys.exit(2)
+    entries = provenance(rows, a.system)
+    about = (f"Per-configuration provenance of aiconfigurator's silicon rows (silicon_sample.csv @095f58a51, system "
+             f"{a.system}): silicon_data_source as published, and kv_cache_dtype where the InferenceX recipe sets it. "
+             "Written by benchmarks/silicon_provenance.py; no latencies.")
+    body = ",\n".join(json.dumps(e) for e in entries)  # one configuration a line
+    a.out.write_text(f'{{"about": {json.dumps(about)},\n"key": {json.dumps(list(KEY))},\n"rows": [\n{body}\n]}}\n')
+    counts: dict = {}
+    for e in entries:
+        counts[campaign(e["silicon_data_source"])] = counts.get(campaign(e["silicon_data_source"]), 0) + 1
+    print(f"{len(entries)} configurations -> {a.out}: {counts}")
+
+
+if __name__ == "__main__":
+    main()

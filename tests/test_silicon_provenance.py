@@ -1,0 +1,132 @@
+"""Which benchmark measured a silicon row (silicon_data_source), the client and limits that follows, the
+provenance file that puts the column back on the shared rows, and vLLM's async-scheduling admission lag."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import REPO, load_benchmark
+from simcore.serving.engines import get_profile
+from simcore.serving.silicon import (AIPERF_CLIENT, INFERENCEX_CLIENT, Refused, campaign, experiment_for_row,
+                                     measurement_from_row)
+from tests.test_serving import run_checked, serving_run
+
+# a vLLM row as the shared file holds it (no provenance), and the two campaigns' silicon_data_source as published
+ROW = {"system": "h100_sxm", "backend": "vllm", "backend_version": "0.18.0", "model_path": "openai/gpt-oss-120b",
+       "precision": "fp4", "mode": "agg", "isl": "1024", "osl": "1024", "batch_size": "16", "tp_size": "4",
+       "pp_size": "1", "moe_tp_size": "1", "moe_ep_size": "1"}
+IX = ("source_file=2026-03-25.csv; model=GPT-OSS-120B; silicon_concurrency=16; measured=2026-03-27T08:01:51Z; "
+      "wip=False; image=vllm/vllm-openai:v0.18.0")
+AIC = "source_file=/Users/x/projects/aic-auto-gap-analysis/data/h100_sxm/vllm/0.12.0/Qwen_Qwen3-32B.csv"
+
+
+@pytest.mark.parametrize("source, expected", [
+    (IX, "inferencex"),
+    ("db-dump/2026-04-27; config_id=633; silicon_concurrency=8", "inferencex"),
+    (AIC, "aiconfigurator"),
+    ("source_file=qwen3.5-397b-gap-analysis.csv", None),  # another harness: not known
+    ("source_file=2026-03-25.csv.bak", None),
+    ("", None), (None, None),
+])
+def test_campaign_reads_the_source_file_of_silicon_data_source(source, expected):
+    assert campaign(source) == expected
+
+
+def test_an_inferencex_row_gets_inferencex_client_lengths_rounds_and_the_engine_defaults():
+    rec = measurement_from_row({**ROW, "silicon_data_source": IX})
+    assert rec.client == INFERENCEX_CLIENT and rec.range_ratio == 0.8 and rec.requests == 160  # 10 x 16 clients
+    e = experiment_for_row({**ROW, "silicon_data_source": IX})
+    w = e["workload"]
+    # benchmark_serving's random dataset: uniform in [int(0.8 x 1024), 1024] = [819, 1024], for both lengths
+    assert w["prompt_tokens"] == w["output_tokens"] == {"dist": "uniform", "low": 819, "high": 1024}
+    assert w["requests"] == 160 and w["arrival"] == {"process": "closed", "concurrency": 16, **INFERENCEX_CLIENT}
+    # InferenceX's recipe, not aiconfigurator's generator: the engine's own limits (8192 tokens a step)
+    assert e["serving"] == {"engine": "vllm", "engine_version": "0.18.0"} and "inference" not in e
+    # a recipe's KV cache dtype, where the provenance names one; Llama-3.1-70B fp8 ran fp8 KV
+    llama = {**ROW, "model_path": "meta-llama/Llama-3.1-70B", "precision": "fp8", "backend_version": ""}
+    assert "inference" not in experiment_for_row({**llama, "silicon_data_source": IX})
+    assert experiment_for_row({**llama, "silicon_data_source": IX, "kv_cache_dtype": "fp8"})["inference"] == {
+        "kvcache_precision": "fp8"}
+    # `--limits aiconfigurator` still forces the generator's limits
+    forced = experiment_for_row({**ROW, "silicon_data_source": IX}, limits="aiconfigurator")
+    assert forced["serving"]["max_num_batched_tokens"] == 16 + 1024 + 1500
+
+
+def test_rows_without_an_inferencex_source_keep_aiperf_and_the_generator_limits():
+    for row in (ROW, {**ROW, "silicon_data_source": AIC}, {**ROW, "silicon_data_source": "x.csv"}):
+        e = experiment_for_row(row)
+        assert e["workload"]["arrival"] == {"process": "closed", "concurrency": 16, **AIPERF_CLIENT}
+        assert e["workload"]["prompt_tokens"] == {"dist": "fixed", "value": 1024} and e["workload"]["requests"] == 320
+        assert e["serving"]["max_num_batched_tokens"] == 16 + 1024 + 1500
+    # a disagg row from an export keeps its rule-based client (InferenceX's multi-node harness is another one)
+    assert measurement_from_row({**ROW, "mode": "disagg", "prefill_tp_size": "4", "decode_tp_size": "4",
+                                 "silicon_data_source": IX}).client == AIPERF_CLIENT
+
+
+def test_provenance_columns_must_be_text():
+    for key in ("silicon_data_source", "kv_cache_dtype"):
+        with pytest.raises(Refused, match=key):
+            measurement_from_row({**ROW, key: 3})
+
+
+def test_the_provenance_file_puts_the_columns_back_on_matching_rows(tmp_path):
+    sil = load_benchmark("serving_silicon")
+    prov = tmp_path / "prov.json"
+    cols = ["system", "backend", "model_path", "isl", "batch_size"]
+    prov.write_text(json.dumps({"key": cols, "rows": [
+        {"system": "h100_sxm", "backend": "vllm", "model_path": "openai/gpt-oss-120b", "isl": "1024",
+         "batch_size": "16", "silicon_data_source": IX, "kv_cache_dtype": "fp8"}]}))
+    rows = tmp_path / "rows.json"
+    other = {**ROW, "batch_size": "32"}
+    own = {**ROW, "batch_size": "8", "silicon_data_source": AIC}
+    rows.write_text(json.dumps({"rows": [ROW, other, own]}))
+    merged = json.loads(sil.with_provenance(rows, prov).read_text())["rows"]
+    assert merged[0] == {**ROW, "silicon_data_source": IX, "kv_cache_dtype": "fp8"}
+    assert merged[1] == other and merged[2] == own  # no match; a row's own column is kept
+    rows.write_text(json.dumps({"rows": [other]}))
+    assert sil.with_provenance(rows, prov) == rows  # nothing matches: the file itself
+    assert sil.with_provenance(rows, tmp_path / "missing.json") == rows
+
+
+def test_the_shipped_provenance_names_the_inferencex_rows_of_the_shared_file():
+    """benchmarks/data/silicon_provenance_h100.json (no latencies): the 45 Llama-3.1-70B rows are InferenceX's
+    with fp8 KV, every vLLM Qwen3-32B bf16 row is aiconfigurator's aiperf sweep."""
+    data = json.loads((REPO / "benchmarks" / "data" / "silicon_provenance_h100.json").read_text())
+    assert not any(k.startswith("silicon_") and k != "silicon_data_source" for e in data["rows"] for k in e)
+    llama = [e for e in data["rows"] if e["model_path"] == "meta-llama/Llama-3.1-70B"]
+    assert len(llama) == 45 and all(campaign(e["silicon_data_source"]) == "inferencex" and
+                                    e["kv_cache_dtype"] == "fp8" for e in llama)
+    qwen = [e for e in data["rows"] if e["backend"] == "vllm" and e["model_path"] == "Qwen/Qwen3-32B"
+            and not e.get("precision")]
+    assert qwen and all(campaign(e["silicon_data_source"]) == "aiconfigurator" for e in qwen)
+
+
+def test_async_scheduling_admits_a_request_one_step_late(monkeypatch):
+    """vLLM >= 0.14 forms step n+1's batch as step n starts. Request B arrives 20 ms into request A's decode
+    (256-token prompts, no host time): without the lag it joins the next step, with it the step after, so its
+    TTFT grows by exactly one batch-1 decode step; A, arriving at an idle engine, waits for nothing."""
+    from simcore.serving.engines import host_fit
+
+    monkeypatch.setitem(host_fit.HOST, "vllm", {"const_us": 0, "per_request_us": 0, "per_token_us": 0})
+    assert get_profile("vllm", "0.18.0").admit_lag and not get_profile("vllm", "0.12.0").admit_lag
+    wl = {"requests": 2, "arrival": {"process": "fixed", "rate": 1 / 0.05}, "prompt_tokens": {"value": 256},
+          "output_tokens": {"value": 64}}
+    out = {}
+    for version in ("0.12.0", "0.18.0"):  # no host time: the two differ only in admission
+        m = run_checked(serving_run(wl, {"engine": "vllm", "engine_version": version})).metrics
+        out[version] = (m.first_token[0] - m.arrival[0], m.first_token[1] - m.arrival[1],
+                        (m.finish[0] - m.first_token[0]) / 63)
+    (a12, b12, tpot), (a18, b18, _) = out["0.12.0"], out["0.18.0"]
+    assert a18 == pytest.approx(a12, rel=1e-12)
+    assert b18 - b12 == pytest.approx(tpot, rel=0.05)  # one decode step of A (batch 1), ~ its mean gap
+    assert b18 - b12 > 0.5e-3
+
+
+def test_an_inferencex_tensorrt_llm_row_gets_the_client_but_keeps_the_rows_limits():
+    """InferenceX's TensorRT-LLM recipes write neither the generator's limits nor the engine defaults."""
+    trt = {**ROW, "backend": "trtllm", "backend_version": "1.0.0rc3", "silicon_data_source": IX}
+    e = experiment_for_row(trt)
+    assert e["workload"]["arrival"] == {"process": "closed", "concurrency": 16, **INFERENCEX_CLIENT}
+    assert e["serving"]["max_num_seqs"] == 16 and e["serving"]["max_num_batched_tokens"] == 1568  # 16 + 1024 + 500
