@@ -59,6 +59,9 @@ class Profile:
     # the batch of step n+1 is formed when step n starts (vLLM async scheduling: the engine core schedules the
     # next batch before it blocks on the running one), so a request arriving during step n joins step n+2
     admit_lag: bool = False
+    # host time per model layer of a step that runs without a CUDA graph (a step with prefill tokens, where the
+    # engine captures graphs of generation-only batches): such a step takes at least layers x this
+    eager_layer_s: float = 0.0
 
 
 def register(fn: Callable[[str | None], Profile]) -> Callable:
@@ -130,6 +133,15 @@ def load_host_profile(path: str, engine: str) -> dict:
     return {k: float(host[k]) for k in HOST_KEYS}
 
 
+def pads(n: int, sizes: tuple[int, ...]) -> bool:
+    """Whether a decode batch of at most n sequences is ever padded: some size below the largest captured size
+    <= n has no graph of its own (TensorRT-LLM pads only up to max_batch_size = n: cuda_graph_runner.py
+    _get_padded_batch; with every size captured no batch is padded and no padding request exists)."""
+    top = max((s for s in sizes if s <= n), default=0)
+    have = set(sizes)
+    return any(b not in have for b in range(1, top))
+
+
 def padded(n: int, sizes: tuple[int, ...]) -> int:
     """The captured batch size a decode batch of n runs as (n itself past the largest capture size)."""
     for s in sizes:
@@ -144,6 +156,9 @@ def resolve(run, cfg):
         if cfg.engine_profile:
             raise SimcoreError(f"serving.engine_profile: {cfg.engine_profile}: needs serving.engine (the engine "
                                f"whose host constants it holds): {', '.join(engine_names())}")
+        if cfg.cuda_graph_batch_sizes is not None:
+            raise SimcoreError(f"serving.cuda_graph_batch_sizes: {cfg.cuda_graph_batch_sizes!s:.60}: needs serving."
+                               f"engine (whose steps replay the graphs): {', '.join(engine_names())}")
         return run, cfg, None
     prof = get_profile(cfg.engine, cfg.engine_version)
     if cfg.engine_profile:  # fitted host constants replace the profile's own; overlap stays the engine's
@@ -152,7 +167,10 @@ def resolve(run, cfg):
                                                         c["per_token_us"] * 1e-6, prof.host.overlap))
     unset = {k: v for k, v in prof.defaults.items() if k not in cfg.model_fields_set}
     cfg = cfg.model_copy(update=unset)
-    if prof.padding_holds_seq and cfg.max_num_seqs > 2:  # a batch below the limit needs padding: the request exists
+    if cfg.cuda_graph_batch_sizes is not None:
+        prof = dataclasses.replace(prof, capture_sizes=tuple(sorted(set(cfg.cuda_graph_batch_sizes))))
+    if prof.padding_holds_seq and pads(cfg.max_num_seqs, prof.capture_sizes):
+        # a batch below the limit is padded: the padding request exists and holds a slot
         cfg = cfg.model_copy(update={"max_num_seqs": cfg.max_num_seqs - 1})
     kv = prof.kv_dtype(run) if run.experiment.inference.kvcache_precision == "auto" else run.kv_dtype
     # the run carries the resolved settings, so the summary shows what was simulated

@@ -30,4 +30,9 @@ def profile(version: str | None) -> Profile:
         # its Aug 2025 1.0.0rc3 template turned it off (docs/validation.md, "Round 6": tried, not adopted)
         host=host_model("trtllm", overlap=True),
         padding_holds_seq=True,  # model_engine.py _get_padded_batch: kv_cache_manager.add_dummy_requests (1.0)
+        # CUDA graphs only for generation-only batches (cuda_graph_runner.py: a batch with context requests has
+        # can_run_cuda_graph false), so a step with a prompt is launched op by op from Python. 0.8 ms per layer is
+        # aiconfigurator's calibrated CPU dispatch cost of such a pass (vllm_backend.py _prefill_dispatch_overhead_ms
+        # @095f58a5); docs/validation.md, "Round 7", checks it on the TensorRT-LLM rows
+        eager_layer_s=0.8e-3,
     )

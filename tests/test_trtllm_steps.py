@@ -1,0 +1,92 @@
+"""TensorRT-LLM step mechanics (issue 11, docs/validation.md "Round 7"): which decode batches are padded to a CUDA
+graph (and so whether the padding request holds a slot), the deployment's own graph sizes, and the host floor of a
+step with prefill tokens, which runs without a CUDA graph. Hand-computed values on small cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from simcore.errors import SimcoreError
+from simcore.serving.cost import IterationCost
+from simcore.serving.engines import get_profile, pads, resolve as resolve_engine
+from simcore.serving.silicon import experiment_for_row
+from tests.test_serving import serving_run
+from tests.test_serving_engines import ONE, ROW
+
+
+def test_a_batch_is_padded_only_below_the_largest_graph_within_the_limit():
+    assert pads(8, (1, 2, 4, 8, 16))  # 3, 5, 6, 7 have no graph and 8 <= 8 does
+    assert pads(4, (1, 2, 4))  # 3 runs as 4
+    assert not pads(3, (1, 2, 4, 8))  # 3 would pad to 4 > max_batch_size 3: TensorRT-LLM runs it unpadded
+    assert not pads(8, tuple(range(1, 9)))  # every size has its own graph
+    assert not pads(2, (1, 2)) and not pads(1, (1,))
+    assert pads(16, tuple(range(1, 9)) + (16,))  # 9..15 pad to 16
+
+
+@pytest.mark.parametrize("sizes, slots", [
+    (None, 15),  # the profile's graphs (1, 2, 4, 8, 16, ...): a padded batch's request holds one of 16
+    (list(range(1, 17)), 16),  # a graph per size: nothing is padded, no request is held
+    (list(range(1, 9)) + [16], 15),
+    ([16, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 15], 16),  # order and repeats do not matter
+])
+def test_the_padding_request_holds_a_slot_only_where_batches_are_padded(sizes, slots):
+    serving = {"engine": "trtllm", "max_num_seqs": 16}
+    if sizes is not None:
+        serving["cuda_graph_batch_sizes"] = sizes
+    run = serving_run(ONE, serving)
+    _, cfg, prof = resolve_engine(run, run.experiment.serving)
+    assert cfg.max_num_seqs == slots
+    if sizes is not None:
+        assert prof.capture_sizes == tuple(sorted(set(sizes)))  # decode steps replay these graphs
+
+
+def test_graph_sizes_need_an_engine_and_positive_sizes():
+    with pytest.raises(SimcoreError, match="cuda_graph_batch_sizes.*needs serving.engine") as e:
+        run = serving_run(ONE, {"cuda_graph_batch_sizes": [1, 2]})
+        resolve_engine(run, run.experiment.serving)
+    assert "\n" not in str(e.value)
+    for bad in ([0, 1], [], [1, 2.5]):
+        with pytest.raises(SimcoreError, match="cuda_graph_batch_sizes"):
+            serving_run(ONE, {"engine": "trtllm", "cuda_graph_batch_sizes": bad})
+
+
+def _pricer(engine: str, monkeypatch) -> IterationCost:
+    from simcore.serving.engines import host_fit
+
+    monkeypatch.setitem(host_fit.HOST, engine, {"const_us": 0.0, "per_request_us": 0.0, "per_token_us": 0.0})
+    run = serving_run(ONE, {"engine": engine})
+    run, _, prof = resolve_engine(run, run.experiment.serving)
+    return IterationCost(run, prof)
+
+
+def test_a_step_with_prefill_tokens_takes_at_least_the_eager_host_floor(monkeypatch):
+    cost = _pricer("trtllm", monkeypatch)
+    floor = 32 * 0.8e-3  # Llama-3.1-8B: 32 layers launched op by op, 0.8 ms each
+    assert cost.eager_floor == pytest.approx(floor)
+    # a 16-token prompt is far below the floor on the GPU, so the step is the floor (host terms zeroed)
+    assert cost.gpu_time(0, 0.0, 1, 16, 0.0) < floor / 2
+    assert cost.time(0, 0.0, 1, 16, 0.0) == pytest.approx(floor, rel=1e-12)
+    # with four decodes riding along it is still the floor; a decode-only step replays its graph: no floor
+    assert cost.time(4, 100.0, 1, 16, 0.0) == pytest.approx(floor, rel=1e-12)
+    assert cost.time(4, 100.0, 0, 0, 0.0) == pytest.approx(cost.gpu_time(4, 100.0, 0, 0, 0.0), rel=1e-12)
+    assert cost.time(4, 100.0, 0, 0, 0.0) < floor / 2
+    # a prompt whose kernels outlast the floor is priced by the kernels alone
+    big = cost.gpu_time(0, 0.0, 1, 8192, 0.0)
+    assert big > floor and cost.time(0, 0.0, 1, 8192, 0.0) == pytest.approx(big, rel=1e-12)
+
+
+def test_engines_that_graph_mixed_steps_have_no_eager_floor(monkeypatch):
+    for engine in ("vllm", "sglang"):
+        cost = _pricer(engine, monkeypatch)
+        assert cost.eager_floor == 0.0
+        assert cost.time(0, 0.0, 1, 16, 0.0) == pytest.approx(cost.gpu_time(0, 0.0, 1, 16, 0.0), rel=1e-12)
+    assert get_profile("trtllm").eager_layer_s == 0.8e-3
+
+
+def test_the_fp8_rows_of_the_1_0_0rc3_campaign_get_a_graph_per_batch_size():
+    # the data reading of silicon.fp8_graph_per_size: fp8-checkpoint rows of that version, not its bf16 rows
+    assert experiment_for_row(ROW)["serving"]["cuda_graph_batch_sizes"] == list(range(1, 17))
+    bf16 = experiment_for_row({**ROW, "model_path": "meta-llama/Llama-3.1-8B-Instruct", "precision": ""})
+    assert "cuda_graph_batch_sizes" not in bf16["serving"]
+    assert "cuda_graph_batch_sizes" not in experiment_for_row({**ROW, "backend_version": "1.3.0rc1"})["serving"]
+    assert "cuda_graph_batch_sizes" not in experiment_for_row({**ROW, "backend": "vllm"})["serving"]
