@@ -162,8 +162,7 @@ def test_experiment_for_row_builds_a_runnable_experiment():
         "process": "closed", "concurrency": 16, "reissue_delay_s": 0.04, "reissue_delay_dist": "exponential"}
     # aiconfigurator's generator rule: max_batch_size = c, max_num_tokens = c + ISL + 500 in 32s
     assert e["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3", "max_num_seqs": 16,
-                            "max_num_batched_tokens": 1568,
-                            "cuda_graph_batch_sizes": list(range(1, 17))}  # fp8 row of 1.0.0rc3: a graph per size
+                            "max_num_batched_tokens": 1568}
     assert experiment_for_row(ROW, limits="defaults")["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3"}
     vllm = experiment_for_row({**ROW, "backend": "vllm"})
     assert vllm["serving"]["max_num_seqs"] == 512 and vllm["serving"]["max_num_batched_tokens"] == 16 + 1024 + 1500

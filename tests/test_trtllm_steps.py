@@ -9,9 +9,8 @@ import pytest
 from simcore.errors import SimcoreError
 from simcore.serving.cost import IterationCost
 from simcore.serving.engines import get_profile, pads, resolve as resolve_engine
-from simcore.serving.silicon import experiment_for_row
 from tests.test_serving import serving_run
-from tests.test_serving_engines import ONE, ROW
+from tests.test_serving_engines import ONE
 
 
 def test_a_batch_is_padded_only_below_the_largest_graph_within_the_limit():
@@ -81,12 +80,3 @@ def test_engines_that_graph_mixed_steps_have_no_eager_floor(monkeypatch):
         assert cost.eager_floor == 0.0
         assert cost.time(0, 0.0, 1, 16, 0.0) == pytest.approx(cost.gpu_time(0, 0.0, 1, 16, 0.0), rel=1e-12)
     assert get_profile("trtllm").eager_layer_s == 0.8e-3
-
-
-def test_the_fp8_rows_of_the_1_0_0rc3_campaign_get_a_graph_per_batch_size():
-    # the data reading of silicon.fp8_graph_per_size: fp8-checkpoint rows of that version, not its bf16 rows
-    assert experiment_for_row(ROW)["serving"]["cuda_graph_batch_sizes"] == list(range(1, 17))
-    bf16 = experiment_for_row({**ROW, "model_path": "meta-llama/Llama-3.1-8B-Instruct", "precision": ""})
-    assert "cuda_graph_batch_sizes" not in bf16["serving"]
-    assert "cuda_graph_batch_sizes" not in experiment_for_row({**ROW, "backend_version": "1.3.0rc1"})["serving"]
-    assert "cuda_graph_batch_sizes" not in experiment_for_row({**ROW, "backend": "vllm"})["serving"]

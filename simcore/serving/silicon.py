@@ -179,16 +179,6 @@ def deployment(engine: str, c: int, isl: int) -> dict:
             "max_num_batched_tokens": min(8192, isl + 1500)}
 
 
-def fp8_graph_per_size(row: dict) -> bool:
-    """A data reading of the TensorRT-LLM 1.0.0rc3 campaign (docs/validation.md, "Round 7"): its fp8-checkpoint
-    rows (Qwen3-32B, Qwen3-235B) keep TTFT flat in OSL at every concurrency up to 64, so no client waited for a
-    slot held by a CUDA-graph padding request; its bf16 rows (Llama-3.1-8B) grow by E2E / (c - 1), as one held
-    slot makes them. The rows record nothing else that tells the two deployments apart. aiconfigurator's eval
-    generator (cli/backends/trtllm.py @961028348, Aug 2025) writes such a deployment: cuda_graph_batch_sizes
-    1..max_batch_size, so no batch is padded. The fp8 rows of that version get it."""
-    return row.get("backend_version") == "1.0.0rc3" and (row.get("precision") or "").lower() == "fp8"
-
-
 def pool_limits(engine: str, which: str, batch: int | None, isl: int) -> dict:
     """The engine limits aiconfigurator's generator writes for a disaggregated worker of max batch `batch`
     (src/aiconfigurator/generator/rule_plugin/{trtllm,vllm,sglang}.rule @095f58a5): prefill workers
@@ -336,8 +326,6 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
     elif engine and c and isl and (limits or LIMITS[engine]) == "aiconfigurator":
         # the generator's limits are per attention-DP rank (each runs its own scheduler): the replica's are adp x
         serving = {k: v if k == "scheduler" else v * adp for k, v in deployment(engine, c, isl).items()}
-        if engine == "trtllm" and fp8_graph_per_size(row):
-            serving["cuda_graph_batch_sizes"] = list(range(1, serving["max_num_seqs"] + 1))
     # the generator passes the searched KV cache on: fp8 for fp8 and nvfp4 deployments (aiconfigurator infers it
     # from quant_algo fp8 / nvfp4: sdk/models/helpers.py _infer_quant_modes_from_raw_config @095f58a5); a disagg
     # row written by it records the pools' batches
