@@ -12,7 +12,7 @@ simcore's code and catalogs (a rerun only simulates what changed), the per-row t
 rows' own columns, and a summary per (engine, model, precision). The shared file's disagg rows lack
 their layout columns; benchmarks/data/aiconfigurator_disagg_h100.json has them (docs/validation.md,
 "Disaggregated rows") and is swapped in. Its rows also lack the provenance column that says which benchmark
-(and client) measured them; benchmarks/data/silicon_provenance_h100.json puts it back (docs/validation.md,
+(and client) measured them; benchmarks/data/silicon_provenance.json puts it back (docs/validation.md,
 "Round 7"), so on the shared file itself `simcore validate` differs for the InferenceX rows.
 """
 
@@ -44,7 +44,7 @@ DEFAULT_ROWS = ROOT / ".." / "shared" / "calibration" / "serving_h100.json"
 DISAGG_ROWS = ROOT / "benchmarks" / "data" / "aiconfigurator_disagg_h100.json"
 CACHE = ROOT / "benchmarks" / ".cache" / "serving_silicon"
 # per configuration, the provenance columns the shared extract dropped (benchmarks/silicon_provenance.py)
-PROVENANCE = ROOT / "benchmarks" / "data" / "silicon_provenance_h100.json"
+PROVENANCE = ROOT / "benchmarks" / "data" / "silicon_provenance.json"
 
 
 def with_disagg_layouts(rows_path: Path, full_path: Path, note: bool = True) -> Path:

@@ -1,14 +1,18 @@
-"""Write the per-row provenance the shared silicon rows dropped: benchmarks/data/silicon_provenance_h100.json.
+"""Write the per-row provenance the shared silicon rows dropped: benchmarks/data/silicon_provenance.json.
 
 Usage: git -C AICONFIGURATOR show 095f58a51:aic-core/src/aiconfigurator_core/systems/silicon_sample.csv > sample.csv
-       python benchmarks/silicon_provenance.py sample.csv [--system h100_sxm] [--out FILE]
+       python benchmarks/silicon_provenance.py sample.csv [--system h100_sxm h200_sxm b200_sxm] [--out FILE]
 
 aiconfigurator's public silicon_sample.csv (github.com/ai-dynamo/aiconfigurator @095f58a51) holds the same rows as
 ../shared/calibration/serving_h100.json plus an `id` and a `silicon_data_source` column (source file or campaign,
-image, measured date). This script keeps, for each distinct configuration of one system (every column the shared
-file has except the measured latencies), that column's text, and where an InferenceX recipe of that deployment
+image, measured date). This script keeps, for each distinct configuration of each system (every column the shared
+file has except the measured latencies), that column's first field (the source, which names the campaign), and where an InferenceX recipe of that deployment
 sets the KV cache dtype, `kv_cache_dtype` (RECIPES). It reads configuration columns and `silicon_data_source` only,
-never a measured latency. benchmarks/serving_silicon.py puts the columns back on the matching shared rows;
+never a measured latency. A disaggregated row whose columns hold no load (no batch_size, as the DeepSeek-R1 rows)
+gets `batch_size` = the source's silicon_concurrency, the number of aiperf clients (the meaning batch_size has in the
+shared file). The H200 and B200 rows are written too, configuration columns only, so that a rows file of those GPUs
+(held out: their latencies are never read here) gets the same reading of its client as the H100 rows.
+benchmarks/serving_silicon.py puts the columns back on the matching shared rows;
 simcore.serving.silicon.campaign() reads which benchmark (and so which client) measured a row
 (docs/validation.md, "Round 7").
 """
@@ -26,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from simcore.serving.silicon import campaign  # noqa: E402
 
-OUT = ROOT / "benchmarks" / "data" / "silicon_provenance_h100.json"
+OUT = ROOT / "benchmarks" / "data" / "silicon_provenance.json"
+SYSTEMS = ("h100_sxm", "h200_sxm", "b200_sxm")
 # the configuration columns of the shared rows (../shared/calibration/serving_h100.json), latencies excluded
 KEY = ("system", "backend", "backend_version", "model_path", "precision", "mode", "isl", "osl", "gemm_quant_mode",
        "moe_quant_mode", "batch_size", "tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size",
@@ -43,6 +48,15 @@ def key(row: dict) -> tuple:
     return tuple(str(row.get(k) or "") for k in KEY)
 
 
+def concurrency(source: str) -> str | None:
+    """The silicon_concurrency=N field of a silicon_data_source text (None: not recorded)."""
+    for part in source.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == "silicon_concurrency" and value.isdigit():
+            return value
+    return None
+
+
 def provenance(rows: list[dict], system: str) -> list[dict]:
     """One entry per distinct configuration of `system`: its KEY columns (non-empty ones), the first
     silicon_data_source in sorted order (duplicates of a configuration all come from one campaign, else the
@@ -56,9 +70,12 @@ def provenance(rows: list[dict], system: str) -> list[dict]:
         if len({campaign(s) for s in sources}) != 1:
             continue
         entry = {c: v for c, v in zip(KEY, k) if v}
-        entry["silicon_data_source"] = sorted(sources)[0]
+        entry["silicon_data_source"] = sorted(sources)[0].split(";")[0].strip()  # the source (what campaign() reads)
         if campaign(entry["silicon_data_source"]) == "inferencex":
             entry.update(RECIPES.get((system, entry["backend"], entry["model_path"]), {}))
+        load = concurrency(sorted(sources)[0])
+        if entry.get("mode") == "disagg" and "batch_size" not in entry and load:
+            entry["batch_size"] = load
         out.append(entry)
     return out
 
@@ -66,7 +83,7 @@ def provenance(rows: list[dict], system: str) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("csv", type=Path, help="aiconfigurator's silicon_sample.csv")
-    ap.add_argument("--system", default="h100_sxm", help="aiconfigurator system name of the rows to keep")
+    ap.add_argument("--system", nargs="+", default=list(SYSTEMS), help="aiconfigurator system names of the rows to keep")
     ap.add_argument("--out", type=Path, default=OUT)
     a = ap.parse_args()
     try:
@@ -79,10 +96,11 @@ def main() -> None:
         print(f"error: {a.csv}: no silicon_data_source column (expected aiconfigurator's silicon_sample.csv)",
               file=sys.stderr)
         sys.exit(2)
-    entries = provenance(rows, a.system)
-    about = (f"Per-configuration provenance of aiconfigurator's silicon rows (silicon_sample.csv @095f58a51, system "
-             f"{a.system}): silicon_data_source as published, and kv_cache_dtype where the InferenceX recipe sets it. "
-             "Written by benchmarks/silicon_provenance.py; no latencies.")
+    entries = [e for system in a.system for e in provenance(rows, system)]
+    about = (f"Per-configuration provenance of aiconfigurator's silicon rows (silicon_sample.csv @095f58a51, systems "
+             f"{', '.join(a.system)}): the source of silicon_data_source (its first field), kv_cache_dtype where the InferenceX recipe "
+             "sets it, and batch_size (= silicon_concurrency) for disaggregated rows that record no load. Written by "
+             "benchmarks/silicon_provenance.py; configuration columns only, no latencies.")
     body = ",\n".join(json.dumps(e) for e in entries)  # one configuration a line
     a.out.write_text(f'{{"about": {json.dumps(about)},\n"key": {json.dumps(list(KEY))},\n"rows": [\n{body}\n]}}\n')
     counts: dict = {}

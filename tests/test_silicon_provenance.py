@@ -91,16 +91,22 @@ def test_the_provenance_file_puts_the_columns_back_on_matching_rows(tmp_path):
 
 
 def test_the_shipped_provenance_names_the_inferencex_rows_of_the_shared_file():
-    """benchmarks/data/silicon_provenance_h100.json (no latencies): the 45 Llama-3.1-70B rows are InferenceX's
+    """benchmarks/data/silicon_provenance.json (no latencies): the 45 Llama-3.1-70B rows are InferenceX's
     with fp8 KV, every vLLM Qwen3-32B bf16 row is aiconfigurator's aiperf sweep."""
-    data = json.loads((REPO / "benchmarks" / "data" / "silicon_provenance_h100.json").read_text())
+    data = json.loads((REPO / "benchmarks" / "data" / "silicon_provenance.json").read_text())
     assert not any(k.startswith("silicon_") and k != "silicon_data_source" for e in data["rows"] for k in e)
-    llama = [e for e in data["rows"] if e["model_path"] == "meta-llama/Llama-3.1-70B"]
+    h100 = [e for e in data["rows"] if e["system"] == "h100_sxm"]
+    llama = [e for e in h100 if e["model_path"] == "meta-llama/Llama-3.1-70B"]
     assert len(llama) == 45 and all(campaign(e["silicon_data_source"]) == "inferencex" and
                                     e["kv_cache_dtype"] == "fp8" for e in llama)
-    qwen = [e for e in data["rows"] if e["backend"] == "vllm" and e["model_path"] == "Qwen/Qwen3-32B"
+    qwen = [e for e in h100 if e["backend"] == "vllm" and e["model_path"] == "Qwen/Qwen3-32B"
             and not e.get("precision")]
     assert qwen and all(campaign(e["silicon_data_source"]) == "aiconfigurator" for e in qwen)
+    # the held-out GPUs' configurations are there too (no latencies), and a disagg row with no load recorded gets
+    # its clients (silicon_concurrency) as batch_size
+    assert {e["system"] for e in data["rows"]} == {"h100_sxm", "h200_sxm", "b200_sxm"}
+    loads = [e for e in data["rows"] if e["mode"] == "disagg" and not e.get("decode_batch_size")]
+    assert loads and all(e["batch_size"].isdigit() for e in loads)
 
 
 def test_async_scheduling_admits_a_request_one_step_late(monkeypatch):
