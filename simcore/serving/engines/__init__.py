@@ -59,6 +59,10 @@ class Profile:
     # the batch of step n+1 is formed when step n starts (vLLM async scheduling: the engine core schedules the
     # next batch before it blocks on the running one), so a request arriving during step n joins step n+2
     admit_lag: bool = False
+    # a step's first tokens are sent once the next step is launched; a prefill step launches eagerly, kernel by
+    # kernel, and its launch ends about when it has run (SGLang's overlap loop processes batch n's results after
+    # launching batch n+1), so a prefill step's first tokens go out at the end of the next step when that is a prefill
+    first_token_waits_launch: bool = False
 
 
 def register(fn: Callable[[str | None], Profile]) -> Callable:
