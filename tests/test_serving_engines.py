@@ -289,3 +289,32 @@ def test_sglang_schedules_an_arrival_during_a_decode_step_one_step_late(monkeypa
     tpot = (off.finish[0] - off.first_token[0]) / 63
     assert on.first_token[0] == pytest.approx(off.first_token[0], rel=1e-12)
     assert on.first_token[1] - off.first_token[1] == pytest.approx(tpot, rel=0.05)
+
+
+def test_first_tokens_wait_for_a_mixed_prefill_step_and_go_out_with_the_second(monkeypatch):
+    """The same two requests as above under a scheduler that decodes request 0 in request 1's prefill step (vLLM's):
+    with the wait, request 0's first token goes out at the end of that mixed step, together with its second token
+    (one zero inter-token gap), so its TTFT is request 1's end of prefill and its E2E does not change."""
+    import dataclasses
+
+    from simcore.serving import engines
+    from simcore.serving.engines import host_fit
+
+    monkeypatch.setitem(host_fit.HOST, "sglang", {"const_us": 0, "per_request_us": 0, "per_token_us": 0})
+    real = engines.get_profile
+    wl = {"requests": 2, "arrival": {"process": "fixed", "rate": 1000.0}, "prompt_tokens": {"value": 2048},
+          "output_tokens": {"value": 64}}
+    out = {}
+    for on in (True, False):
+        monkeypatch.setattr(engines, "get_profile", lambda name, version=None, on=on: dataclasses.replace(
+            real(name, version), admit_lag=False, first_token_waits_launch=on))
+        out[on] = run_checked(serving_run(wl, {"engine": "sglang", "scheduler": "vllm"}))
+    on, off = out[True].metrics, out[False].metrics
+    assert off.first_token[0] < off.first_token[1]  # step 1: request 0's prefill; step 2: its decode + request 1's
+    assert on.first_token[0] == pytest.approx(off.first_token[1], rel=1e-12)
+    assert on.first_token[1] == pytest.approx(off.first_token[1], rel=1e-12)  # a plain decode step follows
+    assert np.allclose(on.finish, off.finish, rtol=1e-12)
+    for m in (on, off):  # the inter-token gaps still add up to finish - first token (one of request 0's is now zero)
+        m.itl_stats()
+        assert m.itl_sum == pytest.approx(float(np.sum(m.finish - m.first_token)), rel=1e-9)
+    assert out[True].summary["itl_s"]["mean"] < out[False].summary["itl_s"]["mean"]

@@ -501,11 +501,12 @@ class Replica(TierMoves):
         return self._finish(done)
 
     def _send_unsent(self, start: float, nd: int, chunks: list, now: float) -> None:
-        """The step after the one that made first tokens starts at `start` and ends at `now`: when it is a prefill
-        step (chunks, no decodes) that followed at once, those first tokens were sent only once it was launched,
-        i.e. at its end (Profile.first_token_waits_launch); otherwise they went out when they were made."""
+        """The step after the one that made first tokens starts at `start` and ends at `now`: when it runs prefill
+        chunks (an eager launch) and followed at once, those first tokens were sent only once it was launched, i.e.
+        at its end (Profile.first_token_waits_launch); otherwise they went out when they were made. A request that
+        also decodes in this step (engines that mix decodes into prefill steps) sends its first two tokens together."""
         unsent, self.unsent = self.unsent, []
-        if not chunks or nd or start != self.step_end or self.iterations != self.unsent_at:
+        if not chunks or start != self.step_end or self.iterations != self.unsent_at:
             return
         sl, first = self.slots, self.metrics.first_token
         for s, a in unsent:
