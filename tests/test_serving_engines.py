@@ -234,3 +234,89 @@ def test_one_request_under_a_profile_without_host_time_matches_the_static_batch_
     # TensorRT-LLM's prompt step runs without a CUDA graph: at least 32 layers x its eager host time (25.6 ms here)
     assert s["ttft_s"]["mean"] == pytest.approx(max(static.ttft, 32 * get_profile(engine).eager_layer_s), rel=0.01)
     assert s["tpot_s"]["mean"] == pytest.approx(float(static.step_times.mean()), rel=0.01)
+
+
+def _sglang_runs(monkeypatch, wl: dict) -> dict:
+    """SGLang without host time, its overlap-loop behaviours on ("on") and off ("off"): the runs' metrics."""
+    import dataclasses
+
+    from simcore.serving import engines
+    from simcore.serving.engines import host_fit
+
+    monkeypatch.setitem(host_fit.HOST, "sglang", {"const_us": 0, "per_request_us": 0, "per_token_us": 0})
+    real = engines.get_profile
+    out = {}
+    for key, on in (("on", True), ("off", False)):
+        monkeypatch.setattr(engines, "get_profile", lambda name, version=None, on=on: dataclasses.replace(
+            real(name, version), admit_lag=on, first_token_waits_launch=on))
+        out[key] = run_checked(serving_run(wl, {"engine": "sglang"})).metrics
+    return out
+
+
+def test_sglang_sends_a_prefill_steps_first_tokens_once_the_next_prefill_step_has_run(monkeypatch):
+    """Request 0 (2048-token prompt) arrives at an idle engine at t = 0, request 1 at 1 ms, during request 0's
+    prefill step. SGLang's overlap loop processes batch n's results after launching batch n+1, and an eager prefill
+    launch ends as the step ends: request 0's first token goes out when request 1's prefill step (the next one) ends,
+    which is when request 1's own goes out (a decode step follows, launched at once). Request 1 is scheduled right
+    after request 0's prefill step (the loop's next pass starts when that launch ends), as without the lag."""
+    assert get_profile("sglang").first_token_waits_launch and get_profile("sglang").admit_lag
+    wl = {"requests": 2, "arrival": {"process": "fixed", "rate": 1000.0}, "prompt_tokens": {"value": 2048},
+          "output_tokens": {"value": 64}}
+    m = _sglang_runs(monkeypatch, wl)
+    on, off = m["on"], m["off"]
+    assert on.arrival[1] == pytest.approx(1e-3)
+    assert on.first_token[1] == pytest.approx(off.first_token[1], rel=1e-12)  # end of step 2 either way
+    assert on.first_token[0] == pytest.approx(off.first_token[1], rel=1e-12)  # was: end of step 1
+    assert off.first_token[1] == pytest.approx(2 * off.first_token[0], rel=1e-9)  # two equal prefill steps
+    assert np.allclose(on.finish, off.finish, rtol=1e-12)  # the steps themselves do not change
+
+
+def test_sglang_sends_first_tokens_at_once_before_a_decode_step_or_an_idle_engine(monkeypatch):
+    """One request at a time (the next arrives 1 s later, after the first has finished): every prefill step is
+    followed by decode steps (a CUDA graph, launched at once) or by nothing, so nothing waits."""
+    wl = {"requests": 2, "arrival": {"process": "fixed", "rate": 1.0}, "prompt_tokens": {"value": 2048},
+          "output_tokens": {"value": 16}}
+    m = _sglang_runs(monkeypatch, wl)
+    assert m["on"].finish[0] < m["on"].arrival[1]
+    assert np.allclose(m["on"].first_token, m["off"].first_token, rtol=1e-12)
+
+
+def test_sglang_schedules_an_arrival_during_a_decode_step_one_step_late(monkeypatch):
+    """Request 1 arrives 50 ms into request 0's decode (256-token prompts): SGLang formed the next batch as the running
+    decode step started (its CUDA graph launches at once), so request 1 waits one more batch-1 decode step."""
+    wl = {"requests": 2, "arrival": {"process": "fixed", "rate": 1 / 0.05}, "prompt_tokens": {"value": 256},
+          "output_tokens": {"value": 64}}
+    m = _sglang_runs(monkeypatch, wl)
+    on, off = m["on"], m["off"]
+    tpot = (off.finish[0] - off.first_token[0]) / 63
+    assert on.first_token[0] == pytest.approx(off.first_token[0], rel=1e-12)
+    assert on.first_token[1] - off.first_token[1] == pytest.approx(tpot, rel=0.05)
+
+
+def test_first_tokens_wait_for_a_mixed_prefill_step_and_go_out_with_the_second(monkeypatch):
+    """The same two requests as above under a scheduler that decodes request 0 in request 1's prefill step (vLLM's):
+    with the wait, request 0's first token goes out at the end of that mixed step, together with its second token
+    (one zero inter-token gap), so its TTFT is request 1's end of prefill and its E2E does not change."""
+    import dataclasses
+
+    from simcore.serving import engines
+    from simcore.serving.engines import host_fit
+
+    monkeypatch.setitem(host_fit.HOST, "sglang", {"const_us": 0, "per_request_us": 0, "per_token_us": 0})
+    real = engines.get_profile
+    wl = {"requests": 2, "arrival": {"process": "fixed", "rate": 1000.0}, "prompt_tokens": {"value": 2048},
+          "output_tokens": {"value": 64}}
+    out = {}
+    for on in (True, False):
+        monkeypatch.setattr(engines, "get_profile", lambda name, version=None, on=on: dataclasses.replace(
+            real(name, version), admit_lag=False, first_token_waits_launch=on))
+        out[on] = run_checked(serving_run(wl, {"engine": "sglang", "scheduler": "vllm"}))
+    on, off = out[True].metrics, out[False].metrics
+    assert off.first_token[0] < off.first_token[1]  # step 1: request 0's prefill; step 2: its decode + request 1's
+    assert on.first_token[0] == pytest.approx(off.first_token[1], rel=1e-12)
+    assert on.first_token[1] == pytest.approx(off.first_token[1], rel=1e-12)  # a plain decode step follows
+    assert np.allclose(on.finish, off.finish, rtol=1e-12)
+    for m in (on, off):  # the inter-token gaps still add up to finish - first token (one of request 0's is now zero)
+        m.itl_stats()
+        assert m.itl_sum == pytest.approx(float(np.sum(m.finish - m.first_token)), rel=1e-9)
+    assert out[True].summary["itl_s"]["mean"] < out[False].summary["itl_s"]["mean"]

@@ -83,6 +83,12 @@ class Replica(TierMoves):
         # the engine forms step n+1's batch as step n starts (vLLM async scheduling: Profile.admit_lag), so a
         # request that arrives while a step runs can join the step after next; set by simulate.run
         self.admit_lag = False
+        # a prefill step's first tokens are sent only once the next step is launched, and an eager prefill step
+        # launches as slowly as it runs (SGLang's overlap loop: Profile.first_token_waits_launch); set by simulate.run
+        self.first_token_waits = False
+        self.unsent: list = []  # (slot, admission) whose first token the last step made, not sent yet
+        self.unsent_at = -1  # the iteration that made them
+        self.step_prefill = False  # the last iteration ran prefill chunks
         self.step_start = self.step_end = -1.0  # the last iteration's start and end
         self.init_tier(tier, prefetch)
 
@@ -189,7 +195,9 @@ class Replica(TierMoves):
             reserve = self.cfg.watermark * self.pool.capacity
         pool, bs = self.pool, self.bs
         # a busy lagging engine scheduled this step when the last one started: only requests there by then
-        cut = self.step_start if self.admit_lag and self.running_order and self.step_end == self.clock else None
+        # (an engine whose prefill step launches as long as it runs schedules the next one only as it ends)
+        lag = self.admit_lag and not (self.first_token_waits and self.step_prefill)
+        cut = self.step_start if lag and self.running_order and self.step_end == self.clock else None
         arrival = self.metrics.arrival
         while self.waiting and budget > 0 and self.free_slots:
             r = self.waiting[0]
@@ -361,6 +369,7 @@ class Replica(TierMoves):
                 self.new_decoders = []
             self.step_start = self.clock
             now = self.clock = self.step_end = self.clock + decode_time(nd, (self.context_offset + nd * k) / nd)
+            self.step_prefill = False
             self.iterations += 1
             if series is not None:
                 m.sample(self, now, nd)
@@ -407,7 +416,10 @@ class Replica(TierMoves):
         if self.stall:  # blocking host-link transfers (loads, swaps) of this step
             now = self.clock = now + self.stall
             self.stall = 0.0
+        if self.unsent:
+            self._send_unsent(start, nd, chunks, now)
         self.step_start, self.step_end = start, now
+        self.step_prefill = bool(chunks)
         self.iterations += 1
         m = self.metrics
         if m.series is not None:
@@ -420,13 +432,18 @@ class Replica(TierMoves):
                 c = cached[s] = cached[s] + n
                 if c >= to_prefill[s]:
                     ends.append(s)
+            wait = self.first_token_waits
             for s in ends:
                 if emitted[s] == 0:
                     m.first_token[request[s]] = now
                     emitted[s] = 1
                     last_token[s] = now
+                    if wait and sl.output[s] > 1:
+                        self.unsent.append((s, sl.admission[s]))
                 else:
                     emit_ends.append(s)
+            if self.unsent:
+                self.unsent_at = self.iterations
             if self.pool.caching:
                 keys = {s: self.hashes(request[s], cached[s]) for s, _ in chunks}
                 for s, _ in chunks:
@@ -482,6 +499,20 @@ class Replica(TierMoves):
         if not done:
             return []
         return self._finish(done)
+
+    def _send_unsent(self, start: float, nd: int, chunks: list, now: float) -> None:
+        """The step after the one that made first tokens starts at `start` and ends at `now`: when it runs prefill
+        chunks (an eager launch) and followed at once, those first tokens were sent only once it was launched, i.e.
+        at its end (Profile.first_token_waits_launch); otherwise they went out when they were made. A request that
+        also decodes in this step (engines that mix decodes into prefill steps) sends its first two tokens together."""
+        unsent, self.unsent = self.unsent, []
+        if not chunks or start != self.step_end or self.iterations != self.unsent_at:
+            return
+        sl, first = self.slots, self.metrics.first_token
+        for s, a in unsent:
+            if sl.admission[s] == a and s in self.decoding and sl.decode_start[s] == self.decode_steps:
+                first[sl.request[s]] = now
+                sl.last_token[s] = now
 
     def _finish(self, done: list) -> list[int]:
         """Release the slots whose requests made their last token; returns those requests, in slot order."""

@@ -101,6 +101,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
                 None, prefetch()))
         for rep in reps:
             rep.admit_lag = bool(profile is not None and profile.admit_lag)
+            rep.first_token_waits = bool(profile is not None and profile.first_token_waits_launch)
         front = reps
     xfer: list = []  # KV transfers in flight: (end, request, decode replica)
     nsent = 0

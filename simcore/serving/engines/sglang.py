@@ -26,4 +26,6 @@ def profile(version: str | None) -> Profile:
         capture_sizes=capture_sizes(256),  # cuda_graph_max_bs on an H100 at tp < 4 (512 at tp >= 4)
         kv_dtype=kv_dtype,
         host=host_model("sglang", overlap=True),
+        admit_lag=True,
+        first_token_waits_launch=True,
     )
