@@ -235,9 +235,9 @@ def test_grid_fit_reproduces_the_stored_constants():
     from simcore.serving.engines import HostModel
     from simcore.serving.engines.host_fit import HOST
 
-    assert HOST == {"vllm": {"const_us": 550.0, "per_request_us": 77.5, "per_token_us": 1.7},
-                    "sglang": {"const_us": 0.0, "per_request_us": 32.5, "per_token_us": 0.6},
-                    "trtllm": {"const_us": 2450.0, "per_request_us": 37.5, "per_token_us": 1.9}}
+    assert HOST == {"vllm": {"const_us": 800.0, "per_request_us": 75.0, "per_token_us": 3.0},
+                    "sglang": {"const_us": 0.0, "per_request_us": 35.0, "per_token_us": 1.7},
+                    "trtllm": {"const_us": 2600.0, "per_request_us": 10.0, "per_token_us": 3.0}}
     for engine, c in HOST.items():
         overlaps = (False, True) if engine == "vllm" else (True,)  # vLLM overlaps from 0.14 only
         rows = []

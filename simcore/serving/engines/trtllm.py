@@ -35,4 +35,8 @@ def profile(version: str | None) -> Profile:
         # aiconfigurator's calibrated CPU dispatch cost of such a pass (vllm_backend.py _prefill_dispatch_overhead_ms
         # @095f58a5); docs/validation.md, "Round 7", checks it on the TensorRT-LLM rows
         eager_layer_s=0.8e-3,
+        # the overlap loop launches step n+1 (_forward_step) before it returns step n's tokens
+        # (_process_previous_batch -> _handle_responses; py_executor.py PyExecutor._executor_loop_overlap, 1.0), and
+        # a prompt step's launch is eager (above), so a prompt step's first tokens wait for a following prompt step
+        first_token_waits_launch=True,
     )
