@@ -8,9 +8,9 @@ aiconfigurator's public silicon_sample.csv (github.com/ai-dynamo/aiconfigurator 
 image, measured date). This script keeps, for each distinct configuration of each system (every column the shared
 file has except the measured latencies), that column's first field (the source, which names the campaign), and where an InferenceX recipe of that deployment
 sets the KV cache dtype, `kv_cache_dtype` (RECIPES). It reads configuration columns and `silicon_data_source` only,
-never a measured latency. A disaggregated row whose columns hold no load (no batch_size, as the DeepSeek-R1 rows)
-gets `batch_size` = the source's silicon_concurrency, the number of aiperf clients (the meaning batch_size has in the
-shared file). The H200 and B200 rows are written too, configuration columns only, so that a rows file of those GPUs
+never a measured latency. (A disaggregated row that records no load cannot get one here: rows that differ only in
+their concurrency share a configuration, so the configuration does not name a row's silicon_concurrency.) The H200
+and B200 rows are written too, configuration columns only, so that a rows file of those GPUs
 (held out: their latencies are never read here) gets the same reading of its client as the H100 rows.
 benchmarks/serving_silicon.py puts the columns back on the matching shared rows;
 simcore.serving.silicon.campaign() reads which benchmark (and so which client) measured a row
@@ -48,15 +48,6 @@ def key(row: dict) -> tuple:
     return tuple(str(row.get(k) or "") for k in KEY)
 
 
-def concurrency(source: str) -> str | None:
-    """The silicon_concurrency=N field of a silicon_data_source text (None: not recorded)."""
-    for part in source.split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == "silicon_concurrency" and value.isdigit():
-            return value
-    return None
-
-
 def provenance(rows: list[dict], system: str) -> list[dict]:
     """One entry per distinct configuration of `system`: its KEY columns (non-empty ones), the first
     silicon_data_source in sorted order (duplicates of a configuration all come from one campaign, else the
@@ -73,9 +64,6 @@ def provenance(rows: list[dict], system: str) -> list[dict]:
         entry["silicon_data_source"] = sorted(sources)[0].split(";")[0].strip()  # the source (what campaign() reads)
         if campaign(entry["silicon_data_source"]) == "inferencex":
             entry.update(RECIPES.get((system, entry["backend"], entry["model_path"]), {}))
-        load = concurrency(sorted(sources)[0])
-        if entry.get("mode") == "disagg" and "batch_size" not in entry and load:
-            entry["batch_size"] = load
         out.append(entry)
     return out
 
@@ -98,9 +86,8 @@ def main() -> None:
         sys.exit(2)
     entries = [e for system in a.system for e in provenance(rows, system)]
     about = (f"Per-configuration provenance of aiconfigurator's silicon rows (silicon_sample.csv @095f58a51, systems "
-             f"{', '.join(a.system)}): the source of silicon_data_source (its first field), kv_cache_dtype where the InferenceX recipe "
-             "sets it, and batch_size (= silicon_concurrency) for disaggregated rows that record no load. Written by "
-             "benchmarks/silicon_provenance.py; configuration columns only, no latencies.")
+             f"{', '.join(a.system)}): the source of silicon_data_source (its first field), and kv_cache_dtype where the InferenceX "
+             "recipe sets it. Written by benchmarks/silicon_provenance.py; configuration columns only, no latencies.")
     body = ",\n".join(json.dumps(e) for e in entries)  # one configuration a line
     a.out.write_text(f'{{"about": {json.dumps(about)},\n"key": {json.dumps(list(KEY))},\n"rows": [\n{body}\n]}}\n')
     counts: dict = {}

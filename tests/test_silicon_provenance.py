@@ -102,11 +102,8 @@ def test_the_shipped_provenance_names_the_inferencex_rows_of_the_shared_file():
     qwen = [e for e in h100 if e["backend"] == "vllm" and e["model_path"] == "Qwen/Qwen3-32B"
             and not e.get("precision")]
     assert qwen and all(campaign(e["silicon_data_source"]) == "aiconfigurator" for e in qwen)
-    # the held-out GPUs' configurations are there too (no latencies), and a disagg row with no load recorded gets
-    # its clients (silicon_concurrency) as batch_size
+    # the held-out GPUs' configurations are there too (configuration columns and the source only)
     assert {e["system"] for e in data["rows"]} == {"h100_sxm", "h200_sxm", "b200_sxm"}
-    loads = [e for e in data["rows"] if e["mode"] == "disagg" and not e.get("decode_batch_size")]
-    assert loads and all(e["batch_size"].isdigit() for e in loads)
 
 
 def test_async_scheduling_admits_a_request_one_step_late(monkeypatch):
