@@ -2,6 +2,7 @@
 
 import pytest
 
+from simcore.cost.roofline import Pricer
 from simcore.ops.builder import StageBuilder, attended_pairs
 from simcore.ops.kv import kv_bytes, kv_layer_bytes
 from simcore.ops.passes import decode, prefill, stage_layers
@@ -105,6 +106,39 @@ def test_w8a8_quantizes_gemm_inputs_only():
     assert qkv.act_bytes == 4 * (8192 + 10 * 128) * 2
     head = ops_by_name(StageBuilder(run, 0).ops(decode(4, past=8)), layer=80)["lm_head"]
     assert head.weight_bytes == 8192 * (128256 // 8) * 2
+
+
+def test_w8a8_linear_quantizes_its_input_in_a_kernel_of_its_own():
+    # Llama-3.1-70B tp8, 4 decode tokens: each fp8 linear first reads its input rows in bf16 (2 bytes)
+    # and writes them in fp8 (1 byte), one small kernel priced at the elementwise floor plus bytes
+    fp8 = {"weights": "fp8", "activations": "fp8"}
+    run = make_run("llama-3.1-70b", batch=4, prompt=8, output=2, parallelism={"tp": 8}, precision=fp8)
+    ops = StageBuilder(run, 0).ops(decode(4, past=8))
+    layer0 = [op.name for op in ops if op.layer == 0]
+    by = ops_by_name(ops)
+    for name, k in (("qkv_proj", 8192), ("o_proj", 64 // 8 * 128), ("gate_up_proj", 8192),
+                    ("down_proj", 28672 // 8)):
+        quant = by[f"{name}_input_quant"]
+        assert layer0.index(f"{name}_input_quant") == layer0.index(name) - 1  # right before its GEMM
+        assert quant.bytes == 4 * k * (2 + 1)
+        assert quant.family == "memory" and quant.kernel
+    pricer = Pricer(run.system)
+    eff = run.system.efficiency
+    bw = run.system.gpu.memory.bandwidth * eff.memory
+    assert pricer.time(by["qkv_proj_input_quant"]) == pytest.approx(eff.elementwise_floor + 4 * 8192 * 3 / bw)
+    assert "lm_head_input_quant" not in {op.name for op in ops}  # the 16-bit head needs none
+    # bf16 linears, and weight-only int4 (a 16-bit GEMM that dequantizes in the kernel), quantize nothing
+    for precision in ({"weights": "bf16"}, {"weights": "int4"}):
+        plain = make_run("llama-3.1-70b", batch=4, prompt=8, output=2, parallelism={"tp": 8}, precision=precision)
+        assert not [op for op in StageBuilder(plain, 0).ops(decode(4, past=8)) if op.name.endswith("_input_quant")]
+
+
+def test_routed_experts_quantize_in_the_moe_chain_not_per_linear():
+    run = make_run("qwen3-235b-a22b", batch=4, prompt=8, output=2, parallelism={"tp": 4, "ep": 4},
+                   precision={"weights": "fp8", "activations": "fp8"})
+    names = {op.name for op in StageBuilder(run, 0).ops(decode(4, past=8)) if op.layer == 0}
+    assert {"qkv_proj_input_quant", "o_proj_input_quant"} <= names
+    assert not {"experts_gate_up_input_quant", "experts_down_input_quant", "router_input_quant"} & names
 
 
 def test_moe_reads_only_activated_experts():

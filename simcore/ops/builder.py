@@ -118,6 +118,23 @@ class StageBuilder:
             act_bytes=acts,
         )
 
+    def linear(self, lin: Linear, tokens: int, layer: int) -> list[Op]:
+        """A dense linear layer: its input quantization (if any), then its GEMM."""
+        quant = self.input_quant(lin, tokens, layer)
+        return [quant, self.gemm(lin, tokens, layer)] if quant else [self.gemm(lin, tokens, layer)]
+
+    def input_quant(self, lin: Linear, tokens: int, layer: int) -> Op | None:
+        """A W8A8 linear (fp8 / int8 math) quantizes its 16-bit input in a kernel of its own before the
+        GEMM: reads the rows in 16 bits, writes them in 8 (per-tensor or per-1x128-block scales are a
+        few bytes). TensorRT-LLM _torch/modules/linear.py (FP8QDQLinearMethod.apply:
+        static_quantize_e4m3_per_tensor; fp8 block scales on Hopper: fp8_quantize_1x128 before
+        fp8_block_scaling_gemm), vLLM Fp8LinearOp (scaled_fp8_quant). Routed experts quantize in
+        moe_permute instead; weight-only formats (upcast) compute in 16 bits and need none."""
+        q = nbytes(self.compute_dtype(lin.dtype))
+        if lin.routed or q >= self.a or tokens <= 0:
+            return None
+        return self.elementwise(f"{lin.name}_input_quant", layer, tokens * lin.k * (self.a + q))
+
     def routed(self, lin: Linear, tokens: int) -> tuple[float, float]:
         """(rows, experts that get any) on the busiest expert-parallel rank when `tokens` are routed
         top-k over the group: it behaves like an average rank of a busier step, tokens x imbalance."""
@@ -207,9 +224,9 @@ class StageBuilder:
         decodes, prefills = b.of("decode"), b.of("prefill")
         ops: list[Op | None] = [self.elementwise("input_norm", layer, 4 * t * m.hidden * a)]
         if m.is_mla:
-            ops.append(self.gemm(lins["qkv_a_proj"], t, layer))
+            ops += self.linear(lins["qkv_a_proj"], t, layer)
             ops.append(self.elementwise("latent_norm", layer, 2 * t * (m.q_lora_rank + m.kv_lora_rank) * a))
-            ops.append(self.gemm(lins["q_b_proj"], t, layer))
+            ops += self.linear(lins["q_b_proj"], t, layer)
             ops.append(self.elementwise("rope", layer, 2 * t * (heads + 1) * m.qk_rope_head_dim * a))
             if m.sparse_attention is not None:
                 ops += sparse_attention.indexer_ops(self, layer, b)
@@ -225,10 +242,10 @@ class StageBuilder:
                 ops.append(self.batched(v_part, td, layer))
             if prefills:
                 expanded = sum(g.seqs * (g.past + g.new) for g in prefills)
-                ops.append(self.gemm(kv_b, expanded, layer))  # expand latent to per-head K, V
+                ops += self.linear(kv_b, expanded, layer)  # expand latent to per-head K, V
                 ops.append(self.attention_core(layer, prefills, m.qk_nope_head_dim + m.qk_rope_head_dim, m.v_head_dim, heads))
         else:
-            ops.append(self.gemm(lins["qkv_proj"], t, layer))
+            ops += self.linear(lins["qkv_proj"], t, layer)
             qk_width = (heads + kv_heads_per_gpu(m, self.run.par.tp)) * m.head_dim
             if m.qk_norm:
                 ops.append(self.elementwise("qk_norm", layer, 2 * t * qk_width * a))
@@ -242,7 +259,7 @@ class StageBuilder:
                     ops.append(self.attention_core(layer, groups, m.head_dim, m.head_dim, heads))
             if m.attn_output_gate:  # o x sigmoid(gate): read both, write o
                 ops.append(self.elementwise("attn_gate", layer, 3 * t * heads * m.head_dim * a))
-        ops.append(self.gemm(lins["o_proj"], t, layer))
+        ops += self.linear(lins["o_proj"], t, layer)
         ops.append(self.tp_all_reduce("attn_all_reduce", layer, t))
         return [op for op in ops if op is not None]
 
@@ -265,8 +282,8 @@ class StageBuilder:
         ops: list[Op | None] = [self.elementwise("post_attn_norm", layer, 4 * t * m.hidden * a)]
         if not m.moe_layers[layer]:
             up, down = by["gate_up_proj"], by["down_proj"]
-            ops += [self.gemm(up, t, layer), self.elementwise("act_fn", layer, 3 * t * down.k * a),
-                    self.gemm(down, t, layer), self.tp_all_reduce("mlp_all_reduce", layer, t)]
+            ops += [*self.linear(up, t, layer), self.elementwise("act_fn", layer, 3 * t * down.k * a),
+                    *self.linear(down, t, layer), self.tp_all_reduce("mlp_all_reduce", layer, t)]
             return [op for op in ops if op is not None]
         # tokens routed to this GPU's expert set: with ep > 1 every replica's (and attention rank's) tokens
         group_tokens = whole.tokens * p.dp if p.ep > 1 else whole.tokens
@@ -308,8 +325,8 @@ class StageBuilder:
             ops.append(self.collective("moe_reduce_scatter", "reduce_scatter", layer, size, group, span > self.per_node))
         if "shared_gate_up" in by:
             sup, sdown = by["shared_gate_up"], by["shared_down"]
-            ops += [self.gemm(sup, t, layer), self.elementwise("shared_act_fn", layer, 3 * t * sdown.k * a),
-                    self.gemm(sdown, t, layer)]
+            ops += [*self.linear(sup, t, layer), self.elementwise("shared_act_fn", layer, 3 * t * sdown.k * a),
+                    *self.linear(sdown, t, layer)]
         if (p.tp > 1 and spread) or not (a2a or gathered):  # sum the TP peers' experts' outputs
             ops.append(self.tp_all_reduce("moe_all_reduce", layer, t))
         return [op for op in ops if op is not None]

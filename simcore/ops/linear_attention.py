@@ -43,7 +43,7 @@ def layer_ops(sb, layer: int, b) -> list[Op]:
     state = recurrent_state_bytes(m, tp)
     conv_state = (la.conv_kernel - 1) * conv * a
     ops: list[Op | None] = [sb.elementwise("input_norm", layer, 4 * t * m.hidden * a),
-                            sb.gemm(lins["in_proj"], t, layer)]
+                            *sb.linear(lins["in_proj"], t, layer)]
     seqs = sum(g.seqs for g in b.groups)
     ops.append(sb.elementwise("conv1d", layer, 2 * t * conv * a + 2 * seqs * conv_state))
     decodes, prefills = b.of("decode"), b.of("prefill")
@@ -63,6 +63,6 @@ def layer_ops(sb, layer: int, b) -> list[Op]:
         ops.append(Op("gdn_chunked", COMPUTE, LINEAR_ATTN, layer, flops=float(flops), bytes=moved, dtype=sb.act,
                       act_bytes=io))
     ops.append(sb.elementwise("gated_norm", layer, 3 * t * hv * dv * a))  # RMSNorm(o) x silu(z)
-    ops.append(sb.gemm(lins["out_proj"], t, layer))
+    ops += sb.linear(lins["out_proj"], t, layer)
     ops.append(sb.tp_all_reduce("attn_all_reduce", layer, t))
     return [op for op in ops if op is not None]

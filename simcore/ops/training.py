@@ -84,6 +84,9 @@ class TrainingStage(StageBuilder):
     def compute_dtype(self, weight_dtype: str) -> str:
         return "fp8" if self.w.gemm_precision == "fp8" else self.act
 
+    def input_quant(self, lin, tokens: int, layer: int) -> None:
+        return None  # fp8 GEMM inputs are cast by fp8_casts (Transformer Engine's cast-transpose)
+
     def strided_collective(self, name: str, kind: str, layer: int, size: float, group: int, inter: bool) -> Op | None:
         """A cp or dp x cp collective: across nodes it has per_node / tp ranks on each (Megatron's rank
         order tp, cp, dp, pp), not a packed node's worth, so each rank's NIC carries more of it."""
