@@ -75,20 +75,23 @@ def test_attention_dp_bounds(bad, write_experiment):
         contains=["field 'parallelism.attention_dp' = 2048", "1 to 1024"])
 
 
-def test_serving_replica_holds_every_attention_ranks_cache():
+def _moe_serving(par, requests=16):
+    """A Qwen3-30B-A3B serving run on H100: 4 closed-loop clients, 256-token prompts, 8 output tokens."""
     from simcore.config.experiment import experiment_from_dict, resolve
+
+    data = {"model": "qwen3-30b-a3b", "hardware": "h100-sxm", "parallelism": par,
+            "workload": {"kind": "requests", "requests": requests, "arrival": {"process": "closed", "concurrency": 4},
+                         "prompt_tokens": {"dist": "fixed", "value": 256},
+                         "output_tokens": {"dist": "fixed", "value": 8}}}
+    return resolve(experiment_from_dict(data))
+
+
+def test_serving_replica_holds_every_attention_ranks_cache():
     from simcore.memory import kv_budget
     from simcore.report.serving import serving_summary
     from simcore.serving.simulate import simulate
 
-    def serving(par):
-        data = {"model": "qwen3-30b-a3b", "hardware": "h100-sxm", "parallelism": par,
-                "workload": {"kind": "requests", "requests": 8, "arrival": {"process": "closed", "concurrency": 4},
-                             "prompt_tokens": {"dist": "fixed", "value": 256},
-                             "output_tokens": {"dist": "fixed", "value": 8}}}
-        return resolve(experiment_from_dict(data))
-
-    run = serving({"attention_dp": 4, "ep": 4})
+    run = _moe_serving({"attention_dp": 4, "ep": 4}, requests=8)
     res = simulate(run)
     cfg = run.experiment.serving
     # the limits are the replica's: each of the 4 ranks profiles its memory with a quarter of them
@@ -112,15 +115,6 @@ def test_vllm_style_dispatch_gathers_over_the_dp_group_then_all_reduces_over_tp(
     assert (ops["moe_all_reduce"].group, ops["moe_all_reduce"].bytes) == (2, 16 * 2048 * 2)
     assert "moe_dispatch" not in ops
 
-
-def _moe_serving(par):
-    from simcore.config.experiment import experiment_from_dict, resolve
-
-    data = {"model": "qwen3-30b-a3b", "hardware": "h100-sxm", "parallelism": par,
-            "workload": {"kind": "requests", "requests": 16, "arrival": {"process": "closed", "concurrency": 4},
-                         "prompt_tokens": {"dist": "fixed", "value": 256},
-                         "output_tokens": {"dist": "fixed", "value": 8}}}
-    return resolve(experiment_from_dict(data))
 
 
 def test_serving_replicas_each_hold_all_their_experts():
