@@ -122,7 +122,7 @@ def run_nemo(row: dict, data: dict, folder: Path, mode: str, recompute: str) -> 
                      "sequence_length": row["seq"], "optimizer": "adam", "recompute": recompute, "zero_stage": 1,
                      "schedule": "interleaved" if row["vp"] > 1 else "1f1b", "virtual_stages": row["vp"],
                      "sequence_parallel": row["tp"] > 1, "context_parallel": row["cp"],
-                     "gemm_precision": "fp8", "grad_reduce_dtype": "bf16", "attention": "flash",
+                     "gemm_precision": "fp8", "grad_reduce_dtype": "bf16", "attention": row_attention(row, data),
                      "hidden_dropout": row.get("hidden_dropout", 0.0),
                      "attention_dropout": row.get("attention_dropout", 0.0),
                      "loss_fusion": row.get("loss_fusion", False)},
@@ -130,6 +130,14 @@ def run_nemo(row: dict, data: dict, folder: Path, mode: str, recompute: str) -> 
     }, source="benchmark")
     res = simulate(resolve(exp))
     return res.tokens / res.step_time / row["gpus"], res.step_time
+
+
+def row_attention(row: dict, data: dict) -> str:
+    """The attention kernel a source's runs used: NeMo-Framework-Launcher 24.07 sets NVTE_FUSED_ATTN: 0
+    for every job (launcher_scripts/conf/config.yaml, "Disable cudnn FA until we've tested it more"), so
+    Transformer Engine 1.8 runs FlashAttention-2 (`flash2`); MLPerf v4.0's config_common.sh leaves that
+    line commented out (cuDNN's fused attention, `flash`)."""
+    return row.get("attention", data.get("attention", "flash"))
 
 
 def overlap_policy(row: dict) -> str:

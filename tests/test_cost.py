@@ -61,6 +61,19 @@ def test_attention_backward_runs_at_its_published_share_of_the_forward_rate():
     assert p.cost(recompute).compute_s == p.cost(fwd).compute_s  # a recomputed forward is a forward kernel
 
 
+def test_flash2_attention_runs_at_its_published_share_of_the_flash_rate():
+    """A third shape field scales the attention curve: FlashAttention-2 at 0.62 of the flash (cuDNN) rate
+    on H100 (FlashAttention-3 paper, Figs. 5-6), forward and backward alike; memory time is untouched."""
+    assert EFF.attention_prefill.flash2 == 0.62
+    rate = 989.4e12 * 0.65 * 4096 / (4096 + 815.4)
+    p = Pricer(H100)
+    fwd = Op("attention", "compute", "attn_prefill", 0, flops=1e12, bytes=1e6, shape=(8192, 4096, 0.62))
+    bwd = Op("attention.bwd", "backward", "attn_prefill", 0, flops=2.5e12, bytes=2e6, shape=(8192, 4096, 0.62))
+    assert p.cost(fwd).compute_s == pytest.approx(1e12 / (rate * 0.62))  # 2.937 ms against 1.821 ms
+    assert p.cost(bwd).compute_s == pytest.approx(2.5e12 / (rate * 0.81 * 0.62))
+    assert p.cost(fwd).memory_s == pytest.approx(1e6 / (3350e9 * EFF.gemm.memory))
+
+
 def test_kv_on_host_moves_over_the_host_link():
     op = Op("kv_cache_fetch", "kv_cache_fetch", "memory", 0, bytes=1e9, kv_bytes=1e9, kernel=False, tier="host")
     assert Pricer(H100).time(op) == pytest.approx(1e9 / (64e9 * EFF.host_link))

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from simcore.config.experiment import Experiment, resolve
+from simcore.config.hardware import load_system
 from simcore.config.validation import validate
+from simcore.cost.roofline import Pricer
 from simcore.run.training import TrainingSimulator, simulate
 from simcore.errors import SimcoreError
 from simcore.graph.schedules import rank_order
@@ -289,6 +291,25 @@ def test_context_parallel_attention_is_priced_per_ring_step_and_merged(tiny):
     plain = TrainingSimulator(training_run(tiny(), global_batch=2, sequence_length=32)).stages[0]
     assert [op.shape[1] for op in plain.forward if op.name == "attention"][0] == 33
     assert not [op for op in plain.forward if op.name == "cp_attn_merge"]
+
+
+def test_flash2_attention_carries_its_rate_through_ring_steps_and_backward(tiny):
+    """attention: flash2 (Transformer Engine with NVTE_FUSED_ATTN=0, as NeMo-Framework-Launcher 24.07 runs):
+    the same FLOPs and bytes as flash, the kernel's rate field 0.62 on the forward (after context
+    parallelism's s / cp shape) and on its backward, so both take 1 / 0.62 of flash's compute time."""
+    kw = dict(context_parallel=2, global_batch=2, sequence_length=32)
+    flash = TrainingSimulator(training_run(tiny(), **kw)).stages[0]
+    fa2 = TrainingSimulator(training_run(tiny(), attention="flash2", **kw)).stages[0]
+    pick = lambda ops, name: [op for op in ops if op.name == name and op.layer == 0][0]  # noqa: E731
+    a, b = pick(flash.forward, "attention"), pick(fa2.forward, "attention")
+    assert b.shape == (a.shape[0], 17, 0.62) and (b.flops, b.bytes) == (a.flops, a.bytes)
+    ga, gb = pick(flash.backward, "attention.bwd"), pick(fa2.backward, "attention.bwd")
+    assert gb.shape == (ga.shape[0], 17, 0.62) and gb.flops == ga.flops == 2.5 * a.flops
+    pricer = Pricer(load_system("h100-sxm"))
+    for x, y in ((a, b), (ga, gb)):
+        assert pricer.cost(y).compute_s == pytest.approx(pricer.cost(x).compute_s / 0.62)
+    # nothing else changes
+    assert [op.name for op in flash.forward + flash.backward] == [op.name for op in fa2.forward + fa2.backward]
 
 
 def test_sequence_parallelism_shards_saved_activations():

@@ -125,6 +125,9 @@ class PrefillAttentionEfficiency(Strict):
     # training: the backward kernel's rate (its FLOPs per second) as a fraction of the forward's at the
     # same length; 1 prices it on the forward curve
     backward: float = Field(default=1.0, ge=1e-3, le=1)
+    # training `attention: flash2`: FlashAttention-2's rate as a fraction of the flash kernel's (forward and
+    # backward alike); 1 prices FlashAttention-2 as the flash kernel
+    flash2: float = Field(default=1.0, ge=1e-3, le=1)
 
 
 class CollectiveEfficiency(Strict):

@@ -25,7 +25,9 @@ class TrainingWorkload(Strict):
     sequence_parallel: bool = False  # with tp > 1: norms and dropout on 1/tp of the tokens (RS + AG for AR)
     schedule: Literal["gpipe", "1f1b", "interleaved"] = "1f1b"
     virtual_stages: int = Field(default=1, gt=0, le=1024)  # model chunks per pipeline rank (interleaved only)
-    attention: Literal["flash", "materialized"] = "flash"  # materialized: scores in HBM (pre-2022 kernels)
+    # flash2: FlashAttention-2's kernels (Transformer Engine with NVTE_FUSED_ATTN=0) at attention_prefill.flash2
+    # of the flash rate; materialized: scores in HBM (pre-2022 kernels)
+    attention: Literal["flash", "flash2", "materialized"] = "flash"
     attention_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # > 0: dropout on the attention probabilities
     hidden_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # > 0: dropout on each block's output before the residual add
     loss_fusion: bool = False  # Megatron-core's cross_entropy_loss_fusion (compiled cross-entropy pieces)

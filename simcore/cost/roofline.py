@@ -106,8 +106,9 @@ class Pricer:
                 floor += grouped_gemm_waves(sys, op.shape) * eff.moe_tile_us * 1e-6
             return Cost(c, op.bytes / (bw * eff.gemm.memory), floor)
         if op.family == ATTN_PREFILL:
-            tiles, seq = op.shape
-            c = op.flops / (peak * prefill_attention_efficiency(sys, tiles, seq, op.kind == BACKWARD))
+            tiles, seq, *rate = op.shape  # a third field: the kernel's rate against the flash curve's
+            eff_a = prefill_attention_efficiency(sys, tiles, seq, op.kind == BACKWARD) * (rate[0] if rate else 1.0)
+            c = op.flops / (peak * eff_a)
             return Cost(c, op.bytes / (bw * eff.gemm.memory), floor)
         if op.family == LINEAR_ATTN:  # chunked matmuls at the attention kernels' reachable peak; the state streams
             c = op.flops / (peak * eff.attention_prefill.compute_max) if op.flops else 0.0

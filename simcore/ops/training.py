@@ -163,6 +163,12 @@ class TrainingStage(StageBuilder):
             ops = [new for op in ops for new in (self.materialized(op) if op.name == "attention" else [op])]
         if self.cp > 1:
             ops = [new for op in ops for new in (self.context_parallel(op) if op.name == "attention" else [op])]
+        if self.w.attention == "flash2":
+            # FlashAttention-2's kernels (Transformer Engine with NVTE_FUSED_ATTN=0, as NeMo-Framework-Launcher
+            # 24.07's conf/config.yaml sets for every job): the flash curve at attention_prefill.flash2 of its
+            # rate; the third shape field travels to the backward kernel
+            rate = self.run.system.efficiency.attention_prefill.flash2
+            ops = [replace(op, shape=(*op.shape[:2], rate)) if op.name == "attention" else op for op in ops]
         if self.w.gemm_precision == "fp8":
             ops = fp8_casts(ops)
         if not self.sp:
