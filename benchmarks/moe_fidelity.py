@@ -92,8 +92,10 @@ def experiment(r: dict) -> dict:
         "hardware": "h100-sxm",
         "parallelism": {"tp": tp, "ep": ep, "attention_dp": adp},
         "precision": {"weights": weights},
-        # vLLM's default EP backend gathers tokens (allgather_reducescatter); the others send them all-to-all
-        "engine": {"mode": "analytical", "moe_dispatch": "all_gather" if r["backend"] == "vllm" else "all_to_all"},
+        # vLLM's default EP backend gathers tokens (allgather_reducescatter); the others send them all-to-all;
+        # vLLM's fused_moe runs its per-row kernels over every held token's top-k rows (engine.moe_ep_rows)
+        "engine": {"mode": "analytical", "moe_dispatch": "all_gather" if r["backend"] == "vllm" else "all_to_all",
+                   "moe_ep_rows": "all" if r["backend"] == "vllm" else "local"},
         "workload": {"kind": "static", "batch_size": b, "prompt_tokens": isl, "output_tokens": osl},
     }
 

@@ -108,6 +108,11 @@ class Engine(Strict):
     # how tokens reach experts on other attention-DP / DP ranks: all_to_all (DeepEP, TensorRT-LLM, SGLang
     # with EP) or all_gather (vLLM's default allgather_reducescatter backend: gather every rank's tokens)
     moe_dispatch: Literal["all_to_all", "all_gather"] = "all_to_all"
+    # rows an EP rank's fused-MoE kernels run their per-row work over when its tokens were not dispatched
+    # (ep > 1 without all-to-all): local (its own experts' rows; TensorRT-LLM) or all (every held token's
+    # top-k rows, zeros for other ranks' experts: vLLM's Triton fused_moe with an expert_map); None: all
+    # for serving.engine vllm, local otherwise (docs/cost-model.md)
+    moe_ep_rows: Literal["local", "all"] | None = None
     cuda_graphs: bool = True  # False: the host launches every kernel and can become the bottleneck
     kernel_launch_us: float = Field(default=5.0, ge=0, le=MAX_US)  # host time per kernel launch without CUDA graphs
 

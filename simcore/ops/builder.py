@@ -72,6 +72,8 @@ class StageBuilder:
         self.moe_group = p.tp * p.dp * p.attention_dp  # GPUs of one stage that share the experts (with ep > 1)
         self.ep_inter = self.moe_group > per_node
         self.next_inter = stage + 1 < p.pp and crosses_node(run, first_gpu + p.tp - 1, 2)
+        e = run.experiment
+        self.moe_all_rows = (e.engine.moe_ep_rows or ("all" if e.serving.engine == "vllm" else "local")) == "all"
         self.kv_tier = run.experiment.inference.kvcache_type
         self.retention = get_retention(run.experiment.inference.kv_retention.policy)  # its bookkeeping ops
         self.kv_split: dict | None = None  # layer -> ((tier, fraction, bytes/s), ...): inference.kv_placement
@@ -307,16 +309,21 @@ class StageBuilder:
             ops.append(self.collective("moe_all_gather", "all_gather", layer, size, group, span > self.per_node))
         up, down = by["experts_gate_up"], by["experts_down"]
         rows, _ = self.routed(down, group_tokens)
+        # vLLM's fused_moe with an expert_map sizes its intermediate buffers for every held token's top-k
+        # rows: the grouped GEMMs write zeros for the rows of other ranks' experts, and the activation, its
+        # quantization and the top-k sum run over all of them (docs/cost-model.md, "MoE under EP")
+        every = group_tokens * m.experts_per_token if self.moe_all_rows and p.ep > 1 and not a2a else rows
+        zeros = max(every - rows, 0.0) * (up.n + down.n) * a
         # the expert GEMMs gather their rows by index (fused MoE kernels), so what moves here is the
         # activation quantization when the experts compute in fp8/int8 (the layer's tokens, and the
         # intermediate rows) and the weighted sum of each token's top-k output rows; one chain of
         # small kernels per layer (moe_layer_us)
         quant = nbytes(self.compute_dtype(up.dtype)) if self.compute_dtype(up.dtype) != self.act else 0.0
-        quantized = (t * m.hidden + rows * down.k) * (a + quant) if quant else 0.0
-        moved = quantized + (rows + t) * m.hidden * a
+        quantized = (t * m.hidden + every * down.k) * (a + quant) if quant else 0.0
+        moved = quantized + (every + t) * m.hidden * a + zeros
         ops.append(Op("moe_permute", COMPUTE, ROUTING, layer, bytes=moved, dtype=self.act, act_bytes=moved))
         ops.append(self.gemm(up, t, layer, routed_tokens=group_tokens))
-        ops.append(self.elementwise("experts_act_fn", layer, 3 * rows * down.k * a))
+        ops.append(self.elementwise("experts_act_fn", layer, 3 * every * down.k * a))
         ops.append(self.gemm(down, t, layer, routed_tokens=group_tokens))
         if a2a:
             ops.append(self.collective("moe_combine", "all_to_all", layer, routed / p.tp, self.moe_group, self.ep_inter))

@@ -485,6 +485,8 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
             "output_tokens": _lengths(osl, rec.range_ratio),
         },
         "serving": serving,
+        # vLLM's default EP backend gathers every DP rank's tokens (--all2all-backend allgather_reducescatter)
+        **({"engine": {"moe_dispatch": "all_gather"}} if engine == "vllm" and ep > 1 else {}),
     }
 
 
