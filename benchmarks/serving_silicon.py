@@ -52,12 +52,8 @@ def with_disagg_layouts(rows_path: Path, full_path: Path, note: bool = True) -> 
     (every disagg row of rows_path equals one of full_path's on rows_path's columns, as multisets); else
     rows_path unchanged (with a note on stderr if `note`). Returns the file to read (a merged copy under the
     cache). A file that is not a rows file is returned as it is: the reader says what is wrong with it."""
-    try:
-        rows = json.loads(rows_path.read_text())["rows"]
-        full = json.loads(full_path.read_text())["rows"]
-        if not all(isinstance(r, dict) for r in rows + full):
-            return rows_path
-    except (OSError, ValueError, KeyError, TypeError):
+    rows, full = _rows_of(rows_path), _rows_of(full_path)
+    if rows is None or full is None:
         return rows_path
     mine = [r for r in rows if r.get("mode") == "disagg"]
     cols = {k for r in mine for k in r}
@@ -77,10 +73,7 @@ def with_disagg_layouts(rows_path: Path, full_path: Path, note: bool = True) -> 
                   file=sys.stderr)
         return rows_path
     merged = [r for r in rows if r.get("mode") != "disagg"] + full
-    out = CACHE.parent / f"rows-{hashlib.sha256(json.dumps(merged).encode()).hexdigest()[:12]}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"about": f"{rows_path} with the disagg rows of {full_path}", "rows": merged}))
-    return out
+    return _merged_file(merged, f"{rows_path} with the disagg rows of {full_path}")
 
 
 def with_provenance(rows_path: Path, prov_path: Path = PROVENANCE) -> Path:
@@ -88,13 +81,11 @@ def with_provenance(rows_path: Path, prov_path: Path = PROVENANCE) -> Path:
     row whose configuration columns (prov_path's `key`) equal an entry's and that lacks them; rows_path itself
     when nothing matches or either file is not a rows file. The row builder reads the columns
     (simcore.serving.silicon.campaign: which benchmark, and so which client, measured the row)."""
-    try:
-        rows = json.loads(rows_path.read_text())["rows"]
-        prov = json.loads(prov_path.read_text())
-        cols, entries = prov["key"], prov["rows"]
-        if not all(isinstance(r, dict) for r in rows + entries):
-            return rows_path
-    except (OSError, ValueError, KeyError, TypeError):
+    rows, entries = _rows_of(rows_path), _rows_of(prov_path)
+    if rows is None or entries is None:
+        return rows_path
+    cols = json.loads(prov_path.read_text()).get("key")  # a rows file, so it parses
+    if not isinstance(cols, list):
         return rows_path
 
     def key(r: dict) -> tuple:
@@ -108,9 +99,24 @@ def with_provenance(rows_path: Path, prov_path: Path = PROVENANCE) -> Path:
         merged.append({**r, **add})
     if not hits:
         return rows_path
-    out = CACHE.parent / f"rows-{hashlib.sha256(json.dumps(merged).encode()).hexdigest()[:12]}.json"
+    return _merged_file(merged, f"{rows_path} with the provenance columns of {prov_path}")
+
+
+def _rows_of(path: Path) -> list | None:
+    """The `rows` of a rows file when every one is an object; None for anything else (the reader of the
+    rows file itself says what is wrong with it)."""
+    try:
+        rows = json.loads(path.read_text())["rows"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return rows if isinstance(rows, list) and all(isinstance(r, dict) for r in rows) else None
+
+
+def _merged_file(rows: list, about: str) -> Path:
+    """A rows file under the cache holding `rows` (named by their hash, so equal merges share one file)."""
+    out = CACHE.parent / f"rows-{hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:12]}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"about": f"{rows_path} with the provenance columns of {prov_path}", "rows": merged}))
+    out.write_text(json.dumps({"about": about, "rows": rows}))
     return out
 
 

@@ -219,7 +219,7 @@ class DecodeReplica(Replica):
             r = arrived[0]
             p = int(reqs.prompt[r])
             need = -(-p // bs)
-            later = -(-(p + int(reqs.output[r])) // bs) - need if whole_output else 0
+            later = self.output_blocks(r, need) if whole_output else 0
             if pool.free - need - later < reserve:
                 break
             reserve += later

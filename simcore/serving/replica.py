@@ -209,7 +209,7 @@ class Replica(TierMoves):
             cached = hit * bs
             n = min(total - cached, budget) if chunked else total - cached
             need = -(-(cached + n) // bs) - hit
-            later = -(-(int(self.reqs.prompt[r]) + int(self.reqs.output[r])) // bs) - hit - need if whole_output else 0
+            later = self.output_blocks(r, hit + need) if whole_output else 0
             if n > budget or pool.free - need - later < reserve:
                 if hit:
                     pool.release(r, hit)  # give the cache hits back; retried next step
@@ -499,6 +499,11 @@ class Replica(TierMoves):
         if not done:
             return []
         return self._finish(done)
+
+    def output_blocks(self, r: int, held: int) -> int:
+        """Blocks request r's whole prompt + output needs beyond the `held` it takes now (what TensorRT-LLM's
+        no-evict admission keeps free for it)."""
+        return -(-(int(self.reqs.prompt[r]) + int(self.reqs.output[r])) // self.bs) - held
 
     def _send_unsent(self, start: float, nd: int, chunks: list, now: float) -> None:
         """The step after the one that made first tokens starts at `start` and ends at `now`: when it runs prefill

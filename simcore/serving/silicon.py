@@ -332,20 +332,20 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
     generated = pools["decode"].batch is not None if pools else (limits or LIMITS.get(engine or "")) == "aiconfigurator"
     if engine and c and isl and generated and (row.get("precision") or "").lower() in ("fp8", "fp4", "nvfp4", "mxfp4"):
         kv = "fp8"
-    tp, ep = _int(row, "tp_size", 1), _int(row, "moe_ep_size", 1) or 1
+    tp, ep, moe_tp = _int(row, "tp_size", 1), _int(row, "moe_ep_size", 1) or 1, _int(row, "moe_tp_size", 1) or 1
     if mode == "agg":
         # batch_size is per attention-DP rank: aiconfigurator's silicon_sample.csv names each row's clients in
         # its id (silicon_concurrency=512 on a row of batch_size 128, attention_dp_size 4: cfg734 @ 42bd4cf);
         # only a recorded attention_dp_size multiplies it (the id's formula), not one implied below
         c = c * adp if c else c
-        experts_on = (_int(row, "moe_tp_size", 1) or 1) * ep
+        experts_on = moe_tp * ep
         if not row.get("attention_dp_size") and tp and experts_on > tp and experts_on % tp == 0:
             # a worker's GPUs = tp x attention DP = moe_tp x moe_ep (aiconfigurator's layout); rows that leave
             # attention_dp_size out but split experts over more GPUs than tp (vLLM Qwen3-235B on H200: tp 1,
             # moe_tp 2) run data-parallel attention over those GPUs
             adp = experts_on // tp
         if engine == "vllm":
-            tp, ep = vllm_dp_layout(tp, adp, _int(row, "moe_tp_size", 1) or 1, ep)
+            tp, ep = vllm_dp_layout(tp, adp, moe_tp, ep)
     if row.get("kv_cache_dtype"):  # the deployment's own setting, where its recipe names one
         kv = row["kv_cache_dtype"]
     return Measurement(
