@@ -34,16 +34,22 @@ def test_kimi_reads_its_compressed_tensors_int4_experts():
     assert (run.weight_dtype, run.expert_dtype) == ("bf16", "int4")  # attention, shared experts stay 16-bit
 
 
+def assert_runs_published_nvfp4(backend: str, model_path: str, tp: int, checkpoint: str) -> dict:
+    """An fp4 B200 row of model_path runs NVIDIA's NVFP4 checkpoint as published, with fp8 KV; returns the row."""
+    row = {"system": "b200_sxm", "backend": backend, "model_path": model_path, "precision": "fp4",
+           "isl": "128", "osl": "8", "batch_size": "1", "tp_size": str(tp), "moe_tp_size": str(tp)}
+    exp = experiment_for_row(row, limits="aiconfigurator")
+    assert (exp["model"], exp["precision"], exp["inference"]) == (
+        checkpoint, {"weights": "auto"}, {"kvcache_precision": "fp8"})
+    return row
+
+
 def test_an_fp4_kimi_row_runs_nvidias_nvfp4_checkpoint():
     # nvidia/Kimi-K2.5-NVFP4 (ModelOpt): NVFP4 everywhere but attention (its ignore list), fp8 KV cache
     q = load_model("kimi-k2.5-nvfp4").quantization
     assert (q.method, q.weight_dtype, q.experts_only, q.mlp_quantized) == ("modelopt", "nvfp4", True, True)
     assert not load_model("kimi-k2.5").quantization.mlp_quantized  # its int4 ignore list keeps shared experts 16-bit
-    row = {"system": "b200_sxm", "backend": "vllm", "model_path": "moonshotai/Kimi-K2.5", "precision": "fp4",
-           "isl": "128", "osl": "8", "batch_size": "1", "tp_size": "4", "moe_tp_size": "4"}
-    exp = experiment_for_row(row, limits="aiconfigurator")
-    assert (exp["model"], exp["precision"], exp["inference"]) == (
-        "kimi-k2.5-nvfp4", {"weights": "auto"}, {"kvcache_precision": "fp8"})
+    row = assert_runs_published_nvfp4("vllm", "moonshotai/Kimi-K2.5", 4, "kimi-k2.5-nvfp4")
     run = make_run("kimi-k2.5-nvfp4", hardware="b200", parallelism={"tp": 4})
     assert (run.weight_dtype, run.expert_dtype) == ("bf16", "nvfp4")
     ops = {op.name: op for op in StageBuilder(run, 0).ops(decode(1, past=8)) if op.layer == 5}
@@ -247,11 +253,7 @@ def test_glm5_below_top_k_attends_like_dense_mla():
 def test_an_fp4_glm5_row_runs_nvidias_nvfp4_checkpoint():
     q = load_model("glm-5-nvfp4").quantization
     assert (q.method, q.weight_dtype, q.experts_only, q.mlp_quantized) == ("modelopt", "nvfp4", True, True)
-    row = {"system": "b200_sxm", "backend": "sglang", "model_path": "zhipuai/GLM-5", "precision": "fp4",
-           "isl": "128", "osl": "8", "batch_size": "1", "tp_size": "8", "moe_tp_size": "8"}
-    exp = experiment_for_row(row, limits="aiconfigurator")
-    assert (exp["model"], exp["precision"], exp["inference"]) == (
-        "glm-5-nvfp4", {"weights": "auto"}, {"kvcache_precision": "fp8"})
+    assert_runs_published_nvfp4("sglang", "zhipuai/GLM-5", 8, "glm-5-nvfp4")
     run = make_run("glm-5-nvfp4", hardware="b200", parallelism={"tp": 8})
     ops = {op.name: op for op in StageBuilder(run, 0).ops(decode(1, past=8)) if op.layer == 5}
     assert ops["experts_down"].dtype == "fp4" and ops["indexer_q"].dtype == "bf16" and ops["o_proj"].dtype == "bf16"
