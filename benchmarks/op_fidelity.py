@@ -1,6 +1,6 @@
 """Op-level fidelity: every calibrated GPU's profile against its own microbenchmarks.
 
-    python benchmarks/op_fidelity.py [--data PATH] [--gpu NAME=PATH ...]
+    python benchmarks/op_fidelity.py [--data PATH] [--gpu NAME=PATH ...] [--heldout NAME=PATH ...]
 
 For each GPU priced with a profile measured on it (`simcore calibrate`; h100-sxm ships with
 one), prices every row of its microbenchmark file (--data is h100-sxm's, default the shared
@@ -8,8 +8,10 @@ file; --gpu NAME=PATH names another's, else the path in the profile's `source` i
 through Pricer with the system exactly as the simulator loads it, prints a table per family
 and a summary against the targets
 (median |err| <= 10% overall, no family's max |err| over 25%), then a cross-check against
-Vidur's GEMM profiles (facts.md §2e) on H100 and A100 that the fit never saw. Always exits 0:
-this is a report, not a gate.
+Vidur's GEMM profiles (facts.md §2e) on H100 and A100 that the fit never saw, then every held-out
+file (--heldout, default the H200 files in benchmarks/data, measured with `simcore profile` on one
+H200: docs/calibration.md) priced as the simulator prices that GPU from its spec sheet and the
+H100-fitted profile, never fitted to it. Always exits 0: this is a report, not a gate.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from simcore.cost import calibration as cal  # noqa: E402
 from simcore.cost.roofline import Pricer  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "calibration" / "h100_microbench.json"
+# measured on one H200 by `simcore profile` (the H100 file's shapes with --shapes, and --quick); not fitted
+HELDOUT = ["h200-sxm=" + str(ROOT / "benchmarks" / "data" / f) for f in
+           ("h200_microbench_h100_shapes.json", "h200_microbench_quick.json")]
 MEDIAN_TARGET, MAX_TARGET = 0.10, 0.25
 L2_NOTE = "L2-resident in the benchmark"
 
@@ -136,13 +141,13 @@ def data_files(h100: Path, given: list[str]) -> dict[str, Path | None]:
     return out
 
 
-def report(con: Console, gpu: str, data: Path) -> None:
+def report(con: Console, gpu: str, data: Path, heldout: bool = False) -> None:
     system = load_system(gpu)
     bench = cal.load_bench(data)
     l2 = bench.get("meta", {}).get("l2_bytes", system.gpu.memory.l2_mib * 2**20)
-    con.rule(f"{gpu}")
+    con.rule(f"{gpu}" + (" (held out: not fitted)" if heldout else ""))
     con.print(f"[bold]Op fidelity[/]: {data} priced with profile '{system.efficiency.name}' "
-              f"({system.efficiency.source})")
+              f"({system.efficiency.source})" + (f", {gpu}'s spec sheet; the profile never saw this file" if heldout else ""))
     preds = cal.predict(cal.bench_rows(bench), system)
     for fam in cal.FAMILIES:
         if any(p.family == fam for p in preds):
@@ -154,6 +159,10 @@ def report(con: Console, gpu: str, data: Path) -> None:
               "from the HBM-resident statistics.")
     table = cal.error_table(preds, l2)
     con.print(summary_table(table))
+    gemm = [p for p in preds if p.family == "gemm"]
+    for dtype in sorted({p.row.get("dtype", "bf16") for p in gemm}):
+        errs = sorted(abs(p.rel_err) for p in gemm if p.row.get("dtype", "bf16") == dtype)
+        con.print(f"gemm {dtype}: {len(errs)} rows, median |err| {apct(errs[len(errs) // 2])}, max {apct(errs[-1])}")
     for v in verdicts(table):
         con.print(("[red]" if "MISSES" in v else "[green]") + v)
 
@@ -162,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DEFAULT_DATA, help="h100-sxm's microbenchmark file")
     ap.add_argument("--gpu", action="append", default=[], metavar="NAME=PATH", help="another calibrated GPU's file")
+    ap.add_argument("--heldout", action="append", metavar="NAME=PATH",
+                    help="a GPU's microbenchmark file the profile was not fitted to (default: the H200 files)")
     args = ap.parse_args(argv)
     con = Console()
     for gpu, data in data_files(args.data, args.gpu).items():
@@ -171,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
             report(con, gpu, data)
     errs = cross_check(con)
     con.print(f"cross-check |err|: median {apct(sorted(map(abs, errs))[len(errs) // 2])}, max {apct(max(map(abs, errs)))}")
+    for item in args.heldout or HELDOUT:
+        gpu, _, path = item.partition("=")
+        if gpu not in gpu_names() or not Path(path).is_file():
+            con.print(f"--heldout {item}: needs NAME=PATH with a hardware/gpus name and an existing file")
+            continue
+        report(con, gpu, Path(path), heldout=True)
     return 0
 
 

@@ -171,3 +171,63 @@ def test_operands_rotate_through_at_least_twice_l2():
         c = b.copies(nbytes)
         assert c >= 2 and (c * nbytes >= 2 * b.l2 or c == 64)
     assert b.copies(2**30) == 2 and b.copies(2**10) == 64  # big operands: two copies; tiny ones: capped
+
+
+def test_shapes_from_a_file_time_the_same_rows_in_every_dtype(tmp_path):
+    ref = {"gemm": [{"M": 1, "K": 4096, "N": 6144, "ms": 0.02}, {"M": 8, "K": 4000, "N": 24, "ms": 0.01}],
+           "decode_attn": [{"B": 2, "L": 128, "hq": 32, "hkv": 8, "hd": 128, "ms": 1, "backend": "sdpa"},
+                           {"B": 2, "L": 128, "hq": 32, "hkv": 8, "hd": 128, "ms": 2, "backend": "flash_attn"}],
+           "prefill_attn": [{"B": 1, "S": 512, "hq": 32, "hkv": 8, "hd": 128, "ms": 0.1}],
+           "collective": [{"op": "all_reduce", "gpus": 8, "bytes": 1024, "ms": 0.01}]}
+    path = tmp_path / "ref.json"
+    path.write_text(json.dumps(ref))
+    backend = FakeBackend("l40s", devices=2)
+    assert profile_main(str(tmp_path / "out"), backend=backend, shapes=str(path)) == 0
+    doc = json.loads((tmp_path / "out" / "fake-l40s_microbench.json").read_text())
+    # both dtypes at the file's GEMM shapes; fp8 only where K and N are multiples of 16 (4000 x 24 is not: 24 % 16)
+    assert [(r["M"], r["K"], r["N"], r["dtype"]) for r in doc["gemm"]] == [
+        (1, 4096, 6144, "bf16"), (8, 4000, 24, "bf16"), (1, 4096, 6144, "fp8")]
+    assert [(r["B"], r["L"]) for r in doc["decode_attn"]] == [(2, 128)]  # one shape, timed once
+    assert [r["S"] for r in doc["prefill_attn"]] == [512]
+    assert [(r["op"], r["gpus"], r["bytes"]) for r in doc["collective"]] == [("all_reduce", 2, 1024)]  # this node's GPUs
+    assert doc["meta"]["shapes_from"] == "ref.json"
+    assert all(r["ms"] != 0.02 for r in doc["gemm"])  # timed here, not copied
+
+
+@pytest.mark.parametrize("text, says", [
+    ("{", "not JSON"), ("[]", "no rows"), ('{"gemm": []}', "no rows"),
+    ('{"gemm": [{"M": 1, "K": 2}]}', "gemm[0]: missing N"),
+    ('{"decode_attn": [{"B": 0, "L": 1, "hq": 1, "hkv": 1, "hd": 1}]}', "decode_attn[0]: B = 0: must be an integer >= 1"),
+])
+def test_a_bad_shapes_file_is_one_line(tmp_path, capsys, text, says):
+    path = tmp_path / "s.json"
+    path.write_text(text)
+    assert main(["profile", "--out", str(tmp_path / "o"), "--shapes", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --shapes") and says in err and err.count("\n") == 1
+    assert main(["profile", "--out", str(tmp_path / "o"), "--shapes", str(tmp_path / "none.json")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_the_stored_h200_files_are_the_h100_shapes_and_the_gpus_spec():
+    """benchmarks/data/h200_microbench_*.json (op_fidelity.py's held-out check) were written by `simcore profile`
+    on one H200: the first at the shared H100 file's shapes (--shapes), in bf16 and fp8; both are valid input
+    to `simcore calibrate`, and the catalog's h200-sxm L2 is the size that device reported."""
+    from pathlib import Path
+
+    from simcore.config.hardware import load_gpu
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "data"
+    same = json.loads((root / "h200_microbench_h100_shapes.json").read_text())
+    quick = json.loads((root / "h200_microbench_quick.json").read_text())
+    for doc, name in ((same, "same"), (quick, "quick")):
+        data.check(doc, name)
+        assert doc["meta"]["gpu"] == "NVIDIA H200" and doc["meta"]["capability"] == "9.0"
+        assert load_gpu("h200-sxm").memory.l2_mib * 2**20 == doc["meta"]["l2_bytes"]
+    h100 = Path(__file__).resolve().parents[2] / "shared" / "calibration" / "h100_microbench.json"
+    if h100.is_file():
+        ref = json.loads(h100.read_text())
+        shapes = [(r["M"], r["K"], r["N"]) for r in ref["gemm"]]
+        assert [(r["M"], r["K"], r["N"]) for r in same["gemm"] if r["dtype"] == "bf16"] == shapes
+        assert [(r["M"], r["K"], r["N"]) for r in same["gemm"] if r["dtype"] == "fp8"] == shapes
+        assert [(r["B"], r["L"]) for r in same["decode_attn"]] == [(r["B"], r["L"]) for r in ref["decode_attn"]]

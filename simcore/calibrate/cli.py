@@ -18,6 +18,9 @@ def register(subparsers) -> None:
     p.add_argument("--quick", action="store_true", help="fewer shapes and repeats: under 5 minutes")
     p.add_argument("--gpus", type=int, metavar="N",
                    help="GPUs for the collectives (default: every visible GPU; 1 skips them)")
+    p.add_argument("--shapes", metavar="FILE.json",
+                   help="time the shapes of this microbenchmark file (e.g. another GPU's) instead of the catalog's, "
+                   "GEMMs in every dtype this GPU has: a like-for-like comparison")
     p.set_defaults(func=profile_command)
 
     c = subparsers.add_parser("calibrate", help="fit a GPU's efficiency profile to a `simcore profile` JSON")
@@ -105,4 +108,4 @@ def _as_dict(c, path: Path) -> dict:
 def profile_command(args: argparse.Namespace) -> int:
     from simcore.calibrate.collect.run import profile_main
 
-    return profile_main(args.out, quick=args.quick, gpus=args.gpus)
+    return profile_main(args.out, quick=args.quick, gpus=args.gpus, shapes=args.shapes)

@@ -121,6 +121,34 @@ def measurement_plan(peak_tflops: dict, quick: bool = False, gpus: int = 1) -> P
     return plan
 
 
+def plan_from_file(bench: dict, peak_tflops: dict, gpus: int = 1, repeats: int = FULL.repeats) -> Plan:
+    """The shapes of an existing microbenchmark file (its rows' shape fields, not their timings), to time
+    another GPU like for like (`simcore profile --shapes`): every GEMM shape in each dtype this GPU has
+    (fp8 only where K and N are multiples of 16), and the file's attention, elementwise and (with gpus > 1)
+    collective rows. A shape that appears more than once (rows per attention backend) is timed once."""
+    dtypes = tuple(d for d in ("bf16", "fp8") if d in peak_tflops)
+    plan = Plan(dtypes=dtypes, repeats=repeats)
+    keys = {"gemm": ("M", "K", "N"), "decode_attn": ("B", "L", "hq", "hkv", "hd"),
+            "prefill_attn": ("B", "S", "hq", "hkv", "hd"), "elementwise": ("op", "tokens", "hidden"),
+            "collective": ("op", "bytes")}
+    for fam, names in keys.items():
+        seen = []
+        for row in bench.get(fam) or []:
+            shape = {k: row[k] for k in names}
+            if shape not in seen:
+                seen.append(shape)
+        if fam == "gemm":
+            plan.gemm = [{**s, "dtype": d} for d in dtypes for s in seen
+                         if d != "fp8" or (s["K"] % 16 == 0 and s["N"] % 16 == 0)]
+        elif fam == "elementwise":
+            plan.elementwise = [{**s, "bytes": elementwise_bytes(s["op"], s["tokens"], s["hidden"])} for s in seen]
+        elif fam == "collective":
+            plan.collective = [{"op": s["op"], "gpus": gpus, "bytes": s["bytes"]} for s in seen] if gpus > 1 else []
+        else:
+            setattr(plan, fam, seen)
+    return plan
+
+
 def elementwise_bytes(op: str, tokens: int, hidden: int) -> int:
     """HBM bytes (reads + writes) of one kernel, bf16: what the Pricer prices it by."""
     x = tokens * hidden * BF16

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from simcore.calibrate.collect.plan import Plan, measurement_plan
+from simcore.calibrate.collect.plan import Plan, measurement_plan, plan_from_file
 from simcore.errors import SimcoreError
 
 ABOUT = (
@@ -107,8 +107,33 @@ def write_profile(out_dir: str | Path, doc: dict) -> Path:
     return path
 
 
-def profile_main(out_dir: str, quick: bool = False, gpus: int | None = None, backend=None) -> int:
-    """`simcore profile`: open the GPU (exit 2 with one line when there is none), measure, write."""
+def shapes_of(path: str) -> dict:
+    """The microbenchmark file `--shapes` names, read for its shapes; a bad file is one line (exit 2)."""
+    try:
+        bench = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise SimcoreError(f"--shapes {path}: cannot read: {exc.strerror}") from None
+    except ValueError as exc:
+        raise SimcoreError(f"--shapes {path}: not JSON: {str(exc)[:120]}") from None
+    if not isinstance(bench, dict) or not any(isinstance(bench.get(f), list) and bench[f] for f in Plan.FAMILIES):
+        raise SimcoreError(f"--shapes {path}: no rows; a microbenchmark file has lists under "
+                           f"{', '.join(Plan.FAMILIES)}")
+    for fam, need in (("gemm", "M K N"), ("decode_attn", "B L hq hkv hd"), ("prefill_attn", "B S hq hkv hd"),
+                      ("elementwise", "op tokens hidden"), ("collective", "op bytes")):
+        for i, row in enumerate(bench.get(fam) or []):
+            missing = [k for k in need.split() if not isinstance(row, dict) or k not in row]
+            bad = [k for k in need.split() if k not in missing and k != "op" and
+                   (not isinstance(row[k], int) or isinstance(row[k], bool) or row[k] < 1)]
+            if missing or bad:
+                what = f"missing {', '.join(missing)}" if missing else f"{bad[0]} = {row[bad[0]]!r:.40}: must be an integer >= 1"
+                raise SimcoreError(f"--shapes {path}: {fam}[{i}]: {what}")
+    return bench
+
+
+def profile_main(out_dir: str, quick: bool = False, gpus: int | None = None, backend=None,
+                 shapes: str | None = None) -> int:
+    """`simcore profile`: open the GPU (exit 2 with one line when there is none), measure, write.
+    shapes: a microbenchmark file whose shapes are timed instead of the catalog's plan."""
     from simcore.calibrate.collect.backend import open_backend
     from simcore.report.console import stdout_console
 
@@ -116,6 +141,7 @@ def profile_main(out_dir: str, quick: bool = False, gpus: int | None = None, bac
         raise SimcoreError(f"--gpus {gpus}: must be >= 1")
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise SimcoreError(f"--out {out_dir}: is a file; --out takes a folder (created if missing)")
+    bench = shapes_of(shapes) if shapes else None
     backend = backend or open_backend(quick=quick)
     ident = backend.identity()
     visible = int(ident.get("device_count", 1))
@@ -123,9 +149,14 @@ def profile_main(out_dir: str, quick: bool = False, gpus: int | None = None, bac
         raise SimcoreError(f"--gpus {gpus}: only {visible} GPU(s) visible")
     n = gpus or visible
     peak = {d: 1.0 for d in ("bf16", "fp8") if backend.supports(d)}
-    plan = measurement_plan(peak, quick=quick, gpus=n)
+    if bench is not None:
+        plan = plan_from_file(bench, peak, gpus=n, repeats=10 if quick else 30)
+    else:
+        plan = measurement_plan(peak, quick=quick, gpus=n)
     with _progress() as progress:
         doc = collect(backend, plan, progress)
+    if bench is not None:
+        doc["meta"]["shapes_from"] = Path(shapes).name
     path = write_profile(out_dir, doc)
     con = stdout_console()
     counts = ", ".join(f"{f} {len(doc[f])}" for f in Plan.FAMILIES if doc.get(f))
