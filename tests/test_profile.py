@@ -220,7 +220,8 @@ def test_the_stored_h200_files_are_the_h100_shapes_and_the_gpus_spec():
     root = Path(__file__).resolve().parents[1] / "benchmarks" / "data"
     same = json.loads((root / "h200_microbench_h100_shapes.json").read_text())
     quick = json.loads((root / "h200_microbench_quick.json").read_text())
-    for doc, name in ((same, "same"), (quick, "quick")):
+    heads = json.loads((root / "h200_microbench_attention_heads.json").read_text())
+    for doc, name in ((same, "same"), (quick, "quick"), (heads, "heads")):
         data.check(doc, name)
         assert doc["meta"]["gpu"] == "NVIDIA H200" and doc["meta"]["capability"] == "9.0"
         assert load_gpu("h200-sxm").memory.l2_mib * 2**20 == doc["meta"]["l2_bytes"]
