@@ -1,7 +1,7 @@
 """Where simulated mean TTFT misses the measured servers: by engine x model x TP x ISL x concurrency.
 
 Usage: python benchmarks/ttft_residuals.py [--rows FILE] [--only TEXT] [--jobs J] [--rounds R]
-       [--by engine,model,tp,isl,c] [--set KEY=VALUE ...] [--no-cache]
+       [--by engine,model,tp,isl,c] [--set KEY=VALUE ...] [--no-cache] [--loop]
 
 Runs the rows exactly as benchmarks/serving_silicon.py does (same experiments, same disk cache, so a
 warm cache prints at once) and prints two tables, then serving_silicon.py's TTFT / TPOT summary lines:
@@ -11,6 +11,11 @@ warm cache prints at once) and prints two tables, then serving_silicon.py's TTFT
 2. the OSL test, per (engine, model): over every (tp, isl, c) measured at several OSLs, the median ratio
    of TTFT at the longest OSL to TTFT at the shortest, measured and predicted. A client waiting for a
    slot gains about E2E / slots of TTFT, which grows with OSL; prefill queueing does not.
+With --loop a third table reads each row's closed loop by Little's law, measured and predicted (loop_of):
+requests/s X = c / (TTFT + (OSL - 1) x TPOT + the client's mean re-issue delay), output tokens/s, clients
+decoding X x (OSL - 1) x TPOT, clients waiting for a first token X x TTFT, and prompts per step X x TPOT:
+where one prompt at most enters a step and every running request decodes in every step (TensorRT-LLM
+under the generator's limits), the share of steps that admit a prompt.
 The default, 20 rounds, simulates the 20 requests per client that the rows' benchmark measured (aiperf
 --num-requests 20c, as serving_silicon.py does); fewer rounds weigh the first lock-step wave more.
 `--set` changes every row's experiment as `simcore run --set` does, e.g.
@@ -50,7 +55,39 @@ def residual_rows(outcomes: list) -> list[dict]:
                     "precision": r.precision or "bf16", "version": r.engine_version or "?", "tp": r.tp,
                     "isl": r.isl, "osl": r.osl, "c": r.concurrency,
                     "ttft": r.latency["ttft"]["mean"], "ttft_pred": lat["ttft"]["mean"],
-                    "tpot": r.latency["tpot"]["mean"], "tpot_pred": lat["tpot"]["mean"]})
+                    "tpot": r.latency["tpot"]["mean"], "tpot_pred": lat["tpot"]["mean"],
+                    "delay_ms": 1e3 * ((r.client or {}).get("reissue_delay_s") or 0.0)})
+    return out
+
+
+def loop_of(c: int, osl: int, ttft_ms: float, tpot_ms: float, delay_ms: float = 0.0) -> dict:
+    """One closed-loop row by Little's law (c clients, each: wait for the first token, OSL - 1 token gaps, then
+    the re-issue delay): requests/s, output tokens/s, clients decoding, clients waiting for a first token,
+    and prompts per step (requests/s x TPOT)."""
+    cycle = (ttft_ms + (osl - 1) * tpot_ms + delay_ms) / 1e3
+    x = c / cycle
+    return {"req_s": x, "tok_s": x * osl, "decoding": x * (osl - 1) * tpot_ms / 1e3,
+            "waiting": x * ttft_ms / 1e3, "prompts_per_step": x * tpot_ms / 1e3}
+
+
+LOOP_KEYS = ("req_s", "tok_s", "decoding", "waiting", "prompts_per_step")
+
+
+def loop_grouped(rows: list[dict], by: tuple[str, ...]) -> list[dict]:
+    """Per group of `by` keys: the median of each loop_of quantity, measured and predicted (key_pred)."""
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in by), []).append(r)
+    out = []
+    for key in sorted(groups, key=_order):
+        meas = [loop_of(r["c"], r["osl"], r["ttft"], r["tpot"], r.get("delay_ms", 0.0)) for r in groups[key]]
+        pred = [loop_of(r["c"], r["osl"], r["ttft_pred"], r["tpot_pred"], r.get("delay_ms", 0.0))
+                for r in groups[key]]
+        g = {**dict(zip(by, key)), "n": len(groups[key])}
+        for k in LOOP_KEYS:
+            g[k] = statistics.median(m[k] for m in meas)
+            g[k + "_pred"] = statistics.median(p[k] for p in pred)
+        out.append(g)
     return out
 
 
@@ -115,6 +152,19 @@ def print_tables(console: Console, rows: list[dict], by: tuple[str, ...]) -> Non
     console.print(t)
 
 
+def print_loop(console: Console, rows: list[dict], by: tuple[str, ...]) -> None:
+    t = Table(title="Closed loop by Little's law (medians, measured / predicted): requests/s, output tokens/s, "
+                    "clients decoding, clients waiting for a first token, prompts per step", title_justify="left")
+    for col in (*by, "n", "req/s", "tok/s", "decoding", "waiting", "prompts/step"):
+        t.add_column(col, justify="left" if col in ("engine", "model", "precision", "version") else "right")
+    fmt = {"req_s": "{:.1f}", "tok_s": "{:,.0f}", "decoding": "{:.0f}", "waiting": "{:.1f}",
+           "prompts_per_step": "{:.2f}"}
+    for g in loop_grouped(rows, by):
+        t.add_row(*(str(g[k]) for k in by), str(g["n"]),
+                  *(f"{fmt[k].format(g[k])} / {fmt[k].format(g[k + '_pred'])}" for k in LOOP_KEYS))
+    console.print(t)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_row_args(ap, jobs=2)
@@ -122,6 +172,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a field of every row's experiment (repeatable)")
     ap.add_argument("--no-cache", action="store_true", help="simulate every row again")
+    ap.add_argument("--loop", action="store_true",
+                    help="also print each group's closed loop by Little's law (clients decoding / waiting)")
     a = ap.parse_args()
     by = tuple(k.strip() for k in a.by.split(",") if k.strip())
     bad = [k for k in by if k not in KEYS]
@@ -139,7 +191,10 @@ def main() -> None:
     with progress_bar("simulating rows") as update:
         run(outcomes, a.jobs, overrides=overrides, progress=update, cache=DiskCache(not a.no_cache))
     console = Console(width=None if sys.stdout.isatty() else 200)
-    print_tables(console, residual_rows(outcomes), by)
+    rows = residual_rows(outcomes)
+    print_tables(console, rows, by)
+    if a.loop:
+        print_loop(console, rows, by)
     for line in summary_lines(summarize(outcomes)):
         console.print(line, soft_wrap=True, highlight=False)
 

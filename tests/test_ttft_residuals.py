@@ -59,3 +59,29 @@ def test_osl_test_compares_longest_with_shortest_osl(tr):
 def test_bad_command_lines_are_one_line_errors(argv, text, tmp_path):
     r = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and text in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_closed_loop_by_littles_law(tr):
+    # 128 clients, OSL 512, TTFT 2,000 ms, TPOT 10 ms, 40 ms re-issue delay: cycle 2.0 + 5.11 + 0.04 = 7.15 s
+    m = tr.loop_of(128, 512, 2000.0, 10.0, 40.0)
+    x = 128 / 7.15
+    assert m["req_s"] == pytest.approx(x) and m["tok_s"] == pytest.approx(512 * x)
+    assert m["decoding"] == pytest.approx(x * 5.11) and m["waiting"] == pytest.approx(2.0 * x)
+    # 17.9 req/s against one step per 10 ms: a prompt enters 17.9% of the steps
+    assert m["prompts_per_step"] == pytest.approx(0.01 * x)
+    # decoding + waiting + re-issuing = c
+    assert m["decoding"] + m["waiting"] + 0.04 * x == pytest.approx(128)
+    # no delay: c 8, OSL 101, TTFT 100 ms, TPOT 9 ms: cycle 1.0 s, 8 req/s, 7.2 decoding, 0.8 waiting
+    assert tr.loop_of(8, 101, 100.0, 9.0) == pytest.approx(
+        {"req_s": 8.0, "tok_s": 808.0, "decoding": 7.2, "waiting": 0.8, "prompts_per_step": 0.072})
+
+
+def test_closed_loop_groups_take_medians_measured_and_predicted(tr):
+    rows = [{**row("trtllm", 8, 101, 8, 100.0, 100.0, tpot=9.0, tpot_pred=9.0), "delay_ms": 0.0},
+            {**row("trtllm", 8, 101, 8, 300.0, 100.0, tpot=7.0, tpot_pred=9.0), "delay_ms": 0.0},
+            {**row("trtllm", 8, 101, 8, 500.0, 100.0, tpot=5.0, tpot_pred=9.0), "delay_ms": 0.0}]
+    (g,) = tr.loop_grouped(rows, ("engine", "tp"))
+    # every measured cycle is 1.0 s (0.1 + 0.9, 0.3 + 0.7, 0.5 + 0.5): 8 req/s; waiting 0.8, 2.4, 4.0 -> 2.4
+    assert g["n"] == 3 and g["req_s"] == pytest.approx(8.0) and g["waiting"] == pytest.approx(2.4)
+    assert g["decoding"] == pytest.approx(8 * 0.7) and g["prompts_per_step"] == pytest.approx(8 * 0.007)
+    assert g["waiting_pred"] == pytest.approx(0.8) and g["decoding_pred"] == pytest.approx(7.2)
