@@ -5,6 +5,9 @@ weight memory (memory/weights.py) count. AWQ / GPTQ (the default when a checkpoi
 group): one fp16 scale and one packed 4-bit zero point per 128 inputs of each output channel.
 compressed-tensors "pack-quantized" symmetric int4 (Kimi-K2.5's experts): one bf16 scale per
 `group_size` inputs (32), no zero point. docs/models.md gives the sources.
+
+Also the one home of the padded layout vLLM's Marlin MoE kernel keeps MXFP4 experts in, which the expert
+GEMMs (ops/linears.py mlp_linears) and the weight memory both build from (docs/serving.md "Engine profiles").
 """
 
 from __future__ import annotations
