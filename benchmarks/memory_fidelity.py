@@ -10,6 +10,7 @@ summary. Also prints what the three engines give for the shared rows' deployment
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -32,6 +33,9 @@ COMPONENTS = (("weights", "weights"), ("activation", "activation"), ("non_torch"
 def predict(row: dict):
     util = row["flags"].get("gpu_memory_utilization", 0.9)
     run = build_run(row["catalog_model"], row["gpu"], row["tp"], gpu_mem_util=util)
+    if row.get("moe_kernel"):  # the MoE kernel the logged server ran (engine.moe_kernel)
+        engine = run.experiment.engine.model_copy(update={"moe_kernel": row["moe_kernel"]})
+        run = dataclasses.replace(run, experiment=run.experiment.model_copy(update={"engine": engine}))
     return run, engine_memory(run, row.get("engine", "vllm"), **row["flags"])
 
 

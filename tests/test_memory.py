@@ -3,6 +3,7 @@ sets, each engine's KV budget, against hand-derived values and logged vLLM start
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -26,6 +27,9 @@ COMPONENTS = {"weights": "weights", "activation": "activation", "non_torch": "no
 
 def predict(row: dict):
     run = build_run(row["catalog_model"], row["gpu"], row["tp"], gpu_mem_util=row["flags"].get("gpu_memory_utilization", 0.9))
+    if row.get("moe_kernel"):  # the MoE kernel the logged server ran (engine.moe_kernel)
+        engine = run.experiment.engine.model_copy(update={"moe_kernel": row["moe_kernel"]})
+        run = dataclasses.replace(run, experiment=run.experiment.model_copy(update={"engine": engine}))
     return engine_memory(run, row.get("engine", "vllm"), **row["flags"])
 
 

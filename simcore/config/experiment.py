@@ -113,6 +113,10 @@ class Engine(Strict):
     # top-k rows, zeros for other ranks' experts: vLLM's Triton fused_moe with an expert_map); None: all
     # for serving.engine vllm, local otherwise (docs/cost-model.md)
     moe_ep_rows: Literal["local", "all"] | None = None
+    # the kernel routed MXFP4 experts run in: marlin (vLLM's Marlin MoE, VLLM_MXFP4_USE_MARLIN=1: weight-only, in its
+    # padded layout) or default (the engine's own MXFP4 path); None: marlin for vLLM on NVIDIA GPUs before Hopper,
+    # else default (docs/serving.md "Engine profiles")
+    moe_kernel: Literal["default", "marlin"] | None = None
     cuda_graphs: bool = True  # False: the host launches every kernel and can become the bottleneck
     kernel_launch_us: float = Field(default=5.0, ge=0, le=MAX_US)  # host time per kernel launch without CUDA graphs
 

@@ -19,6 +19,7 @@ from simcore.memory.weights import stage_weight_bytes
 from simcore.ops.kv import kv_bytes, state_bytes
 from simcore.ops.op import nbytes
 from simcore.ops.passes import stage_layers
+from simcore.ops.weight_format import marlin_moe
 
 ENGINES = ("vllm", "sglang", "trtllm")
 
@@ -160,7 +161,7 @@ def vllm_memory(run: Run, gpu_memory_utilization: float = 0.9, max_num_batched_t
     budget = device * gpu_memory_utilization
     stages = []
     for stage, layers in enumerate(stage_layers(run.model.layers, run.par.pp)):
-        w = stage_weight_bytes(run, stage, expert_align=VLLM_MXFP4_ALIGN, rope_cache=True)
+        w = stage_weight_bytes(run, stage, expert_align=VLLM_MXFP4_ALIGN, rope_cache=True, marlin=marlin_moe(run, "vllm"))
         peak = profile_peak(run, stage, max_num_batched_tokens, max_num_seqs)
         nt = non_torch_bytes(run)
         cg = 0.0 if enforce_eager else CUDAGRAPH_POOL - peak.forward

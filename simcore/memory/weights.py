@@ -49,11 +49,13 @@ def linear_bytes(lin: Linear, block: tuple[int, int] | None = None, expert_align
     return total
 
 
-def stage_weight_bytes(run: Run, stage: int, expert_align: int = 1, rope_cache: bool = False) -> float:
+def stage_weight_bytes(run: Run, stage: int, expert_align: int = 1, rope_cache: bool = False,
+                       marlin: bool = False) -> float:
     """Weight bytes one GPU of pipeline `stage` holds: its layers' linears as stored (attention and
     dense MLP split by tp, experts by ep), norms, the embedding on the first stage and the LM head
     (vocab / tp) on the last. rope_cache: add the engine's rotary cos/sin table (vLLM keeps one
-    buffer of max_position x head_dim in the model dtype)."""
+    buffer of max_position x head_dim in the model dtype). marlin: MXFP4 experts in vLLM's Marlin MoE layout
+    (ops/weight_format.py), which replaces expert_align."""
     m, p = run.model, run.par
     shard = Sharding.of(p)
     q = m.quantization
@@ -63,8 +65,9 @@ def stage_weight_bytes(run: Run, stage: int, expert_align: int = 1, rope_cache: 
     total = 0.0
     for layer in stage_layers(m.layers, p.pp)[stage]:
         lins = attention_linears(m, shard, run.weight_dtype, layer) + mlp_linears(m, layer, shard, run.weight_dtype,
-                                                                           run.expert_dtype)
-        total += sum(linear_bytes(lin, block, expert_align, fp8_ckpt, group, zero) for lin in lins) + norm_params(m) * 2
+                                                                           run.expert_dtype, marlin)
+        align = 1 if marlin else expert_align
+        total += sum(linear_bytes(lin, block, align, fp8_ckpt, group, zero) for lin in lins) + norm_params(m) * 2
     table = m.vocab // p.tp * m.hidden * 2
     if stage == 0:
         total += table

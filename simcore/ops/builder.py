@@ -32,7 +32,7 @@ from simcore.ops.op import (
     nbytes,
 )
 from simcore.ops.routing import busiest_rank_factor
-from simcore.ops.weight_format import int4_bytes_per_weight
+from simcore.ops.weight_format import int4_bytes_per_weight, marlin_moe
 from simcore.ops.passes import Batch, Group, Pass, as_batch, crosses_node, stage_layers
 
 FLASH_TILE = 128  # query rows per FlashAttention thread block
@@ -74,6 +74,7 @@ class StageBuilder:
         self.next_inter = stage + 1 < p.pp and crosses_node(run, first_gpu + p.tp - 1, 2)
         e = run.experiment
         self.moe_all_rows = (e.engine.moe_ep_rows or ("all" if e.serving.engine == "vllm" else "local")) == "all"
+        self.marlin = marlin_moe(run, e.serving.engine)  # MXFP4 experts in the Marlin MoE kernel's padded layout
         self.kv_tier = run.experiment.inference.kvcache_type
         self.retention = get_retention(run.experiment.inference.kv_retention.policy)  # its bookkeeping ops
         self.kv_split: dict | None = None  # layer -> ((tier, fraction, bytes/s), ...): inference.kv_placement
@@ -279,7 +280,7 @@ class StageBuilder:
         m, t, a = self.m, b.tokens, self.a
         p = self.run.par
         whole = whole or b
-        lins = mlp_linears(m, layer, self.shard, self.run.weight_dtype, self.run.expert_dtype)
+        lins = mlp_linears(m, layer, self.shard, self.run.weight_dtype, self.run.expert_dtype, self.marlin)
         by = {l.name: l for l in lins}
         ops: list[Op | None] = [self.elementwise("post_attn_norm", layer, 4 * t * m.hidden * a)]
         if not m.moe_layers[layer]:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from simcore.config.model import ModelSpec
 from simcore.ops.kv import conv_channels, kv_heads_per_gpu, linear_heads_per_gpu
+from simcore.ops.weight_format import marlin_expert_dims
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,9 @@ def linear_attention_linears(m: ModelSpec, tp: int, dtype: str) -> list[Linear]:
     ]
 
 
-def mlp_linears(m: ModelSpec, layer: int, s: Sharding, dense_dtype: str, expert_dtype: str) -> list[Linear]:
+def mlp_linears(m: ModelSpec, layer: int, s: Sharding, dense_dtype: str, expert_dtype: str,
+                marlin: bool = False) -> list[Linear]:
+    """marlin: MXFP4 experts in vLLM's Marlin MoE layout (padded: ops/weight_format.py marlin_expert_dims)."""
     q = m.quantization
     if q is not None and q.mlp_quantized and expert_dtype == q.weight_dtype:  # the checkpoint, run as published
         dense_dtype = expert_dtype  # its dense MLPs and shared experts are quantized like the experts
@@ -100,11 +103,14 @@ def mlp_linears(m: ModelSpec, layer: int, s: Sharding, dense_dtype: str, expert_
         ]
     local = m.num_experts // s.ep
     inter = m.moe_intermediate // s.moe_tp
+    hidden = m.hidden
+    if marlin and expert_dtype == "mxfp4":
+        hidden, inter = marlin_expert_dims(hidden, inter)
     bias = m.model_type == "gpt_oss"
     out = [
         Linear("router", m.hidden, m.num_experts, "bf16", bias=bias),
-        Linear("experts_gate_up", m.hidden, 2 * inter, expert_dtype, experts=local, bias=bias, routed=True),
-        Linear("experts_down", inter, m.hidden, expert_dtype, experts=local, bias=bias, routed=True),
+        Linear("experts_gate_up", hidden, 2 * inter, expert_dtype, experts=local, bias=bias, routed=True),
+        Linear("experts_down", inter, hidden, expert_dtype, experts=local, bias=bias, routed=True),
     ]
     if m.shared_experts:
         shared = (m.shared_intermediate or m.shared_experts * m.moe_intermediate) // s.tp
