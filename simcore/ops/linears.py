@@ -88,6 +88,13 @@ def linear_attention_linears(m: ModelSpec, tp: int, dtype: str) -> list[Linear]:
     ]
 
 
+# Architectures whose router is a full-precision linear: vLLM's MiniMax-M2 gate is a ReplicatedLinear with
+# params_dtype float32 fed hidden_states.to(float32) (vllm/model_executor/models/minimax_m2.py, MiniMaxM2MoE), run
+# at vLLM's default VLLM_FLOAT32_MATMUL_PRECISION "highest" (torch.set_float32_matmul_precision in gpu_worker.py):
+# IEEE fp32 on the CUDA cores, not TF32 tensor cores
+FP32_ROUTERS = ("minimax_m2",)
+
+
 def mlp_linears(m: ModelSpec, layer: int, s: Sharding, dense_dtype: str, expert_dtype: str) -> list[Linear]:
     q = m.quantization
     if q is not None and q.mlp_quantized and expert_dtype == q.weight_dtype:  # the checkpoint, run as published
@@ -102,7 +109,7 @@ def mlp_linears(m: ModelSpec, layer: int, s: Sharding, dense_dtype: str, expert_
     inter = m.moe_intermediate // s.moe_tp
     bias = m.model_type == "gpt_oss"
     out = [
-        Linear("router", m.hidden, m.num_experts, "bf16", bias=bias),
+        Linear("router", m.hidden, m.num_experts, "fp32" if m.model_type in FP32_ROUTERS else "bf16", bias=bias),
         Linear("experts_gate_up", m.hidden, 2 * inter, expert_dtype, experts=local, bias=bias, routed=True),
         Linear("experts_down", inter, m.hidden, expert_dtype, experts=local, bias=bias, routed=True),
     ]
