@@ -7,7 +7,7 @@ aiconfigurator's public silicon_sample.csv (github.com/ai-dynamo/aiconfigurator 
 ../shared/calibration/serving_h100.json plus an `id` and a `silicon_data_source` column (source file or campaign,
 image, measured date). This script keeps, for each distinct configuration of each system (every column the shared
 file has except the measured latencies), that column's first field (the source, which names the campaign), and where an InferenceX recipe of that deployment
-sets the KV cache dtype, `kv_cache_dtype` (RECIPES). It reads configuration columns and `silicon_data_source` only,
+sets the KV cache dtype or an engine limit, `kv_cache_dtype` / `max_num_seqs` (RECIPES). It reads configuration columns and `silicon_data_source` only,
 never a measured latency. (A disaggregated row that records no load cannot get one here: rows that differ only in
 their concurrency share a configuration, so the configuration does not name a row's silicon_concurrency.) The H200
 and B200 rows are written too, configuration columns only, so that a rows file of those GPUs
@@ -41,7 +41,12 @@ KEY = ("system", "backend", "backend_version", "model_path", "precision", "mode"
 # Llama-3.1-70B fp8 on H100 ran `kv-cache-dtype: fp8` (SemiAnalysisAI/InferenceX benchmarks/70b_fp8_h100_slurm.sh
 # and _docker.sh @9596d23d7, 2025-10-29, the date its rows were measured); the gpt-oss and MiniMax-M2.5 H100
 # recipes (benchmarks/single_node/gptoss_fp4_h100.sh, minimaxm2.5_fp8_h100.sh @79a42e20a) leave it at auto.
-RECIPES = {("h100_sxm", "vllm", "meta-llama/Llama-3.1-70B"): {"kv_cache_dtype": "fp8"}}
+# Engine limits the recipes pass (simcore.serving.silicon.RECIPE_LIMITS): the MiniMax-M2.5 fp8 H100 vLLM recipe runs
+# `vllm serve --max-num-seqs 256` at every date its rows were measured (benchmarks/single_node/minimaxm2.5_fp8_h100.sh
+# from ac0d2a853, 2026-03-02, through 51e31df4a, 2026-04-06), not vLLM's default 1024: the profile run then samples
+# 256 rows of logits, not 1024, and leaves that much more memory to the KV cache.
+RECIPES = {("h100_sxm", "vllm", "meta-llama/Llama-3.1-70B"): {"kv_cache_dtype": "fp8"},
+           ("h100_sxm", "vllm", "MiniMaxAI/MiniMax-M2.5"): {"max_num_seqs": "256"}}
 
 
 def key(row: dict) -> tuple:
@@ -87,7 +92,7 @@ def main() -> None:
     entries = [e for system in a.system for e in provenance(rows, system)]
     about = (f"Per-configuration provenance of aiconfigurator's silicon rows (silicon_sample.csv @095f58a51, systems "
              f"{', '.join(a.system)}): the source of silicon_data_source (its first field), and kv_cache_dtype where the InferenceX "
-             "recipe sets it. Written by benchmarks/silicon_provenance.py; configuration columns only, no latencies.")
+             "recipe sets it (max_num_seqs likewise). Written by benchmarks/silicon_provenance.py; configuration columns only, no latencies.")
     body = ",\n".join(json.dumps(e) for e in entries)  # one configuration a line
     a.out.write_text(f'{{"about": {json.dumps(about)},\n"key": {json.dumps(list(KEY))},\n"rows": [\n{body}\n]}}\n')
     counts: dict = {}

@@ -192,3 +192,20 @@ def test_mixed_batch_prices_one_kernel_per_phase_and_sums_the_cache():
     assert decode_attn.flops == 2 * 32 * (3 * 101 + 2 * 901) * 256
     head = next(op for op in b.ops(mixed) if op.name == "lm_head")
     assert head.shape[0] == 5
+
+
+def test_minimax_m2_router_is_an_fp32_gemm_on_the_cuda_cores():
+    """vLLM's MiniMax-M2 gate is an fp32 linear fed fp32 hidden states, run at IEEE fp32 (ops/linears.py
+    FP32_ROUTERS). tp 4 / ep 4, fp8, one 1,024-token prompt: 2 x 1024 x 3072 x 256 FLOPs, weights 3072 x 256 x 4
+    bytes, rows 1024 x (3072 + 256) x 4 bytes; priced on the H100's 66.9 TFLOP/s fp32 peak x compute_max 0.735
+    x 1024 / (1024 + m_half 24.1), plus the 4.73 us kernel floor: 38.26 us (a bf16 router: ~7 us)."""
+    run = make_run("minimax-m2.5", parallelism={"tp": 4, "ep": 4}, precision={"weights": "fp8", "activations": "fp8"})
+    router = ops_by_name(StageBuilder(run, 0).ops(prefill(1, 1024)))["router"]
+    assert router.dtype == "fp32" and router.shape == (1024, 256, 3072)
+    assert router.flops == 2 * 1024 * 3072 * 256
+    assert router.weight_bytes == 3072 * 256 * 4 and router.bytes == 3072 * 256 * 4 + 1024 * (3072 + 256) * 4
+    t = 2 * 1024 * 3072 * 256 / (66.9e12 * 0.735 * 1024 / (1024 + 24.1)) + 4.73e-6
+    assert Pricer(run.system).time(router) == pytest.approx(t, rel=1e-6)
+    # other MoE architectures keep a bf16 router
+    qwen = make_run("qwen3-30b-a3b", parallelism={"tp": 4, "ep": 4})
+    assert ops_by_name(StageBuilder(qwen, 0).ops(prefill(1, 1024)))["router"].dtype == "bf16"

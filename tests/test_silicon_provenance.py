@@ -133,3 +133,41 @@ def test_an_inferencex_tensorrt_llm_row_gets_the_client_but_keeps_the_rows_limit
     e = experiment_for_row(trt)
     assert e["workload"]["arrival"] == {"process": "closed", "concurrency": 16, **INFERENCEX_CLIENT}
     assert e["serving"]["max_num_seqs"] == 16 and e["serving"]["max_num_batched_tokens"] == 1568  # 16 + 1024 + 500
+
+
+MINIMAX = {**ROW, "model_path": "MiniMaxAI/MiniMax-M2.5", "precision": "fp8", "gemm_quant_mode": "fp8",
+           "moe_quant_mode": "fp8", "moe_ep_size": "4", "silicon_data_source": IX}
+
+
+def test_a_recipe_max_num_seqs_replaces_the_engine_default():
+    """InferenceX's MiniMax-M2.5 H100 recipe runs `vllm serve --max-num-seqs 256` (RECIPES puts it on the row);
+    without it the InferenceX row keeps vLLM's default (the profile's 1024). 0 or text refuses the row."""
+    assert experiment_for_row({**MINIMAX, "max_num_seqs": "256"})["serving"] == {
+        "engine": "vllm", "engine_version": "0.18.0", "max_num_seqs": 256}
+    assert "max_num_seqs" not in experiment_for_row(MINIMAX)["serving"]
+    for bad in ("0", "many"):
+        with pytest.raises(Refused, match="max_num_seqs"):
+            measurement_from_row({**MINIMAX, "max_num_seqs": bad})
+
+
+def test_fewer_max_num_seqs_leave_the_sampler_warm_up_memory_to_the_kv_cache():
+    """vLLM's profile run samples min(max_num_seqs, 8192) rows of logits; at tp 4 its peak is the sort step,
+    38 bytes per logit (0.5 bf16 shard + 2 gathered - 0.5 freed + 4 fp32 + 32 sort buffers), plus the hidden
+    states of the 8192 batched tokens and of the sampled rows (at the run's activation dtype: fp8, 1 byte).
+    MiniMax-M2.5 (vocab 200,064, hidden 3072) at 256 rows instead of 1024: 38 x 768 x 200,064 + 768 x 3072 x 1 =
+    5,841,027,072 bytes more KV cache per GPU."""
+    from simcore.config.experiment import experiment_from_dict, resolve
+    from simcore.memory.engines import engine_memory
+
+    run = resolve(experiment_from_dict(experiment_for_row(MINIMAX)))
+    kv = {n: engine_memory(run, "vllm", max_num_seqs=n).binding.kv for n in (256, 1024)}
+    assert kv[256] - kv[1024] == pytest.approx(38 * 768 * 200064 + 768 * 3072 * 1, rel=1e-9)
+
+
+def test_the_shipped_provenance_gives_the_minimax_h100_rows_their_recipes_max_num_seqs():
+    data = json.loads((REPO / "benchmarks" / "data" / "silicon_provenance.json").read_text())
+    minimax = [e for e in data["rows"] if e["model_path"] == "MiniMaxAI/MiniMax-M2.5"]
+    h100 = [e for e in minimax if e["system"] == "h100_sxm"]
+    assert len(h100) == 30 and all(e["max_num_seqs"] == "256" for e in h100)
+    assert not any("max_num_seqs" in e for e in minimax if e["system"] != "h100_sxm")  # other GPUs: other recipes
+

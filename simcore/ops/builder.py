@@ -84,7 +84,7 @@ class StageBuilder:
     # -- primitives -------------------------------------------------------------------
     def compute_dtype(self, weight_dtype: str) -> str:
         gpu = self.run.system.gpu
-        native = {"fp8": "fp8", "int8": "int8", "mxfp4": "fp4", "nvfp4": "fp4"}.get(weight_dtype)
+        native = {"fp8": "fp8", "int8": "int8", "mxfp4": "fp4", "nvfp4": "fp4", "fp32": "fp32"}.get(weight_dtype)
         return native if native and gpu.supports(native) else self.act
 
     def stream_bytes(self, weight_dtype: str) -> float:
@@ -108,8 +108,8 @@ class StageBuilder:
             rows, active, per_expert = tokens, 1.0, tokens
             shape = (per_expert, lin.n, lin.k)
         weights = active * lin.k * lin.n * self.stream_bytes(lin.dtype)
-        acts = rows * (lin.k + lin.n) * self.a
         dtype = self.compute_dtype(lin.dtype)
+        acts = rows * (lin.k + lin.n) * (4 if dtype == "fp32" else self.a)  # an fp32 linear reads and writes fp32
         return Op(
             lin.name, COMPUTE, GEMM, layer,
             flops=2.0 * rows * lin.k * lin.n,

@@ -89,6 +89,13 @@ def linear_attention_linears(m: ModelSpec, tp: int, dtype: str) -> list[Linear]:
     ]
 
 
+# Architectures whose router is a full-precision linear: vLLM's MiniMax-M2 gate is a ReplicatedLinear with
+# params_dtype float32 fed hidden_states.to(float32) (vllm/model_executor/models/minimax_m2.py, MiniMaxM2MoE), run
+# at vLLM's default VLLM_FLOAT32_MATMUL_PRECISION "highest" (torch.set_float32_matmul_precision in gpu_worker.py):
+# IEEE fp32 on the CUDA cores, not TF32 tensor cores
+FP32_ROUTERS = ("minimax_m2",)
+
+
 def mlp_linears(m: ModelSpec, layer: int, s: Sharding, dense_dtype: str, expert_dtype: str,
                 marlin: bool = False) -> list[Linear]:
     """marlin: MXFP4 experts in vLLM's Marlin MoE layout (padded: ops/weight_format.py marlin_expert_dims)."""
@@ -108,7 +115,7 @@ def mlp_linears(m: ModelSpec, layer: int, s: Sharding, dense_dtype: str, expert_
         hidden, inter = marlin_expert_dims(hidden, inter)
     bias = m.model_type == "gpt_oss"
     out = [
-        Linear("router", m.hidden, m.num_experts, "bf16", bias=bias),
+        Linear("router", m.hidden, m.num_experts, "fp32" if m.model_type in FP32_ROUTERS else "bf16", bias=bias),
         Linear("experts_gate_up", hidden, 2 * inter, expert_dtype, experts=local, bias=bias, routed=True),
         Linear("experts_down", inter, hidden, expert_dtype, experts=local, bias=bias, routed=True),
     ]

@@ -99,6 +99,9 @@ class Refused(SimcoreError):
 
 TEXT_KEYS = ("system", "backend", "backend_version", "model_path", "precision", "mode", "gemm_quant_mode",
              "moe_quant_mode", "silicon_data_source", "kv_cache_dtype")
+# engine limits an InferenceX recipe passes on its command line (benchmarks/silicon_provenance.py RECIPES puts them on
+# the row): they replace the engine profile's default, which the engine's start-up memory profile also reads
+RECIPE_LIMITS = ("max_num_seqs",)
 MODES = ("agg", "disagg")  # aggregated serving, or disaggregated prefill / decode workers
 
 
@@ -348,6 +351,12 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
             tp, ep = vllm_dp_layout(tp, adp, moe_tp, ep)
     if row.get("kv_cache_dtype"):  # the deployment's own setting, where its recipe names one
         kv = row["kv_cache_dtype"]
+    for key in RECIPE_LIMITS:
+        v = _int(row, key)
+        if v == 0:
+            raise Refused("bad value", f"{key} = {row[key]!r:.80}: must be >= 1 when given")
+        if v is not None:
+            serving[key] = v
     return Measurement(
         source=source, model=row.get("model_path") or None, gpu=row.get("system") or None,
         engine=row.get("backend") or None, engine_version=row.get("backend_version") or None,
