@@ -59,3 +59,19 @@ def test_osl_test_compares_longest_with_shortest_osl(tr):
 def test_bad_command_lines_are_one_line_errors(argv, text, tmp_path):
     r = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 2 and text in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_tpot_split_solves_step_and_stall_from_two_osls(tr):
+    # measured step 10 ms, X 256 ms: TPOT(129) = 10 + 256 / 128 = 12, TPOT(513) = 10 + 256 / 512 = 10.5;
+    # predicted step 12, X 512: 12 + 4 = 16 and 12 + 1 = 13; c 5: stall X / 4 = 64 and 128 ms
+    rows = [row("trtllm", 4, 129, 5, 1.0, 1.0, tpot=12.0, tpot_pred=16.0),
+            row("trtllm", 4, 257, 5, 1.0, 1.0, tpot=99.0, tpot_pred=99.0),  # a middle OSL is not used
+            row("trtllm", 4, 513, 5, 1.0, 1.0, tpot=10.5, tpot_pred=13.0),
+            row("trtllm", 8, 129, 1, 1.0, 1.0, tpot=11.0, tpot_pred=11.0),  # c 1: no other client, no stall
+            row("trtllm", 8, 513, 1, 1.0, 1.0, tpot=11.0, tpot_pred=11.0),
+            row("trtllm", 2, 1, 5, 1.0, 1.0), row("trtllm", 2, 513, 5, 1.0, 1.0)]  # OSL 1 has no decode life
+    a, b = tr.tpot_split(rows)
+    assert (a["tp"], a["osl_lo"], a["osl_hi"]) == (4, 129, 513)
+    assert a["step"] == pytest.approx(10.0) and a["stall"] == pytest.approx(64.0)
+    assert a["step_pred"] == pytest.approx(12.0) and a["stall_pred"] == pytest.approx(128.0)
+    assert b["tp"] == 8 and b["step"] == pytest.approx(11.0) and b["stall"] is None
