@@ -1,7 +1,7 @@
 """Where simulated mean TTFT misses the measured servers: by engine x model x TP x ISL x concurrency.
 
 Usage: python benchmarks/ttft_residuals.py [--rows FILE] [--only TEXT] [--jobs J] [--rounds R]
-       [--by engine,model,tp,isl,c] [--set KEY=VALUE ...] [--no-cache] [--loop]
+       [--by engine,model,tp,isl,c] [--set KEY=VALUE ...] [--no-cache] [--loop] [--tpot-split]
 
 Runs the rows exactly as benchmarks/serving_silicon.py does (same experiments, same disk cache, so a
 warm cache prints at once) and prints two tables, then serving_silicon.py's TTFT / TPOT summary lines:
@@ -16,6 +16,9 @@ requests/s X = c / (TTFT + (OSL - 1) x TPOT + the client's mean re-issue delay),
 decoding X x (OSL - 1) x TPOT, clients waiting for a first token X x TTFT, and prompts per step X x TPOT:
 where one prompt at most enters a step and every running request decodes in every step (TensorRT-LLM
 under the generator's limits), the share of steps that admit a prompt.
+With --tpot-split, another: per (engine, model, tp, isl, c) at two OSLs or more, mean TPOT split into a decode
+step and the stall one other client's prompt step adds (TPOT = step + X / (OSL - 1), X / (c - 1) per prompt),
+measured and predicted: which of the two a TPOT error sits in.
 The default, 20 rounds, simulates the 20 requests per client that the rows' benchmark measured (aiperf
 --num-requests 20c, as serving_silicon.py does); fewer rounds weigh the first lock-step wave more.
 `--set` changes every row's experiment as `simcore run --set` does, e.g.
@@ -132,6 +135,44 @@ def osl_growth(rows: list[dict]) -> list[dict]:
              "predicted": statistics.median(b for _, b in v)} for (e, m), v in sorted(per.items())]
 
 
+def tpot_split(rows: list[dict]) -> list[dict]:
+    """Per (engine, model, tp, isl, c) measured at two OSLs or more: mean TPOT = step + X / (OSL - 1), where
+    `step` is a decode step and X the time the other clients' prompt steps add to one request's decode life;
+    the shortest and longest OSL (both above 1) give both, measured and predicted (ms). `stall` is X / (c - 1),
+    the cost of one other client's prompt (None at c 1)."""
+    sets: dict[tuple, dict] = {}
+    for r in rows:
+        if r["osl"] > 1:
+            sets.setdefault((r["engine"], r["model"], r["tp"], r["isl"], r["c"]), {})[r["osl"]] = r
+    out = []
+    for (engine, model, tp, isl, c), by_osl in sorted(sets.items(), key=lambda kv: _order(kv[0])):
+        lo, hi = min(by_osl), max(by_osl)
+        if lo == hi:
+            continue
+        f = 1 / (lo - 1) - 1 / (hi - 1)
+        row = {"engine": engine, "model": model, "tp": tp, "isl": isl, "c": c, "osl_lo": lo, "osl_hi": hi}
+        for key, suffix in (("tpot", ""), ("tpot_pred", "_pred")):
+            x = (by_osl[lo][key] - by_osl[hi][key]) / f
+            row["step" + suffix] = by_osl[hi][key] - x / (hi - 1)
+            row["stall" + suffix] = x / (c - 1) if c and c > 1 else None
+        out.append(row)
+    return out
+
+
+def print_tpot_split(console: Console, rows: list[dict]) -> None:
+    t = Table(title="TPOT split: mean TPOT = decode step + X / (OSL - 1), from the shortest and longest OSL; "
+                    "stall = X / (c - 1), one other client's prompt (ms)", title_justify="left")
+    for col in ("engine", "model", "tp", "isl", "c", "OSLs", "step meas", "step pred", "step err", "stall meas",
+                "stall pred"):
+        t.add_column(col, justify="left" if col in ("engine", "model") else "right")
+    for g in tpot_split(rows):
+        stall = ("", "") if g["stall"] is None else (f"{g['stall']:.1f}", f"{g['stall_pred']:.1f}")
+        t.add_row(g["engine"], g["model"], str(g["tp"]), str(g["isl"]), str(g["c"]), f"{g['osl_lo']}-{g['osl_hi']}",
+                  f"{g['step']:.2f}", f"{g['step_pred']:.2f}", f"{100 * (g['step_pred'] / g['step'] - 1):+.1f}%",
+                  *stall)
+    console.print(t)
+
+
 def print_tables(console: Console, rows: list[dict], by: tuple[str, ...]) -> None:
     t = Table(title="Mean TTFT by group: medians; error = predicted / measured - 1; gap = measured - predicted",
               title_justify="left")
@@ -174,6 +215,8 @@ def main() -> None:
     ap.add_argument("--no-cache", action="store_true", help="simulate every row again")
     ap.add_argument("--loop", action="store_true",
                     help="also print each group's closed loop by Little's law (clients decoding / waiting)")
+    ap.add_argument("--tpot-split", action="store_true",
+                    help="also split mean TPOT into a decode step and the stall per other client's prompt")
     a = ap.parse_args()
     by = tuple(k.strip() for k in a.by.split(",") if k.strip())
     bad = [k for k in by if k not in KEYS]
@@ -195,6 +238,8 @@ def main() -> None:
     print_tables(console, rows, by)
     if a.loop:
         print_loop(console, rows, by)
+    if a.tpot_split:
+        print_tpot_split(console, rows)
     for line in summary_lines(summarize(outcomes)):
         console.print(line, soft_wrap=True, highlight=False)
 

@@ -85,3 +85,19 @@ def test_closed_loop_groups_take_medians_measured_and_predicted(tr):
     assert g["n"] == 3 and g["req_s"] == pytest.approx(8.0) and g["waiting"] == pytest.approx(2.4)
     assert g["decoding"] == pytest.approx(8 * 0.7) and g["prompts_per_step"] == pytest.approx(8 * 0.007)
     assert g["waiting_pred"] == pytest.approx(0.8) and g["decoding_pred"] == pytest.approx(7.2)
+
+
+def test_tpot_split_solves_step_and_stall_from_two_osls(tr):
+    # measured step 10 ms, X 256 ms: TPOT(129) = 10 + 256 / 128 = 12, TPOT(513) = 10 + 256 / 512 = 10.5;
+    # predicted step 12, X 512: 12 + 4 = 16 and 12 + 1 = 13; c 5: stall X / 4 = 64 and 128 ms
+    rows = [row("trtllm", 4, 129, 5, 1.0, 1.0, tpot=12.0, tpot_pred=16.0),
+            row("trtllm", 4, 257, 5, 1.0, 1.0, tpot=99.0, tpot_pred=99.0),  # a middle OSL is not used
+            row("trtllm", 4, 513, 5, 1.0, 1.0, tpot=10.5, tpot_pred=13.0),
+            row("trtllm", 8, 129, 1, 1.0, 1.0, tpot=11.0, tpot_pred=11.0),  # c 1: no other client, no stall
+            row("trtllm", 8, 513, 1, 1.0, 1.0, tpot=11.0, tpot_pred=11.0),
+            row("trtllm", 2, 1, 5, 1.0, 1.0), row("trtllm", 2, 513, 5, 1.0, 1.0)]  # OSL 1 has no decode life
+    a, b = tr.tpot_split(rows)
+    assert (a["tp"], a["osl_lo"], a["osl_hi"]) == (4, 129, 513)
+    assert a["step"] == pytest.approx(10.0) and a["stall"] == pytest.approx(64.0)
+    assert a["step_pred"] == pytest.approx(12.0) and a["stall_pred"] == pytest.approx(128.0)
+    assert b["tp"] == 8 and b["step"] == pytest.approx(11.0) and b["stall"] is None

@@ -132,13 +132,16 @@ def _precision(row: dict, model: str) -> dict:
     p = (row.get("precision") or "").lower()
     if p in ("", "none", "bf16", "fp16"):
         return {"precision": {"weights": "bf16" if p != "fp16" else "fp16"}}
+    if p in ("fp8", "fp4", "nvfp4", "mxfp4") and _checkpoint_dtype(model) == "mxfp4":
+        # an MXFP4 checkpoint (gpt-oss: MXFP4 experts, bf16 elsewhere; H100 has no fp4 math) loads as published
+        # whatever a quantized row's labels say: TensorRT-LLM reads its quant_method (model_config.py
+        # get_mxfp4_quant_algo: W4A16_MXFP4 below SM100) and has no fp8 path for it (docs/validation.md, round 12)
+        return {"precision": {"weights": "auto"}}
     if p == "fp8":
         # fp8 / fp8_block GEMMs: W8A8 with dynamic activation scales
         return {"precision": {"weights": "fp8", "activations": "fp8"}}
     if p in ("fp4", "nvfp4", "mxfp4"):
         if p != "mxfp4" and _checkpoint_dtype(model) == "nvfp4":  # an NVFP4 checkpoint runs as published
-            return {"precision": {"weights": "auto"}}
-        if model == "gpt-oss-120b":  # its checkpoint: MXFP4 experts, bf16 elsewhere (H100 has no fp4 math)
             return {"precision": {"weights": "auto"}}
         # NVIDIA's NVFP4 checkpoints (ModelOpt; TensorRT-LLM, vLLM and SGLang on Blackwell): every linear
         # layer in nvfp4 on the fp4 tensor cores; a GPU without fp4 math dequantizes (ops/builder.py)
