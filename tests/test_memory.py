@@ -3,7 +3,6 @@ sets, each engine's KV budget, against hand-derived values and logged vLLM start
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -117,27 +116,11 @@ def test_sglang_static_pool_is_mem_fraction_static_of_free_memory():
     free = 79.2 * GIB - CUDA_CONTEXT - NON_TORCH_BASE
     assert mem.weights + mem.kv_bytes == pytest.approx(free * 0.834)
     assert engine_memory(run, "sglang", mem_fraction_static=0.5).kv_bytes < mem.kv_bytes
-
-
-def _with_version(run, version):
-    serving = run.experiment.serving.model_copy(update={"engine_version": version})
-    return dataclasses.replace(run, experiment=run.experiment.model_copy(update={"serving": serving}))
-
-
-def test_sglang_default_fraction_follows_the_engine_version():
-    run = build_run("qwen3-32b", "h100-sxm", 2)  # 79.2 GiB = 81,100.8 MB
-    # up to 0.5.2 a fixed reserve per memory bucket: (9.5 + tp x pp / 2) GiB on a 35-90 GiB GPU
-    assert sglang_default_fraction(_with_version(run, "0.5.1.post1"), 8192, 256) == \
-        round((81100.8 - 10.5 * 1024) / 81100.8, 3) == 0.867
-    assert sglang_default_fraction(_with_version(build_run("qwen3-32b", "h100-sxm", 8), "0.5.2"), 8192, 512) == 0.83
-    # from 0.5.3: 512 + 8192 x 1.5 + 256 x 2 + 2 / 8 x 1024 = 13,568 MB; unset reads as the newest
-    assert sglang_default_fraction(_with_version(run, "0.5.3"), 8192, 256) == 0.833
-    assert sglang_default_fraction(run, 8192, 256) == 0.833
-    # ... and at least 10 GiB above 60 GiB: 512 + 2048 x 1.5 + 8 x 2 + 128 = 3,728 MB is raised to 10,240
-    assert sglang_default_fraction(build_run("qwen3-32b", "h100-sxm", 1), 2048, 8) == 0.874
-    old = engine_memory(_with_version(run, "0.5.1.post1"), "sglang")
-    assert old.kv_bytes - engine_memory(run, "sglang").kv_bytes == pytest.approx(
-        (0.867 - 0.833) * (79.2 * GIB - CUDA_CONTEXT - old.non_torch))
+    # a GPU above 60 GiB keeps at least 10 GiB: 512 + 2048 x 1.5 + 8 x 2 + 128 = 3,728 MB is raised to 10,240
+    assert sglang_default_fraction(run, 2048, 8) == round((79.2 * 1024 - 10240) / (79.2 * 1024), 3) == 0.874
+    # ... but not on a 40 GB GPU: 39.4 GiB = 40,345.6 MB keeps its 3,728 MB reserve
+    assert sglang_default_fraction(build_run("llama-3.1-8b", "a100-40gb", 1), 2048, 8) == \
+        round((39.4 * 1024 - 3728) / (39.4 * 1024), 3) == 0.908
 
 
 def test_trtllm_kv_is_a_fraction_of_what_is_free_after_weights_and_activations():

@@ -22,22 +22,6 @@ MAX_SEED = 2**63 - 1
 MAX_SECONDS = 1e9  # any time in seconds
 MAX_US = 1e6  # any per-step or per-launch host overhead, in microseconds
 
-def version_tuple(v: str | None) -> tuple[int, ...]:
-    """An engine version (serving.engine_version) in order: '0.12.0' -> (0, 12, 0); '1.0.0rc3' -> (1, 0, 0);
-    None -> a version above every release (an unset version reads as the newest)."""
-    if not v:
-        return (10**6,)
-    out = []
-    for part in v.split(".")[:3]:
-        digits = ""
-        for ch in part:
-            if not ch.isdigit():
-                break
-            digits += ch
-        out.append(int(digits) if digits else 0)
-    return tuple(out)
-
-
 Tokens = Annotated[int, Field(gt=0, le=MAX_TOKENS)]
 Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
 USED_BY = {"fixed": ("value",), "uniform": ("low", "high"), "normal": ("mean", "std"),

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 
 from simcore.config.experiment import Run
 from simcore.config.hardware import GIB
-from simcore.config.serving import version_tuple
 from simcore.errors import SimcoreError
 from simcore.memory.activations import forward_peak, profile_peak
 from simcore.memory.weights import stage_weight_bytes
@@ -185,33 +184,14 @@ def vllm_memory(run: Run, gpu_memory_utilization: float = 0.9, max_num_batched_t
     return _with_log(mem, log)
 
 
-# SGLang's default mem_fraction_static changed in 0.5.3 (ServerArgs._handle_gpu_memory_settings): up to 0.5.2 a fixed
-# reserve per GPU-memory bucket, from 0.5.3 one built from chunked_prefill_size and cuda_graph_max_bs
-SGLANG_RESERVE_FROM = (0, 5, 3)
-
-
 def sglang_default_fraction(run: Run, chunked_prefill_size: int, cuda_graph_max_bs: int) -> float:
-    """SGLang's default mem_fraction_static = (GPU MB - reserved MB) / GPU MB, for the run's serving.engine_version
-    (unset: the newest). From 0.5.3 (ServerArgs._handle_gpu_memory_settings): reserve constant metadata 512 MB,
+    """SGLang v0.5 ServerArgs._handle_gpu_memory_settings (0.5.3 to 0.5.8): reserve (in MB) constant metadata,
     1.5 MB per chunked-prefill token, 2 MB per CUDA-graph batch slot and 128 MB per GPU of tp x pp, at least
-    10 GiB on GPUs above 60 GiB. Up to 0.5.2 (ServerArgs.__post_init__): a fixed reserve per memory bucket,
-    (9.5 + tp x pp / 2) GiB on 35-90 GiB GPUs (H100, A100 80GB), (12 + tp x pp / 2) GiB on 90-160 GiB ones,
-    32 GiB above, (2.8 + tp x pp / 10) GiB below 35 GiB."""
+    10 GiB on a GPU above 60 GiB. (Up to 0.5.2 the reserve was a fixed amount per memory bucket: docs/memory.md.)"""
     gpu_mb = run.system.gpu.memory.capacity / 2**20
-    gpus = run.par.tp * run.par.pp
-    if version_tuple(run.experiment.serving.engine_version) < SGLANG_RESERVE_FROM:
-        if gpu_mb < 35 * 1024:
-            reserved = (2.8 + gpus / 10) * 1024
-        elif gpu_mb < 90 * 1024:
-            reserved = (9.5 + gpus / 2) * 1024
-        elif gpu_mb < 160 * 1024:
-            reserved = (12 + gpus / 2) * 1024
-        else:
-            reserved = 32 * 1024
-    else:
-        reserved = 512 + max(chunked_prefill_size, 2048) * 1.5 + cuda_graph_max_bs * 2 + gpus / 8 * 1024
-        if gpu_mb > 60 * 1024:
-            reserved = max(reserved, 10 * 1024)
+    reserved = 512 + max(chunked_prefill_size, 2048) * 1.5 + cuda_graph_max_bs * 2 + run.par.tp * run.par.pp / 8 * 1024
+    if gpu_mb > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
     return round((gpu_mb - reserved) / gpu_mb, 3)
 
 

@@ -14,7 +14,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Callable
 
-from simcore.config.serving import version_tuple  # noqa: F401  (the profiles import it from here)
 from simcore.errors import SimcoreError
 from simcore.registry import Registry
 
@@ -80,6 +79,21 @@ def engine_names() -> list[str]:
 
 def get_profile(name: str, version: str | None = None) -> Profile:
     return _REGISTRY.get(name)(version)
+
+
+def version_tuple(v: str | None) -> tuple[int, ...]:
+    """'0.12.0' -> (0, 12, 0); '1.0.0rc3' -> (1, 0, 0); None -> a version above every release."""
+    if not v:
+        return (10**6,)
+    out = []
+    for part in v.split(".")[:3]:
+        digits = ""
+        for ch in part:
+            if not ch.isdigit():
+                break
+            digits += ch
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
 
 
 def host_model(engine: str, overlap: bool) -> HostModel:
