@@ -120,6 +120,11 @@ def test_sglang_static_pool_is_mem_fraction_static_of_free_memory():
     free = 79.2 * GIB - CUDA_CONTEXT - NON_TORCH_BASE
     assert mem.weights + mem.kv_bytes == pytest.approx(free * 0.834)
     assert engine_memory(run, "sglang", mem_fraction_static=0.5).kv_bytes < mem.kv_bytes
+    # a GPU above 60 GiB keeps at least 10 GiB: 512 + 2048 x 1.5 + 8 x 2 + 128 = 3,728 MB is raised to 10,240
+    assert sglang_default_fraction(run, 2048, 8) == round((79.2 * 1024 - 10240) / (79.2 * 1024), 3) == 0.874
+    # ... but not on a 40 GB GPU: 39.4 GiB = 40,345.6 MB keeps its 3,728 MB reserve
+    assert sglang_default_fraction(build_run("llama-3.1-8b", "a100-40gb", 1), 2048, 8) == \
+        round((39.4 * 1024 - 3728) / (39.4 * 1024), 3) == 0.908
 
 
 def test_trtllm_kv_is_a_fraction_of_what_is_free_after_weights_and_activations():

@@ -80,6 +80,10 @@ def test_cuda_graph_padding_and_capture_sizes():
     assert [padded(n, sizes) for n in (1, 3, 9, 250, 257, 512, 600)] == [1, 4, 16, 256, 272, 512, 600]
     assert get_profile("trtllm").capture_sizes[-1] == 128
     assert get_profile("sglang").capture_sizes[:6] == (1, 2, 4, 8, 12, 16)
+    # up to 0.5.2: 1, 2, 4, 8, then steps of 8 to 160 on an H100; a batch of 9-16 runs the graph of 16
+    old = get_profile("sglang", "0.5.1.post1").capture_sizes
+    assert old[:6] == (1, 2, 4, 8, 16, 24) and old[-1] == 160 and len(old) == 23
+    assert padded(12, old) == 16 and padded(12, get_profile("sglang", "0.5.8.post1").capture_sizes) == 12
 
 
 def test_host_model_terms_and_overlap():

@@ -186,10 +186,13 @@ def vllm_memory(run: Run, gpu_memory_utilization: float = 0.9, max_num_batched_t
 
 
 def sglang_default_fraction(run: Run, chunked_prefill_size: int, cuda_graph_max_bs: int) -> float:
-    """SGLang v0.5 ServerArgs._handle_gpu_memory_settings: reserve (in MB) constant metadata, 1.5 MB
-    per chunked-prefill token, 2 MB per CUDA-graph batch slot and 128 MB per GPU of tp x pp."""
+    """SGLang v0.5 ServerArgs._handle_gpu_memory_settings (0.5.3 to 0.5.8): reserve (in MB) constant metadata,
+    1.5 MB per chunked-prefill token, 2 MB per CUDA-graph batch slot and 128 MB per GPU of tp x pp, at least
+    10 GiB on a GPU above 60 GiB. (Up to 0.5.2 the reserve was a fixed amount per memory bucket: docs/memory.md.)"""
     gpu_mb = run.system.gpu.memory.capacity / 2**20
     reserved = 512 + max(chunked_prefill_size, 2048) * 1.5 + cuda_graph_max_bs * 2 + run.par.tp * run.par.pp / 8 * 1024
+    if gpu_mb > 60 * 1024:
+        reserved = max(reserved, 10 * 1024)
     return round((gpu_mb - reserved) / gpu_mb, 3)
 
 
