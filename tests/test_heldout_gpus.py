@@ -30,22 +30,15 @@ GPU_OF = {"h100_sxm": ("h100-sxm", "hgx-h100"), "h200_sxm": ("h200-sxm", "hgx-h2
 @pytest.fixture(scope="module")
 def outcomes():
     """Every row simulated once at the stored host constants, and once with the host time off (the fitted
-    constants and TensorRT-LLM's eager host floor of a prompt step). The ratios below are GPU physics, so the
+    constants). The ratios below are GPU physics, so the
     clients re-issue at once (no aiperf re-issue delay: with it a TTFT also holds the wait behind other clients'
     prefills, which depends on the decode steps too)."""
-    import dataclasses
-
-    from simcore.serving import engines
-
     recs = read(ROWS)
     for r in recs:
         r.client = {}
     outs = run(experiments(recs), 1)
-    profile = engines.get_profile
-    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
-        mp.setattr(engines, "get_profile", lambda name, version=None: dataclasses.replace(
-            profile(name, version), eager_layer_s=0.0))
-        bare = run(without_host(outs, Path(tmp)), 1)  # in this process (1 job), so the patch applies
+    with tempfile.TemporaryDirectory() as tmp:
+        bare = run(without_host(outs, Path(tmp)), 1)
     return outs, bare
 
 

@@ -59,9 +59,6 @@ class Profile:
     # the batch of step n+1 is formed when step n starts (vLLM async scheduling: the engine core schedules the
     # next batch before it blocks on the running one), so a request arriving during step n joins step n+2
     admit_lag: bool = False
-    # host time per model layer of a step that runs without a CUDA graph (a step with prefill tokens, where the
-    # engine captures graphs of generation-only batches): such a step takes at least layers x this
-    eager_layer_s: float = 0.0
     # a step's first tokens are sent once the next step is launched; a prefill step launches eagerly, kernel by
     # kernel, and its launch ends about when it has run (SGLang's overlap loop processes batch n's results after
     # launching batch n+1), so a prefill step's first tokens go out at the end of the next step when that is a prefill
