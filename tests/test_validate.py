@@ -384,6 +384,65 @@ def test_benchmark_prints_the_same_figures(cli):
     assert len(mine) == 3 and mine == theirs
 
 
+# a small vLLM row as the shared extract holds rows (no silicon_data_source; latencies made up) and a provenance
+# file that names InferenceX's export as the benchmark that measured it
+IX_ROW = {"system": "h100_sxm", "backend": "vllm", "backend_version": "0.12.0", "model_path": "meta-llama/Llama-3.1-8B",
+          "mode": "agg", "isl": "128", "osl": "16", "batch_size": "2", "tp_size": "1", "pp_size": "1",
+          "silicon_ttft_ms": "20.0", "silicon_tpot_ms": "5.0"}
+
+
+def _ix_files(tmp_path):
+    rows, prov = tmp_path / "rows.json", tmp_path / "prov.json"
+    rows.write_text(json.dumps({"rows": [IX_ROW]}))
+    prov.write_text(json.dumps({"key": ["system", "backend", "model_path", "batch_size"], "rows": [
+        {"system": "h100_sxm", "backend": "vllm", "model_path": "meta-llama/Llama-3.1-8B", "batch_size": "2",
+         "silicon_data_source": "source_file=2026-03-25.csv"}]}))
+    return rows, prov
+
+
+def test_validate_runs_a_row_the_provenance_names_with_the_inferencex_client(cli, tmp_path):
+    """Through the command: InferenceX's benchmark_serving (re-issue exponential, mean 10 ms), 10 requests per
+    client (2 clients: 20 simulated) and lengths uniform in [0.8 L, L]; --no-provenance: aiperf (40 ms, 20 rounds,
+    fixed lengths)."""
+    rows, prov = _ix_files(tmp_path)
+    r = cli("validate", rows, "--provenance", prov, "--json", "--jobs", "1")
+    assert r.rc == 0, r.err
+    report = json.loads(r.out)
+    (rec,) = report["records"]
+    assert rec["client"] == {"reissue_delay_s": 0.01, "reissue_delay_dist": "exponential"}
+    assert (rec["range_ratio"], rec["requests_simulated"], rec["status"]) == (0.8, 20, "simulated")
+    assert rec["serving"] == {}  # InferenceX's vLLM recipe: the engine's own limits, not the generator's
+    assert report["provenance"]["rows"] == 1 and report["provenance"]["disagg_layouts"] == 0
+    r = cli("validate", rows, "--no-provenance", "--json", "--jobs", "1")
+    report = json.loads(r.out)
+    (rec,) = report["records"]
+    assert rec["client"] == {"reissue_delay_s": 0.04, "reissue_delay_dist": "exponential"}
+    assert (rec["range_ratio"], rec["requests_simulated"]) == (1.0, 40) and "provenance" not in report
+    assert rec["serving"]["max_num_batched_tokens"] == 2 + 128 + 1500  # aiconfigurator's generator
+
+
+@pytest.mark.parametrize("text, contains", [
+    ("{", ["prov.json: not JSON", '{"rows": [...]}']),
+    ('{"key": ["system"]}', ['prov.json: no "rows" list']),
+    ('{"rows": []}', ["prov.json: key: null", "allowed: a list of the column names"]),
+    ('{"key": ["system"], "rows": [3]}', ["prov.json: rows[0]: int", "allowed: an object"]),
+    ('{"key": ["system"], "rows": [{"system": {"a": 1}}]}', ["prov.json: rows[0].system:", "text or a number"]),
+])
+def test_a_malformed_provenance_file_is_one_line(bad, tmp_path, text, contains):
+    rows, prov = _ix_files(tmp_path)
+    prov.write_text(text)
+    bad("validate", rows, "--provenance", prov, contains=contains)
+
+
+def test_bad_merge_flags_are_one_line(bad, tmp_path):
+    rows, prov = _ix_files(tmp_path)
+    full = tmp_path / "full.json"
+    full.write_text(json.dumps({"rows": [IX_ROW]}))
+    bad("validate", rows, "--disagg-rows", full, contains=["full.json: rows[0].mode: \"agg\"", "allowed: \"disagg\""])
+    bad("validate", rows, "--disagg-rows", tmp_path / "none.json", contains=["cannot read", "none.json"])
+    bad("validate", rows, "--no-provenance", "--provenance", prov, contains=["--no-provenance: not with --provenance"])
+
+
 @pytest.mark.parametrize("argv, contains", [
     (("missing.json",), ["missing.json", "no such file"]),
     ((VLLM,), ["lacks gpu, tp", "--gpu NAME --tp N"]),
