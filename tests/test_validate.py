@@ -19,6 +19,7 @@ from simcore.serving.engines import load_host_profile
 from simcore.serving.silicon import MEASURED_ROUNDS, Measurement, Refused, experiment_for_record, experiment_for_row
 from simcore.validate.compare import Outcome, comparisons, experiments, run, summarize
 from simcore.validate.fit import FitRow, fit_host, grid_fit, without_host, write_profile
+from simcore.validate.provenance import RowExtras
 from simcore.validate.readers import Facts, read
 
 from conftest import REPO
@@ -382,6 +383,29 @@ def test_benchmark_prints_the_same_figures(cli):
                             "--jobs", "1", "--quiet"], capture_output=True, text=True, check=True).stdout
     theirs = [ln for ln in bench.splitlines() if ln.startswith(("TTFT", "TPOT", "Simulated"))]
     assert len(mine) == 3 and mine == theirs
+
+
+def test_benchmark_and_command_merge_the_shipped_provenance_alike(cli, tmp_path):
+    """A MiniMax-M2.5 row as the shared extract holds it (a shipped InferenceX entry's configuration columns, made-up
+    latencies): both read it as InferenceX's (10 requests per client), so both print the same lines; before the
+    merge had one home the command ran it with aiperf and printed other figures."""
+    from simcore.validate.provenance import shipped
+
+    data = json.loads(shipped("silicon_provenance.json"))
+    entry = next(e for e in data["rows"] if e["system"] == "h100_sxm" and e["model_path"] == "MiniMaxAI/MiniMax-M2.5"
+                 and e["batch_size"] == "1" and e["isl"] == "1024")
+    rows = tmp_path / "ix.json"
+    rows.write_text(json.dumps({"rows": [{**{k: v for k, v in entry.items() if k in data["key"]},
+                                          "silicon_ttft_ms": "100.0", "silicon_tpot_ms": "10.0"}]}))
+    r = cli("validate", rows, "--jobs", "1")
+    assert r.rc == 0, r.err
+    assert "Merged (--no-provenance: off): which benchmark measured the row, on 1 rows" in r.out
+    mine = [ln for ln in r.out.splitlines() if ln.startswith(("TTFT", "TPOT", "Simulated"))]
+    bench = subprocess.run([sys.executable, str(REPO / "benchmarks" / "serving_silicon.py"), "--rows", str(rows),
+                            "--jobs", "1", "--quiet"], capture_output=True, text=True, check=True).stdout
+    assert len(mine) == 3 and mine == [ln for ln in bench.splitlines() if ln.startswith(("TTFT", "TPOT", "Simulated"))]
+    (rec,) = read(rows, extras=RowExtras())
+    assert rec.requests == 40 and rec.range_ratio == 0.8  # 10 x 4 clients (batch 1 per attention-DP rank, 4 ranks)
 
 
 # a small vLLM row as the shared extract holds rows (no silicon_data_source; latencies made up) and a provenance

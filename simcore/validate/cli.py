@@ -212,8 +212,8 @@ def _validate(args: argparse.Namespace) -> int:
         console.print(f"refused, unknown system: {line.removeprefix('gpu not in catalog: ')}", soft_wrap=True,
                       highlight=False)
     if extras is not None and (extras.with_provenance or extras.with_layouts):
-        console.print(f"Merged into the rows (--no-provenance: off): the benchmark that measured {extras.with_provenance}"
-                      f" rows ({extras.provenance_from}), the full layout of {extras.with_layouts} disagg rows "
+        console.print(f"Merged (--no-provenance: off): which benchmark measured the row, on {extras.with_provenance} "
+                      f"rows ({extras.provenance_from}); the full layout, on {extras.with_layouts} disagg rows "
                       f"({extras.disagg_from})", soft_wrap=True, highlight=False)
     if fit is not None:
         consts = ", ".join(f"{k} {fit.start_us[k]:.4g} -> {fit.fitted_us[k]:.4g}" for k in fit.start_us)
