@@ -1,7 +1,7 @@
 """Serving simulator vs measured vLLM / SGLang / TensorRT-LLM servers (issue 11).
 
 Usage: python benchmarks/serving_silicon.py [--rows ../shared/calibration/serving_h100.json]
-       [--disagg-rows benchmarks/data/aiconfigurator_disagg_h100.json] [--every N]
+       [--disagg-rows simcore/validate/data/aiconfigurator_disagg_h100.json] [--every N]
        [--only TEXT] [--jobs J] [--rounds R] [--limits defaults|aiconfigurator] [--no-cache] [--quiet]
 
 A thin wrapper over `simcore validate` (simcore/validate/): the rows are read, built into
@@ -10,10 +10,9 @@ experiments and simulated by the same functions, and the summary lines are the s
 script adds: each result is cached under benchmarks/.cache/ by the hash of the experiment and of
 simcore's code and catalogs (a rerun only simulates what changed), the per-row table with the
 rows' own columns, and a summary per (engine, model, precision). The shared file's disagg rows lack
-their layout columns; benchmarks/data/aiconfigurator_disagg_h100.json has them (docs/validation.md,
-"Disaggregated rows") and is swapped in. Its rows also lack the provenance column that says which benchmark
-(and client) measured them; benchmarks/data/silicon_provenance.json puts it back (docs/validation.md,
-"Round 7"), so on the shared file itself `simcore validate` differs for the InferenceX rows.
+their layout columns and every row the provenance column that says which benchmark (and client) measured
+it; both are merged back by the one code path `simcore validate` uses (simcore/validate/provenance.py, its
+data files under simcore/validate/data/; docs/validation.md, "Silicon rows: what is merged").
 """
 
 from __future__ import annotations
@@ -37,95 +36,20 @@ from simcore.errors import SimcoreError  # noqa: E402
 from simcore.serving.silicon import MEASURED_ROUNDS  # noqa: E402
 from simcore.validate.cli import progress_bar  # noqa: E402
 from simcore.validate.compare import err, experiments, run, summarize, summary_lines  # noqa: E402
+from simcore.validate.provenance import DISAGG, RowExtras  # noqa: E402
 from simcore.validate.readers import read  # noqa: E402
 
 DEFAULT_ROWS = ROOT / ".." / "shared" / "calibration" / "serving_h100.json"
-# the same disagg rows as aiconfigurator publishes them, with the layout and load columns the shared extract dropped
-DISAGG_ROWS = ROOT / "benchmarks" / "data" / "aiconfigurator_disagg_h100.json"
 CACHE = ROOT / "benchmarks" / ".cache" / "serving_silicon"
-# per configuration, the provenance columns the shared extract dropped (benchmarks/silicon_provenance.py)
-PROVENANCE = ROOT / "benchmarks" / "data" / "silicon_provenance.json"
-
-
-def with_disagg_layouts(rows_path: Path, full_path: Path, note: bool = True) -> Path:
-    """rows_path with its disagg rows swapped for full_path's, when those are the same rows with more columns
-    (every disagg row of rows_path equals one of full_path's on rows_path's columns, as multisets); else
-    rows_path unchanged (with a note on stderr if `note`). Returns the file to read (a merged copy under the
-    cache). A file that is not a rows file is returned as it is: the reader says what is wrong with it."""
-    rows, full = _rows_of(rows_path), _rows_of(full_path)
-    if rows is None or full is None:
-        return rows_path
-    mine = [r for r in rows if r.get("mode") == "disagg"]
-    cols = {k for r in mine for k in r}
-
-    def key(r: dict) -> tuple:
-        return tuple(sorted((k, v) for k, v in r.items() if k in cols))
-
-    if not mine:
-        return rows_path
-    try:
-        same = sorted(map(key, mine)) == sorted(map(key, full))
-    except TypeError:  # values of mixed types: not the same rows
-        same = False
-    if not same:
-        if note:
-            print(f"note: the disagg rows of {rows_path.name} are not those of {full_path.name}; kept as they are",
-                  file=sys.stderr)
-        return rows_path
-    merged = [r for r in rows if r.get("mode") != "disagg"] + full
-    return _merged_file(merged, f"{rows_path} with the disagg rows of {full_path}")
-
-
-def with_provenance(rows_path: Path, prov_path: Path = PROVENANCE) -> Path:
-    """rows_path with the provenance columns of prov_path (silicon_data_source, kv_cache_dtype) put back on each
-    row whose configuration columns (prov_path's `key`) equal an entry's and that lacks them; rows_path itself
-    when nothing matches or either file is not a rows file. The row builder reads the columns
-    (simcore.serving.silicon.campaign: which benchmark, and so which client, measured the row)."""
-    rows, entries = _rows_of(rows_path), _rows_of(prov_path)
-    if rows is None or entries is None:
-        return rows_path
-    cols = json.loads(prov_path.read_text()).get("key")  # a rows file, so it parses
-    if not isinstance(cols, list):
-        return rows_path
-
-    def key(r: dict) -> tuple:
-        return tuple(str(r.get(k) or "") for k in cols)
-
-    extra = {key(e): {k: v for k, v in e.items() if k not in cols} for e in entries}
-    merged, hits = [], 0
-    for r in rows:
-        add = {k: v for k, v in extra.get(key(r), {}).items() if k not in r}
-        hits += bool(add)
-        merged.append({**r, **add})
-    if not hits:
-        return rows_path
-    return _merged_file(merged, f"{rows_path} with the provenance columns of {prov_path}")
-
-
-def _rows_of(path: Path) -> list | None:
-    """The `rows` of a rows file when every one is an object; None for anything else (the reader of the
-    rows file itself says what is wrong with it)."""
-    try:
-        rows = json.loads(path.read_text())["rows"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return rows if isinstance(rows, list) and all(isinstance(r, dict) for r in rows) else None
-
-
-def _merged_file(rows: list, about: str) -> Path:
-    """A rows file under the cache holding `rows` (named by their hash, so equal merges share one file)."""
-    out = CACHE.parent / f"rows-{hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:12]}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"about": about, "rows": rows}))
-    return out
 
 
 def code_digest() -> str:
     """Hash of everything a result depends on besides the experiment: simcore's code and catalogs."""
     h = hashlib.sha256()
+    merged = ROOT / "simcore" / "validate" / "data"  # the rows' merged columns reach a result only through its experiment
     for sub in ("simcore", "models", "hardware"):
         for p in sorted((ROOT / sub).rglob("*")):
-            if p.is_file() and p.suffix in (".py", ".json", ".yaml", ".yml"):
+            if p.is_file() and p.suffix in (".py", ".json", ".yaml", ".yml") and p.parent != merged:
                 h.update(str(p.relative_to(ROOT)).encode())
                 h.update(p.read_bytes())
     return h.hexdigest()[:16]
@@ -220,7 +144,7 @@ def add_row_args(ap: argparse.ArgumentParser, jobs: int = os.cpu_count() or 1) -
     ap.add_argument("--rows", type=Path, default=DEFAULT_ROWS, help="a serving_*.json file of measured rows")
     ap.add_argument("--disagg-rows", type=Path, default=None,
                     help="the rows file's disagg rows with their full columns, swapped in when they match "
-                         f"(default: {DISAGG_ROWS.relative_to(ROOT)})")
+                         f"(default: simcore/validate/data/{DISAGG})")
     ap.add_argument("--only", default="", help="only rows whose backend/model/precision text contains this")
     ap.add_argument("--jobs", type=int, default=jobs, help="worker processes")
     ap.add_argument("--rounds", type=int, default=MEASURED_ROUNDS, help="measured requests per client")
@@ -231,13 +155,13 @@ def selected_records(a: argparse.Namespace, limits: str | None = None, every: in
     --disagg-rows holds them), every Nth, those matching --only. A bad file or flag is one error line."""
     if a.rounds < 1:
         fail(f"--rounds: {a.rounds}: allowed: 1 or more")
-    try:
-        full = a.disagg_rows or DISAGG_ROWS
-        rows = with_disagg_layouts(a.rows, full, note=a.disagg_rows is not None) if full.is_file() else a.rows
-        rows = with_provenance(rows) if PROVENANCE.is_file() else rows
-        records = read(rows, limits=limits)[::every]
+    try:  # the columns the shared extract dropped, merged as `simcore validate` merges them
+        extras = RowExtras(disagg=a.disagg_rows)
+        records = read(a.rows, limits=limits, extras=extras)[::every]
     except SimcoreError as exc:
         fail(str(exc).splitlines()[0])
+    for line in extras.notes:
+        print(f"note: {line}", file=sys.stderr)
     if a.only:
         records = [r for r in records if a.only.lower() in
                    " ".join(str(v) for v in (r.engine, r.model, r.gpu, r.precision, r.source, r.mode)).lower()]

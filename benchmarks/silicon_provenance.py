@@ -1,4 +1,4 @@
-"""Write the per-row provenance the shared silicon rows dropped: benchmarks/data/silicon_provenance.json.
+"""Write the per-row provenance the shared silicon rows dropped: simcore/validate/data/silicon_provenance.json.
 
 Usage: git -C AICONFIGURATOR show 095f58a51:aic-core/src/aiconfigurator_core/systems/silicon_sample.csv > sample.csv
        python benchmarks/silicon_provenance.py sample.csv [--system h100_sxm h200_sxm b200_sxm] [--out FILE]
@@ -12,7 +12,7 @@ never a measured latency. (A disaggregated row that records no load cannot get o
 their concurrency share a configuration, so the configuration does not name a row's silicon_concurrency.) The H200
 and B200 rows are written too, configuration columns only, so that a rows file of those GPUs
 (held out: their latencies are never read here) gets the same reading of its client as the H100 rows.
-benchmarks/serving_silicon.py puts the columns back on the matching shared rows;
+simcore/validate/provenance.py puts the columns back on matching rows (`simcore validate`, serving_silicon.py);
 simcore.serving.silicon.campaign() reads which benchmark (and so which client) measured a row
 (docs/validation.md, "Round 7").
 """
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from simcore.serving.silicon import campaign  # noqa: E402
 
-OUT = ROOT / "benchmarks" / "data" / "silicon_provenance.json"
+OUT = ROOT / "simcore" / "validate" / "data" / "silicon_provenance.json"  # package data: simcore/validate/provenance.py
 SYSTEMS = ("h100_sxm", "h200_sxm", "b200_sxm")
 # the configuration columns of the shared rows (../shared/calibration/serving_h100.json), latencies excluded
 KEY = ("system", "backend", "backend_version", "model_path", "precision", "mode", "isl", "osl", "gemm_quant_mode",

@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from conftest import REPO, load_benchmark
 from simcore.serving.engines import get_profile
-from simcore.serving.silicon import (AIPERF_CLIENT, INFERENCEX_CLIENT, Refused, campaign, experiment_for_row,
-                                     measurement_from_row)
+from simcore.serving.silicon import (AIPERF_CLIENT, INFERENCEX_CLIENT, Refused, campaign, experiment_for_record,
+                                     experiment_for_row, measurement_from_row)
+from simcore.validate.provenance import RowExtras, shipped
+from simcore.validate.readers import read
 from tests.test_serving import run_checked, serving_run
 
 # a vLLM row as the shared file holds it (no provenance), and the two campaigns' silicon_data_source as published
@@ -71,29 +72,67 @@ def test_provenance_columns_must_be_text():
             measurement_from_row({**ROW, key: 3})
 
 
+def _rows_file(tmp_path, rows: list[dict], name: str = "rows.json"):
+    path = tmp_path / name
+    path.write_text(json.dumps({"rows": rows}))
+    return path
+
+
 def test_the_provenance_file_puts_the_columns_back_on_matching_rows(tmp_path):
-    sil = load_benchmark("serving_silicon")
-    prov = tmp_path / "prov.json"
     cols = ["system", "backend", "model_path", "isl", "batch_size"]
+    prov = tmp_path / "prov.json"
     prov.write_text(json.dumps({"key": cols, "rows": [
         {"system": "h100_sxm", "backend": "vllm", "model_path": "openai/gpt-oss-120b", "isl": "1024",
          "batch_size": "16", "silicon_data_source": IX, "kv_cache_dtype": "fp8"}]}))
-    rows = tmp_path / "rows.json"
+    extras = RowExtras(provenance=prov)
     other = {**ROW, "batch_size": "32"}
     own = {**ROW, "batch_size": "8", "silicon_data_source": AIC}
-    rows.write_text(json.dumps({"rows": [ROW, other, own]}))
-    merged = json.loads(sil.with_provenance(rows, prov).read_text())["rows"]
+    merged = extras.apply([ROW, other, own])
     assert merged[0] == {**ROW, "silicon_data_source": IX, "kv_cache_dtype": "fp8"}
     assert merged[1] == other and merged[2] == own  # no match; a row's own column is kept
-    rows.write_text(json.dumps({"rows": [other]}))
-    assert sil.with_provenance(rows, prov) == rows  # nothing matches: the file itself
-    assert sil.with_provenance(rows, tmp_path / "missing.json") == rows
+    assert extras.with_provenance == 1 and extras.with_layouts == 0 and not extras.notes
+
+
+def test_disagg_rows_are_swapped_in_place_only_when_they_are_the_full_files_rows(tmp_path):
+    """The full file's rows replace the file's disagg rows where the two are the same rows (as multisets, on the
+    file's columns); row order and agg rows stay, so a record's source (file#row) names the user's row."""
+    d = {"system": "h100_sxm", "backend": "trtllm", "mode": "disagg", "prefill_tp_size": "1", "decode_tp_size": "4"}
+    full = [{**d, "prefill_attention_dp_size": "4", "id": "a"}, {**d, "id": "b", "decode_tp_size": "8"},
+            {**d, "prefill_attention_dp_size": "2", "id": "c"}]  # the first and third are equal on d's columns
+    extras = RowExtras(disagg=_rows_file(tmp_path, full, "full.json"))
+    rows = [{**d, "decode_tp_size": "8"}, ROW, d, d]
+    assert extras.apply(rows, "mine.json") == [full[1], ROW, full[0], full[2]]
+    assert extras.with_layouts == 3
+    # one disagg row short: not the same rows, kept, with a note (the user named the file)
+    assert extras.apply(rows[:3], "mine.json") == rows[:3]
+    assert extras.notes == [f"the disagg rows of mine.json are not those of {tmp_path / 'full.json'}; kept as they are"]
+
+
+def test_the_shipped_files_give_the_inferencex_rows_their_client_through_read(tmp_path):
+    """A Llama-3.1-70B fp8 row of the shared file as its extract holds it (configuration columns of a shipped
+    InferenceX entry, no source): read with the shipped extras it runs InferenceX's client, 10 rounds, lengths
+    uniform in [0.8 L, L] and the recipe's fp8 KV cache; read without them, aiperf's."""
+    extras = RowExtras()
+    entry = next(e for e in json.loads(shipped("silicon_provenance.json"))["rows"]
+                 if e["system"] == "h100_sxm" and e["model_path"] == "meta-llama/Llama-3.1-70B")
+    row = {k: v for k, v in entry.items() if k in extras.key}
+    assert "silicon_data_source" not in row
+    path = _rows_file(tmp_path, [row])
+    (ix,), (plain,) = read(path, extras=extras), read(path)
+    c, isl, osl = int(row["batch_size"]), int(row["isl"]), int(row["osl"])
+    assert (ix.client, ix.range_ratio, ix.requests, ix.kv_cache_dtype) == (INFERENCEX_CLIENT, 0.8, 10 * c, "fp8")
+    w = experiment_for_record(ix)["workload"]
+    assert w["requests"] == 10 * c and w["arrival"] == {"process": "closed", "concurrency": c, **INFERENCEX_CLIENT}
+    assert w["prompt_tokens"] == {"dist": "uniform", "low": int(0.8 * isl), "high": isl}
+    assert w["output_tokens"] == {"dist": "uniform", "low": int(0.8 * osl), "high": osl}
+    assert (plain.client, plain.range_ratio, plain.requests) == (AIPERF_CLIENT, 1.0, None)
+    assert experiment_for_record(plain)["workload"]["requests"] == 20 * c
 
 
 def test_the_shipped_provenance_names_the_inferencex_rows_of_the_shared_file():
-    """benchmarks/data/silicon_provenance.json (no latencies): the 45 Llama-3.1-70B rows are InferenceX's
+    """simcore/validate/data/silicon_provenance.json (no latencies): the 45 Llama-3.1-70B rows are InferenceX's
     with fp8 KV, every vLLM Qwen3-32B bf16 row is aiconfigurator's aiperf sweep."""
-    data = json.loads((REPO / "benchmarks" / "data" / "silicon_provenance.json").read_text())
+    data = json.loads(shipped("silicon_provenance.json"))
     assert not any(k.startswith("silicon_") and k != "silicon_data_source" for e in data["rows"] for k in e)
     h100 = [e for e in data["rows"] if e["system"] == "h100_sxm"]
     llama = [e for e in h100 if e["model_path"] == "meta-llama/Llama-3.1-70B"]
@@ -165,7 +204,7 @@ def test_fewer_max_num_seqs_leave_the_sampler_warm_up_memory_to_the_kv_cache():
 
 
 def test_the_shipped_provenance_gives_the_minimax_h100_rows_their_recipes_max_num_seqs():
-    data = json.loads((REPO / "benchmarks" / "data" / "silicon_provenance.json").read_text())
+    data = json.loads(shipped("silicon_provenance.json"))
     minimax = [e for e in data["rows"] if e["model_path"] == "MiniMaxAI/MiniMax-M2.5"]
     h100 = [e for e in minimax if e["system"] == "h100_sxm"]
     assert len(h100) == 30 and all(e["max_num_seqs"] == "256" for e in h100)

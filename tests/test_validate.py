@@ -19,6 +19,7 @@ from simcore.serving.engines import load_host_profile
 from simcore.serving.silicon import MEASURED_ROUNDS, Measurement, Refused, experiment_for_record, experiment_for_row
 from simcore.validate.compare import Outcome, comparisons, experiments, run, summarize
 from simcore.validate.fit import FitRow, fit_host, grid_fit, without_host, write_profile
+from simcore.validate.provenance import RowExtras
 from simcore.validate.readers import Facts, read
 
 from conftest import REPO
@@ -382,6 +383,88 @@ def test_benchmark_prints_the_same_figures(cli):
                             "--jobs", "1", "--quiet"], capture_output=True, text=True, check=True).stdout
     theirs = [ln for ln in bench.splitlines() if ln.startswith(("TTFT", "TPOT", "Simulated"))]
     assert len(mine) == 3 and mine == theirs
+
+
+def test_benchmark_and_command_merge_the_shipped_provenance_alike(cli, tmp_path):
+    """A MiniMax-M2.5 row as the shared extract holds it (a shipped InferenceX entry's configuration columns, made-up
+    latencies): both read it as InferenceX's (10 requests per client), so both print the same lines; before the
+    merge had one home the command ran it with aiperf and printed other figures."""
+    from simcore.validate.provenance import shipped
+
+    data = json.loads(shipped("silicon_provenance.json"))
+    entry = next(e for e in data["rows"] if e["system"] == "h100_sxm" and e["model_path"] == "MiniMaxAI/MiniMax-M2.5"
+                 and e["batch_size"] == "1" and e["isl"] == "1024")
+    rows = tmp_path / "ix.json"
+    rows.write_text(json.dumps({"rows": [{**{k: v for k, v in entry.items() if k in data["key"]},
+                                          "silicon_ttft_ms": "100.0", "silicon_tpot_ms": "10.0"}]}))
+    r = cli("validate", rows, "--jobs", "1")
+    assert r.rc == 0, r.err
+    assert "Merged (--no-provenance: off): which benchmark measured the row, on 1 rows" in r.out
+    mine = [ln for ln in r.out.splitlines() if ln.startswith(("TTFT", "TPOT", "Simulated"))]
+    bench = subprocess.run([sys.executable, str(REPO / "benchmarks" / "serving_silicon.py"), "--rows", str(rows),
+                            "--jobs", "1", "--quiet"], capture_output=True, text=True, check=True).stdout
+    assert len(mine) == 3 and mine == [ln for ln in bench.splitlines() if ln.startswith(("TTFT", "TPOT", "Simulated"))]
+    (rec,) = read(rows, extras=RowExtras())
+    assert rec.requests == 40 and rec.range_ratio == 0.8  # 10 x 4 clients (batch 1 per attention-DP rank, 4 ranks)
+
+
+# a small vLLM row as the shared extract holds rows (no silicon_data_source; latencies made up) and a provenance
+# file that names InferenceX's export as the benchmark that measured it
+IX_ROW = {"system": "h100_sxm", "backend": "vllm", "backend_version": "0.12.0", "model_path": "meta-llama/Llama-3.1-8B",
+          "mode": "agg", "isl": "128", "osl": "16", "batch_size": "2", "tp_size": "1", "pp_size": "1",
+          "silicon_ttft_ms": "20.0", "silicon_tpot_ms": "5.0"}
+
+
+def _ix_files(tmp_path):
+    rows, prov = tmp_path / "rows.json", tmp_path / "prov.json"
+    rows.write_text(json.dumps({"rows": [IX_ROW]}))
+    prov.write_text(json.dumps({"key": ["system", "backend", "model_path", "batch_size"], "rows": [
+        {"system": "h100_sxm", "backend": "vllm", "model_path": "meta-llama/Llama-3.1-8B", "batch_size": "2",
+         "silicon_data_source": "source_file=2026-03-25.csv"}]}))
+    return rows, prov
+
+
+def test_validate_runs_a_row_the_provenance_names_with_the_inferencex_client(cli, tmp_path):
+    """Through the command: InferenceX's benchmark_serving (re-issue exponential, mean 10 ms), 10 requests per
+    client (2 clients: 20 simulated) and lengths uniform in [0.8 L, L]; --no-provenance: aiperf (40 ms, 20 rounds,
+    fixed lengths)."""
+    rows, prov = _ix_files(tmp_path)
+    r = cli("validate", rows, "--provenance", prov, "--json", "--jobs", "1")
+    assert r.rc == 0, r.err
+    report = json.loads(r.out)
+    (rec,) = report["records"]
+    assert rec["client"] == {"reissue_delay_s": 0.01, "reissue_delay_dist": "exponential"}
+    assert (rec["range_ratio"], rec["requests_simulated"], rec["status"]) == (0.8, 20, "simulated")
+    assert rec["serving"] == {}  # InferenceX's vLLM recipe: the engine's own limits, not the generator's
+    assert report["provenance"]["rows"] == 1 and report["provenance"]["disagg_layouts"] == 0
+    r = cli("validate", rows, "--no-provenance", "--json", "--jobs", "1")
+    report = json.loads(r.out)
+    (rec,) = report["records"]
+    assert rec["client"] == {"reissue_delay_s": 0.04, "reissue_delay_dist": "exponential"}
+    assert (rec["range_ratio"], rec["requests_simulated"]) == (1.0, 40) and "provenance" not in report
+    assert rec["serving"]["max_num_batched_tokens"] == 2 + 128 + 1500  # aiconfigurator's generator
+
+
+@pytest.mark.parametrize("text, contains", [
+    ("{", ["prov.json: not JSON", '{"rows": [...]}']),
+    ('{"key": ["system"]}', ['prov.json: no "rows" list']),
+    ('{"rows": []}', ["prov.json: key: null", "allowed: a list of the column names"]),
+    ('{"key": ["system"], "rows": [3]}', ["prov.json: rows[0]: int", "allowed: an object"]),
+    ('{"key": ["system"], "rows": [{"system": {"a": 1}}]}', ["prov.json: rows[0].system:", "text or a number"]),
+])
+def test_a_malformed_provenance_file_is_one_line(bad, tmp_path, text, contains):
+    rows, prov = _ix_files(tmp_path)
+    prov.write_text(text)
+    bad("validate", rows, "--provenance", prov, contains=contains)
+
+
+def test_bad_merge_flags_are_one_line(bad, tmp_path):
+    rows, prov = _ix_files(tmp_path)
+    full = tmp_path / "full.json"
+    full.write_text(json.dumps({"rows": [IX_ROW]}))
+    bad("validate", rows, "--disagg-rows", full, contains=["full.json: rows[0].mode: \"agg\"", "allowed: \"disagg\""])
+    bad("validate", rows, "--disagg-rows", tmp_path / "none.json", contains=["cannot read", "none.json"])
+    bad("validate", rows, "--no-provenance", "--provenance", prov, contains=["--no-provenance: not with --provenance"])
 
 
 @pytest.mark.parametrize("argv, contains", [

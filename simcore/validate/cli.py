@@ -19,6 +19,7 @@ from simcore.errors import SimcoreError, unknown
 from simcore.report.console import stdout_console
 from simcore.serving.silicon import ENGINES, GPUS, MEASURED_ROUNDS, MODELS, catalog_name
 from simcore.validate.compare import SIM_STATS, comparisons, experiments, run, summarize, summary_lines
+from simcore.validate.provenance import RowExtras
 from simcore.validate.readers import Facts, read
 
 CSV_FIELDS = ("source", "name", "engine", "model", "gpu", "tp", "concurrency", "rate", "isl", "osl", "status",
@@ -131,6 +132,17 @@ def _not_a_result(path: Path, results: list[str]) -> None:
                            f"(unset: ENGINE-host-profile.yaml in --out or here)")
 
 
+def row_extras(args: argparse.Namespace) -> RowExtras | None:
+    """What --no-provenance, --provenance and --disagg-rows ask to merge into silicon rows (None: nothing)."""
+    if args.no_provenance:
+        if args.provenance or args.disagg_rows:
+            raise SimcoreError(f"--no-provenance: not with {'--provenance' if args.provenance else '--disagg-rows'}"
+                               f" (which names a file to merge)")
+        return None
+    return RowExtras(Path(args.provenance) if args.provenance else None,
+                     Path(args.disagg_rows) if args.disagg_rows else None)
+
+
 def _validate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else None
     if out and out.exists() and not out.is_dir():
@@ -140,7 +152,10 @@ def _validate(args: argparse.Namespace) -> int:
     if args.profile_out:
         _not_a_result(Path(args.profile_out), args.results)
     f = facts(args)
-    records = [rec for path in args.results for rec in read(path, f)][:: args.every]
+    extras = row_extras(args)
+    records = [rec for path in args.results for rec in read(path, f, extras=extras)][:: args.every]
+    for line in extras.notes if extras is not None else ():
+        print(f"note: {line}", file=sys.stderr)
     if args.only:
         records = [r for r in records if args.only.lower() in
                    " ".join(str(v) for v in (r.engine, r.model, r.gpu, r.precision, r.source)).lower()]
@@ -155,6 +170,9 @@ def _validate(args: argparse.Namespace) -> int:
         run(outcomes, args.jobs, overrides, progress=update)
     summary = summarize(outcomes)
     report = {"records": [record_json(o) for o in outcomes], "summary": summary}
+    if extras is not None:
+        report["provenance"] = {"rows": extras.with_provenance, "disagg_layouts": extras.with_layouts,
+                                "files": [extras.provenance_from, extras.disagg_from]}
     fit = None
     if args.fit:
         from simcore.validate.fit import fit_host, write_profile
@@ -193,6 +211,10 @@ def _validate(args: argparse.Namespace) -> int:
     for line in unknown_systems:  # one line per system no catalog GPU stands for
         console.print(f"refused, unknown system: {line.removeprefix('gpu not in catalog: ')}", soft_wrap=True,
                       highlight=False)
+    if extras is not None and (extras.with_provenance or extras.with_layouts):
+        console.print(f"Merged (--no-provenance: off): which benchmark measured the row, on {extras.with_provenance} "
+                      f"rows ({extras.provenance_from}); the full layout, on {extras.with_layouts} disagg rows "
+                      f"({extras.disagg_from})", soft_wrap=True, highlight=False)
     if fit is not None:
         consts = ", ".join(f"{k} {fit.start_us[k]:.4g} -> {fit.fitted_us[k]:.4g}" for k in fit.start_us)
         console.print(f"[bold]Fit[/] of {fit.engine}'s host constants to the mean TPOT of {fit.rows} dense records "
@@ -236,6 +258,13 @@ def register(subparsers) -> None:
     p.add_argument("--fit", action="store_true", help="fit the engine's host constants to the records")
     p.add_argument("--profile-out", metavar="PATH", help="with --fit: the profile file to write "
                    "(default: <engine>-host-profile.yaml in --out or here)")
+    p.add_argument("--no-provenance", action="store_true",
+                   help="silicon rows: merge nothing (default: put back the columns the shared extract dropped on "
+                        "rows that match: which benchmark measured them, the full layout of disagg rows)")
+    p.add_argument("--provenance", metavar="FILE", help="silicon rows: the provenance file to merge (default: "
+                   "the one shipped, written by benchmarks/silicon_provenance.py)")
+    p.add_argument("--disagg-rows", metavar="FILE", help="silicon rows: the disagg rows with their full columns, "
+                   "swapped in when the file's disagg rows are these (default: the H100 ones shipped)")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout instead of tables")
     p.add_argument("--out", metavar="DIR", help="write validate.json and comparisons.csv here")
     p.set_defaults(func=_validate)

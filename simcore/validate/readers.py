@@ -10,7 +10,8 @@
   0.4-0.5): one JSON object per line with backend, request_rate, max_concurrency, random_input_len,
   completed, totals, mean_/median_/std_/p99_ of ttft, tpot, itl (p95 too) and e2e_latency in ms,
   and, against an SGLang server, server_info (its server args: model_path, tp_size, version, ...).
-- aiconfigurator's silicon rows ({"about": ..., "rows": [...]}, ../shared/calibration/serving_*.json).
+- aiconfigurator's silicon rows ({"about": ..., "rows": [...]}, ../shared/calibration/serving_*.json), with
+  the columns the shared extract dropped put back on matching rows when asked (provenance.py).
 
 Deployment facts a file lacks (model, GPU, tp, engine) come from `Facts` (the command's flags);
 flags given override the file. A file still lacking one is one error line naming what is missing.
@@ -26,6 +27,7 @@ from pathlib import Path
 from simcore.config.validation import read_text
 from simcore.errors import SimcoreError
 from simcore.serving.silicon import Measurement, Refused, measurement_from_row
+from simcore.validate.provenance import RowExtras
 
 STATS = {"mean": "mean", "median": "p50", "p50": "p50", "p90": "p90", "p95": "p95", "p99": "p99"}
 # the file's metric spelling -> ours
@@ -211,8 +213,10 @@ def _apply(rec: Measurement, facts: Facts) -> None:
             setattr(rec, key, v)
 
 
-def read(path: str | Path, facts: Facts = Facts(), limits: str | None = None) -> list[Measurement]:
-    """Every record of one result file, the flags' facts applied; bad files raise SimcoreError."""
+def read(path: str | Path, facts: Facts = Facts(), limits: str | None = None,
+         extras: RowExtras | None = None) -> list[Measurement]:
+    """Every record of one result file, the flags' facts applied; bad files raise SimcoreError. extras: the
+    columns the shared silicon extract dropped, merged into a rows file's matching rows (provenance.py)."""
     path = Path(path)
     if path.is_dir():
         raise SimcoreError(f"{path}: is a folder; give result files (vLLM --save-result JSON, SGLang "
@@ -230,7 +234,10 @@ def read(path: str | Path, facts: Facts = Facts(), limits: str | None = None) ->
                                f"JSON (mean_ttft_ms, model_id, ...), an SGLang bench_serving JSONL "
                                f"(mean_ttft_ms, mean_e2e_latency_ms, ...) or silicon rows ({{'rows': [...]}})")
         if fmt == "rows":
-            for j, row in enumerate(obj["rows"]):
+            rows = obj["rows"]
+            if extras is not None and all(isinstance(r, dict) for r in rows):
+                rows = extras.apply(rows, path.name)
+            for j, row in enumerate(rows):
                 if not isinstance(row, dict):
                     raise SimcoreError(f"{path}: rows[{j}]: expected a mapping of strings, got {type(row).__name__}")
                 try:
