@@ -162,9 +162,9 @@ def selected_records(a: argparse.Namespace, limits: str | None = None, every: in
         fail(str(exc).splitlines()[0])
     for line in extras.notes:
         print(f"note: {line}", file=sys.stderr)
-    if a.only:
-        records = [r for r in records if a.only.lower() in
-                   " ".join(str(v) for v in (r.engine, r.model, r.gpu, r.precision, r.source, r.mode)).lower()]
+    if a.only:  # the source's file name and row, not its folders (a folder named like a model matched every row)
+        records = [r for r in records if a.only.lower() in " ".join(str(v) for v in (
+            r.engine, r.model, r.gpu, r.precision, Path(str(r.source)).name, r.mode)).lower()]
     return records
 
 

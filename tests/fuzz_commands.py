@@ -116,7 +116,16 @@ def validate_case(rng: random.Random) -> Case:
         flag = rng.choice(["--tp", "--pp", "--ep", "--engine", "--engine-version", "--precision", "--every",
                            "--only", "--requests", "--gpu", "--model"])
         argv += [flag, rng.choice(HF_IDS if flag == "--model" and rng.random() < 0.5 else FLAG_VALUES)]
-    return Case("validate", argv, {name: data}, env=HF_OFFLINE)
+    files = {name: data}
+    if rng.random() < 0.2:  # the merged provenance / layout files, given by the user (or turned off)
+        flag = rng.choice(["--provenance", "--disagg-rows", "--no-provenance"])
+        if flag == "--no-provenance":
+            argv.append(flag)
+        else:
+            files["extra.json"] = rng.choice([b"", b"{", b"[]", b'{"rows": 3}', b'{"rows": [1]}', b'{"key": "x", "rows": []}',
+                                              b'{"rows": [{"system": {"a": 1}}]}', data])
+            argv += [flag, rng.choice(["extra.json", "missing.json", ""])]
+    return Case("validate", argv, files, env=HF_OFFLINE)
 
 
 def calibrate_case(rng: random.Random) -> Case:
@@ -149,7 +158,12 @@ def profile_case(rng: random.Random) -> Case:
     argv = ["profile", "--out", rng.choice(["d", "", "f.txt", "/proc/nowhere"])]
     if rng.random() < 0.5:
         argv += rng.choice([["--quick"], ["--gpus", rng.choice(["1", "0", "-1", "x"])]])
-    return Case("profile", argv, {"f.txt": b"x"})
+    if rng.random() < 0.4:  # another GPU's shapes (`--shapes`): unreadable, empty or malformed files
+        argv += ["--shapes", rng.choice(["s.json", "f.txt", "missing.json", ""])]
+    shapes = rng.choice([b"{", b"[]", b"{}", b'{"gemm": []}', b'{"gemm": [{"M": 1, "K": 2}]}',
+                         b'{"gemm": [{"M": -1, "K": 2, "N": 3}]}', b'{"decode_attn": [{"B": true, "L": 1, "hq": 1, "hkv": 1, "hd": 1}]}',
+                         b'{"gemm": [{"M": 1, "K": 16, "N": 16}]}'])
+    return Case("profile", argv, {"f.txt": b"x", "s.json": shapes})
 
 
 def _cached(rng: random.Random, model: str) -> dict[str, bytes]:

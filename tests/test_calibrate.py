@@ -152,3 +152,14 @@ def test_the_fit_uses_one_attention_backend_flash_attention_first():
     kept, pick = fit.one_attention_backend(rows)
     assert pick == "flash_attn" and kept == [rows[1], rows[3]]
     assert fit.one_attention_backend(rows[2:]) == (rows[2:], "sdpa")  # rows without a backend are SDPA's
+
+
+def test_a_null_l2_size_is_read_as_absent():
+    """meta.l2_bytes: null passes the file check as 'not given' (fuzz seed 12 found calibrate crashing on it):
+    the fit then uses the GPU's catalog L2, exactly as when the key is missing."""
+    bench = synthetic_bench("l40s")
+    bench["meta"].pop("l2_bytes", None)
+    absent = fit.calibrate(bench, hw.load_system("l40s"), "l40s")
+    bench["meta"]["l2_bytes"] = None
+    null = fit.calibrate(bench, hw.load_system("l40s"), "l40s")
+    assert null.l2_rows == absent.l2_rows and null.fitted == absent.fitted

@@ -510,3 +510,21 @@ def test_non_finite_figures_are_left_out(tmp_path):
     p.write_text(text)
     (r,) = read(p, Facts(gpu="h100-sxm", tp=1))
     assert "mean" not in r.latency["tpot"] and r.latency["tpot"]["p50"] == 8.37
+
+
+def test_benchmark_only_matches_the_row_not_the_folders_it_sits_in(tmp_path):
+    """--only reads a record's engine, model, GPU, precision, mode and its file name and row: a rows file in a folder
+    named like a model used to match every row (the folder was part of the text)."""
+    import argparse
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from serving_silicon import selected_records
+
+    folder = tmp_path / "minimax-m2"
+    folder.mkdir()
+    rows = folder / "rows.json"
+    rows.write_text(ROWS.read_text())
+    args = argparse.Namespace(rows=rows, disagg_rows=None, rounds=1, only="minimax")
+    assert selected_records(args) == []
+    args.only = "rows.json"
+    assert len(selected_records(args)) == len(read(ROWS))
