@@ -74,7 +74,7 @@ def test_a_synthetic_gpu_s_known_efficiencies_are_recovered():
     # fitted on serving rows, or (attention backward, FlashAttention-2's rate) from published kernel figures,
     # not microbenchmarks
     assert c.kept == ["attention_prefill.backward", "attention_prefill.flash2", "collectives.nvls_link", "collectives.nvls_latency_us",
-                      "collectives.network_link", "moe_layer_us", "moe_tile_us", "upcast_gemm"]
+                      "collectives.network_link", "moe_layer_us", "moe_tile_us", "upcast_gemm", "scaled_mm_fp8_us"]
 
 
 def test_a_calibrated_gpu_is_priced_with_its_own_profile_once_on_the_path(profiles, tmp_path, capsys):

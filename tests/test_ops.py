@@ -209,3 +209,37 @@ def test_minimax_m2_router_is_an_fp32_gemm_on_the_cuda_cores():
     # other MoE architectures keep a bf16 router
     qwen = make_run("qwen3-30b-a3b", parallelism={"tp": 4, "ep": 4})
     assert ops_by_name(StageBuilder(qwen, 0).ops(prefill(1, 1024)))["router"].dtype == "bf16"
+
+
+def test_trtllm_per_tensor_fp8_gemm_pays_the_scaled_mm_fixed_cost():
+    # Qwen3-32B tp 8, 8 decode tokens, TensorRT-LLM: qkv_proj is 5120 x 1280 fp8 (64 + 2 x 8 heads of 128 / 8);
+    # weights 5120 x 1280 x 1 B, activations 8 x (5120 + 1280) x 2 B = 6,656,000 bytes, weight-streaming
+    fp8 = {"weights": "fp8", "activations": "fp8"}
+    run = make_run("qwen3-32b", batch=8, prompt=8, output=2, parallelism={"tp": 8}, precision=fp8,
+                   serving={"engine": "trtllm"})
+    ops = StageBuilder(run, 0).ops(decode(8, past=8))
+    by = ops_by_name(ops)
+    qkv = by["qkv_proj"]
+    assert qkv.scaled_mm and qkv.bytes == 5120 * 1280 + 8 * (5120 + 1280) * 2 == 6_656_000
+    eff = run.system.efficiency
+    assert eff.scaled_mm_fp8_us == 2.5
+    bw = run.system.gpu.memory.bandwidth * eff.gemm.memory
+    assert Pricer(run.system).time(qkv) == pytest.approx(6_656_000 / bw + eff.kernel_floor + 2.5e-6)
+    assert not ops_by_name(ops, 64)["lm_head"].scaled_mm  # the bf16 head
+    assert not by["qkv_proj_input_quant"].scaled_mm  # the quantize kernel is priced on its own
+    # vLLM's fp8 linears (CUTLASS scaled_mm), bf16 weights, and block-scaled fp8 checkpoints (another kernel)
+    # pay nothing extra
+    for model, precision, engine in (("qwen3-32b", fp8, "vllm"), ("qwen3-32b", {"weights": "bf16"}, "trtllm"),
+                                     ("qwen3-235b-a22b-fp8", fp8, "trtllm")):
+        other = make_run(model, batch=8, prompt=8, output=2, parallelism={"tp": 8}, precision=precision,
+                         serving={"engine": engine})
+        assert not [op for op in StageBuilder(other, 0).ops(decode(8, past=8)) if op.scaled_mm]
+
+
+def test_the_qwen3_235b_fp8_release_maps_to_its_block_scaled_config():
+    # the serving rows' Qwen/Qwen3-235B-A22B-FP8 is block-scaled fp8 (128 x 128): no cublas_scaled_mm cost
+    from simcore.config.model import load_model
+    from simcore.serving.silicon import MODELS
+
+    assert load_model(MODELS["Qwen/Qwen3-235B-A22B-FP8"]).quantization.block == (128, 128)
+    assert load_model(MODELS["Qwen/Qwen3-32B"]).quantization is None  # per-tensor when the row says fp8

@@ -162,6 +162,10 @@ class Efficiency(Strict):
     # the dequantization is redone for every M tile, so it adds time in proportion to the FLOPs
     # (weight-streaming decode steps hide it); fitted by benchmarks/fit_moe.py --upcast (1: free)
     upcast_gemm: float = Field(default=1.0, gt=0, le=1)
+    # fixed cost a per-tensor-scaled fp8 GEMM through TensorRT-LLM's cublas_scaled_mm pays on top of the GEMM
+    # price (its kernel floor and weight stream, fitted on bf16): measured on aiconfigurator's H100 TensorRT-LLM
+    # Linear microbenchmark (docs/cost-model.md, "Per-tensor fp8 GEMMs in TensorRT-LLM"); 0: none
+    scaled_mm_fp8_us: float = Field(default=0.0, ge=0, le=1e4)
 
     @property
     def kernel_floor(self) -> float:

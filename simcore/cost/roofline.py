@@ -104,6 +104,8 @@ class Pricer:
                 c += (1 / eff.upcast_gemm - 1) * op.flops / (peak * eff.gemm.compute_max_for(op.dtype))
             if len(op.shape) == 4 and op.kernel:  # grouped over experts: each output tile's fixed cost
                 floor += grouped_gemm_waves(sys, op.shape) * eff.moe_tile_us * 1e-6
+            if op.scaled_mm:
+                floor += eff.scaled_mm_fp8_us * 1e-6
             return Cost(c, op.bytes / (bw * eff.gemm.memory), floor)
         if op.family == ATTN_PREFILL:
             tiles, seq, *rate = op.shape  # a third field: the kernel's rate against the flash curve's

@@ -75,6 +75,11 @@ class StageBuilder:
         e = run.experiment
         self.moe_all_rows = (e.engine.moe_ep_rows or ("all" if e.serving.engine == "vllm" else "local")) == "all"
         self.marlin = marlin_moe(run, e.serving.engine)  # MXFP4 experts in the Marlin MoE kernel's padded layout
+        # TensorRT-LLM runs a per-tensor-scaled fp8 linear (QuantAlgo.FP8: a checkpoint without fp8 weight blocks)
+        # as torch.ops.trtllm.cublas_scaled_mm on Hopper (_torch/modules/linear.py FP8QDQLinearMethod.apply; its
+        # cuda_scaled_mm branch is for SM 89 / 120 only); block-scaled fp8 runs another kernel
+        q = self.m.quantization
+        self.scaled_mm = e.serving.engine == "trtllm" and not (q is not None and q.block is not None)
         self.kv_tier = run.experiment.inference.kvcache_type
         self.retention = get_retention(run.experiment.inference.kv_retention.policy)  # its bookkeeping ops
         self.kv_split: dict | None = None  # layer -> ((tier, fraction, bytes/s), ...): inference.kv_placement
@@ -116,6 +121,7 @@ class StageBuilder:
             bytes=weights + acts,
             dtype=dtype,
             upcast=wb < nbytes(dtype),  # e.g. MXFP4 weights in a bf16 GEMM on Hopper
+            scaled_mm=self.scaled_mm and dtype == "fp8" and lin.dtype == "fp8" and not lin.routed,
             shape=shape,
             weight_bytes=weights,
             act_bytes=acts,

@@ -63,3 +63,4 @@ class Op:
     tier: str = "hbm"  # where a kv_cache op's bytes live: hbm | host
     tier_bw: float = 0.0  # bytes/s of a placed kv_cache op's tier(s) (inference.kv_placement); 0: by `tier`
     upcast: bool = False  # a gemm whose weights the kernel converts to its compute dtype (no native math)
+    scaled_mm: bool = False  # a per-tensor-scaled fp8 gemm run by TensorRT-LLM's cublas_scaled_mm

@@ -30,7 +30,7 @@ MODELS = {
     "Qwen/Qwen3-32B-FP8": "qwen3-32b",
     "Qwen/Qwen3-30B-A3B": "qwen3-30b-a3b",
     "Qwen/Qwen3-235B-A22B": "qwen3-235b-a22b",
-    "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b",
+    "Qwen/Qwen3-235B-A22B-FP8": "qwen3-235b-a22b-fp8",  # block-scaled fp8 (its quantization_config)
     "openai/gpt-oss-120b": "gpt-oss-120b",
     "MiniMaxAI/MiniMax-M2.5": "minimax-m2.5",
     "deepseek-ai/DeepSeek-V3": "deepseek-v3",
