@@ -6,7 +6,7 @@ the step (decodes and prefill chunks); per_token_us: per token scheduled in the 
 
 HOST = {
     "sglang": {"const_us": 0.0, "per_request_us": 35.0, "per_token_us": 1.7},  # 84 rows
-    "trtllm": {"const_us": 2500.0, "per_request_us": 35.0, "per_token_us": 2.3},  # 357 rows
+    "trtllm": {"const_us": 2600.0, "per_request_us": 30.0, "per_token_us": 2.4},  # 357 rows
     "vllm": {"const_us": 1050.0, "per_request_us": 65.0, "per_token_us": 3.0},  # 138 rows
 }
 SOURCE = "benchmarks/fit_serving.py on serving_h100.json (H100 rows only), least squares of log TPOT"
