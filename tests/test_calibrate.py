@@ -163,3 +163,20 @@ def test_a_null_l2_size_is_read_as_absent():
     bench["meta"]["l2_bytes"] = None
     null = fit.calibrate(bench, hw.load_system("l40s"), "l40s")
     assert null.l2_rows == absent.l2_rows and null.fitted == absent.fitted
+
+
+def test_the_scaled_mm_fit_reproduces_the_stored_constant():
+    """benchmarks/fit_scaled_mm.py, on the H100 TensorRT-LLM Linear rows it stores (aiconfigurator's kernel tables),
+    gives the profile's scaled_mm_fp8_us: fp8's fixed excess over simcore minus bf16's, to 0.5 us."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fit_scaled_mm", REPO / "benchmarks" / "fit_scaled_mm.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    doc = json.loads(mod.DATA.read_text())
+    f = mod.fit(doc)
+    assert f["fp8"]["rows"] == f["bf16"]["rows"] == 5490
+    assert f["scaled_mm_fp8_us"] == hw.load_efficiency("h100-calibrated").scaled_mm_fp8_us == 2.5
+    # the dynamic scale computation is interpolated in m x k between measured points, exact on them
+    m, k, ms = doc["compute_scale"][0]
+    assert mod.scale_ms(doc["compute_scale"], m, k) == pytest.approx(ms)
