@@ -52,19 +52,42 @@ def test_graph_sizes_need_an_engine_and_positive_sizes():
 def _pricer(engine: str, monkeypatch) -> IterationCost:
     from simcore.serving.engines import host_fit
 
-    monkeypatch.setitem(host_fit.HOST, engine, {"const_us": 0.0, "per_request_us": 0.0, "per_token_us": 0.0})
+    # host terms zeroed; the fitted eager floor (eager_layer_us) kept
+    monkeypatch.setitem(host_fit.HOST, engine, {**host_fit.HOST[engine], "const_us": 0.0, "per_request_us": 0.0,
+                                                "per_token_us": 0.0})
     run = serving_run(ONE, {"engine": engine})
     run, _, prof = resolve_engine(run, run.experiment.serving)
     return IterationCost(run, prof)
 
 
-def test_a_step_with_prefill_tokens_is_priced_by_its_kernels_on_every_engine(monkeypatch):
-    """No engine puts a host floor under a prompt step (TensorRT-LLM's eager floor was taken out in round 12:
-    aiconfigurator's TensorRT-LLM backend adds no dispatch cost): with the host terms zeroed a step is its GPU
-    time, with or without prompt tokens."""
-    for engine in ("vllm", "sglang", "trtllm"):
+def test_a_step_with_prefill_tokens_takes_at_least_the_eager_host_floor(monkeypatch):
+    """TensorRT-LLM launches a prompt step op by op: its step takes at least layers x the fitted floor per layer
+    (host_fit.py eager_layer_us, 600 us); a decode-only step replays its graph; serving.eager_layer_us overrides."""
+    cost = _pricer("trtllm", monkeypatch)
+    floor = 32 * 600e-6  # Llama-3.1-8B: 32 layers
+    assert cost.eager_floor == pytest.approx(floor)
+    assert cost.gpu_time(0, 0.0, 1, 16, 0.0) < floor / 2
+    assert cost.time(0, 0.0, 1, 16, 0.0) == pytest.approx(floor, rel=1e-12)  # host terms zeroed: the floor
+    assert cost.time(4, 100.0, 1, 16, 0.0) == pytest.approx(floor, rel=1e-12)
+    assert cost.time(4, 100.0, 0, 0, 0.0) == pytest.approx(cost.gpu_time(4, 100.0, 0, 0, 0.0), rel=1e-12)
+    big = cost.gpu_time(0, 0.0, 1, 8192, 0.0)  # a prompt whose kernels outlast the floor: the kernels alone
+    assert big > floor and cost.time(0, 0.0, 1, 8192, 0.0) == pytest.approx(big, rel=1e-12)
+    from simcore.serving.engines import host_fit
+
+    monkeypatch.setitem(host_fit.HOST, "trtllm", {"const_us": 0.0, "per_request_us": 0.0, "per_token_us": 0.0})
+    run = serving_run(ONE, {"engine": "trtllm", "eager_layer_us": 100.0})
+    run, _, prof = resolve_engine(run, run.experiment.serving)
+    assert IterationCost(run, prof).eager_floor == pytest.approx(32 * 100e-6)
+
+
+def test_engines_that_graph_mixed_steps_have_no_eager_floor(monkeypatch):
+    for engine in ("vllm", "sglang"):
         cost = _pricer(engine, monkeypatch)
-        for step in ((0, 0.0, 1, 16, 0.0), (4, 100.0, 1, 16, 0.0), (4, 100.0, 0, 0, 0.0), (0, 0.0, 1, 8192, 0.0)):
-            assert cost.time(*step) == pytest.approx(cost.gpu_time(*step), rel=1e-12), (engine, step)
-    # a 16-token prompt of Llama-3.1-8B is well under the old 32 x 0.8 ms floor: it is priced as the kernels
-    assert _pricer("trtllm", monkeypatch).time(0, 0.0, 1, 16, 0.0) < 32 * 0.8e-3 / 2
+        assert cost.eager_floor == 0.0
+        assert cost.time(0, 0.0, 1, 16, 0.0) == pytest.approx(cost.gpu_time(0, 0.0, 1, 16, 0.0), rel=1e-12)
+    with pytest.raises(SimcoreError, match="serving.eager_layer_us.*needs serving.engine") as e:
+        run = serving_run(ONE, {"eager_layer_us": 100.0})
+        resolve_engine(run, run.experiment.serving)
+    assert "\n" not in str(e.value)
+    with pytest.raises(SimcoreError, match="eager_layer_us"):
+        serving_run(ONE, {"engine": "trtllm", "eager_layer_us": -1})

@@ -220,6 +220,9 @@ class Serving(Strict):
     cache_policy: str = "lru"  # a policy in simcore/serving/cache_policies/
     host_tier: HostTier = HostTier()
     iteration_overhead_us: float = Field(default=300.0, ge=0, le=MAX_US)  # host time per engine step (estimate)
+    # host time per model layer under a step that carries prompt tokens and runs without a CUDA graph (its kernels
+    # launched one by one): such a step takes at least layers x this (needs engine); None: the engine profile's
+    eager_layer_us: float | None = Field(default=None, ge=0, le=1e5)
     # decode batch sizes with a CUDA graph (TensorRT-LLM cuda_graph_config.batch_sizes); None: the engine profile's
     cuda_graph_batch_sizes: list[Annotated[int, Field(gt=0, le=MAX_NUM_SEQS)]] | None = Field(
         default=None, min_length=1, max_length=MAX_NUM_SEQS)

@@ -59,6 +59,10 @@ class Profile:
     # the batch of step n+1 is formed when step n starts (vLLM async scheduling: the engine core schedules the
     # next batch before it blocks on the running one), so a request arriving during step n joins step n+2
     admit_lag: bool = False
+    # host time per model layer of a step that carries prompt tokens and runs without a CUDA graph (the engine
+    # captures graphs of generation-only batches, so such a step launches its kernels one by one): the step takes
+    # at least layers x this. Fitted per engine with the host constants (host_fit.py eager_layer_us)
+    eager_layer_s: float = 0.0
     # a step's first tokens are sent once the next step is launched; a prefill step launches eagerly, kernel by
     # kernel, and its launch ends about when it has run (SGLang's overlap loop processes batch n's results after
     # launching batch n+1), so a prefill step's first tokens go out at the end of the next step when that is a prefill
@@ -91,6 +95,13 @@ def version_tuple(v: str | None) -> tuple[int, ...]:
             digits += ch
         out.append(int(digits) if digits else 0)
     return tuple(out)
+
+
+def eager_layer_s(engine: str) -> float:
+    """The fitted host floor per layer of an engine's graph-less prompt step (host_fit.py; 0 when not fitted)."""
+    from simcore.serving.engines.host_fit import HOST
+
+    return HOST[engine].get("eager_layer_us", 0.0) * 1e-6
 
 
 def host_model(engine: str, overlap: bool) -> HostModel:
@@ -160,6 +171,9 @@ def resolve(run, cfg):
         if cfg.cuda_graph_batch_sizes is not None:
             raise SimcoreError(f"serving.cuda_graph_batch_sizes: {cfg.cuda_graph_batch_sizes!s:.60}: needs serving."
                                f"engine (whose steps replay the graphs): {', '.join(engine_names())}")
+        if cfg.eager_layer_us is not None:
+            raise SimcoreError(f"serving.eager_layer_us: {cfg.eager_layer_us}: needs serving.engine (whose prompt "
+                               f"steps launch without a graph): {', '.join(engine_names())}")
         return run, cfg, None
     prof = get_profile(cfg.engine, cfg.engine_version)
     if cfg.engine_profile:  # fitted host constants replace the profile's own; overlap stays the engine's
@@ -170,6 +184,8 @@ def resolve(run, cfg):
     cfg = cfg.model_copy(update=unset)
     if cfg.cuda_graph_batch_sizes is not None:
         prof = dataclasses.replace(prof, capture_sizes=tuple(sorted(set(cfg.cuda_graph_batch_sizes))))
+    if cfg.eager_layer_us is not None:
+        prof = dataclasses.replace(prof, eager_layer_s=cfg.eager_layer_us * 1e-6)
     if prof.padding_holds_seq and pads(cfg.max_num_seqs, prof.capture_sizes):
         # a batch below the limit is padded: the padding request exists and holds a slot
         cfg = cfg.model_copy(update={"max_num_seqs": cfg.max_num_seqs - 1})

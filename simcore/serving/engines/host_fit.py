@@ -1,12 +1,13 @@
 """Host time per engine step, fitted by benchmarks/fit_serving.py from ../shared/calibration/serving_h100.json.
 
 Written by the fitting script; do not edit by hand. const_us: per step; per_request_us: per request in
-the step (decodes and prefill chunks); per_token_us: per token scheduled in the step.
+the step (decodes and prefill chunks); per_token_us: per token scheduled in the step;
+eager_layer_us: host floor per layer of a prompt step launched without a CUDA graph.
 """
 
 HOST = {
     "sglang": {"const_us": 0.0, "per_request_us": 35.0, "per_token_us": 1.7},  # 84 rows
-    "trtllm": {"const_us": 2600.0, "per_request_us": 30.0, "per_token_us": 2.4},  # 357 rows
+    "trtllm": {"const_us": 2550.0, "per_request_us": 17.5, "per_token_us": 2.7, "eager_layer_us": 600.0},  # 357 rows
     "vllm": {"const_us": 1050.0, "per_request_us": 65.0, "per_token_us": 3.0},  # 138 rows
 }
 SOURCE = "benchmarks/fit_serving.py on serving_h100.json (H100 rows only), least squares of log TPOT"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simcore.serving.engines import Profile, host_model, register
+from simcore.serving.engines import Profile, eager_layer_s, host_model, register
 
 
 def capture_sizes(max_bs: int) -> tuple[int, ...]:
@@ -31,10 +31,10 @@ def profile(version: str | None) -> Profile:
         host=host_model("trtllm", overlap=True),
         padding_holds_seq=True,  # model_engine.py _get_padded_batch: kv_cache_manager.add_dummy_requests (1.0)
         # CUDA graphs only for generation-only batches (cuda_graph_runner.py: a batch with context requests has
-        # can_run_cuda_graph false), so a step with a prompt is launched op by op from Python. No host floor is put
-        # on such a step: aiconfigurator's TensorRT-LLM backend adds no dispatch cost (base_backend.py
-        # _prefill_dispatch_overhead_ms = 0; its 0.8 ms per layer is calibrated for vLLM only, vllm_backend.py
-        # @095f58a5), and the rows show none (docs/validation.md, "Round 12": the eager floor taken out)
+        # can_run_cuda_graph false), so a step with a prompt is launched op by op from Python: its host floor per
+        # layer is fitted with the host constants by benchmarks/fit_serving.py (docs/validation.md, "Round 13: the
+        # eager floor as a fitted host constant"); aiconfigurator's 0.8 ms per layer is its vLLM backend's only
+        eager_layer_s=eager_layer_s("trtllm"),
         # the overlap loop launches step n+1 (_forward_step) before it returns step n's tokens
         # (_process_previous_batch -> _handle_responses; py_executor.py PyExecutor._executor_loop_overlap, 1.0), and
         # a prompt step's launch is eager (above), so a prompt step's first tokens wait for a following prompt step
