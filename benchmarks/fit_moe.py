@@ -104,16 +104,20 @@ def fit(rows: list[tuple[str, int, int, float, float]]) -> tuple[float, float, d
     return float(c), float(w), dict(zip(engines, map(float, h)))
 
 
-def write(values: dict[str, float], n: int, path: Path = PROFILE) -> None:
+def set_line(path: Path, key: str, line: str) -> None:
+    """Replace the profile's top-level `key:` line with `line`, or append it (fitted constants keep their source)."""
     text = path.read_text()
-    for key, v in values.items():
-        line = (f"{key}: {v:.2f}  # fitted by benchmarks/fit_moe.py to {n} low-concurrency MoE TPOT rows of "
-                "shared/calibration/serving_h100.json (per-engine host time fitted alongside, not stored)")
-        if re.search(rf"^{key}:.*$", text, flags=re.M):
-            text = re.sub(rf"^{key}:.*$", line, text, flags=re.M)
-        else:
-            text = text.rstrip("\n") + "\n" + line + "\n"
+    if re.search(rf"^{key}:.*$", text, flags=re.M):
+        text = re.sub(rf"^{key}:.*$", lambda _: line, text, flags=re.M)
+    else:
+        text = text.rstrip("\n") + "\n" + line + "\n"
     path.write_text(text)
+
+
+def write(values: dict[str, float], n: int, path: Path = PROFILE) -> None:
+    for key, v in values.items():
+        set_line(path, key, f"{key}: {v:.2f}  # fitted by benchmarks/fit_moe.py to {n} low-concurrency MoE TPOT rows "
+                            "of shared/calibration/serving_h100.json (per-engine host time fitted alongside, not stored)")
 
 
 def upcast_rows(data: dict, max_batch: int) -> list[tuple[dict, float]]:
@@ -167,14 +171,8 @@ def fit_upcast(rows: list[tuple[dict, float]]) -> tuple[float, dict[float, list[
 
 
 def write_upcast(value: float, n: int, path: Path = PROFILE) -> None:
-    line = (f"upcast_gemm: {value:.2f}  # fitted by benchmarks/fit_moe.py --upcast to the mean TTFT of {n} "
-            "low-concurrency rows with MXFP4 experts of shared/calibration/serving_h100.json")
-    text = path.read_text()
-    if re.search(r"^upcast_gemm:.*$", text, flags=re.M):
-        text = re.sub(r"^upcast_gemm:.*$", line, text, flags=re.M)
-    else:
-        text = text.rstrip("\n") + "\n" + line + "\n"
-    path.write_text(text)
+    set_line(path, "upcast_gemm", f"upcast_gemm: {value:.2f}  # fitted by benchmarks/fit_moe.py --upcast to the mean "
+                                   f"TTFT of {n} low-concurrency rows with MXFP4 experts of shared/calibration/serving_h100.json")
 
 
 def main_upcast(args) -> int:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -29,7 +28,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from fit_moe import set_line  # noqa: E402
 from simcore.config.hardware import load_system  # noqa: E402
 from simcore.cost.calibration import gemm_ops  # noqa: E402
 from simcore.cost.roofline import Pricer  # noqa: E402
@@ -106,12 +107,7 @@ def fit(doc: dict) -> dict:
 def write(value: float, rows: int, path: Path = PROFILE) -> None:
     line = (f"scaled_mm_fp8_us: {value:.1f}  # fitted by benchmarks/fit_scaled_mm.py: fp8 minus bf16 fixed excess over "
             f"simcore of {rows} decode-sized TensorRT-LLM 1.2.0rc5 Linears on H100 ({SOURCE.split(',')[0]})")
-    text = path.read_text()
-    if re.search(r"^scaled_mm_fp8_us:.*$", text, flags=re.M):
-        text = re.sub(r"^scaled_mm_fp8_us:.*$", line, text, flags=re.M)
-    else:
-        text = text.rstrip("\n") + "\n" + line + "\n"
-    path.write_text(text)
+    set_line(path, "scaled_mm_fp8_us", line)
 
 
 def main(argv: list[str] | None = None) -> int:
