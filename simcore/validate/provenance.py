@@ -5,8 +5,8 @@ Two files ship with simcore (simcore/validate/data/, package data):
 - silicon_provenance.json (written by benchmarks/silicon_provenance.py from aiconfigurator's public
   silicon_sample.csv): per configuration (its `key` columns, no latencies) the `silicon_data_source` that says
   which benchmark measured the row (InferenceX's export: InferenceX's client and recipe; aiconfigurator's aiperf
-  sweep: aiperf and the generator's limits; simcore.serving.silicon.campaign) and, where the recipe sets one,
-  `kv_cache_dtype`. A row whose key columns equal an entry's gets the entry's other columns it lacks.
+  sweep: aiperf and the generator's limits; simcore.serving.silicon.campaign) and, where the recipe sets them,
+  `kv_cache_dtype` and `max_num_seqs`. A row whose key columns equal an entry's gets the entry's other columns it lacks.
 - aiconfigurator_disagg_h100.json: the H100 disagg rows as aiconfigurator publishes them, with the per-pool
   layout and load columns the shared extract dropped. When a file's disagg rows are those rows (equal on the
   file's columns, as multisets), each is swapped in place for its full row.
