@@ -144,8 +144,7 @@ def data_files(h100: Path, given: list[str]) -> dict[str, Path | None]:
 def report(con: Console, gpu: str, data: Path, heldout: bool = False) -> None:
     system = load_system(gpu)
     bench = cal.load_bench(data)
-    l2 = bench.get("meta", {}).get("l2_bytes")
-    l2 = system.gpu.memory.l2_mib * 2**20 if l2 is None else l2
+    l2 = cal.bench_l2_bytes(bench, system)
     con.rule(f"{gpu}" + (" (held out: not fitted)" if heldout else ""))
     con.print(f"[bold]Op fidelity[/]: {data} priced with profile '{system.efficiency.name}' "
               f"({system.efficiency.source})" + (f", {gpu}'s spec sheet; the profile never saw this file" if heldout else ""))

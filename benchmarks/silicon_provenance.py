@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from simcore.serving.silicon import campaign  # noqa: E402
+from simcore.validate.provenance import row_key  # noqa: E402
 
 OUT = ROOT / "simcore" / "validate" / "data" / "silicon_provenance.json"  # package data: simcore/validate/provenance.py
 SYSTEMS = ("h100_sxm", "h200_sxm", "b200_sxm")
@@ -49,10 +50,6 @@ RECIPES = {("h100_sxm", "vllm", "meta-llama/Llama-3.1-70B"): {"kv_cache_dtype": 
            ("h100_sxm", "vllm", "MiniMaxAI/MiniMax-M2.5"): {"max_num_seqs": "256"}}
 
 
-def key(row: dict) -> tuple:
-    return tuple(str(row.get(k) or "") for k in KEY)
-
-
 def provenance(rows: list[dict], system: str) -> list[dict]:
     """One entry per distinct configuration of `system`: its KEY columns (non-empty ones), the first
     silicon_data_source in sorted order (duplicates of a configuration all come from one campaign, else the
@@ -60,7 +57,7 @@ def provenance(rows: list[dict], system: str) -> list[dict]:
     seen: dict[tuple, list[str]] = {}
     for r in rows:
         if r.get("system") == system:
-            seen.setdefault(key(r), []).append(r.get("silicon_data_source") or "")
+            seen.setdefault(row_key(r, KEY), []).append(r.get("silicon_data_source") or "")
     out = []
     for k, sources in sorted(seen.items()):
         if len({campaign(s) for s in sources}) != 1:

@@ -78,20 +78,32 @@ LOOP_KEYS = ("req_s", "tok_s", "decoding", "waiting", "prompts_per_step")
 
 def loop_grouped(rows: list[dict], by: tuple[str, ...]) -> list[dict]:
     """Per group of `by` keys: the median of each loop_of quantity, measured and predicted (key_pred)."""
-    groups: dict[tuple, list] = {}
-    for r in rows:
-        groups.setdefault(tuple(r[k] for k in by), []).append(r)
     out = []
-    for key in sorted(groups, key=_order):
-        meas = [loop_of(r["c"], r["osl"], r["ttft"], r["tpot"], r.get("delay_ms", 0.0)) for r in groups[key]]
-        pred = [loop_of(r["c"], r["osl"], r["ttft_pred"], r["tpot_pred"], r.get("delay_ms", 0.0))
-                for r in groups[key]]
-        g = {**dict(zip(by, key)), "n": len(groups[key])}
+    for key, group in _groups(rows, by).items():
+        meas = [loop_of(r["c"], r["osl"], r["ttft"], r["tpot"], r.get("delay_ms", 0.0)) for r in group]
+        pred = [loop_of(r["c"], r["osl"], r["ttft_pred"], r["tpot_pred"], r.get("delay_ms", 0.0)) for r in group]
+        g = {**dict(zip(by, key)), "n": len(group)}
         for k in LOOP_KEYS:
             g[k] = statistics.median(m[k] for m in meas)
             g[k + "_pred"] = statistics.median(p[k] for p in pred)
         out.append(g)
     return out
+
+
+def _groups(rows: list[dict], by: tuple[str, ...]) -> dict[tuple, list]:
+    """The rows by their `by` keys, groups in sorted order (numbers first, then text)."""
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in by), []).append(r)
+    return {key: groups[key] for key in sorted(groups, key=_order)}
+
+
+def _by_osl(rows: list[dict]) -> dict[tuple, dict]:
+    """(engine, model, tp, isl, c) -> {osl: row}: the rows of one deployment and load at each OSL."""
+    sets: dict[tuple, dict] = {}
+    for r in rows:
+        sets.setdefault((r["engine"], r["model"], r["tp"], r["isl"], r["c"]), {})[r["osl"]] = r
+    return sets
 
 
 def _order(key: tuple) -> tuple:
@@ -102,12 +114,8 @@ def _order(key: tuple) -> tuple:
 def grouped(rows: list[dict], by: tuple[str, ...]) -> list[dict]:
     """Per group of `by` keys (sorted): n, median measured / predicted TTFT, median signed and absolute TTFT
     error, median gap measured - predicted (ms) and median signed and absolute TPOT error."""
-    groups: dict[tuple, list] = {}
-    for r in rows:
-        groups.setdefault(tuple(r[k] for k in by), []).append(r)
     out = []
-    for key in sorted(groups, key=_order):
-        g = groups[key]
+    for key, g in _groups(rows, by).items():
         med = statistics.median
         out.append({**dict(zip(by, key)), "n": len(g), "ttft": med(r["ttft"] for r in g),
                     "ttft_pred": med(r["ttft_pred"] for r in g),
@@ -122,9 +130,7 @@ def grouped(rows: list[dict], by: tuple[str, ...]) -> list[dict]:
 def osl_growth(rows: list[dict]) -> list[dict]:
     """Per (engine, model): over every (tp, isl, c) with two OSLs or more, the median of TTFT(longest OSL) /
     TTFT(shortest OSL), measured and predicted, and how many such sets there were."""
-    sets: dict[tuple, dict] = {}
-    for r in rows:
-        sets.setdefault((r["engine"], r["model"], r["tp"], r["isl"], r["c"]), {})[r["osl"]] = r
+    sets = _by_osl(rows)
     per: dict[tuple, list] = {}
     for (engine, model, *_), by_osl in sets.items():
         if len(by_osl) < 2:
@@ -140,10 +146,7 @@ def tpot_split(rows: list[dict]) -> list[dict]:
     `step` is a decode step and X the time the other clients' prompt steps add to one request's decode life;
     the shortest and longest OSL (both above 1) give both, measured and predicted (ms). `stall` is X / (c - 1),
     the cost of one other client's prompt (None at c 1)."""
-    sets: dict[tuple, dict] = {}
-    for r in rows:
-        if r["osl"] > 1:
-            sets.setdefault((r["engine"], r["model"], r["tp"], r["isl"], r["c"]), {})[r["osl"]] = r
+    sets = _by_osl([r for r in rows if r["osl"] > 1])
     out = []
     for (engine, model, tp, isl, c), by_osl in sorted(sets.items(), key=lambda kv: _order(kv[0])):
         lo, hi = min(by_osl), max(by_osl)

@@ -164,8 +164,7 @@ def one_attention_backend(rows: list[tuple[str, dict]]) -> tuple[list[tuple[str,
 
 def calibrate(bench: dict, base: System, name: str) -> Calibration:
     """Fit `name`, the profile of base.gpu, to `bench`; base.efficiency supplies what the file lacks."""
-    l2 = bench.get("meta", {}).get("l2_bytes")  # null is as absent (data.check): the GPU's catalog L2
-    l2 = float(base.gpu.memory.l2_mib * 2**20 if l2 is None else l2)
+    l2 = cal.bench_l2_bytes(bench, base)
     every, attention = one_attention_backend(cal.bench_rows(bench))
     rows = [(f, r) for f, r in every if not cal.l2_resident(f, r, l2)]
     if not any(f == "gemm" for f, _ in rows):

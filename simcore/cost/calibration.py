@@ -31,6 +31,12 @@ def load_bench(path: str | Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def bench_l2_bytes(bench: dict, system: System) -> float:
+    """The L2 size the file's GPU reported (meta.l2_bytes; null or absent: the catalog GPU's)."""
+    l2 = bench.get("meta", {}).get("l2_bytes")
+    return float(system.gpu.memory.l2_mib * 2**20 if l2 is None else l2)
+
+
 def bench_rows(bench: dict) -> list[tuple[str, dict]]:
     """(family, row) for every measured row, in file order."""
     return [(fam, row) for fam in FAMILIES for row in bench.get(fam, [])]

@@ -28,6 +28,12 @@ PROVENANCE = "silicon_provenance.json"
 DISAGG = "aiconfigurator_disagg_h100.json"
 
 
+def row_key(row: dict, columns: tuple[str, ...]) -> tuple:
+    """A row's values in `columns` as text ("" for a missing or empty one): what entries are matched on (and what
+    benchmarks/silicon_provenance.py writes them under)."""
+    return tuple(str(row.get(k) or "") for k in columns)
+
+
 def shipped(name: str) -> str:
     """A data file shipped in the package, as text."""
     return files("simcore.validate").joinpath("data", name).read_text(encoding="utf-8")
@@ -67,7 +73,7 @@ class RowExtras:
         self.key = tuple(key)
         self.columns: dict[tuple, dict] = {}
         for e in prov["rows"]:
-            self.columns.setdefault(self._key(e), {k: v for k, v in e.items() if k not in self.key})
+            self.columns.setdefault(row_key(e, self.key), {k: v for k, v in e.items() if k not in self.key})
         self.disagg_from = str(disagg) if disagg else f"simcore/validate/data/{DISAGG}"
         full = _rows(read_text(disagg, "disagg rows") if disagg else shipped(DISAGG), self.disagg_from)["rows"]
         for i, r in enumerate(full):
@@ -79,16 +85,13 @@ class RowExtras:
         self.with_provenance = self.with_layouts = 0  # rows apply() gave provenance columns / full disagg rows
         self.notes: list[str] = []
 
-    def _key(self, r: dict) -> tuple:
-        return tuple(str(r.get(k) or "") for k in self.key)
-
     def apply(self, rows: list[dict], name: str = "the rows file") -> list[dict]:
         """rows with their disagg rows swapped for the full ones (when the file's disagg rows are those), then
         the provenance columns each lacks put on the rows whose key columns match an entry."""
         rows = self._layouts(rows, name)
         out = []
         for r in rows:
-            add = {k: v for k, v in self.columns.get(self._key(r), {}).items() if k not in r}
+            add = {k: v for k, v in self.columns.get(row_key(r, self.key), {}).items() if k not in r}
             self.with_provenance += bool(add)
             out.append({**r, **add})
         return out

@@ -121,6 +121,12 @@ def measurement_plan(peak_tflops: dict, quick: bool = False, gpus: int = 1) -> P
     return plan
 
 
+# the fields that make a row's shape, per family (the rest of a row is what was measured)
+SHAPE_KEYS = {"gemm": ("M", "K", "N"), "decode_attn": ("B", "L", "hq", "hkv", "hd"),
+              "prefill_attn": ("B", "S", "hq", "hkv", "hd"), "elementwise": ("op", "tokens", "hidden"),
+              "collective": ("op", "bytes")}
+
+
 def plan_from_file(bench: dict, peak_tflops: dict, gpus: int = 1, repeats: int = FULL.repeats) -> Plan:
     """The shapes of an existing microbenchmark file (its rows' shape fields, not their timings), to time
     another GPU like for like (`simcore profile --shapes`): every GEMM shape in each dtype this GPU has
@@ -128,10 +134,7 @@ def plan_from_file(bench: dict, peak_tflops: dict, gpus: int = 1, repeats: int =
     collective rows. A shape that appears more than once (rows per attention backend) is timed once."""
     dtypes = tuple(d for d in ("bf16", "fp8") if d in peak_tflops)
     plan = Plan(dtypes=dtypes, repeats=repeats)
-    keys = {"gemm": ("M", "K", "N"), "decode_attn": ("B", "L", "hq", "hkv", "hd"),
-            "prefill_attn": ("B", "S", "hq", "hkv", "hd"), "elementwise": ("op", "tokens", "hidden"),
-            "collective": ("op", "bytes")}
-    for fam, names in keys.items():
+    for fam, names in SHAPE_KEYS.items():
         seen = []
         for row in bench.get(fam) or []:
             shape = {k: row[k] for k in names}

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from simcore.calibrate.collect.plan import Plan, measurement_plan, plan_from_file
+from simcore.calibrate.collect.plan import SHAPE_KEYS, Plan, measurement_plan, plan_from_file
 from simcore.errors import SimcoreError
 
 ABOUT = (
@@ -118,11 +118,10 @@ def shapes_of(path: str) -> dict:
     if not isinstance(bench, dict) or not any(isinstance(bench.get(f), list) and bench[f] for f in Plan.FAMILIES):
         raise SimcoreError(f"--shapes {path}: no rows; a microbenchmark file has lists under "
                            f"{', '.join(Plan.FAMILIES)}")
-    for fam, need in (("gemm", "M K N"), ("decode_attn", "B L hq hkv hd"), ("prefill_attn", "B S hq hkv hd"),
-                      ("elementwise", "op tokens hidden"), ("collective", "op bytes")):
+    for fam, need in SHAPE_KEYS.items():
         for i, row in enumerate(bench.get(fam) or []):
-            missing = [k for k in need.split() if not isinstance(row, dict) or k not in row]
-            bad = [k for k in need.split() if k not in missing and k != "op" and
+            missing = [k for k in need if not isinstance(row, dict) or k not in row]
+            bad = [k for k in need if k not in missing and k != "op" and
                    (not isinstance(row[k], int) or isinstance(row[k], bool) or row[k] < 1)]
             if missing or bad:
                 what = f"missing {', '.join(missing)}" if missing else f"{bad[0]} = {row[bad[0]]!r:.40}: must be an integer >= 1"
