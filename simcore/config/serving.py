@@ -223,6 +223,9 @@ class Serving(Strict):
     # host time per model layer under a step that carries prompt tokens and runs without a CUDA graph (its kernels
     # launched one by one): such a step takes at least layers x this (needs engine); None: the engine profile's
     eager_layer_us: float | None = Field(default=None, ge=0, le=1e5)
+    # stall per MoE layer added once to a step that carries prompt tokens (needs engine); None: the engine profile's
+    # fitted constant (vLLM; docs/serving.md "The MoE prompt-step constant")
+    moe_prompt_layer_us: float | None = Field(default=None, ge=0, le=1e5)
     # decode batch sizes with a CUDA graph (TensorRT-LLM cuda_graph_config.batch_sizes); None: the engine profile's
     cuda_graph_batch_sizes: list[Annotated[int, Field(gt=0, le=MAX_NUM_SEQS)]] | None = Field(
         default=None, min_length=1, max_length=MAX_NUM_SEQS)

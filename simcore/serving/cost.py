@@ -77,6 +77,7 @@ class IterationCost:
         self.overhead = cfg.iteration_overhead_us * 1e-6
         self.host = None
         self.eager_floor = 0.0  # seconds: host floor of a step with prefill tokens (no CUDA graph)
+        self.moe_prompt = 0.0  # seconds added once to a step with prefill tokens (the engine's MoE prompt-step stall)
         if profile is not None:
             host = profile.host
             if "iteration_overhead_us" in cfg.model_fields_set:
@@ -86,6 +87,9 @@ class IterationCost:
             # a step with prefill tokens runs without a CUDA graph: its kernels are launched one by one from the
             # host, layer after layer, and the GPU waits when that takes longer than the kernels
             self.eager_floor = profile.eager_layer_s * run.model.layers
+            # a fitted stall per MoE layer (dense layers of a mixed model do not count), once per prompt step: the
+            # prompts in the step share it and its decodes wait for it
+            self.moe_prompt = profile.moe_prompt_layer_s * sum(run.model.moe_layers)
         self.priced: dict[tuple, float] = {}  # grid corner -> seconds
         self._seq_grid: dict[int, tuple] = {}  # memoized grid() of sequence counts
         self._tok_grid: dict[int, tuple] = {}  # ... and of prefill token counts
@@ -119,7 +123,9 @@ class IterationCost:
         if self.host is None:
             return self.gpu_time(dec, dec_past, pre, pre_tokens, pre_past) + self.overhead
         gpu = self.gpu_time(dec, dec_past, pre, pre_tokens, pre_past)
-        return self.host.step(max(gpu, self.eager_floor) if pre else gpu, dec + pre, dec + pre_tokens)
+        if pre:
+            gpu = max(gpu + self.moe_prompt, self.eager_floor)
+        return self.host.step(gpu, dec + pre, dec + pre_tokens)
 
     def decode_time(self, dec: int, dec_past: float) -> float:
         """time(dec, dec_past, 0, 0, 0.0): a decode-only step, from its batch size's coefficients (CUDA-graph

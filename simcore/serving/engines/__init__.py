@@ -63,6 +63,10 @@ class Profile:
     # captures graphs of generation-only batches, so such a step launches its kernels one by one): the step takes
     # at least layers x this. Fitted per engine with the host constants (host_fit.py eager_layer_us)
     eager_layer_s: float = 0.0
+    # GPU-side stall per MoE layer of a step that carries prompt tokens, once per step (shared by its prompts; the
+    # decodes in the step wait for it too). Its mechanism is unknown; fitted to the vLLM 0.18 MoE rows' mean TTFT
+    # (host_fit.py moe_prompt_layer_us; docs/serving.md "The MoE prompt-step constant")
+    moe_prompt_layer_s: float = 0.0
     # a step's first tokens are sent once the next step is launched; a prefill step launches eagerly, kernel by
     # kernel, and its launch ends about when it has run (SGLang's overlap loop processes batch n's results after
     # launching batch n+1), so a prefill step's first tokens go out at the end of the next step when that is a prefill
@@ -102,6 +106,13 @@ def eager_layer_s(engine: str) -> float:
     from simcore.serving.engines.host_fit import HOST
 
     return HOST[engine].get("eager_layer_us", 0.0) * 1e-6
+
+
+def moe_prompt_layer_s(engine: str) -> float:
+    """The fitted stall per MoE layer of an engine's step with prompt tokens (host_fit.py; 0 when not fitted)."""
+    from simcore.serving.engines.host_fit import HOST
+
+    return HOST[engine].get("moe_prompt_layer_us", 0.0) * 1e-6
 
 
 def host_model(engine: str, overlap: bool) -> HostModel:
@@ -174,6 +185,9 @@ def resolve(run, cfg):
         if cfg.eager_layer_us is not None:
             raise SimcoreError(f"serving.eager_layer_us: {cfg.eager_layer_us}: needs serving.engine (whose prompt "
                                f"steps launch without a graph): {', '.join(engine_names())}")
+        if cfg.moe_prompt_layer_us is not None:
+            raise SimcoreError(f"serving.moe_prompt_layer_us: {cfg.moe_prompt_layer_us}: needs serving.engine (whose "
+                               f"fitted prompt-step constant it replaces): {', '.join(engine_names())}")
         return run, cfg, None
     prof = get_profile(cfg.engine, cfg.engine_version)
     if cfg.engine_profile:  # fitted host constants replace the profile's own; overlap stays the engine's
@@ -186,6 +200,8 @@ def resolve(run, cfg):
         prof = dataclasses.replace(prof, capture_sizes=tuple(sorted(set(cfg.cuda_graph_batch_sizes))))
     if cfg.eager_layer_us is not None:
         prof = dataclasses.replace(prof, eager_layer_s=cfg.eager_layer_us * 1e-6)
+    if cfg.moe_prompt_layer_us is not None:
+        prof = dataclasses.replace(prof, moe_prompt_layer_s=cfg.moe_prompt_layer_us * 1e-6)
     if prof.padding_holds_seq and pads(cfg.max_num_seqs, prof.capture_sizes):
         # a batch below the limit is padded: the padding request exists and holds a slot
         cfg = cfg.model_copy(update={"max_num_seqs": cfg.max_num_seqs - 1})
