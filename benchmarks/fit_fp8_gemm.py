@@ -136,11 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {extract(a.extract, out=a.data)} shapes to {a.data}")
         return 0
     try:
-        doc = json.loads(a.data.read_text())
+        f = fit(json.loads(a.data.read_text()))
     except (OSError, ValueError) as exc:
         print(f"error: --data {a.data}: {exc}", file=sys.stderr)
         return 2
-    f = fit(doc)
+    except (KeyError, TypeError, IndexError):
+        print(f"error: --data {a.data}: not a table written by --extract (allowed: {{\"rows\": [[m, n, k, "
+              f"{', '.join(f'{d}_ms' for d in DTYPES)}], ...]}})", file=sys.stderr)
+        return 2
     pct = lambda x: f"{100 * x:+.1f}%"  # noqa: E731
     print(f"{f['rows']} compute-bound shapes (M >= {MIN_M}); fp8 measured median {f['fp8_tflops_median']:.0f} TFLOPS")
     print(f"bf16 priced / measured - 1, median: {pct(f['bf16_median'])} (simcore's bf16 is fitted on the shared microbench)")

@@ -202,3 +202,17 @@ def test_the_fp8_gemm_fit_reproduces_the_stored_ceiling():
     gpu = hw.load_system("h100-sxm").gpu
     assert all(mod.compute_bound(m, n, k, gpu) for m, n, k, *_ in doc["rows"])
     assert not mod.compute_bound(512, 8192, 8192, gpu) and not mod.compute_bound(1024, 256, 256, gpu)
+
+
+def test_the_fp8_gemm_fit_refuses_a_file_that_is_not_its_table(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fit_fp8_gemm", REPO / "benchmarks" / "fit_fp8_gemm.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"gemm": []}')
+    assert mod.main(["--data", str(bad)]) == 2
+    assert mod.main(["--data", str(tmp_path / "absent.json")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("error: --data ") for line in err) and "--extract" in err[0]
