@@ -124,7 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"error: --data {a.data}: {exc}", file=sys.stderr)
         return 2
-    f = fit(doc)
+    try:
+        f = fit(doc)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        print(f"error: --data {a.data}: not a table written by --extract (allowed: {{\"gemm\": [[gemm_dtype, m, n, k, "
+              f"ms], ...], \"compute_scale\": [[m, k, ms], ...]}})", file=sys.stderr)
+        return 2
     for label in ("fp8", "bf16"):
         r = f[label]
         print(f"{label:5s} {r['rows']:5d} rows: measured - simcore = {r['fixed_us']:.2f} us + "

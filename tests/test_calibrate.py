@@ -165,14 +165,20 @@ def test_a_null_l2_size_is_read_as_absent():
     assert null.l2_rows == absent.l2_rows and null.fitted == absent.fitted
 
 
+def _script(name: str):
+    """A benchmarks/ fitting script, loaded as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def test_the_scaled_mm_fit_reproduces_the_stored_constant():
     """benchmarks/fit_scaled_mm.py, on the H100 TensorRT-LLM Linear rows it stores (aiconfigurator's kernel tables),
     gives the profile's scaled_mm_fp8_us: fp8's fixed excess over simcore minus bf16's, to 0.5 us."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fit_scaled_mm", REPO / "benchmarks" / "fit_scaled_mm.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script("fit_scaled_mm")
     doc = json.loads(mod.DATA.read_text())
     f = mod.fit(doc)
     assert f["fp8"]["rows"] == f["bf16"]["rows"] == 5490
@@ -187,11 +193,7 @@ def test_the_fp8_gemm_fit_reproduces_the_stored_ceiling():
     kernel tables), gives the profile's gemm.compute_max_fp8 (least squares on log error, to 0.005); at that ceiling
     the per-tensor fp8 rows are priced within 1% in the median, and the block-scaled rows still too fast (their
     CUTLASS kernel is slower: reported, not fitted)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fit_fp8_gemm", REPO / "benchmarks" / "fit_fp8_gemm.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script("fit_fp8_gemm")
     doc = json.loads(mod.DATA.read_text())
     f = mod.fit(doc)
     assert f["rows"] == len(doc["rows"]) == 6973
@@ -204,14 +206,12 @@ def test_the_fp8_gemm_fit_reproduces_the_stored_ceiling():
     assert not mod.compute_bound(512, 8192, 8192, gpu) and not mod.compute_bound(1024, 256, 256, gpu)
 
 
-def test_the_fp8_gemm_fit_refuses_a_file_that_is_not_its_table(tmp_path, capsys):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fit_fp8_gemm", REPO / "benchmarks" / "fit_fp8_gemm.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+@pytest.mark.parametrize("name, content", [("fit_fp8_gemm", '{"gemm": []}'), ("fit_scaled_mm", '{"gemm": 5}'),
+                                           ("fit_scaled_mm", '{"gemm": [["fp8", 1]], "compute_scale": []}')])
+def test_the_gemm_fits_refuse_a_file_that_is_not_their_table(tmp_path, capsys, name, content):
+    mod = _script(name)
     bad = tmp_path / "bad.json"
-    bad.write_text('{"gemm": []}')
+    bad.write_text(content)
     assert mod.main(["--data", str(bad)]) == 2
     assert mod.main(["--data", str(tmp_path / "absent.json")]) == 2
     err = capsys.readouterr().err.splitlines()
