@@ -1,0 +1,62 @@
+"""serving.cuda_graphs false (TensorRT-LLM cuda_graph_config: null; docs/serving.md "Steps without a CUDA graph"):
+no step replays a graph, so a decode-only step is launched op by op too: it takes at least layers x the eager floor,
+runs at its own batch size (nothing to pad to) and no padding request holds a slot. Hand-computed on a 3-layer model."""
+
+from __future__ import annotations
+
+import pytest
+
+from simcore.errors import SimcoreError
+from simcore.serving.engines import resolve as resolve_engine
+from tests.test_moe_prompt_step import _cost, tiny_moe  # noqa: F401  (fixture)
+from tests.test_serving import serving_run
+from tests.test_serving_engines import ONE
+
+
+def test_a_decode_step_takes_the_eager_floor(tiny_moe, monkeypatch):  # noqa: F811
+    # 3 layers x 5 ms = 15 ms, far above the kernels of 4 decodes on this model: the step is the floor
+    cost = _cost(tiny_moe, {"engine": "trtllm", "cuda_graphs": False, "eager_layer_us": 5000.0}, monkeypatch)
+    assert cost.decode_floor == pytest.approx(15e-3, rel=1e-12) == cost.eager_floor
+    assert cost.gpu_time(4, 100.0, 0, 0, 0.0) < 15e-3
+    assert cost.time(4, 100.0, 0, 0, 0.0) == pytest.approx(15e-3, rel=1e-12)
+    # with graphs (the default) the same step is its kernels only, never the floor
+    on = _cost(tiny_moe, {"engine": "trtllm", "eager_layer_us": 5000.0}, monkeypatch)
+    assert on.decode_floor == 0.0 and on.time(4, 100.0, 0, 0, 0.0) < 15e-3
+
+
+def test_no_graph_means_no_padding(tiny_moe, monkeypatch):  # noqa: F811
+    # a tiny floor (3 x 1 us) leaves the kernels in charge: 5 decodes run as 5 rows, not the graph of 8
+    off = _cost(tiny_moe, {"engine": "trtllm", "cuda_graphs": False, "eager_layer_us": 1.0}, monkeypatch)
+    on = _cost(tiny_moe, {"engine": "trtllm", "eager_layer_us": 1.0}, monkeypatch)
+    assert off.time(5, 100.0, 0, 0, 0.0) == pytest.approx(off.gpu_time(5, 100.0, 0, 0, 0.0), rel=1e-12)
+    # the default sizes 1, 2, 4, 8, ...: 5 decodes replay the graph of 8, the padding rows holding no context
+    assert on.time(5, 100.0, 0, 0, 0.0) == pytest.approx(on.gpu_time(8, 100.0 * 5 / 8, 0, 0, 0.0), rel=1e-12)
+    assert off.time(5, 100.0, 0, 0, 0.0) < on.time(5, 100.0, 0, 0, 0.0)
+    # TensorRT-LLM's padding request holds one of 48 slots when a batch is padded; with no graphs none exists
+    for graphs, seqs in ((True, 47), (False, 48)):
+        run = serving_run(ONE, {"engine": "trtllm", "cuda_graphs": graphs, "max_num_seqs": 48}, model=tiny_moe)
+        assert resolve_engine(run, run.experiment.serving)[1].max_num_seqs == seqs
+
+
+def test_prompt_steps_keep_their_floor(tiny_moe, monkeypatch):  # noqa: F811
+    cost = _cost(tiny_moe, {"engine": "trtllm", "cuda_graphs": False, "eager_layer_us": 5000.0}, monkeypatch)
+    assert cost.time(2, 100.0, 1, 16, 0.0) == pytest.approx(15e-3, rel=1e-12)
+
+
+def test_bad_settings_are_one_line(tiny_moe):  # noqa: F811
+    cases = (({"cuda_graphs": False}, r"serving.cuda_graphs: false: needs serving.engine"),
+             # vLLM has no fitted eager floor: pricing graph-less steps at their kernels would be a quiet lie
+             ({"engine": "vllm", "cuda_graphs": False}, r"engine vllm has no fitted eager floor.*eager_layer_us"),
+             ({"engine": "trtllm", "cuda_graphs": False, "eager_layer_us": 0.0}, r"no fitted eager floor"),
+             ({"engine": "trtllm", "cuda_graphs": False, "cuda_graph_batch_sizes": [1, 2]},
+              r"serving.cuda_graph_batch_sizes: \[1, 2\]: set with serving.cuda_graphs false"))
+    for cfg, msg in cases:
+        with pytest.raises(SimcoreError, match=msg) as e:
+            run = serving_run(ONE, cfg, model=tiny_moe)
+            resolve_engine(run, run.experiment.serving)
+        assert "\n" not in str(e.value)
+    run = serving_run(ONE, {"engine": "vllm", "cuda_graphs": False, "eager_layer_us": 500.0}, model=tiny_moe)
+    assert resolve_engine(run, run.experiment.serving)[2].capture_sizes == ()
+    for bad in ("x", 2, None):
+        with pytest.raises(SimcoreError, match="cuda_graphs"):
+            serving_run(ONE, {"engine": "trtllm", "cuda_graphs": bad}, model=tiny_moe)
