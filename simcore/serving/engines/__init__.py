@@ -101,18 +101,13 @@ def version_tuple(v: str | None) -> tuple[int, ...]:
     return tuple(out)
 
 
-def eager_layer_s(engine: str) -> float:
-    """The fitted host floor per layer of an engine's graph-less prompt step (host_fit.py; 0 when not fitted)."""
+def fitted_s(engine: str, key: str) -> float:
+    """One of an engine's fitted per-layer constants in host_fit.py (eager_layer_us: the host floor per layer of a
+    graph-less prompt step; moe_prompt_layer_us: the stall per MoE layer of a prompt step), in seconds; 0 when the
+    engine has none fitted."""
     from simcore.serving.engines.host_fit import HOST
 
-    return HOST[engine].get("eager_layer_us", 0.0) * 1e-6
-
-
-def moe_prompt_layer_s(engine: str) -> float:
-    """The fitted stall per MoE layer of an engine's step with prompt tokens (host_fit.py; 0 when not fitted)."""
-    from simcore.serving.engines.host_fit import HOST
-
-    return HOST[engine].get("moe_prompt_layer_us", 0.0) * 1e-6
+    return HOST[engine].get(key, 0.0) * 1e-6
 
 
 def host_model(engine: str, overlap: bool) -> HostModel:

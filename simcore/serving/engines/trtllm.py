@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simcore.serving.engines import Profile, eager_layer_s, host_model, register
+from simcore.serving.engines import Profile, fitted_s, host_model, register
 
 
 def capture_sizes(max_bs: int) -> tuple[int, ...]:
@@ -34,7 +34,7 @@ def profile(version: str | None) -> Profile:
         # can_run_cuda_graph false), so a step with a prompt is launched op by op from Python: its host floor per
         # layer is fitted with the host constants by benchmarks/fit_serving.py (docs/validation.md, "Round 13: the
         # eager floor as a fitted host constant"); aiconfigurator's 0.8 ms per layer is its vLLM backend's only
-        eager_layer_s=eager_layer_s("trtllm"),
+        eager_layer_s=fitted_s("trtllm", "eager_layer_us"),
         # the overlap loop launches step n+1 (_forward_step) before it returns step n's tokens
         # (_process_previous_batch -> _handle_responses; py_executor.py PyExecutor._executor_loop_overlap, 1.0), and
         # a prompt step's launch is eager (above), so a prompt step's first tokens wait for a following prompt step

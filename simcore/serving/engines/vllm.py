@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from simcore.serving.engines import Profile, host_model, moe_prompt_layer_s, register, version_tuple
+from simcore.serving.engines import Profile, fitted_s, host_model, register, version_tuple
 
 ASYNC_FROM = (0, 14)  # async scheduling on by default (vllm PR #27614, the last step of issue #27679)
 
@@ -36,5 +36,5 @@ def profile(version: str | None) -> Profile:
         # a step with prompt tokens of an MoE model takes this much longer per MoE layer: fitted to the H100 vLLM
         # MoE rows' mean TTFT (benchmarks/fit_serving.py); its mechanism is unknown (docs/validation.md "Round 13
         # (branch vmoe)", "Round 14 (branch vmoe2)")
-        moe_prompt_layer_s=moe_prompt_layer_s("vllm"),
+        moe_prompt_layer_s=fitted_s("vllm", "moe_prompt_layer_us"),
     )
