@@ -16,12 +16,26 @@ from tests.test_serving_engines import ONE
 def test_a_decode_step_takes_the_eager_floor(tiny_moe, monkeypatch):  # noqa: F811
     # 3 layers x 5 ms = 15 ms, far above the kernels of 4 decodes on this model: the step is the floor
     cost = _cost(tiny_moe, {"engine": "trtllm", "cuda_graphs": False, "eager_layer_us": 5000.0}, monkeypatch)
-    assert cost.decode_floor == pytest.approx(15e-3, rel=1e-12) == cost.eager_floor
+    assert cost.max_graph == 0 and cost.eager_floor == pytest.approx(15e-3, rel=1e-12)
     assert cost.gpu_time(4, 100.0, 0, 0, 0.0) < 15e-3
     assert cost.time(4, 100.0, 0, 0, 0.0) == pytest.approx(15e-3, rel=1e-12)
     # with graphs (the default) the same step is its kernels only, never the floor
     on = _cost(tiny_moe, {"engine": "trtllm", "eager_layer_us": 5000.0}, monkeypatch)
-    assert on.decode_floor == 0.0 and on.time(4, 100.0, 0, 0, 0.0) < 15e-3
+    assert on.max_graph == 128 and on.time(4, 100.0, 0, 0, 0.0) < 15e-3
+
+
+def test_a_decode_batch_above_the_largest_graph_takes_the_eager_floor(tiny_moe, monkeypatch):  # noqa: F811
+    # TensorRT-LLM captures decode graphs up to 128 by default: 128 decodes replay theirs, 129 launch op by op
+    # (_maybe_get_cuda_graph: no graph for the size, none to pad to) and take 3 layers x 5 ms
+    on = _cost(tiny_moe, {"engine": "trtllm", "eager_layer_us": 5000.0}, monkeypatch)
+    assert on.time(128, 100.0, 0, 0, 0.0) < 15e-3
+    assert on.gpu_time(129, 100.0, 0, 0, 0.0) < 15e-3
+    assert on.time(129, 100.0, 0, 0, 0.0) >= 15e-3
+    assert on.time(129, 100.0, 0, 0, 0.0) == pytest.approx(on.host.step(15e-3, 129, 129), rel=1e-12)
+    # graphs up to 256 (serving.cuda_graph_batch_sizes): 129 is padded to 256 and replays it, no floor
+    wide = _cost(tiny_moe, {"engine": "trtllm", "eager_layer_us": 5000.0, "cuda_graph_batch_sizes": [128, 256]},
+                 monkeypatch)
+    assert wide.time(129, 100.0, 0, 0, 0.0) < 15e-3
 
 
 def test_no_graph_means_no_padding(tiny_moe, monkeypatch):  # noqa: F811

@@ -77,7 +77,7 @@ class IterationCost:
         self.overhead = cfg.iteration_overhead_us * 1e-6
         self.host = None
         self.eager_floor = 0.0  # seconds: host floor of a step with prefill tokens (no CUDA graph)
-        self.decode_floor = 0.0  # seconds: the same floor for a decode-only step, when no step has a graph
+        self.max_graph = 0  # the largest decode batch with a CUDA graph: a larger one launches eagerly
         self.moe_prompt = 0.0  # seconds added once to a step with prefill tokens (the engine's MoE prompt-step stall)
         if profile is not None:
             host = profile.host
@@ -88,8 +88,9 @@ class IterationCost:
             # a step with prefill tokens runs without a CUDA graph: its kernels are launched one by one from the
             # host, layer after layer, and the GPU waits when that takes longer than the kernels
             self.eager_floor = profile.eager_layer_s * run.model.layers
-            # serving.cuda_graphs false: decode-only steps have no graph either, so they take the same floor
-            self.decode_floor = 0.0 if cfg.cuda_graphs else self.eager_floor
+            # a decode-only step above the largest captured batch has no graph to replay (TensorRT-LLM
+            # _maybe_get_cuda_graph returns none; serving.cuda_graphs false captures none), so it takes the same floor
+            self.max_graph = max(self.sizes, default=0)
             # a fitted stall per MoE layer (dense layers of a mixed model do not count), once per prompt step: the
             # prompts in the step share it and its decodes wait for it
             self.moe_prompt = profile.moe_prompt_layer_s * sum(run.model.moe_layers)
@@ -143,7 +144,7 @@ class IterationCost:
         gpu = self._decode_gpu(a0, a1, wa1, b0, b1, wb1)
         if self.host is None:
             return gpu + self.overhead
-        return self.host.step(max(gpu, self.decode_floor), n, n)
+        return self.host.step(max(gpu, self.eager_floor) if n > self.max_graph else gpu, n, n)
 
     def _decode_shape(self, dec: int) -> tuple:
         """(batch size run: the next CUDA-graph capture size with an engine profile, else dec; its grid)."""
