@@ -32,15 +32,15 @@ def tiny_moe(tmp_path) -> str:
     return str(folder / "config.json")
 
 
-def _cost(model: str, serving_cfg: dict, monkeypatch) -> IterationCost:
+def _cost(model: str, serving_cfg: dict, monkeypatch, **extra) -> IterationCost:
     """The step pricer of an engine profile with its host terms zeroed (const, per request, per token), so a step's
-    time is its GPU time plus the MoE prompt-step constant."""
+    time is its GPU time plus the MoE prompt-step constant; extra: other experiment sections (e.g. engine)."""
     from simcore.serving.engines import host_fit
 
     engine = serving_cfg["engine"]
     monkeypatch.setitem(host_fit.HOST, engine, {**host_fit.HOST[engine], "const_us": 0.0, "per_request_us": 0.0,
                                                 "per_token_us": 0.0})
-    run = serving_run(ONE, serving_cfg, model=model)
+    run = serving_run(ONE, serving_cfg, model=model, **extra)
     run, _, prof = resolve_engine(run, run.experiment.serving)
     return IterationCost(run, prof)
 

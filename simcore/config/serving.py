@@ -229,9 +229,6 @@ class Serving(Strict):
     # decode batch sizes with a CUDA graph (TensorRT-LLM cuda_graph_config.batch_sizes); None: the engine profile's
     cuda_graph_batch_sizes: list[Annotated[int, Field(gt=0, le=MAX_NUM_SEQS)]] | None = Field(
         default=None, min_length=1, max_length=MAX_NUM_SEQS)
-    # false: no step replays a CUDA graph (TensorRT-LLM cuda_graph_config: null), so a decode-only step launches eagerly
-    # too and takes at least layers x the eager floor, unpadded (needs an engine with an eager floor)
-    cuda_graphs: bool = True
     pipeline_batches: int | None = Field(default=None, gt=0, le=1024)  # batches in flight per replica with pp > 1; None: pp (docs/serving.md)
     router: str = "round_robin"  # a policy in simcore/serving/routers.py
     slo: SLO = SLO()

@@ -89,7 +89,7 @@ class IterationCost:
             # host, layer after layer, and the GPU waits when that takes longer than the kernels
             self.eager_floor = profile.eager_layer_s * run.model.layers
             # a decode-only step above the largest captured batch has no graph to replay (TensorRT-LLM
-            # _maybe_get_cuda_graph returns none; serving.cuda_graphs false captures none), so it takes the same floor
+            # _maybe_get_cuda_graph returns none; engine.cuda_graphs false captures none), so it takes the same floor
             self.max_graph = max(self.sizes, default=0)
             # a fitted stall per MoE layer (dense layers of a mixed model do not count), once per prompt step: the
             # prompts in the step share it and its decodes wait for it

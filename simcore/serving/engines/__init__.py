@@ -180,9 +180,6 @@ def resolve(run, cfg):
         if cfg.eager_layer_us is not None:
             raise SimcoreError(f"serving.eager_layer_us: {cfg.eager_layer_us}: needs serving.engine (whose prompt "
                                f"steps launch without a graph): {', '.join(engine_names())}")
-        if not cfg.cuda_graphs:
-            raise SimcoreError(f"serving.cuda_graphs: false: needs serving.engine (whose eager floor prices the "
-                               f"graph-less steps): {', '.join(engine_names())}")
         if cfg.moe_prompt_layer_us is not None:
             raise SimcoreError(f"serving.moe_prompt_layer_us: {cfg.moe_prompt_layer_us}: needs serving.engine (whose "
                                f"fitted prompt-step constant it replaces): {', '.join(engine_names())}")
@@ -200,15 +197,13 @@ def resolve(run, cfg):
         prof = dataclasses.replace(prof, eager_layer_s=cfg.eager_layer_us * 1e-6)
     if cfg.moe_prompt_layer_us is not None:
         prof = dataclasses.replace(prof, moe_prompt_layer_s=cfg.moe_prompt_layer_us * 1e-6)
-    if not cfg.cuda_graphs:
-        # cuda_graph_config: null: no graph to pad to, so no padding request either (cuda_graph_runner.py
-        # maybe_get_cuda_graph returns none when disabled and the forward pass launches op by op)
+    if not run.experiment.engine.cuda_graphs:
+        # no graphs (TensorRT-LLM cuda_graph_config: null; cuda_graph_runner.py maybe_get_cuda_graph returns none and
+        # the forward pass launches op by op): nothing to pad to, so no padding request either; every decode step takes
+        # the profile's eager floor (IterationCost) on top of engine.kernel_launch_us per kernel
         if cfg.cuda_graph_batch_sizes is not None:
             raise SimcoreError(f"serving.cuda_graph_batch_sizes: {cfg.cuda_graph_batch_sizes!s:.60}: set with "
-                               f"serving.cuda_graphs false (no graphs); allowed: one of the two")
-        if prof.eager_layer_s <= 0:
-            raise SimcoreError(f"serving.cuda_graphs: false: engine {cfg.engine} has no fitted eager floor to price "
-                               f"graph-less steps with; set serving.eager_layer_us (us per layer, > 0)")
+                               f"engine.cuda_graphs false (no graphs); allowed: one of the two")
         prof = dataclasses.replace(prof, capture_sizes=())
     if prof.padding_holds_seq and pads(cfg.max_num_seqs, prof.capture_sizes):
         # a batch below the limit is padded: the padding request exists and holds a slot
