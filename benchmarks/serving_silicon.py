@@ -35,7 +35,7 @@ from rich.table import Table  # noqa: E402
 from simcore.errors import SimcoreError  # noqa: E402
 from simcore.serving.silicon import MEASURED_ROUNDS  # noqa: E402
 from simcore.validate.cli import progress_bar  # noqa: E402
-from simcore.validate.compare import err, experiments, run, summarize, summary_lines  # noqa: E402
+from simcore.validate.compare import err, experiments, run_seeds, summarize, summary_lines  # noqa: E402
 from simcore.validate.provenance import DISAGG, RowExtras  # noqa: E402
 from simcore.validate.readers import read  # noqa: E402
 
@@ -176,15 +176,19 @@ def main() -> None:
                     help="engine limits for every row (default: per engine, simcore.serving.silicon.LIMITS)")
     ap.add_argument("--no-cache", action="store_true", help="simulate every row again")
     ap.add_argument("--quiet", action="store_true", help="summary only, no per-row table")
+    ap.add_argument("--seeds", type=int, default=1, metavar="N",
+                    help="simulate each row under N client seeds and compare their mean (default 1: seed 0 only)")
     a = ap.parse_args()
     console = Console(width=None if sys.stdout.isatty() else 200)
     if a.every < 1:
         fail(f"--every: {a.every}: allowed: 1 or more")
+    if not 1 <= a.seeds <= 100:
+        fail(f"--seeds: {a.seeds}: allowed: 1 to 100")
     records = selected_records(a, a.limits, a.every)
     start = time.perf_counter()
     outcomes = experiments(records, rounds=a.rounds)
     with progress_bar("simulating rows") as update:
-        run(outcomes, a.jobs, progress=update, cache=DiskCache(not a.no_cache))
+        run_seeds(outcomes, a.seeds, a.jobs, progress=update, cache=DiskCache(not a.no_cache))
     if not a.quiet:
         print_rows(console, outcomes)
     print_groups(console, outcomes)

@@ -528,3 +528,32 @@ def test_benchmark_only_matches_the_row_not_the_folders_it_sits_in(tmp_path):
     assert selected_records(args) == []
     args.only = "rows.json"
     assert len(selected_records(args)) == len(read(ROWS))
+
+
+def test_seeds_average_each_figure_over_the_client_seeds():
+    """run_seeds(…, 2): every simulated figure is the mean of the runs at workload.seed 0 and 1 (the closed loop's
+    random re-issue delays drawn anew); the two draws differ, so the mean is neither; seeds 1 is run() itself."""
+    from simcore.validate.compare import run_seeds, with_seed
+
+    rec = Measurement(source="seeds", model="llama-3.1-8b", gpu="h100-sxm", engine="vllm", engine_version="0.12.0",
+                      tp=1, concurrency=8, isl=512, osl=16, requests=24,
+                      client={"reissue_delay_s": 0.04, "reissue_delay_dist": "exponential"})
+    one = run(experiments([rec]), 1)[0].result
+    assert run_seeds(experiments([rec]), 1)[0].result == one
+    moved = experiments([rec])
+    moved[0].experiment = with_seed(moved[0].experiment, 1)
+    other = run(moved, 1)[0].result
+    both = run_seeds(experiments([rec]), 2)[0].result
+    a, b = one["latency"]["ttft"]["mean"], other["latency"]["ttft"]["mean"]
+    assert a != b and both["latency"]["ttft"]["mean"] == pytest.approx((a + b) / 2, rel=1e-12)
+    for m in ("tpot", "e2e"):
+        for st in ("mean", "p90"):
+            want = (one["latency"][m][st] + other["latency"][m][st]) / 2
+            assert both["latency"][m][st] == pytest.approx(want, rel=1e-12)
+    want = (one["throughput"]["requests_per_s"] + other["throughput"]["requests_per_s"]) / 2
+    assert both["throughput"]["requests_per_s"] == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("n, allowed", [("0", "1 or more"), ("101", "1 to 100"), ("x", "not a whole number")])
+def test_bad_seed_counts_are_one_line(bad, n, allowed):
+    bad("validate", ROWS, "--seeds", n, contains=["--seeds", allowed])

@@ -18,7 +18,7 @@ from rich.table import Table
 from simcore.errors import SimcoreError, unknown
 from simcore.report.console import stdout_console
 from simcore.serving.silicon import ENGINES, GPUS, MEASURED_ROUNDS, MODELS, catalog_name
-from simcore.validate.compare import SIM_STATS, comparisons, experiments, run, summarize, summary_lines
+from simcore.validate.compare import SIM_STATS, comparisons, experiments, run_seeds, summarize, summary_lines
 from simcore.validate.provenance import RowExtras
 from simcore.validate.readers import Facts, read
 
@@ -125,6 +125,13 @@ def _positive(text: str) -> int:
     return v
 
 
+def _seeds(text: str) -> int:
+    v = _positive(text)
+    if v > 100:
+        raise argparse.ArgumentTypeError(f"{v}; allowed: 1 to 100")
+    return v
+
+
 def _not_a_result(path: Path, results: list[str]) -> None:
     """Refuse to write the fitted profile over one of the measured result files it was fitted to."""
     if any(path.resolve() == Path(r).resolve() for r in results):
@@ -167,7 +174,7 @@ def _validate(args: argparse.Namespace) -> int:
     if unknown_systems and all(o.refused == "gpu not in catalog" for o in outcomes):
         raise SimcoreError(f"system: {unknown_systems[0].removeprefix('gpu not in catalog: ')}")
     with progress_bar("simulating records") as update:
-        run(outcomes, args.jobs, overrides, progress=update)
+        run_seeds(outcomes, args.seeds, args.jobs, overrides, progress=update)
     summary = summarize(outcomes)
     report = {"records": [record_json(o) for o in outcomes], "summary": summary}
     if extras is not None:
@@ -251,6 +258,8 @@ def register(subparsers) -> None:
                    help=f"measured requests simulated per record (default: {MEASURED_ROUNDS} per client, closed "
                         f"loop; at most 500 open loop; never more than the file measured)")
     p.add_argument("--jobs", type=_positive, default=os.cpu_count() or 1, metavar="J", help="worker processes")
+    p.add_argument("--seeds", type=_seeds, default=1, metavar="N",
+                   help="simulate each record under N client seeds and compare their mean (default 1)")
     p.add_argument("--only", metavar="TEXT", help="only records whose engine/model/gpu/precision/source contains TEXT")
     p.add_argument("--every", type=_positive, default=1, metavar="N", help="every Nth record only")
     p.add_argument("--set", action="append", default=[], metavar="PATH=VALUE",

@@ -103,6 +103,45 @@ def run(outcomes: list[Outcome], jobs: int = 1, overrides: tuple[str, ...] = (),
     return outcomes
 
 
+def with_seed(exp: dict, offset: int) -> dict:
+    """The experiment with its workload seed moved by `offset` (0: the experiment itself)."""
+    if not offset:
+        return exp
+    w = exp["workload"]
+    return {**exp, "workload": {**w, "seed": w.get("seed", 0) + offset}}
+
+
+def mean_result(results: list[dict]) -> dict:
+    """The mean of simulated results of one experiment under different seeds, figure by figure; refused if any is."""
+    for r in results:
+        if r.get("refused"):
+            return r
+    lat = {m: {st: statistics.fmean([r["latency"][m][st] for r in results])
+               if all(r["latency"][m].get(st) is not None for r in results) else None
+               for st in results[0]["latency"][m]}
+           for m in results[0]["latency"]}
+    thr = {k: statistics.fmean([r["throughput"][k] for r in results]) for k in results[0]["throughput"]}
+    return {"latency": lat, "throughput": thr,
+            "preemptions": statistics.fmean([r["preemptions"] for r in results]),
+            "dropped": statistics.fmean([r["dropped"] for r in results])}
+
+
+def run_seeds(outcomes: list[Outcome], seeds: int = 1, jobs: int = 1, overrides: tuple[str, ...] = (), progress=None,
+              cache=None) -> list[Outcome]:
+    """run() once per client seed (the experiment's workload.seed, then +1, ... : the random re-issue delays of the
+    benchmark client and InferenceX's random lengths drawn anew) and keep each outcome's mean over the seeds, the
+    expected figures of one measured run rather than one draw of them (docs/validation.md, "Results now"). seeds 1
+    is run() itself; the first seed's runs are the ones a single-seed run caches."""
+    if seeds <= 1:
+        return run(outcomes, jobs, overrides, progress, cache)
+    draws = [run([Outcome(o.record, None if o.experiment is None else with_seed(o.experiment, k), {}) for o in outcomes],
+                 jobs, overrides, progress, cache) for k in range(seeds)]
+    for i, o in enumerate(outcomes):
+        if o.experiment is not None:
+            o.result = mean_result([d[i].result for d in draws])
+    return outcomes
+
+
 def err(pred: float, meas: float) -> float:
     return pred / meas - 1
 
