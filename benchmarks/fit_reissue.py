@@ -1,7 +1,7 @@
 """Fit the benchmark client's re-issue delay (silicon.AIPERF_CLIENT) on the measured rows.
 
 Usage: python benchmarks/fit_reissue.py [--rows FILE] [--only TEXT] [--jobs J] [--rounds R]
-       [--delays 0,0.01,0.02,0.04,0.06] [--dist exponential|fixed] [--client aiperf|inferencex]
+       [--delays 0,0.01,0.02,0.04,0.06] [--dist exponential|fixed] [--client aiperf|inferencex] [--seeds N]
 
 Runs every row as benchmarks/serving_silicon.py does (same experiments and disk cache) once per candidate
 mean delay (a closed-loop client's next request reaches the engine that long after its previous request's
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from serving_silicon import DiskCache, add_row_args, fail, selected_records  # noqa: E402
 from simcore.validate.cli import progress_bar  # noqa: E402
 from simcore.serving.silicon import AIPERF_CLIENT, INFERENCEX_CLIENT  # noqa: E402
-from simcore.validate.compare import experiments, run, summarize  # noqa: E402
+from simcore.validate.compare import experiments, run_seeds, summarize  # noqa: E402
 
 CLIENTS = {"aiperf": AIPERF_CLIENT, "inferencex": INFERENCEX_CLIENT}
 
@@ -41,6 +41,8 @@ def main() -> None:
     ap.add_argument("--delays", default="0,0.01,0.02,0.04,0.06", help="candidate mean delays in seconds")
     ap.add_argument("--dist", default="exponential", choices=("exponential", "fixed"), help="delay distribution")
     ap.add_argument("--client", choices=sorted(CLIENTS), help="only the rows measured with this benchmark client")
+    ap.add_argument("--seeds", type=int, default=1, metavar="N",
+                    help="each row's mean over N client seeds, as serving_silicon.py --seeds (default 1)")
     a = ap.parse_args()
     try:
         delays = [float(x) for x in a.delays.split(",") if x.strip()]
@@ -48,6 +50,8 @@ def main() -> None:
         fail(f"--delays: {a.delays!r}: allowed: seconds >= 0, comma separated")
     if not delays or any(not 0 <= d <= 10 for d in delays):
         fail(f"--delays: {a.delays!r}: allowed: seconds from 0 to 10, comma separated")
+    if not 1 <= a.seeds <= 100:
+        fail(f"--seeds: {a.seeds}: allowed: 1 to 100")
     records = selected_records(a)
     if a.client:
         records = [r for r in records if r.client == CLIENTS[a.client]]
@@ -57,7 +61,7 @@ def main() -> None:
     for d in delays:
         outcomes = experiments(records, rounds=a.rounds)
         with progress_bar(f"delay {d:g} s") as update:
-            run(outcomes, a.jobs, overrides=overrides(d, a.dist), progress=update, cache=DiskCache(True))
+            run_seeds(outcomes, a.seeds, a.jobs, overrides=overrides(d, a.dist), progress=update, cache=DiskCache(True))
         m = {x["metric"]: x for x in summarize(outcomes)["metrics"] if x["stat"] == "mean"}
         results.append((d, m["ttft"], m["tpot"]))
         print(f"mean delay {1e3 * d:5.1f} ms ({a.dist if d > 0 else 'none'}): TTFT median |error| "
