@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from fit_moe import set_line  # noqa: E402
 from fit_scaled_mm import DATA as SCALE_DATA  # noqa: E402
-from fit_scaled_mm import priced_s, scale_ms  # noqa: E402
+from fit_scaled_mm import fit_file, priced_s, scale_ms  # noqa: E402
 from simcore.config.hardware import load_system  # noqa: E402
 from simcore.cost.calibration import gemm_ops  # noqa: E402
 from simcore.cost.roofline import Pricer  # noqa: E402
@@ -135,14 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.extract:
         print(f"wrote {extract(a.extract, out=a.data)} shapes to {a.data}")
         return 0
-    try:
-        f = fit(json.loads(a.data.read_text()))
-    except (OSError, ValueError) as exc:
-        print(f"error: --data {a.data}: {exc}", file=sys.stderr)
-        return 2
-    except (KeyError, TypeError, IndexError):
-        print(f"error: --data {a.data}: not a table written by --extract (allowed: {{\"rows\": [[m, n, k, "
-              f"{', '.join(f'{d}_ms' for d in DTYPES)}], ...]}})", file=sys.stderr)
+    f = fit_file(a.data, fit, f'{{"rows": [[m, n, k, {", ".join(f"{d}_ms" for d in DTYPES)}], ...]}}')
+    if f is None:
         return 2
     pct = lambda x: f"{100 * x:+.1f}%"  # noqa: E731
     print(f"{f['rows']} compute-bound shapes (M >= {MIN_M}); fp8 measured median {f['fp8_tflops_median']:.0f} TFLOPS")

@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from serving_silicon import DiskCache, add_row_args, fail, selected_records  # noqa: E402
+from serving_silicon import DiskCache, add_row_args, add_seeds_arg, checked_seeds, fail, selected_records  # noqa: E402
 from simcore.validate.cli import progress_bar  # noqa: E402
 from simcore.serving.silicon import AIPERF_CLIENT, INFERENCEX_CLIENT  # noqa: E402
 from simcore.validate.compare import experiments, run_seeds, summarize  # noqa: E402
@@ -41,8 +41,7 @@ def main() -> None:
     ap.add_argument("--delays", default="0,0.01,0.02,0.04,0.06", help="candidate mean delays in seconds")
     ap.add_argument("--dist", default="exponential", choices=("exponential", "fixed"), help="delay distribution")
     ap.add_argument("--client", choices=sorted(CLIENTS), help="only the rows measured with this benchmark client")
-    ap.add_argument("--seeds", type=int, default=1, metavar="N",
-                    help="each row's mean over N client seeds, as serving_silicon.py --seeds (default 1)")
+    add_seeds_arg(ap)
     a = ap.parse_args()
     try:
         delays = [float(x) for x in a.delays.split(",") if x.strip()]
@@ -50,8 +49,7 @@ def main() -> None:
         fail(f"--delays: {a.delays!r}: allowed: seconds >= 0, comma separated")
     if not delays or any(not 0 <= d <= 10 for d in delays):
         fail(f"--delays: {a.delays!r}: allowed: seconds from 0 to 10, comma separated")
-    if not 1 <= a.seeds <= 100:
-        fail(f"--seeds: {a.seeds}: allowed: 1 to 100")
+    checked_seeds(a.seeds)
     records = selected_records(a)
     if a.client:
         records = [r for r in records if r.client == CLIENTS[a.client]]

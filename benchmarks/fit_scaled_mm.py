@@ -104,6 +104,21 @@ def fit(doc: dict) -> dict:
     return out
 
 
+def fit_file(path: Path, fit, allowed: str) -> dict | None:
+    """fit(the JSON table at path), or None after one error line naming --data (an unreadable file, or one that is
+    not the table `--extract` writes: `allowed` shows its shape)."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        print(f"error: --data {path}: {exc}", file=sys.stderr)
+        return None
+    try:
+        return fit(doc)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        print(f"error: --data {path}: not a table written by --extract (allowed: {allowed})", file=sys.stderr)
+        return None
+
+
 def write(value: float, rows: int, path: Path = PROFILE) -> None:
     line = (f"scaled_mm_fp8_us: {value:.1f}  # fitted by benchmarks/fit_scaled_mm.py: fp8 minus bf16 fixed excess over "
             f"simcore of {rows} decode-sized TensorRT-LLM 1.2.0rc5 Linears on H100 ({SOURCE.split(',')[0]})")
@@ -119,16 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     if a.extract:
         print(f"wrote {extract(*a.extract, out=a.data)} rows to {a.data}")
         return 0
-    try:
-        doc = json.loads(a.data.read_text())
-    except (OSError, ValueError) as exc:
-        print(f"error: --data {a.data}: {exc}", file=sys.stderr)
-        return 2
-    try:
-        f = fit(doc)
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
-        print(f"error: --data {a.data}: not a table written by --extract (allowed: {{\"gemm\": [[gemm_dtype, m, n, k, "
-              f"ms], ...], \"compute_scale\": [[m, k, ms], ...]}})", file=sys.stderr)
+    f = fit_file(a.data, fit, '{"gemm": [[gemm_dtype, m, n, k, ms], ...], "compute_scale": [[m, k, ms], ...]}')
+    if f is None:
         return 2
     for label in ("fp8", "bf16"):
         r = f[label]

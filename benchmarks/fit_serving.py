@@ -30,7 +30,7 @@ from serving_silicon import DEFAULT_ROWS, DiskCache  # noqa: E402
 from simcore.config.model import load_model  # noqa: E402
 from simcore.serving.silicon import MEASURED_ROUNDS  # noqa: E402
 from simcore.validate.compare import Outcome, experiments, run  # noqa: E402
-from simcore.validate.fit import fit_rows, grid_fit, without_host  # noqa: E402
+from simcore.validate.fit import fit_rows, grid_fit, without_host, write_profile  # noqa: E402
 from simcore.validate.provenance import RowExtras  # noqa: E402
 from simcore.validate.readers import read  # noqa: E402
 
@@ -53,6 +53,11 @@ FIT_GPU = "h100_sxm"  # the rows the constants are fitted to; the other GPUs' ro
 OUT = ROOT / "simcore" / "serving" / "engines" / "host_fit.py"
 
 
+def with_serving(items: list[Outcome], **fields) -> list[Outcome]:
+    """Fresh copies of the outcomes (to simulate again) with these serving fields set."""
+    return [Outcome(o.record, {**o.experiment, "serving": {**o.experiment["serving"], **fields}}, {}) for o in items]
+
+
 def moe_rows(rows: Path, engine: str) -> list[Outcome]:
     """The engine's closed-loop aggregated H100 rows of models with MoE layers that measure a mean TTFT and TPOT,
     built with the merged columns serving_silicon.py uses, at the rounds it simulates."""
@@ -67,12 +72,10 @@ def moe_prompt_scan(engine: str, rows: list[Outcome], host_us: dict, folder: Pat
                     console: Console) -> tuple[float, int]:
     """(stall per MoE layer in us, rows fitted): MOE_PROMPT_US scanned, ties to the smaller."""
     profile = folder / f"{engine}-fitted.yaml"  # the host constants just fitted, so the stall is fitted with them
-    profile.write_text(f"engine: {engine}\nhost: {{{', '.join(f'{k}: {v}' for k, v in host_us.items())}}}\n")
+    write_profile(profile, engine, None, host_us)
 
     def trial(x: float, items: list[Outcome]) -> list[Outcome]:
-        out = [Outcome(o.record, {**o.experiment, "serving": {**o.experiment["serving"], "engine_profile": str(profile),
-                                                               "moe_prompt_layer_us": x}}, {}) for o in items]
-        return run(out, jobs, cache=cache)
+        return run(with_serving(items, engine_profile=str(profile), moe_prompt_layer_us=x), jobs, cache=cache)
 
     def log_err(o: Outcome, m: str) -> float:
         return float(np.log(o.result["latency"][m]["mean"] / o.record.latency[m]["mean"]))
@@ -109,8 +112,7 @@ def main() -> None:
     for engine in (e for e in EAGER_ENGINES if e in by_engine):
         scan = []
         for e in EAGER_US:
-            trial = [Outcome(o.record, {**o.experiment, "serving": {**o.experiment["serving"], "eager_layer_us": e}}, {})
-                     for o in no_host if o.experiment["serving"]["engine"] == engine]
+            trial = with_serving([o for o in no_host if o.experiment["serving"]["engine"] == engine], eager_layer_us=e)
             run(trial, a.jobs, cache=DiskCache(not a.no_cache))
             c, rms = grid_fit(fit_rows(trial)[engine])
             scan.append((round(rms, 4), e, c, rms))

@@ -35,7 +35,7 @@ from rich.table import Table  # noqa: E402
 from simcore.errors import SimcoreError  # noqa: E402
 from simcore.serving.silicon import MEASURED_ROUNDS  # noqa: E402
 from simcore.validate.cli import progress_bar  # noqa: E402
-from simcore.validate.compare import err, experiments, run_seeds, summarize, summary_lines  # noqa: E402
+from simcore.validate.compare import MAX_SEEDS, err, experiments, run_seeds, summarize, summary_lines  # noqa: E402
 from simcore.validate.provenance import DISAGG, RowExtras  # noqa: E402
 from simcore.validate.readers import read  # noqa: E402
 
@@ -168,6 +168,18 @@ def selected_records(a: argparse.Namespace, limits: str | None = None, every: in
     return records
 
 
+def add_seeds_arg(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--seeds", type=int, default=1, metavar="N",
+                    help="simulate each row under N client seeds and compare their mean (default 1: seed 0 only)")
+
+
+def checked_seeds(n: int) -> int:
+    """--seeds N, or one error line and exit 2."""
+    if not 1 <= n <= MAX_SEEDS:
+        fail(f"--seeds: {n}: allowed: 1 to {MAX_SEEDS}")
+    return n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_row_args(ap)
@@ -176,14 +188,12 @@ def main() -> None:
                     help="engine limits for every row (default: per engine, simcore.serving.silicon.LIMITS)")
     ap.add_argument("--no-cache", action="store_true", help="simulate every row again")
     ap.add_argument("--quiet", action="store_true", help="summary only, no per-row table")
-    ap.add_argument("--seeds", type=int, default=1, metavar="N",
-                    help="simulate each row under N client seeds and compare their mean (default 1: seed 0 only)")
+    add_seeds_arg(ap)
     a = ap.parse_args()
     console = Console(width=None if sys.stdout.isatty() else 200)
     if a.every < 1:
         fail(f"--every: {a.every}: allowed: 1 or more")
-    if not 1 <= a.seeds <= 100:
-        fail(f"--seeds: {a.seeds}: allowed: 1 to 100")
+    checked_seeds(a.seeds)
     records = selected_records(a, a.limits, a.every)
     start = time.perf_counter()
     outcomes = experiments(records, rounds=a.rounds)

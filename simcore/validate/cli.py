@@ -18,7 +18,7 @@ from rich.table import Table
 from simcore.errors import SimcoreError, unknown
 from simcore.report.console import stdout_console
 from simcore.serving.silicon import ENGINES, GPUS, MEASURED_ROUNDS, MODELS, catalog_name
-from simcore.validate.compare import SIM_STATS, comparisons, experiments, run_seeds, summarize, summary_lines
+from simcore.validate.compare import MAX_SEEDS, SIM_STATS, comparisons, experiments, run_seeds, summarize, summary_lines
 from simcore.validate.provenance import RowExtras
 from simcore.validate.readers import Facts, read
 
@@ -127,8 +127,8 @@ def _positive(text: str) -> int:
 
 def _seeds(text: str) -> int:
     v = _positive(text)
-    if v > 100:
-        raise argparse.ArgumentTypeError(f"{v}; allowed: 1 to 100")
+    if v > MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"{v}; allowed: 1 to {MAX_SEEDS}")
     return v
 
 

@@ -126,6 +126,9 @@ def mean_result(results: list[dict]) -> dict:
             "dropped": statistics.fmean([r["dropped"] for r in results])}
 
 
+MAX_SEEDS = 100  # --seeds: client seeds a record's mean may be taken over
+
+
 def run_seeds(outcomes: list[Outcome], seeds: int = 1, jobs: int = 1, overrides: tuple[str, ...] = (), progress=None,
               cache=None) -> list[Outcome]:
     """run() once per client seed (the experiment's workload.seed, then +1, ... : the random re-issue delays of the
