@@ -171,18 +171,15 @@ def padded(n: int, sizes: tuple[int, ...]) -> int:
 def resolve(run, cfg):
     """(run, serving config, profile or None) with the profile's defaults applied to what is unset."""
     if cfg.engine is None:
-        if cfg.engine_profile:
-            raise SimcoreError(f"serving.engine_profile: {cfg.engine_profile}: needs serving.engine (the engine "
-                               f"whose host constants it holds): {', '.join(engine_names())}")
-        if cfg.cuda_graph_batch_sizes is not None:
-            raise SimcoreError(f"serving.cuda_graph_batch_sizes: {cfg.cuda_graph_batch_sizes!s:.60}: needs serving."
-                               f"engine (whose steps replay the graphs): {', '.join(engine_names())}")
-        if cfg.eager_layer_us is not None:
-            raise SimcoreError(f"serving.eager_layer_us: {cfg.eager_layer_us}: needs serving.engine (whose prompt "
-                               f"steps launch without a graph): {', '.join(engine_names())}")
-        if cfg.moe_prompt_layer_us is not None:
-            raise SimcoreError(f"serving.moe_prompt_layer_us: {cfg.moe_prompt_layer_us}: needs serving.engine (whose "
-                               f"fitted prompt-step constant it replaces): {', '.join(engine_names())}")
+        # fields that only mean something under an engine profile, and what they need the engine for
+        for key, value, why in (
+                ("engine_profile", cfg.engine_profile or None, "the engine whose host constants it holds"),
+                ("cuda_graph_batch_sizes", cfg.cuda_graph_batch_sizes, "whose steps replay the graphs"),
+                ("eager_layer_us", cfg.eager_layer_us, "whose prompt steps launch without a graph"),
+                ("moe_prompt_layer_us", cfg.moe_prompt_layer_us, "whose fitted prompt-step constant it replaces")):
+            if value is not None:
+                shown = f"{value!s:.60}" if isinstance(value, list) else value  # a long list of sizes is cut
+                raise SimcoreError(f"serving.{key}: {shown}: needs serving.engine ({why}): {', '.join(engine_names())}")
         return run, cfg, None
     prof = get_profile(cfg.engine, cfg.engine_version)
     if cfg.engine_profile:  # fitted host constants replace the profile's own; overlap stays the engine's
