@@ -6,7 +6,8 @@ Usage: git -C AICONFIGURATOR show 095f58a51:aic-core/src/aiconfigurator_core/sys
 aiconfigurator's public silicon_sample.csv (github.com/ai-dynamo/aiconfigurator @095f58a51) holds the same rows as
 ../shared/calibration/serving_h100.json plus an `id` and a `silicon_data_source` column (source file or campaign,
 image, measured date). This script keeps, for each distinct configuration of each system (every column the shared
-file has except the measured latencies), that column's first field (the source, which names the campaign), and where an InferenceX recipe of that deployment
+file has except the measured latencies), that column's first field (the source, which names the campaign) and the day the configuration's rows were
+measured (`measured=YYYY-MM-DD`, when they share one: which generator wrote the engine's config), and where an InferenceX recipe of that deployment
 sets the KV cache dtype or an engine limit, `kv_cache_dtype` / `max_num_seqs` (RECIPES). It reads configuration columns and `silicon_data_source` only,
 never a measured latency. (A disaggregated row that records no load cannot get one here: rows that differ only in
 their concurrency share a configuration, so the configuration does not name a row's silicon_concurrency.) The H200
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -50,6 +52,9 @@ RECIPES = {("h100_sxm", "vllm", "meta-llama/Llama-3.1-70B"): {"kv_cache_dtype": 
            ("h100_sxm", "vllm", "MiniMaxAI/MiniMax-M2.5"): {"max_num_seqs": "256"}}
 
 
+MEASURED = re.compile(r"measured=(\d{4}-\d\d-\d\d)")
+
+
 def provenance(rows: list[dict], system: str) -> list[dict]:
     """One entry per distinct configuration of `system`: its KEY columns (non-empty ones), the first
     silicon_data_source in sorted order (duplicates of a configuration all come from one campaign, else the
@@ -64,6 +69,11 @@ def provenance(rows: list[dict], system: str) -> list[dict]:
             continue
         entry = {c: v for c, v in zip(KEY, k) if v}
         entry["silicon_data_source"] = sorted(sources)[0].split(";")[0].strip()  # the source (what campaign() reads)
+        dates = {m.group(1) for s in sources for m in [MEASURED.search(s)] if m}
+        if len(dates) == 1 and all(MEASURED.search(s) for s in sources):
+            # the day every row of the configuration was measured: which generator wrote its engine's config
+            # (simcore.serving.silicon.generator_graphs)
+            entry["silicon_data_source"] += f"; measured={dates.pop()}"
         if campaign(entry["silicon_data_source"]) == "inferencex":
             entry.update(RECIPES.get((system, entry["backend"], entry["model_path"]), {}))
         out.append(entry)
@@ -88,7 +98,7 @@ def main() -> None:
         sys.exit(2)
     entries = [e for system in a.system for e in provenance(rows, system)]
     about = (f"Per-configuration provenance of aiconfigurator's silicon rows (silicon_sample.csv @095f58a51, systems "
-             f"{', '.join(a.system)}): the source of silicon_data_source (its first field), and kv_cache_dtype where the InferenceX "
+             f"{', '.join(a.system)}): the source of silicon_data_source (its first field) with the day its rows were measured where they share one, and kv_cache_dtype where the InferenceX "
              "recipe sets it (max_num_seqs likewise). Written by benchmarks/silicon_provenance.py; configuration columns only, no latencies.")
     body = ",\n".join(json.dumps(e) for e in entries)  # one configuration a line
     a.out.write_text(f'{{"about": {json.dumps(about)},\n"key": {json.dumps(list(KEY))},\n"rows": [\n{body}\n]}}\n')

@@ -229,6 +229,10 @@ class Serving(Strict):
     # decode batch sizes with a CUDA graph (TensorRT-LLM cuda_graph_config.batch_sizes); None: the engine profile's
     cuda_graph_batch_sizes: list[Annotated[int, Field(gt=0, le=MAX_NUM_SEQS)]] | None = Field(
         default=None, min_length=1, max_length=MAX_NUM_SEQS)
+    # pad a decode batch up to the next captured size (TensorRT-LLM cuda_graph_config.enable_padding, which defaults
+    # to false there); false: a batch whose size has no graph of its own launches op by op, unpadded, and no padding
+    # request holds a slot (needs engine); None: the engine profile's (docs/serving.md "CUDA-graph padding")
+    cuda_graph_padding: bool | None = None
     pipeline_batches: int | None = Field(default=None, gt=0, le=1024)  # batches in flight per replica with pp > 1; None: pp (docs/serving.md)
     router: str = "round_robin"  # a policy in simcore/serving/routers.py
     slo: SLO = SLO()

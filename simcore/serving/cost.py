@@ -78,6 +78,7 @@ class IterationCost:
         self.host = None
         self.eager_floor = 0.0  # seconds: host floor of a step with prefill tokens (no CUDA graph)
         self.max_graph = 0  # the largest decode batch with a CUDA graph: a larger one launches eagerly
+        self.exact = None  # the captured sizes when batches are not padded to them (None: padded)
         self.moe_prompt = 0.0  # seconds added once to a step with prefill tokens (the engine's MoE prompt-step stall)
         if profile is not None:
             host = profile.host
@@ -91,6 +92,8 @@ class IterationCost:
             # a decode-only step above the largest captured batch has no graph to replay (TensorRT-LLM
             # _maybe_get_cuda_graph returns none; engine.cuda_graphs false captures none), so it takes the same floor
             self.max_graph = max(self.sizes, default=0)
+            # without padding (TensorRT-LLM enable_padding false) only a batch of a captured size replays a graph
+            self.exact = None if profile.padding else frozenset(self.sizes)
             # a fitted stall per MoE layer (dense layers of a mixed model do not count), once per prompt step: the
             # prompts in the step share it and its decodes wait for it
             self.moe_prompt = profile.moe_prompt_layer_s * sum(run.model.moe_layers)
@@ -137,20 +140,25 @@ class IterationCost:
         shape = self._decode.get(dec)
         if shape is None:
             shape = self._decode[dec] = self._decode_shape(dec)
-        n, a0, a1, wa1 = shape
+        n, eager, a0, a1, wa1 = shape
         if n != dec:  # padding rows hold no context: the same KV traffic over more GEMM rows
             dec_past = dec_past * dec / n
         b0, b1, wb1 = _past_grid(dec_past)
         gpu = self._decode_gpu(a0, a1, wa1, b0, b1, wb1)
         if self.host is None:
             return gpu + self.overhead
-        return self.host.step(max(gpu, self.eager_floor) if n > self.max_graph else gpu, n, n)
+        return self.host.step(max(gpu, self.eager_floor) if eager else gpu, n, n)
 
     def _decode_shape(self, dec: int) -> tuple:
-        """(batch size run: the next CUDA-graph capture size with an engine profile, else dec; its grid)."""
-        # a decode-only step replays the CUDA graph of the next captured batch size
-        n = padded(dec, self.sizes) if self.host is not None else dec
-        return (n, *grid(n, STEPS["seqs"]))
+        """(batch size run: the next CUDA-graph capture size with an engine profile, else dec; whether it launches
+        without a graph; its grid)."""
+        if self.host is None:
+            return (dec, False, *grid(dec, STEPS["seqs"]))
+        if self.exact is not None:  # no padding: a size without a graph of its own runs op by op, as it is
+            return (dec, dec not in self.exact, *grid(dec, STEPS["seqs"]))
+        # a decode-only step replays the CUDA graph of the next captured batch size; above the largest, none
+        n = padded(dec, self.sizes)
+        return (n, n > self.max_graph, *grid(n, STEPS["seqs"]))
 
     def gpu_time(self, dec: int, dec_past: float, pre: int, pre_tokens: int, pre_past: float) -> float:
         """Seconds of one iteration's forward pass; dec_past/pre_past are means.

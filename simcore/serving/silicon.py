@@ -185,6 +185,30 @@ def deployment(engine: str, c: int, isl: int) -> dict:
             "max_num_batched_tokens": min(8192, isl + 1500)}
 
 
+# What aiconfigurator's generator put in a TensorRT-LLM engine's cuda_graph_config, by the date it ran (its templates
+# extra_engine_args.<version>.yaml.j2 read cuda_graph_config.enable_padding | default(false) and
+# cuda_graph_config.batch_sizes | default([1, 2, 4, ..., 256])): until 21ab3c64e (2026-03-04) backend_config_mapping.yaml
+# mapped the rules' cuda_graph_batch_sizes to cuda_graph_config.batch_sizes, and every rule then wrote 1..max_batch_size
+# and no padding (rule_plugin/trtllm.rule @612e5b10, benchmark/trtllm.rule @71bb3d00e); from then until 2e4053859
+# (2026-05-12) the mapping was null and nothing filled the nested dict, so every engine got the template's defaults
+# (docs/validation.md, "Round 15"). A row measured at neither date keeps the engine profile's graphs.
+TEMPLATE_GRAPHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+GRAPHS_UNMAPPED = ("2026-03-04", "2026-05-12")  # [from, until) the generator left cuda_graph_config to the template
+
+
+def generator_graphs(source: str | None, max_batch: int) -> dict:
+    """The serving fields for the CUDA graphs of a TensorRT-LLM engine that aiconfigurator's generator wrote for a
+    row of its own aiperf sweep (`silicon_data_source` naming `measured=YYYY-MM-DD`); {} when the row says no date."""
+    m = re.search(r"measured=(\d{4}-\d\d-\d\d)", source or "")
+    if campaign(source) != "aiconfigurator" or not m:
+        return {}
+    if m.group(1) < GRAPHS_UNMAPPED[0]:
+        return {"cuda_graph_batch_sizes": list(range(1, max_batch + 1)), "cuda_graph_padding": False}
+    if m.group(1) < GRAPHS_UNMAPPED[1]:
+        return {"cuda_graph_batch_sizes": list(TEMPLATE_GRAPHS), "cuda_graph_padding": False}
+    return {}
+
+
 def pool_limits(engine: str, which: str, batch: int | None, isl: int) -> dict:
     """The engine limits aiconfigurator's generator writes for a disaggregated worker of max batch `batch`
     (src/aiconfigurator/generator/rule_plugin/{trtllm,vllm,sglang}.rule @095f58a5): prefill workers
@@ -332,6 +356,8 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
     elif engine and c and isl and (limits or LIMITS[engine]) == "aiconfigurator":
         # the generator's limits are per attention-DP rank (each runs its own scheduler): the replica's are adp x
         serving = {k: v if k == "scheduler" else v * adp for k, v in deployment(engine, c, isl).items()}
+        if engine == "trtllm":
+            serving.update(generator_graphs(row.get("silicon_data_source"), c))
     # the generator passes the searched KV cache on: fp8 for fp8 and nvfp4 deployments (aiconfigurator infers it
     # from quant_algo fp8 / nvfp4: sdk/models/helpers.py _infer_quant_modes_from_raw_config @095f58a5); a disagg
     # row written by it records the pools' batches

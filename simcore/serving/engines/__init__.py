@@ -56,6 +56,9 @@ class Profile:
     # the CUDA-graph padding request is a live sequence of the engine and holds one of max_num_seqs
     # (TensorRT-LLM; docs/validation.md, "Validating against measured servers")
     padding_holds_seq: bool = False
+    # a decode batch is padded up to the next captured size; False: only a batch of a captured size replays a graph
+    # (TensorRT-LLM cuda_graph_config.enable_padding; serving.cuda_graph_padding sets it)
+    padding: bool = True
     # the batch of step n+1 is formed when step n starts (vLLM async scheduling: the engine core schedules the
     # next batch before it blocks on the running one), so a request arriving during step n joins step n+2
     admit_lag: bool = False
@@ -175,6 +178,7 @@ def resolve(run, cfg):
         for key, value, why in (
                 ("engine_profile", cfg.engine_profile or None, "the engine whose host constants it holds"),
                 ("cuda_graph_batch_sizes", cfg.cuda_graph_batch_sizes, "whose steps replay the graphs"),
+                ("cuda_graph_padding", cfg.cuda_graph_padding, "whose decode steps are padded to a graph"),
                 ("eager_layer_us", cfg.eager_layer_us, "whose prompt steps launch without a graph"),
                 ("moe_prompt_layer_us", cfg.moe_prompt_layer_us, "whose fitted prompt-step constant it replaces")):
             if value is not None:
@@ -190,6 +194,8 @@ def resolve(run, cfg):
     cfg = cfg.model_copy(update=unset)
     if cfg.cuda_graph_batch_sizes is not None:
         prof = dataclasses.replace(prof, capture_sizes=tuple(sorted(set(cfg.cuda_graph_batch_sizes))))
+    if cfg.cuda_graph_padding is not None:
+        prof = dataclasses.replace(prof, padding=cfg.cuda_graph_padding)
     if cfg.eager_layer_us is not None:
         prof = dataclasses.replace(prof, eager_layer_s=cfg.eager_layer_us * 1e-6)
     if cfg.moe_prompt_layer_us is not None:
@@ -202,7 +208,7 @@ def resolve(run, cfg):
             raise SimcoreError(f"serving.cuda_graph_batch_sizes: {cfg.cuda_graph_batch_sizes!s:.60}: set with "
                                f"engine.cuda_graphs false (no graphs); allowed: one of the two")
         prof = dataclasses.replace(prof, capture_sizes=())
-    if prof.padding_holds_seq and pads(cfg.max_num_seqs, prof.capture_sizes):
+    if prof.padding_holds_seq and prof.padding and pads(cfg.max_num_seqs, prof.capture_sizes):
         # a batch below the limit is padded: the padding request exists and holds a slot
         cfg = cfg.model_copy(update={"max_num_seqs": cfg.max_num_seqs - 1})
     kv = prof.kv_dtype(run) if run.experiment.inference.kvcache_precision == "auto" else run.kv_dtype
