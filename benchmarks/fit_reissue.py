@@ -1,7 +1,9 @@
-"""Fit the benchmark client's re-issue delay (silicon.AIPERF_CLIENT) on the measured rows.
+"""Fit the benchmark client's re-issue delay (silicon.AIPERF_CLIENT) and the server's frontend loop
+(silicon.DYNAMO_TOKEN_US) on the measured rows.
 
 Usage: python benchmarks/fit_reissue.py [--rows FILE] [--only TEXT] [--jobs J] [--rounds R]
        [--delays 0,0.01,0.02,0.04,0.06] [--dist exponential|fixed] [--client aiperf|inferencex] [--seeds N]
+       [--frontend-us 0,100,110]
 
 Runs every row as benchmarks/serving_silicon.py does (same experiments and disk cache) once per candidate
 mean delay (a closed-loop client's next request reaches the engine that long after its previous request's
@@ -10,6 +12,9 @@ simulated rows, then the candidate with the smallest TTFT median |error|. silico
 result; docs/validation.md ("TTFT residuals") gives the per-group table. `--client` keeps only the rows measured
 with that benchmark's client (the row builder picks it from the row's source: silicon.AIPERF_CLIENT or
 silicon.INFERENCEX_CLIENT, docs/validation.md "Round 7"), so each client's delay is fitted on its own rows.
+`--frontend-us` scans the frontend loop's time per streamed token (serving.frontend_token_us; docs/serving.md "The
+frontend loop") too, on the aggregated rows only: every pair of candidates is run, the rows' own value
+(silicon.DYNAMO_TOKEN_US on aiperf rows) replaced by each.
 """
 
 from __future__ import annotations
@@ -29,10 +34,23 @@ from simcore.validate.compare import experiments, run_seeds, summarize  # noqa: 
 CLIENTS = {"aiperf": AIPERF_CLIENT, "inferencex": INFERENCEX_CLIENT}
 
 
-def overrides(delay: float, dist: str) -> tuple[str, ...]:
-    """--set overrides for one candidate (a zero delay is the fixed client with no delay)."""
-    return (f"workload.arrival.reissue_delay_s={delay}",
-            f"workload.arrival.reissue_delay_dist={dist if delay > 0 else 'fixed'}")
+def overrides(delay: float, dist: str, token_us: float | None = None) -> tuple[str, ...]:
+    """--set overrides for one candidate (a zero delay is the fixed client with no delay; token_us None: the rows'
+    own frontend loop)."""
+    out = (f"workload.arrival.reissue_delay_s={delay}",
+           f"workload.arrival.reissue_delay_dist={dist if delay > 0 else 'fixed'}")
+    return out if token_us is None else out + (f"serving.frontend_token_us={token_us}",)
+
+
+def numbers(flag: str, text: str, top: float, unit: str) -> list[float]:
+    """A comma-separated list of numbers from 0 to `top`, or one error line (exit 2)."""
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not 0 <= v <= top for v in values):
+        fail(f"{flag}: {text!r}: allowed: {unit} from 0 to {top:g}, comma separated")
+    return values
 
 
 def main() -> None:
@@ -41,32 +59,37 @@ def main() -> None:
     ap.add_argument("--delays", default="0,0.01,0.02,0.04,0.06", help="candidate mean delays in seconds")
     ap.add_argument("--dist", default="exponential", choices=("exponential", "fixed"), help="delay distribution")
     ap.add_argument("--client", choices=sorted(CLIENTS), help="only the rows measured with this benchmark client")
+    ap.add_argument("--frontend-us", help="candidate frontend-loop times per streamed token in us (default: the rows')")
     add_seeds_arg(ap)
     a = ap.parse_args()
-    try:
-        delays = [float(x) for x in a.delays.split(",") if x.strip()]
-    except ValueError:
-        fail(f"--delays: {a.delays!r}: allowed: seconds >= 0, comma separated")
-    if not delays or any(not 0 <= d <= 10 for d in delays):
-        fail(f"--delays: {a.delays!r}: allowed: seconds from 0 to 10, comma separated")
+    delays = numbers("--delays", a.delays, 10, "seconds")
+    fronts = [None] if a.frontend_us is None else numbers("--frontend-us", a.frontend_us, 1e5, "microseconds")
     checked_seeds(a.seeds)
     records = selected_records(a)
     if a.client:
         records = [r for r in records if r.client == CLIENTS[a.client]]
         if not records:
             fail(f"--client: {a.client}: no selected row was measured with it (a row's silicon_data_source says)")
+    if fronts != [None]:  # the loop is modelled for aggregated serving only (docs/serving.md "The frontend loop")
+        records = [r for r in records if r.mode == "agg"]
+        if not records:
+            fail("--frontend-us: no aggregated row selected (the frontend loop is modelled for aggregated serving only)")
     results = []
     for d in delays:
-        outcomes = experiments(records, rounds=a.rounds)
-        with progress_bar(f"delay {d:g} s") as update:
-            run_seeds(outcomes, a.seeds, a.jobs, overrides=overrides(d, a.dist), progress=update, cache=DiskCache(True))
-        m = {x["metric"]: x for x in summarize(outcomes)["metrics"] if x["stat"] == "mean"}
-        results.append((d, m["ttft"], m["tpot"]))
-        print(f"mean delay {1e3 * d:5.1f} ms ({a.dist if d > 0 else 'none'}): TTFT median |error| "
-              f"{100 * m['ttft']['median_abs_error']:.1f}% (signed {100 * m['ttft']['median_error']:+.1f}%), "
-              f"TPOT {100 * m['tpot']['median_abs_error']:.1f}% ({m['ttft']['n']} records)", flush=True)
-    best = min(results, key=lambda r: r[1]["median_abs_error"])
-    print(f"best: mean delay {1e3 * best[0]:g} ms ({a.dist if best[0] > 0 else 'none'})")
+        for f in fronts:
+            outcomes = experiments(records, rounds=a.rounds)
+            loop = "" if f is None else f", frontend {f:g} us/token"
+            with progress_bar(f"delay {d:g} s{loop}") as update:
+                run_seeds(outcomes, a.seeds, a.jobs, overrides=overrides(d, a.dist, f), progress=update,
+                          cache=DiskCache(True))
+            m = {x["metric"]: x for x in summarize(outcomes)["metrics"] if x["stat"] == "mean"}
+            results.append((d, f, m["ttft"], m["tpot"]))
+            print(f"mean delay {1e3 * d:5.1f} ms ({a.dist if d > 0 else 'none'}){loop}: TTFT median |error| "
+                  f"{100 * m['ttft']['median_abs_error']:.1f}% (signed {100 * m['ttft']['median_error']:+.1f}%), "
+                  f"TPOT {100 * m['tpot']['median_abs_error']:.1f}% ({m['ttft']['n']} records)", flush=True)
+    best = min(results, key=lambda r: r[2]["median_abs_error"])
+    loop = "" if best[1] is None else f", frontend {best[1]:g} us/token"
+    print(f"best: mean delay {1e3 * best[0]:g} ms ({a.dist if best[0] > 0 else 'none'}){loop}")
 
 
 if __name__ == "__main__":

@@ -36,6 +36,19 @@ def test_fit_prints_each_candidate_and_the_best(tmp_path):
     assert "(3 records)" in lines[0] and lines[2].startswith("best: mean delay ")
 
 
+def test_frontend_candidates_pair_with_each_delay(fr, tmp_path):
+    """Each (delay, frontend loop) pair is one line; the loop's field replaces the rows' own value."""
+    assert fr.overrides(0.04, "exponential", 110.0)[-1] == "serving.frontend_token_us=110.0"
+    r = subprocess.run([sys.executable, str(SCRIPT), "--rows", str(ROWS), "--delays", "0.04", "--rounds", "2",
+                        "--jobs", "1", "--frontend-us", "0,110"], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith("mean delay  40.0 ms (exponential), frontend 0 us/token: TTFT median |error|")
+    assert lines[1].startswith("mean delay  40.0 ms (exponential), frontend 110 us/token: TTFT median |error|")
+    assert lines[2].startswith("best: mean delay 40 ms (exponential), frontend ")
+
+
 def test_client_keeps_the_rows_of_that_benchmark(tmp_path):
     """The test rows carry no silicon_data_source: all three are aiperf rows, none InferenceX's."""
     r = subprocess.run([sys.executable, str(SCRIPT), "--rows", str(ROWS), "--delays", "0", "--rounds", "2",
@@ -47,7 +60,9 @@ def test_client_keeps_the_rows_of_that_benchmark(tmp_path):
 @pytest.mark.parametrize("argv, text", [
     (["--rows", str(ROWS), "--client", "inferencex"],
      "error: --client: inferencex: no selected row was measured with it"),
-    (["--delays", "a,b"], "error: --delays: 'a,b': allowed: seconds >= 0"),
+    (["--delays", "a,b"], "error: --delays: 'a,b': allowed: seconds from 0 to 10"),
+    (["--frontend-us", "-5"], "error: --frontend-us: '-5': allowed: microseconds from 0 to 100000"),
+    (["--frontend-us", ""], "error: --frontend-us: '': allowed: microseconds from 0 to 100000"),
     (["--delays", "-0.01"], "error: --delays: '-0.01': allowed: seconds from 0 to 10"),
     (["--rows", "missing-rows.json"], "no such file"),
 ])

@@ -9,7 +9,7 @@ from simcore.config.experiment import experiment_from_dict, resolve
 from simcore.errors import SimcoreError
 from simcore.serving.engines import HostModel, engine_names, get_profile, padded, resolve as resolve_engine
 from simcore.serving.engines import version_tuple
-from simcore.serving.silicon import AIPERF_CLIENT, Refused, experiment_for_row
+from simcore.serving.silicon import AIPERF_CLIENT, DYNAMO_TOKEN_US, Refused, experiment_for_row
 from simcore.serving.simulate import simulate
 from tests.test_serving import check_invariants, run_checked, serving_run
 
@@ -164,10 +164,12 @@ def test_experiment_for_row_builds_a_runnable_experiment():
     assert e["precision"] == {"weights": "fp8", "activations": "fp8"}
     assert e["workload"]["requests"] == 32 and e["workload"]["arrival"] == {
         "process": "closed", "concurrency": 16, "reissue_delay_s": 0.04, "reissue_delay_dist": "exponential"}
-    # aiconfigurator's generator rule: max_batch_size = c, max_num_tokens = c + ISL + 500 in 32s
+    # aiconfigurator's generator rule: max_batch_size = c, max_num_tokens = c + ISL + 500 in 32s; Dynamo's worker loop
+    loop = {"frontend_token_us": DYNAMO_TOKEN_US}
     assert e["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3", "max_num_seqs": 16,
-                            "max_num_batched_tokens": 1568}
-    assert experiment_for_row(ROW, limits="defaults")["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3"}
+                            "max_num_batched_tokens": 1568, **loop}
+    assert experiment_for_row(ROW, limits="defaults")["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3",
+                                                                    **loop}
     vllm = experiment_for_row({**ROW, "backend": "vllm"})
     assert vllm["serving"]["max_num_seqs"] == 512 and vllm["serving"]["max_num_batched_tokens"] == 16 + 1024 + 1500
     assert vllm["inference"] == {"kvcache_precision": "fp8"}  # the generator's fp8 KV for an fp8 deployment

@@ -16,7 +16,7 @@ import yaml
 
 from simcore.errors import SimcoreError
 from simcore.serving.engines import load_host_profile
-from simcore.serving.silicon import MEASURED_ROUNDS, Measurement, Refused, experiment_for_record, experiment_for_row
+from simcore.serving.silicon import DYNAMO_TOKEN_US, MEASURED_ROUNDS, Measurement, Refused, experiment_for_record, experiment_for_row
 from simcore.validate.compare import Outcome, comparisons, experiments, run, summarize
 from simcore.validate.fit import FitRow, fit_host, grid_fit, without_host, write_profile
 from simcore.validate.provenance import RowExtras
@@ -100,15 +100,17 @@ def test_trtllm_row_maps_to_hand_computed_experiment():
     assert exp["workload"]["arrival"] == {"process": "closed", "concurrency": 8, "reissue_delay_s": 0.04,
                                           "reissue_delay_dist": "exponential"}
     assert exp["workload"]["requests"] == 8 * MEASURED_ROUNDS
-    # TensorRT-LLM rows run with the generator's limits (silicon.LIMITS); --limits defaults drops them
+    # TensorRT-LLM rows run with the generator's limits (silicon.LIMITS); --limits defaults drops them. The server
+    # behind aiperf is Dynamo's: its worker's frontend loop (silicon.DYNAMO_TOKEN_US) stays either way
+    loop = {"frontend_token_us": DYNAMO_TOKEN_US}
     assert exp["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3", "max_num_seqs": 8,
-                              "max_num_batched_tokens": 1536}
+                              "max_num_batched_tokens": 1536, **loop}
     assert experiment_for_record(read(ROWS, limits="defaults")[3])["serving"] == {"engine": "trtllm",
-                                                                                   "engine_version": "1.0.0rc3"}
+                                                                                   "engine_version": "1.0.0rc3", **loop}
     # aiconfigurator's trtllm rule: max_num_tokens = batch + ISL + 500 rounded up to 32: 8 + 1024 + 500 = 1532 -> 1536
     limited = experiment_for_record(read(ROWS, limits="aiconfigurator")[3])
     assert limited["serving"] == {"engine": "trtllm", "max_num_seqs": 8, "max_num_batched_tokens": 1536,
-                                  "engine_version": "1.0.0rc3"}
+                                  "engine_version": "1.0.0rc3", **loop}
     assert rec.latency == {"ttft": {"mean": 190.9545068625}, "tpot": {"mean": 7.94357745}}
 
 

@@ -220,6 +220,9 @@ class Serving(Strict):
     cache_policy: str = "lru"  # a policy in simcore/serving/cache_policies/
     host_tier: HostTier = HostTier()
     iteration_overhead_us: float = Field(default=300.0, ge=0, le=MAX_US)  # host time per engine step (estimate)
+    # time per streamed token of the server's frontend loop, which also takes in new requests (Dynamo's Python worker;
+    # docs/serving.md "The frontend loop"): a request waits behind its backlog; 0: no loop (aggregated serving only)
+    frontend_token_us: float = Field(default=0.0, ge=0, le=1e5)
     # host time per model layer under a step that carries prompt tokens and runs without a CUDA graph (its kernels
     # launched one by one): such a step takes at least layers x this (needs engine); None: the engine profile's
     eager_layer_us: float | None = Field(default=None, ge=0, le=1e5)
@@ -248,4 +251,7 @@ class Serving(Strict):
                              "swap yet; set pipeline_batches: 1")
         if self.disaggregation.enabled and (self.host_tier.enabled or self.preemption == "swap"):
             raise ValueError("disaggregation does not support host_tier or preemption: swap yet")
+        if self.disaggregation.enabled and self.frontend_token_us:
+            raise ValueError(f"frontend_token_us = {self.frontend_token_us:g}: the frontend loop is modelled for "
+                             "aggregated serving only; allowed: 0 with disaggregation")
         return self

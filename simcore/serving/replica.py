@@ -78,6 +78,7 @@ class Replica(TierMoves):
         self.preempted_now = False
         self.outstanding = 0  # tokens still to process, for the least-outstanding router
         self.iterations = 0
+        self.tokens_out = 0  # tokens streamed so far (first and later output tokens): the frontend loop's work
         self.prefill_only = False  # disaggregated prefill replica: hand requests off after their first token
         self.handed: list[int] = []  # requests handed off in the last step (simcore/serving/disagg.py)
         # the engine forms step n+1's batch as step n starts (vLLM async scheduling: Profile.admit_lag), so a
@@ -377,6 +378,7 @@ class Replica(TierMoves):
             self.decode_steps = k + 1
             self.last_decode_at = now
             self.outstanding -= nd
+            self.tokens_out += nd
             due = finish_due.pop(k, None)
             if due:
                 admission = self.slots.admission
@@ -478,6 +480,7 @@ class Replica(TierMoves):
             sl.emitted[s] += 1
             sl.last_token[s] = now
         self.outstanding -= pre_tok + nd + len(emit_ends)
+        self.tokens_out += nd + len(ends) + len(emit_ends)
         done = []
         if nd:
             due = self.finish_due.pop(k, None)

@@ -84,6 +84,11 @@ AIPERF_CLIENT = {"reissue_delay_s": 0.04, "reissue_delay_dist": "exponential"}
 # and the event loop) is fitted: exponential, mean 10 ms (flat from 5 to 20 ms; none leaves each re-issued
 # prompt landing exactly on a step boundary).
 INFERENCEX_CLIENT = {"reissue_delay_s": 0.01, "reissue_delay_dist": "exponential"}
+# The server behind aiperf in aiconfigurator's sweep is a Dynamo deployment: its Python engine worker forwards every
+# streamed token from the same asyncio loop that takes in new requests (docs/serving.md "The frontend loop";
+# docs/validation.md "Round 15"). Seconds of that loop per streamed token, fitted by benchmarks/fit_reissue.py
+# --frontend-us on the aiperf rows; InferenceX's rows ran the engine's own server and get none.
+DYNAMO_TOKEN_US = 110.0
 INFERENCEX_RANGE_RATIO = 0.8
 INFERENCEX_ROUNDS = 10
 OPEN_LOOP_REQUESTS = 500  # open loop: at most this many simulated requests unless asked for more
@@ -358,6 +363,8 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
         serving = {k: v if k == "scheduler" else v * adp for k, v in deployment(engine, c, isl).items()}
         if engine == "trtllm":
             serving.update(generator_graphs(row.get("silicon_data_source"), c))
+    if mode == "agg" and not ix:
+        serving["frontend_token_us"] = DYNAMO_TOKEN_US
     # the generator passes the searched KV cache on: fp8 for fp8 and nvfp4 deployments (aiconfigurator infers it
     # from quant_algo fp8 / nvfp4: sdk/models/helpers.py _infer_quant_modes_from_raw_config @095f58a5); a disagg
     # row written by it records the pools' batches

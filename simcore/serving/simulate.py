@@ -20,6 +20,7 @@ from simcore.memory import replica_kv
 from simcore.serving.cache_policies import CacheContext, get_cache_policy
 from simcore.serving.disagg import check_replica_experts, worker_run
 from simcore.serving.engines import resolve as resolve_engine
+from simcore.serving.frontend import FrontendLoop
 from simcore.serving.speculative import make_cost
 from simcore.serving.host_tier import block_flops, make_tier, tier_geometry
 from simcore.serving.prefetch import get_prefetch_policy
@@ -123,6 +124,9 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     nfixed = len(fixed)
     inf = math.inf
     pos, heap, seen = 0, [], 0
+    # requests waiting for the frontend loop (serving.frontend_token_us): (reaches the engine, request, replica)
+    intake: list = []
+    loops = [FrontendLoop(cfg.frontend_token_us * 1e-6) for _ in reps] if cfg.frontend_token_us and not dis else None
     reserve = cfg.watermark * blocks
     limit = cfg.max_time_s if cfg.max_time_s is not None else math.inf
     max_len = run.model.max_position or 0
@@ -134,6 +138,8 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
             ta = heap[0][0]
         if xfer and xfer[0][0] < ta:
             ta = xfer[0][0]
+        if intake and intake[0][0] < ta:
+            ta = intake[0][0]
         rep = None
         for r in reps:
             if r.busy and (rep is None or r.clock < rep.clock):  # the earliest clock, the lowest index on ties
@@ -148,6 +154,13 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
                 if not dest.busy:
                     dest.clock = max(dest.clock, ta)
                 dest.receive(r, float(metrics.first_token[r]))
+                continue
+            if intake and intake[0][0] == ta:  # through the frontend loop: the engine sees it now
+                _, r, k = heapq.heappop(intake)
+                dest = reps[k]
+                if not dest.busy:
+                    dest.clock = max(dest.clock, ta)
+                dest.enqueue(r, float(ta))
                 continue
             if pos < nfixed and fixed_t[pos] == ta:
                 r = int(fixed[pos])
@@ -174,6 +187,11 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
                 _release_child(child, delay, r, ta, heap)
                 continue
             dest = reps[k]
+            if loops is not None:
+                wait = loops[k].wait(ta, dest.tokens_out)
+                if wait > 0:
+                    heapq.heappush(intake, (ta + wait, r, k))
+                    continue
             if not dest.busy:
                 dest.clock = max(dest.clock, ta)
             dest.enqueue(r, float(ta))
@@ -221,7 +239,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     for rep in reps:  # stopped at max_time_s: what is still in the system is dropped
         for r in list(rep.waiting) + rep.running_requests() + list(rep.loading) + list(getattr(rep, "arrived", ())):
             metrics.drop(r, "unfinished at serving.max_time_s")
-    for _, r, _ in sorted(xfer):
+    for _, r, _ in sorted(xfer) + sorted(intake):
         metrics.drop(r, "unfinished at serving.max_time_s")
     unreleased = len(fixed) - pos + len(heap)
     metrics.close()
