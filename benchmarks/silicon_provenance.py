@@ -72,7 +72,7 @@ def provenance(rows: list[dict], system: str) -> list[dict]:
         dates = {m.group(1) for s in sources for m in [MEASURED.search(s)] if m}
         if len(dates) == 1 and all(MEASURED.search(s) for s in sources):
             # the day every row of the configuration was measured: which generator wrote its engine's config
-            # (simcore.serving.silicon.generator_graphs)
+            # (simcore.serving.generator.graphs)
             entry["silicon_data_source"] += f"; measured={dates.pop()}"
         if campaign(entry["silicon_data_source"]) == "inferencex":
             entry.update(RECIPES.get((system, entry["backend"], entry["model_path"]), {}))

@@ -11,7 +11,8 @@ import pytest
 
 from simcore.errors import SimcoreError
 from simcore.serving.engines import resolve as resolve_engine
-from simcore.serving.silicon import TEMPLATE_GRAPHS, generator_graphs, measurement_from_row
+from simcore.serving.generator import TEMPLATE_GRAPHS
+from simcore.serving.silicon import generator_graphs, measurement_from_row
 from simcore.validate.provenance import shipped
 from tests.test_moe_prompt_step import _cost, tiny_moe  # noqa: F401  (fixture)
 from tests.test_serving import serving_run
