@@ -89,7 +89,7 @@ INFERENCEX_CLIENT = {"reissue_delay_s": 0.01, "reissue_delay_dist": "exponential
 # streamed token from the same asyncio loop that takes in new requests (docs/serving.md "The frontend loop";
 # docs/validation.md "Round 15"). Seconds of that loop per streamed token, fitted by benchmarks/fit_reissue.py
 # --frontend-us on the aiperf rows; InferenceX's rows ran the engine's own server and get none.
-DYNAMO_TOKEN_US = 110.0
+DYNAMO_TOKEN_US = 100.0
 INFERENCEX_RANGE_RATIO = 0.8
 INFERENCEX_ROUNDS = 10
 OPEN_LOOP_REQUESTS = 500  # open loop: at most this many simulated requests unless asked for more
