@@ -157,10 +157,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
                 continue
             if intake and intake[0][0] == ta:  # through the frontend loop: the engine sees it now
                 _, r, k = heapq.heappop(intake)
-                dest = reps[k]
-                if not dest.busy:
-                    dest.clock = max(dest.clock, ta)
-                dest.enqueue(r, float(ta))
+                _deliver(reps[k], r, ta)
                 continue
             if pos < nfixed and fixed_t[pos] == ta:
                 r = int(fixed[pos])
@@ -186,15 +183,12 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
                 metrics.drop(r, why)
                 _release_child(child, delay, r, ta, heap)
                 continue
-            dest = reps[k]
             if loops is not None:
-                wait = loops[k].wait(ta, dest.tokens_out)
+                wait = loops[k].wait(ta, reps[k].tokens_out)
                 if wait > 0:
                     heapq.heappush(intake, (ta + wait, r, k))
                     continue
-            if not dest.busy:
-                dest.clock = max(dest.clock, ta)
-            dest.enqueue(r, float(ta))
+            _deliver(reps[k], r, ta)
             continue
         # `rep` runs iterations while it stays the earliest thing to do: its clock before the next
         # arrival (ties go to arrivals), before max_time_s, and before every other busy replica's
@@ -280,6 +274,13 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
         run = dataclasses.replace(run, experiment=e.model_copy(update={"parallelism": par}))
     s["wall_s"] = time.perf_counter() - wall
     return ServingResult(run, s, metrics, reps)
+
+
+def _deliver(rep, r: int, t: float) -> None:
+    """Request r reaches replica `rep`'s engine at t; an idle replica's clock jumps to it."""
+    if not rep.busy:
+        rep.clock = max(rep.clock, t)
+    rep.enqueue(r, float(t))
 
 
 def _release_child(child, delay, r: int, t: float, heap) -> None:
