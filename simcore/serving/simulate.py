@@ -150,14 +150,11 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
         if ta <= tr:
             if xfer and xfer[0][0] == ta:  # a KV transfer arrived at its decode replica
                 _, r, k = heapq.heappop(xfer)
-                dest = reps[k]
-                if not dest.busy:
-                    dest.clock = max(dest.clock, ta)
-                dest.receive(r, float(metrics.first_token[r]))
+                _wake(reps[k], ta).receive(r, float(metrics.first_token[r]))
                 continue
             if intake and intake[0][0] == ta:  # through the frontend loop: the engine sees it now
                 _, r, k = heapq.heappop(intake)
-                _deliver(reps[k], r, ta)
+                _wake(reps[k], ta).enqueue(r, float(ta))
                 continue
             if pos < nfixed and fixed_t[pos] == ta:
                 r = int(fixed[pos])
@@ -188,7 +185,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
                 if wait > 0:
                     heapq.heappush(intake, (ta + wait, r, k))
                     continue
-            _deliver(reps[k], r, ta)
+            _wake(reps[k], ta).enqueue(r, float(ta))
             continue
         # `rep` runs iterations while it stays the earliest thing to do: its clock before the next
         # arrival (ties go to arrivals), before max_time_s, and before every other busy replica's
@@ -276,11 +273,11 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     return ServingResult(run, s, metrics, reps)
 
 
-def _deliver(rep, r: int, t: float) -> None:
-    """Request r reaches replica `rep`'s engine at t; an idle replica's clock jumps to it."""
+def _wake(rep, t: float):
+    """`rep`, about to be handed a request at t: an idle replica's clock jumps to t (a busy one's runs on)."""
     if not rep.busy:
         rep.clock = max(rep.clock, t)
-    rep.enqueue(r, float(t))
+    return rep
 
 
 def _release_child(child, delay, r: int, t: float, heap) -> None:
