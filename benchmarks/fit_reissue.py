@@ -2,8 +2,8 @@
 (silicon.DYNAMO_TOKEN_US) on the measured rows.
 
 Usage: python benchmarks/fit_reissue.py [--rows FILE] [--only TEXT] [--jobs J] [--rounds R]
-       [--delays 0,0.01,0.02,0.04,0.06] [--dist exponential|fixed] [--client aiperf|inferencex] [--seeds N]
-       [--frontend-us 0,100,110]
+       [--delays 0,0.01,0.02,0.04,0.06] [--dist exponential|lognormal|fixed] [--cv 2,3,4]
+       [--client aiperf|inferencex] [--seeds N] [--frontend-us 0,100,110]
 
 Runs every row as benchmarks/serving_silicon.py does (same experiments and disk cache) once per candidate
 mean delay (a closed-loop client's next request reaches the engine that long after its previous request's
@@ -12,6 +12,8 @@ simulated rows, then the candidate with the smallest TTFT median |error|. silico
 result; docs/validation.md ("TTFT residuals") gives the per-group table. `--client` keeps only the rows measured
 with that benchmark's client (the row builder picks it from the row's source: silicon.AIPERF_CLIENT or
 silicon.INFERENCEX_CLIENT, docs/validation.md "Round 7"), so each client's delay is fitted on its own rows.
+`--dist lognormal --cv LIST` scans the spread of the delays too (workload.arrival.reissue_delay_cv: std / mean), every
+pair of mean and cv.
 `--frontend-us` scans the frontend loop's time per streamed token (serving.frontend_token_us; docs/serving.md "The
 frontend loop") too, on the aggregated rows only: every pair of candidates is run, the rows' own value
 (silicon.DYNAMO_TOKEN_US on aiperf rows) replaced by each.
@@ -34,11 +36,12 @@ from simcore.validate.compare import experiments, run_seeds, summarize  # noqa: 
 CLIENTS = {"aiperf": AIPERF_CLIENT, "inferencex": INFERENCEX_CLIENT}
 
 
-def overrides(delay: float, dist: str, token_us: float | None = None) -> tuple[str, ...]:
+def overrides(delay: float, dist: str, token_us: float | None = None, cv: float | None = None) -> tuple[str, ...]:
     """--set overrides for one candidate (a zero delay is the fixed client with no delay; token_us None: the rows'
-    own frontend loop)."""
-    out = (f"workload.arrival.reissue_delay_s={delay}",
-           f"workload.arrival.reissue_delay_dist={dist if delay > 0 else 'fixed'}")
+    own frontend loop; cv: the lognormal delays' std / mean, null for the other distributions)."""
+    dist = dist if delay > 0 else "fixed"
+    out = (f"workload.arrival.reissue_delay_s={delay}", f"workload.arrival.reissue_delay_dist={dist}",
+           f"workload.arrival.reissue_delay_cv={cv if dist == 'lognormal' else 'null'}")
     return out if token_us is None else out + (f"serving.frontend_token_us={token_us}",)
 
 
@@ -57,13 +60,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_row_args(ap, jobs=2)
     ap.add_argument("--delays", default="0,0.01,0.02,0.04,0.06", help="candidate mean delays in seconds")
-    ap.add_argument("--dist", default="exponential", choices=("exponential", "fixed"), help="delay distribution")
+    ap.add_argument("--dist", default="exponential", choices=("exponential", "lognormal", "fixed"),
+                    help="delay distribution")
+    ap.add_argument("--cv", help="candidate std / mean of lognormal delays (needs --dist lognormal)")
     ap.add_argument("--client", choices=sorted(CLIENTS), help="only the rows measured with this benchmark client")
     ap.add_argument("--frontend-us", help="candidate frontend-loop times per streamed token in us (default: the rows')")
     add_seeds_arg(ap)
     a = ap.parse_args()
     delays = numbers("--delays", a.delays, 10, "seconds")
     fronts = [None] if a.frontend_us is None else numbers("--frontend-us", a.frontend_us, 1e5, "microseconds")
+    if (a.cv is None) == (a.dist == "lognormal"):
+        fail("--cv: needed with --dist lognormal, and used by it only" if a.cv is None else
+             f"--cv: {a.cv!r}: used by --dist lognormal only (here {a.dist})")
+    cvs = [None] if a.cv is None else numbers("--cv", a.cv, 100, "ratios")
+    if any(v < 0.01 for v in cvs if v is not None):
+        fail(f"--cv: {a.cv!r}: allowed: ratios from 0.01 to 100, comma separated")
     checked_seeds(a.seeds)
     records = selected_records(a)
     if a.client:
@@ -76,20 +87,29 @@ def main() -> None:
             fail("--frontend-us: no aggregated row selected (the frontend loop is modelled for aggregated serving only)")
     results = []
     for d in delays:
-        for f in fronts:
-            outcomes = experiments(records, rounds=a.rounds)
-            loop = "" if f is None else f", frontend {f:g} us/token"
-            with progress_bar(f"delay {d:g} s{loop}") as update:
-                run_seeds(outcomes, a.seeds, a.jobs, overrides=overrides(d, a.dist, f), progress=update,
-                          cache=DiskCache(True))
-            m = {x["metric"]: x for x in summarize(outcomes)["metrics"] if x["stat"] == "mean"}
-            results.append((d, f, m["ttft"], m["tpot"]))
-            print(f"mean delay {1e3 * d:5.1f} ms ({a.dist if d > 0 else 'none'}){loop}: TTFT median |error| "
-                  f"{100 * m['ttft']['median_abs_error']:.1f}% (signed {100 * m['ttft']['median_error']:+.1f}%), "
-                  f"TPOT {100 * m['tpot']['median_abs_error']:.1f}% ({m['ttft']['n']} records)", flush=True)
-    best = min(results, key=lambda r: r[2]["median_abs_error"])
-    loop = "" if best[1] is None else f", frontend {best[1]:g} us/token"
-    print(f"best: mean delay {1e3 * best[0]:g} ms ({a.dist if best[0] > 0 else 'none'}){loop}")
+        for v in cvs:
+            for f in fronts:
+                outcomes = experiments(records, rounds=a.rounds)
+                label = _label(d, a.dist, v, f)
+                with progress_bar(label) as update:
+                    run_seeds(outcomes, a.seeds, a.jobs, overrides=overrides(d, a.dist, f, v), progress=update,
+                              cache=DiskCache(True))
+                m = {x["metric"]: x for x in summarize(outcomes)["metrics"] if x["stat"] == "mean"}
+                results.append(((d, a.dist, v, f), m["ttft"], m["tpot"]))
+                print(f"{label}: TTFT median |error| {100 * m['ttft']['median_abs_error']:.1f}% (signed "
+                      f"{100 * m['ttft']['median_error']:+.1f}%), TPOT {100 * m['tpot']['median_abs_error']:.1f}% "
+                      f"({m['ttft']['n']} records)", flush=True)
+    best = min(results, key=lambda r: r[1]["median_abs_error"])
+    print(f"best: {_label(*best[0], aligned=False)}")
+
+
+def _label(delay: float, dist: str, cv: float | None, token_us: float | None, aligned: bool = True) -> str:
+    """One candidate in words: 'mean delay  40.0 ms (lognormal, cv 3), frontend 100 us/token' (aligned: the
+    per-candidate lines; else '40 ms')."""
+    kind = "none" if delay <= 0 else (f"{dist}, cv {cv:g}" if dist == "lognormal" else dist)
+    loop = "" if token_us is None else f", frontend {token_us:g} us/token"
+    ms = f"{1e3 * delay:5.1f}" if aligned else f"{1e3 * delay:g}"
+    return f"mean delay {ms} ms ({kind}){loop}"
 
 
 if __name__ == "__main__":

@@ -20,10 +20,28 @@ def fr():
 
 def test_a_zero_delay_is_the_fixed_client(fr):
     assert fr.overrides(0.04, "exponential") == ("workload.arrival.reissue_delay_s=0.04",
-                                                  "workload.arrival.reissue_delay_dist=exponential")
+                                                  "workload.arrival.reissue_delay_dist=exponential",
+                                                  "workload.arrival.reissue_delay_cv=null")
     # exponential needs a mean above 0: the no-delay candidate runs the fixed client
     assert fr.overrides(0.0, "exponential") == ("workload.arrival.reissue_delay_s=0.0",
-                                                 "workload.arrival.reissue_delay_dist=fixed")
+                                                 "workload.arrival.reissue_delay_dist=fixed",
+                                                 "workload.arrival.reissue_delay_cv=null")
+    # the lognormal candidates carry their spread; the no-delay one drops it with the distribution
+    assert fr.overrides(0.04, "lognormal", cv=3.0)[1:] == ("workload.arrival.reissue_delay_dist=lognormal",
+                                                          "workload.arrival.reissue_delay_cv=3.0")
+    assert fr.overrides(0.0, "lognormal", cv=3.0)[1:] == ("workload.arrival.reissue_delay_dist=fixed",
+                                                         "workload.arrival.reissue_delay_cv=null")
+
+
+def test_lognormal_candidates_pair_each_mean_with_each_cv(tmp_path):
+    r = subprocess.run([sys.executable, str(SCRIPT), "--rows", str(ROWS), "--delays", "0.04", "--dist", "lognormal",
+                        "--cv", "1,3", "--rounds", "2", "--jobs", "1"], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.strip().splitlines()
+    assert lines[0].startswith("mean delay  40.0 ms (lognormal, cv 1): TTFT median |error|")
+    assert lines[1].startswith("mean delay  40.0 ms (lognormal, cv 3): TTFT median |error|")
+    assert lines[2].startswith("best: mean delay 40 ms (lognormal, cv ")
 
 
 def test_fit_prints_each_candidate_and_the_best(tmp_path):
@@ -65,6 +83,9 @@ def test_client_keeps_the_rows_of_that_benchmark(tmp_path):
     (["--frontend-us", ""], "error: --frontend-us: '': allowed: microseconds from 0 to 100000"),
     (["--delays", "-0.01"], "error: --delays: '-0.01': allowed: seconds from 0 to 10"),
     (["--rows", "missing-rows.json"], "no such file"),
+    (["--dist", "lognormal"], "error: --cv: needed with --dist lognormal, and used by it only"),
+    (["--cv", "2"], "error: --cv: '2': used by --dist lognormal only (here exponential)"),
+    (["--dist", "lognormal", "--cv", "0"], "error: --cv: '0': allowed: ratios from 0.01 to 100, comma separated"),
 ])
 def test_bad_command_lines_are_one_line_errors(argv, text, tmp_path):
     r = subprocess.run([sys.executable, str(SCRIPT), *argv], capture_output=True, text=True, cwd=tmp_path)

@@ -163,6 +163,26 @@ def test_closed_loop_exponential_reissue_delay_is_seeded_with_the_given_mean():
     assert list(few.arrival) == [0.0] and few.finish[0] > 0
 
 
+def test_closed_loop_lognormal_reissue_delay_has_the_given_mean_and_spread():
+    """lognormal with mean t and cv k: sigma^2 = ln(1 + k^2) = ln 10 for k = 3, so the median is t / sqrt(10) and
+    most draws fall below the mean; seeded like the exponential client."""
+    c, t, k = 2, 0.05, 3.0
+    wl = {"requests": 4002, "seed": 5, "prompt_tokens": {"value": 16}, "output_tokens": {"value": 2}}
+    arrival = {"process": "closed", "concurrency": c, "reissue_delay_s": t, "reissue_delay_dist": "lognormal",
+               "reissue_delay_cv": k}
+    m = simulate(serving_run({**wl, "arrival": arrival})).metrics
+    gaps = m.arrival[c:] - m.finish[:-c]
+    assert np.all(gaps > 0) and len(gaps) == 4000
+    # the log of each draw is normal: mean ln(t) - ln(10) / 2, variance ln(10) (standard error of 4000 draws 0.024)
+    logs = np.log(gaps)
+    assert logs.mean() == pytest.approx(np.log(t) - np.log(10) / 2, abs=0.1)
+    assert logs.var() == pytest.approx(np.log(10), rel=0.1)
+    assert np.median(gaps) == pytest.approx(t / np.sqrt(10), rel=0.1)
+    assert np.mean(gaps < t) > 0.75  # heavy right tail: Phi(sqrt(ln 10) / 2) = 0.775 of the draws are below the mean
+    again = simulate(serving_run({**wl, "arrival": arrival})).metrics
+    assert np.array_equal(m.arrival, again.arrival)
+
+
 def test_shared_prefix_hits_the_cache_and_sessions_hit_more():
     wl = {"requests": 80, "arrival": {"process": "poisson", "rate": 10.0}, "prompt_tokens": {"value": 200},
           "output_tokens": {"value": 20}, "shared_prefix": {"tokens": 1024, "fraction": 1.0}}
@@ -246,7 +266,19 @@ def test_cli_json_keys_and_per_request_csv(cli, tmp_path, write_experiment):
     ({"workload": {"kind": "requests", "requests": 2, "arrival": {"process": "closed", "concurrency": 1,
                                                                    "reissue_delay_s": 0.1,
                                                                    "reissue_delay_dist": "gauss"}}},
-     ["workload.arrival.reissue_delay_dist", "'fixed'", "'exponential'"]),
+     ["workload.arrival.reissue_delay_dist", "'fixed'", "'exponential'", "'lognormal'"]),
+    ({"workload": {"kind": "requests", "requests": 2, "arrival": {"process": "closed", "concurrency": 1,
+                                                                   "reissue_delay_s": 0.1,
+                                                                   "reissue_delay_dist": "lognormal"}}},
+     ["workload.arrival", "reissue_delay_dist lognormal needs reissue_delay_cv"]),
+    ({"workload": {"kind": "requests", "requests": 2, "arrival": {"process": "closed", "concurrency": 1,
+                                                                   "reissue_delay_s": 0.1, "reissue_delay_cv": 2,
+                                                                   "reissue_delay_dist": "exponential"}}},
+     ["workload.arrival", "reissue_delay_cv = 2 is used by reissue_delay_dist lognormal only (here exponential)"]),
+    ({"workload": {"kind": "requests", "requests": 2, "arrival": {"process": "closed", "concurrency": 1,
+                                                                   "reissue_delay_s": 0.1, "reissue_delay_cv": -1,
+                                                                   "reissue_delay_dist": "lognormal"}}},
+     ["workload.arrival.reissue_delay_cv", "-1", "greater than or equal to 0.01"]),
     ({"workload": {"kind": "requests", "prompt_tokens": {"dist": "zipf"}}}, ["workload.prompt_tokens.dist", "lognormal"]),
     ({"workload": {"kind": "batch"}}, ["field 'workload.kind' = 'batch'", "'static', 'requests'"]),
 ])

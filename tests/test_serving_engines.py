@@ -163,7 +163,8 @@ def test_experiment_for_row_builds_a_runnable_experiment():
     assert e["model"] == "qwen3-32b" and e["hardware"] == "h100-sxm" and e["parallelism"] == {"tp": 2, "pp": 1}
     assert e["precision"] == {"weights": "fp8", "activations": "fp8"}
     assert e["workload"]["requests"] == 32 and e["workload"]["arrival"] == {
-        "process": "closed", "concurrency": 16, "reissue_delay_s": 0.04, "reissue_delay_dist": "exponential"}
+        "process": "closed", "concurrency": 16, "reissue_delay_s": 0.04, "reissue_delay_dist": "lognormal",
+        "reissue_delay_cv": 2.0}
     # aiconfigurator's generator rule: max_batch_size = c, max_num_tokens = c + ISL + 500 in 32s; Dynamo's worker loop
     loop = {"frontend_token_us": DYNAMO_TOKEN_US}
     assert e["serving"] == {"engine": "trtllm", "engine_version": "1.0.0rc3", "max_num_seqs": 16,

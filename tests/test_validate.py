@@ -96,9 +96,10 @@ def test_trtllm_row_maps_to_hand_computed_experiment():
     exp = experiment_for_record(rec)
     assert exp["model"] == "llama-3.1-8b" and exp["hardware"] == "h100-sxm"
     # aiperf waits out its warm-up, so the measured phase is a closed loop from t = 0 of 8 clients, each sending
-    # its next request through aiperf's credit and dataset hops: 40 ms on average (silicon.AIPERF_CLIENT)
+    # its next request through aiperf's credit and dataset hops: 40 ms on average, lognormal draws of standard
+    # deviation twice the mean (silicon.AIPERF_CLIENT)
     assert exp["workload"]["arrival"] == {"process": "closed", "concurrency": 8, "reissue_delay_s": 0.04,
-                                          "reissue_delay_dist": "exponential"}
+                                          "reissue_delay_dist": "lognormal", "reissue_delay_cv": 2.0}
     assert exp["workload"]["requests"] == 8 * MEASURED_ROUNDS
     # TensorRT-LLM rows run with the generator's limits (silicon.LIMITS); --limits defaults drops them. The server
     # behind aiperf is Dynamo's: its worker's frontend loop (silicon.DYNAMO_TOKEN_US) stays either way
@@ -442,7 +443,7 @@ def test_validate_runs_a_row_the_provenance_names_with_the_inferencex_client(cli
     r = cli("validate", rows, "--no-provenance", "--json", "--jobs", "1")
     report = json.loads(r.out)
     (rec,) = report["records"]
-    assert rec["client"] == {"reissue_delay_s": 0.04, "reissue_delay_dist": "exponential"}
+    assert rec["client"] == {"reissue_delay_s": 0.04, "reissue_delay_dist": "lognormal", "reissue_delay_cv": 2.0}
     assert (rec["range_ratio"], rec["requests_simulated"]) == (1.0, 40) and "provenance" not in report
     assert rec["serving"]["max_num_batched_tokens"] == 2 + 128 + 1500  # aiconfigurator's generator
 

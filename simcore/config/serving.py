@@ -71,8 +71,10 @@ class Arrival(Strict):
     warmup: int = Field(default=0, ge=0, le=MAX_REQUESTS)  # closed: the first `warmup` requests are sent but not measured
     # closed: seconds from a client's last token to its next request reaching the engine (docs/serving.md)
     reissue_delay_s: float = Field(default=0.0, ge=0, le=MAX_SECONDS)
-    # closed: fixed (every delay reissue_delay_s) or exponential (seeded draws of mean reissue_delay_s)
-    reissue_delay_dist: Literal["fixed", "exponential"] = "fixed"
+    # closed: fixed (every delay reissue_delay_s), exponential (seeded draws of mean reissue_delay_s) or lognormal
+    # (seeded draws of mean reissue_delay_s and coefficient of variation reissue_delay_cv)
+    reissue_delay_dist: Literal["fixed", "exponential", "lognormal"] = "fixed"
+    reissue_delay_cv: float | None = Field(default=None, ge=0.01, le=100)  # lognormal: std / mean of the delays
 
     @model_validator(mode="after")
     def _needs(self):
@@ -82,6 +84,11 @@ class Arrival(Strict):
             raise ValueError("reissue_delay_s applies to process closed only (a client's next request)")
         if self.reissue_delay_dist != "fixed" and not self.reissue_delay_s:
             raise ValueError(f"reissue_delay_dist {self.reissue_delay_dist} needs reissue_delay_s > 0 (its mean)")
+        if (self.reissue_delay_cv is None) == (self.reissue_delay_dist == "lognormal"):
+            raise ValueError("reissue_delay_dist lognormal needs reissue_delay_cv (std / mean of the delays)"
+                             if self.reissue_delay_cv is None else
+                             f"reissue_delay_cv = {self.reissue_delay_cv:g} is used by reissue_delay_dist lognormal only "
+                             f"(here {self.reissue_delay_dist})")
         if self.process in ("poisson", "gamma", "fixed") and self.rate is None:
             raise ValueError(f"process {self.process} needs rate (requests per second)")
         if self.process == "closed" and self.concurrency is None:

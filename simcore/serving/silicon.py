@@ -73,8 +73,12 @@ MEASURED_ROUNDS = 20
 # Python services on their own event loops, not a fixed latency). Fitted by benchmarks/fit_reissue.py on the
 # H100 rows (docs/validation.md, "TTFT residuals": with the delay a re-issued prompt misses the step that starts
 # as its predecessor ends and queues behind the prefill steps it lands in, so fixed-length clients stay clumped
-# as the rows show; without it every client gets a prefill step to itself).
-AIPERF_CLIENT = {"reissue_delay_s": 0.04, "reissue_delay_dist": "exponential"}
+# as the rows show; without it every client gets a prefill step to itself). The draws are lognormal with a
+# coefficient of variation of 2: queueing in those services leaves most re-issues quick and a few long, and a few
+# long ones break up the waves of fixed-length clients; mean and spread fitted together (`fit_reissue.py --client
+# aiperf --dist lognormal --cv ... --seeds 3`: 16.9% TTFT on the 674 aiperf rows against 17.3% exponential;
+# docs/validation.md "Round 16").
+AIPERF_CLIENT = {"reissue_delay_s": 0.04, "reissue_delay_dist": "lognormal", "reissue_delay_cv": 2.0}
 # InferenceX's client, for the rows its database exports hold (campaign() below; docs/validation.md, "Round 7"):
 # utils/bench_serving/benchmark_serving.py (SemiAnalysisAI/InferenceX; run by benchmarks/benchmark_lib.sh
 # run_benchmark_serving, and by the 2025 recipes such as benchmarks/70b_fp8_h100_slurm.sh @9596d23d7) with

@@ -73,9 +73,12 @@ def open_loop_times(w: RequestsWorkload, n: int, rng: np.random.Generator) -> np
 def reissue_delays(a, n: int, rng: np.random.Generator) -> np.ndarray | float:
     """Seconds from a closed-loop client's last token to its next request reaching the engine (the tool's
     response handling, its next request's HTTP and the server's input processing): reissue_delay_s each,
-    or exponential draws of that mean (reissue_delay_dist: exponential)."""
+    or draws of that mean: exponential, or lognormal with coefficient of variation reissue_delay_cv."""
     if a.reissue_delay_dist == "exponential":
         return rng.exponential(a.reissue_delay_s, n)
+    if a.reissue_delay_dist == "lognormal":  # mean m, cv: sigma^2 = ln(1 + cv^2), mu = ln(m) - sigma^2 / 2
+        s2 = math.log1p(a.reissue_delay_cv**2)
+        return rng.lognormal(math.log(a.reissue_delay_s) - s2 / 2, math.sqrt(s2), n)
     return a.reissue_delay_s
 
 
