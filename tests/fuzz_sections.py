@@ -53,6 +53,8 @@ SECTION_PATHS = {
     "engine.all_ranks": [True, False], "engine.mode": ["flattened", "hybrid"],
     "workload.arrival.warmup": [0, 1, 5, 19, 20], "workload.arrival.process": ["closed", "poisson"],
     "workload.arrival.concurrency": [1, 4], "model": ["mixtral-8x7b", "llama-3.1-8b"],
+    "workload.arrival.reissue_delay_s": [0, 0.04, -1], "workload.arrival.reissue_delay_cv": [2.0, 0, None, "x"],
+    "workload.arrival.reissue_delay_dist": ["fixed", "exponential", "lognormal", "gauss"],
 }
 STATIC_SECTIONS = [p for p in SECTION_PATHS if p.startswith(("inference.", "parallelism.", "engine.", "model"))]
 PROFILE = {"engine": "vllm", "engine_version": "0.10.0", "about": "fuzz",
@@ -81,6 +83,8 @@ PRESETS = [
     {"model": "qwen3-30b-a3b", "parallelism.attention_dp": 2},
     {"parallelism.tp": 2, "engine.mode": "flattened", "engine.all_ranks": True},
     {"workload.arrival": {"process": "closed", "concurrency": 4, "warmup": 5}},
+    {"workload.arrival": {"process": "closed", "concurrency": 4, "reissue_delay_s": 0.04,
+                          "reissue_delay_dist": "lognormal", "reissue_delay_cv": 2.0}},
 ]
 STATIC_PRESETS = [p for p in PRESETS if all(k.startswith(("inference.", "parallelism.", "engine.", "model"))
                                             for k in p) and "serving.pipeline_batches" not in p]
