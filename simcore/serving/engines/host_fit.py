@@ -8,7 +8,7 @@ moe_prompt_layer_us: time per MoE layer added once to a step with prompt tokens 
 
 HOST = {
     "sglang": {"const_us": 0.0, "per_request_us": 35.0, "per_token_us": 1.7},  # 84 rows
-    "trtllm": {"const_us": 2550.0, "per_request_us": 25.0, "per_token_us": 2.3, "eager_layer_us": 600.0},  # 357 rows
-    "vllm": {"const_us": 1050.0, "per_request_us": 65.0, "per_token_us": 3.0, "moe_prompt_layer_us": 350.0},  # 138 rows; 90 MoE rows
+    "trtllm": {"const_us": 2500.0, "per_request_us": 25.0, "per_token_us": 2.3, "eager_layer_us": 600.0},  # 357 rows
+    "vllm": {"const_us": 950.0, "per_request_us": 65.0, "per_token_us": 3.0, "moe_prompt_layer_us": 350.0},  # 138 rows; 90 MoE rows
 }
 SOURCE = "benchmarks/fit_serving.py on serving_h100.json (H100 rows only), least squares of log TPOT (moe_prompt_layer_us: least absolute log error of mean TTFT)"
