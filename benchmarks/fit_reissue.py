@@ -45,14 +45,14 @@ def overrides(delay: float, dist: str, token_us: float | None = None, cv: float 
     return out if token_us is None else out + (f"serving.frontend_token_us={token_us}",)
 
 
-def numbers(flag: str, text: str, top: float, unit: str) -> list[float]:
-    """A comma-separated list of numbers from 0 to `top`, or one error line (exit 2)."""
+def numbers(flag: str, text: str, top: float, unit: str, low: float = 0.0) -> list[float]:
+    """A comma-separated list of numbers from `low` to `top`, or one error line (exit 2)."""
     try:
         values = [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
         values = []
-    if not values or any(not 0 <= v <= top for v in values):
-        fail(f"{flag}: {text!r}: allowed: {unit} from 0 to {top:g}, comma separated")
+    if not values or any(not low <= v <= top for v in values):
+        fail(f"{flag}: {text!r}: allowed: {unit} from {low:g} to {top:g}, comma separated")
     return values
 
 
@@ -72,9 +72,7 @@ def main() -> None:
     if (a.cv is None) == (a.dist == "lognormal"):
         fail("--cv: needed with --dist lognormal, and used by it only" if a.cv is None else
              f"--cv: {a.cv!r}: used by --dist lognormal only (here {a.dist})")
-    cvs = [None] if a.cv is None else numbers("--cv", a.cv, 100, "ratios")
-    if any(v < 0.01 for v in cvs if v is not None):
-        fail(f"--cv: {a.cv!r}: allowed: ratios from 0.01 to 100, comma separated")
+    cvs = [None] if a.cv is None else numbers("--cv", a.cv, 100, "ratios", low=0.01)
     checked_seeds(a.seeds)
     records = selected_records(a)
     if a.client:

@@ -126,7 +126,7 @@ def simulate(run: Run, csv_path=None, keep_series: bool = False, reqs: Requests 
     pos, heap, seen = 0, [], 0
     # requests waiting for the frontend loop (serving.frontend_token_us): (reaches the engine, request, replica)
     intake: list = []
-    loops = [FrontendLoop(cfg.frontend_token_us * 1e-6) for _ in reps] if cfg.frontend_token_us and not dis else None
+    loops = [FrontendLoop(cfg.frontend_token_us * 1e-6) for _ in reps] if cfg.frontend_token_us else None  # agg only
     reserve = cfg.watermark * blocks
     limit = cfg.max_time_s if cfg.max_time_s is not None else math.inf
     max_len = run.model.max_position or 0
