@@ -243,6 +243,11 @@ class Serving(Strict):
     # to false there); false: a batch whose size has no graph of its own launches op by op, unpadded, and no padding
     # request holds a slot (needs engine); None: the engine profile's (docs/serving.md "CUDA-graph padding")
     cuda_graph_padding: bool | None = None
+    # TensorRT-LLM's batch waiting (batch_wait_timeout_iters, batch_wait_max_tokens_ratio): while decodes run, new
+    # prompts wait up to this many steps for the step's tokens to reach the ratio x max_num_batched_tokens
+    # (scheduler trtllm only; docs/serving.md "Batch waiting"); 0: no waiting, TensorRT-LLM's default
+    batch_wait_iters: int = Field(default=0, ge=0, le=100_000)
+    batch_wait_tokens_ratio: float = Field(default=0.0, ge=0, le=1)
     pipeline_batches: int | None = Field(default=None, gt=0, le=1024)  # batches in flight per replica with pp > 1; None: pp (docs/serving.md)
     router: str = "round_robin"  # a policy in simcore/serving/routers.py
     slo: SLO = SLO()

@@ -225,6 +225,18 @@ class Replica(TierMoves):
             budget -= n
         return budget
 
+    def waiting_context_tokens(self, budget: int) -> int:
+        """Prompt tokens of the waiting requests an admission of whole prompts would take in order within `budget`
+        tokens and the free slots (KV blocks not checked): what TensorRT-LLM's batch waiting weighs."""
+        total, slots = 0, len(self.free_slots)
+        for r in self.waiting:
+            n = int(self.reqs.prompt[r]) + self.gen_saved.get(r, (0, 0.0))[0]
+            if not slots or total + n > budget:
+                break
+            total += n
+            slots -= 1
+        return total
+
     def remaining_output(self) -> int:
         """Output tokens the running requests have still to produce."""
         return sum(self.slots.output[s] - self.progress(s)[0] for s in self.running_order)

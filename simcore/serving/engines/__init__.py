@@ -171,6 +171,20 @@ def padded(n: int, sizes: tuple[int, ...]) -> int:
     return n
 
 
+def _check_batch_wait(run, cfg) -> None:
+    """Batch waiting is TensorRT-LLM's (its scheduler), and TensorRT-LLM skips it under attention DP
+    (py_executor.py _schedule: `not self.enable_attention_dp and self.enable_batch_waiting`)."""
+    if not (cfg.batch_wait_iters or cfg.batch_wait_tokens_ratio):
+        return
+    what = f"serving.batch_wait_iters = {cfg.batch_wait_iters}, batch_wait_tokens_ratio = {cfg.batch_wait_tokens_ratio:g}"
+    if cfg.scheduler != "trtllm":
+        raise SimcoreError(f"{what}: TensorRT-LLM's batch waiting; allowed with scheduler trtllm (serving.engine "
+                           f"trtllm), not {cfg.scheduler!r}")
+    if run.par.attention_dp > 1:
+        raise SimcoreError(f"{what}: TensorRT-LLM does not wait under attention DP (parallelism.attention_dp = "
+                           f"{run.par.attention_dp}); allowed: 0 and 0 there")
+
+
 def resolve(run, cfg):
     """(run, serving config, profile or None) with the profile's defaults applied to what is unset."""
     if cfg.engine is None:
@@ -184,6 +198,7 @@ def resolve(run, cfg):
             if value is not None:
                 shown = f"{value!s:.60}" if isinstance(value, list) else value  # a long list of sizes is cut
                 raise SimcoreError(f"serving.{key}: {shown}: needs serving.engine ({why}): {', '.join(engine_names())}")
+        _check_batch_wait(run, cfg)
         return run, cfg, None
     prof = get_profile(cfg.engine, cfg.engine_version)
     if cfg.engine_profile:  # fitted host constants replace the profile's own; overlap stays the engine's
@@ -192,6 +207,7 @@ def resolve(run, cfg):
                                                         c["per_token_us"] * 1e-6, prof.host.overlap))
     unset = {k: v for k, v in prof.defaults.items() if k not in cfg.model_fields_set}
     cfg = cfg.model_copy(update=unset)
+    _check_batch_wait(run, cfg)
     if cfg.cuda_graph_batch_sizes is not None:
         prof = dataclasses.replace(prof, capture_sizes=tuple(sorted(set(cfg.cuda_graph_batch_sizes))))
     if cfg.cuda_graph_padding is not None:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 from simcore.serving.engines import Profile, fitted_s, host_model, register
 
 
-def capture_sizes(max_bs: int) -> tuple[int, ...]:
-    """CudaGraphConfig: 1, 2, 4, then multiples of 8 up to max_batch_size (128 by default)."""
-    return tuple(s for s in [1, 2, 4] + list(range(8, max_bs + 1, 8)) if s <= max_bs)
+def capture_sizes(max_bs: int, padding: bool = True) -> tuple[int, ...]:
+    """The batch sizes TensorRT-LLM captures for cuda_graph_config.max_batch_size (128 by default) when it lists
+    none (llm_args.py CudaGraphConfig._generate_cuda_graph_batch_sizes, 1.0-1.2): with padding 1, 2, 4 and the
+    multiples of 8 to 128, else 1-31, 32, 64 and 128; then the powers of 2 from 256 below max_batch_size, and
+    max_batch_size itself."""
+    sizes = [1, 2, 4] + list(range(8, 129, 8)) if padding else list(range(1, 32)) + [32, 64, 128]
+    sizes += [2 ** i for i in range(8, math.ceil(math.log2(max_bs)))] if max_bs > 1 else []
+    sizes = sorted(s for s in sizes if s <= max_bs)
+    return tuple(sizes if sizes[-1] == max_bs else sizes + [max_bs])
 
 
 def kv_dtype(run) -> str:
