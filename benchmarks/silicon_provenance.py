@@ -7,8 +7,8 @@ aiconfigurator's public silicon_sample.csv (github.com/ai-dynamo/aiconfigurator 
 ../shared/calibration/serving_h100.json plus an `id` and a `silicon_data_source` column (source file or campaign,
 image, measured date). This script keeps, for each distinct configuration of each system (every column the shared
 file has except the measured latencies), that column's first field (the source, which names the campaign) and the day the configuration's rows were
-measured (`measured=YYYY-MM-DD`, when they share one: which generator wrote the engine's config), and where an InferenceX recipe of that deployment
-sets the KV cache dtype or an engine limit, `kv_cache_dtype` / `max_num_seqs` (RECIPES). It reads configuration columns and `silicon_data_source` only,
+measured (`measured=YYYY-MM-DD`, when they share one: which generator or InferenceX recipe version configured the
+engine; simcore.serving.recipes holds the recipes). It reads configuration columns and `silicon_data_source` only,
 never a measured latency. (A disaggregated row that records no load cannot get one here: rows that differ only in
 their concurrency share a configuration, so the configuration does not name a row's silicon_concurrency.) The H200
 and B200 rows are written too, configuration columns only, so that a rows file of those GPUs
@@ -40,25 +40,13 @@ KEY = ("system", "backend", "backend_version", "model_path", "precision", "mode"
        "moe_quant_mode", "batch_size", "tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size",
        "prefill_batch_size", "prefill_num_workers", "prefill_tp_size", "decode_batch_size", "decode_num_workers",
        "decode_tp_size")
-# KV cache dtypes the InferenceX recipes set, by (system, backend, model_path) of an InferenceX export row:
-# Llama-3.1-70B fp8 on H100 ran `kv-cache-dtype: fp8` (SemiAnalysisAI/InferenceX benchmarks/70b_fp8_h100_slurm.sh
-# and _docker.sh @9596d23d7, 2025-10-29, the date its rows were measured); the gpt-oss and MiniMax-M2.5 H100
-# recipes (benchmarks/single_node/gptoss_fp4_h100.sh, minimaxm2.5_fp8_h100.sh @79a42e20a) leave it at auto.
-# Engine limits the recipes pass (simcore.serving.silicon.RECIPE_LIMITS): the MiniMax-M2.5 fp8 H100 vLLM recipe runs
-# `vllm serve --max-num-seqs 256` at every date its rows were measured (benchmarks/single_node/minimaxm2.5_fp8_h100.sh
-# from ac0d2a853, 2026-03-02, through 51e31df4a, 2026-04-06), not vLLM's default 1024: the profile run then samples
-# 256 rows of logits, not 1024, and leaves that much more memory to the KV cache.
-RECIPES = {("h100_sxm", "vllm", "meta-llama/Llama-3.1-70B"): {"kv_cache_dtype": "fp8"},
-           ("h100_sxm", "vllm", "MiniMaxAI/MiniMax-M2.5"): {"max_num_seqs": "256"}}
-
-
 MEASURED = re.compile(r"measured=(\d{4}-\d\d-\d\d)")
 
 
 def provenance(rows: list[dict], system: str) -> list[dict]:
     """One entry per distinct configuration of `system`: its KEY columns (non-empty ones), the first
     silicon_data_source in sorted order (duplicates of a configuration all come from one campaign, else the
-    configuration is left out) and the recipe's settings for InferenceX rows."""
+    configuration is left out)."""
     seen: dict[tuple, list[str]] = {}
     for r in rows:
         if r.get("system") == system:
@@ -74,8 +62,6 @@ def provenance(rows: list[dict], system: str) -> list[dict]:
             # the day every row of the configuration was measured: which generator wrote its engine's config
             # (simcore.serving.generator.graphs)
             entry["silicon_data_source"] += f"; measured={dates.pop()}"
-        if campaign(entry["silicon_data_source"]) == "inferencex":
-            entry.update(RECIPES.get((system, entry["backend"], entry["model_path"]), {}))
         out.append(entry)
     return out
 
@@ -98,8 +84,7 @@ def main() -> None:
         sys.exit(2)
     entries = [e for system in a.system for e in provenance(rows, system)]
     about = (f"Per-configuration provenance of aiconfigurator's silicon rows (silicon_sample.csv @095f58a51, systems "
-             f"{', '.join(a.system)}): the source of silicon_data_source (its first field) with the day its rows were measured where they share one, and kv_cache_dtype where the InferenceX "
-             "recipe sets it (max_num_seqs likewise). Written by benchmarks/silicon_provenance.py; configuration columns only, no latencies.")
+             f"{', '.join(a.system)}): the source of silicon_data_source (its first field) with the day its rows were measured where they share one. Written by benchmarks/silicon_provenance.py; configuration columns only, no latencies.")
     body = ",\n".join(json.dumps(e) for e in entries)  # one configuration a line
     a.out.write_text(f'{{"about": {json.dumps(about)},\n"key": {json.dumps(list(KEY))},\n"rows": [\n{body}\n]}}\n')
     counts: dict = {}

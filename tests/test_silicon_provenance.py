@@ -45,11 +45,10 @@ def test_an_inferencex_row_gets_inferencex_client_lengths_rounds_and_the_engine_
     assert w["requests"] == 160 and w["arrival"] == {"process": "closed", "concurrency": 16, **INFERENCEX_CLIENT}
     # InferenceX's recipe, not aiconfigurator's generator: the engine's own limits (8192 tokens a step)
     assert e["serving"] == {"engine": "vllm", "engine_version": "0.18.0"} and "inference" not in e
-    # a recipe's KV cache dtype, where the provenance names one; Llama-3.1-70B fp8 ran fp8 KV
+    # a recipe's KV cache dtype (simcore.serving.recipes): Llama-3.1-70B fp8 ran fp8 KV; a row's own column wins
     llama = {**ROW, "model_path": "meta-llama/Llama-3.1-70B", "precision": "fp8", "backend_version": ""}
-    assert "inference" not in experiment_for_row({**llama, "silicon_data_source": IX})
-    assert experiment_for_row({**llama, "silicon_data_source": IX, "kv_cache_dtype": "fp8"})["inference"] == {
-        "kvcache_precision": "fp8"}
+    assert experiment_for_row({**llama, "silicon_data_source": IX})["inference"] == {"kvcache_precision": "fp8"}
+    assert "inference" not in experiment_for_row({**llama, "silicon_data_source": IX, "kv_cache_dtype": "auto"})
     # `--limits aiconfigurator` still forces the generator's limits
     forced = experiment_for_row({**ROW, "silicon_data_source": IX}, limits="aiconfigurator")
     assert forced["serving"]["max_num_batched_tokens"] == 16 + 1024 + 1500
@@ -131,13 +130,15 @@ def test_the_shipped_files_give_the_inferencex_rows_their_client_through_read(tm
 
 def test_the_shipped_provenance_names_the_inferencex_rows_of_the_shared_file():
     """simcore/validate/data/silicon_provenance.json (no latencies): the 45 Llama-3.1-70B rows are InferenceX's
-    with fp8 KV, every vLLM Qwen3-32B bf16 row is aiconfigurator's aiperf sweep."""
+    (measured 2025-10-29), every vLLM Qwen3-32B bf16 row is aiconfigurator's aiperf sweep; the recipes' settings live
+    in simcore.serving.recipes, not in the file."""
     data = json.loads(shipped("silicon_provenance.json"))
     assert not any(k.startswith("silicon_") and k != "silicon_data_source" for e in data["rows"] for k in e)
     h100 = [e for e in data["rows"] if e["system"] == "h100_sxm"]
     llama = [e for e in h100 if e["model_path"] == "meta-llama/Llama-3.1-70B"]
     assert len(llama) == 45 and all(campaign(e["silicon_data_source"]) == "inferencex" and
-                                    e["kv_cache_dtype"] == "fp8" for e in llama)
+                                    e["silicon_data_source"].endswith("measured=2025-10-29") for e in llama)
+    assert not any("kv_cache_dtype" in e or "max_num_seqs" in e for e in data["rows"])
     qwen = [e for e in h100 if e["backend"] == "vllm" and e["model_path"] == "Qwen/Qwen3-32B"
             and not e.get("precision")]
     assert qwen and all(campaign(e["silicon_data_source"]) == "aiconfigurator" for e in qwen)
@@ -179,11 +180,10 @@ MINIMAX = {**ROW, "model_path": "MiniMaxAI/MiniMax-M2.5", "precision": "fp8", "g
 
 
 def test_a_recipe_max_num_seqs_replaces_the_engine_default():
-    """InferenceX's MiniMax-M2.5 H100 recipe runs `vllm serve --max-num-seqs 256` (RECIPES puts it on the row);
-    without it the InferenceX row keeps vLLM's default (the profile's 1024). 0 or text refuses the row."""
-    assert experiment_for_row({**MINIMAX, "max_num_seqs": "256"})["serving"] == {
-        "engine": "vllm", "engine_version": "0.18.0", "max_num_seqs": 256}
-    assert "max_num_seqs" not in experiment_for_row(MINIMAX)["serving"]
+    """InferenceX's MiniMax-M2.5 H100 recipe runs `vllm serve --max-num-seqs 256` (simcore.serving.recipes); a row's
+    own column wins. 0 or text refuses the row."""
+    assert experiment_for_row(MINIMAX)["serving"] == {"engine": "vllm", "engine_version": "0.18.0", "max_num_seqs": 256}
+    assert experiment_for_row({**MINIMAX, "max_num_seqs": "300"})["serving"]["max_num_seqs"] == 300
     for bad in ("0", "many"):
         with pytest.raises(Refused, match="max_num_seqs"):
             measurement_from_row({**MINIMAX, "max_num_seqs": bad})
@@ -202,11 +202,4 @@ def test_fewer_max_num_seqs_leave_the_sampler_warm_up_memory_to_the_kv_cache():
     kv = {n: engine_memory(run, "vllm", max_num_seqs=n).binding.kv for n in (256, 1024)}
     assert kv[256] - kv[1024] == pytest.approx(38 * 768 * 200064 + 768 * 3072 * 1, rel=1e-9)
 
-
-def test_the_shipped_provenance_gives_the_minimax_h100_rows_their_recipes_max_num_seqs():
-    data = json.loads(shipped("silicon_provenance.json"))
-    minimax = [e for e in data["rows"] if e["model_path"] == "MiniMaxAI/MiniMax-M2.5"]
-    h100 = [e for e in minimax if e["system"] == "h100_sxm"]
-    assert len(h100) == 30 and all(e["max_num_seqs"] == "256" for e in h100)
-    assert not any("max_num_seqs" in e for e in minimax if e["system"] != "h100_sxm")  # other GPUs: other recipes
 

@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from simcore.errors import SimcoreError, clip, close_matches
+from simcore.serving import recipes
 from simcore.serving.generator import deployment, graphs, pool_limits
 
 # Hugging Face ids in the rows -> catalog names
@@ -109,9 +110,9 @@ class Refused(SimcoreError):
 
 TEXT_KEYS = ("system", "backend", "backend_version", "model_path", "precision", "mode", "gemm_quant_mode",
              "moe_quant_mode", "silicon_data_source", "kv_cache_dtype")
-# engine limits an InferenceX recipe passes on its command line (benchmarks/silicon_provenance.py RECIPES puts them on
-# the row): they replace the engine profile's default, which the engine's start-up memory profile also reads
-RECIPE_LIMITS = ("max_num_seqs",)
+# engine limits a row may record (a column of a user's file): they replace the engine profile's default and what a
+# recipe set (simcore.serving.recipes), and the engine's start-up memory profile reads them too
+ROW_LIMITS = ("max_num_seqs",)
 MODES = ("agg", "disagg")  # aggregated serving, or disaggregated prefill / decode workers
 
 
@@ -251,6 +252,7 @@ class Measurement:
     range_ratio: float = 1.0  # < 1: lengths uniform in [int(ratio x isl), isl] and the same for osl (random data)
     serving: dict = field(default_factory=dict)  # serving fields the deployment set (rows: the generator's limits)
     kv_cache_dtype: str | None = None  # the deployment's KV cache dtype when it set one (None: the engine default)
+    kv_named: bool = False  # the row or its recipe names the KV dtype (not inferred from the precision)
     pools: dict | None = None  # mode disagg: {"prefill": Pool, "decode": Pool}
     client: dict = field(default_factory=dict)  # closed loop: the measuring tool's re-issue (workload.arrival keys)
     assumed: str | None = None  # what the builder had to assume because the record lacks it (reported apart)
@@ -298,12 +300,13 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
         raise Refused("bad value", f"mode = {mode!r:.80}; allowed: {', '.join(MODES)}")
     adp = _int(row, "attention_dp_size", 1) or 1
     serving, kv, pools, assumed = {}, None, None, None
-    # an InferenceX export ran InferenceX's client and recipe, not aiconfigurator's benchmark and generator; its
-    # vLLM recipes keep vLLM's 8192-token budget and set max_num_seqs >= the clients (the engine defaults), its
-    # TensorRT-LLM ones write limits of their own (max_batch_size 512, max_num_tokens 20000), so those rows keep
-    # LIMITS (docs/validation.md, "Round 7")
+    # an InferenceX export ran InferenceX's client and recipe, not aiconfigurator's benchmark and generator: the
+    # engine's defaults and what the recipe of its day set (simcore.serving.recipes); a TensorRT-LLM row whose recipe
+    # is not known there keeps LIMITS (docs/validation.md, "Round 7" and "InferenceX recipes")
     ix = mode == "agg" and campaign(row.get("silicon_data_source")) == "inferencex"
-    if ix and not limits and engine == "vllm":
+    # (limits given: the caller's reading of every row, no recipe); CONC counts every attention-DP rank's clients
+    ran = _recipe(row, engine, c * adp if c else c, isl, adp) if ix and not limits else None
+    if ix and not limits and (engine == "vllm" or ran is not None):
         limits = "defaults"
     if mode == "disagg":
         pools = {w: _pool(row, w) for w in ("prefill", "decode")}
@@ -335,9 +338,14 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
             adp = experts_on // tp
         if engine == "vllm":
             tp, ep = vllm_dp_layout(tp, adp, moe_tp, ep)
-    if row.get("kv_cache_dtype"):  # the deployment's own setting, where its recipe names one
-        kv = row["kv_cache_dtype"]
-    for key in RECIPE_LIMITS:
+    kv_named = False  # the deployment names its KV dtype ("auto": the engine's default), which then stands
+    if ran is not None:
+        serving.update(ran["serving"])
+        if "kv_cache_dtype" in ran:
+            kv, kv_named = (None if ran["kv_cache_dtype"] == "auto" else ran["kv_cache_dtype"]), True
+    if row.get("kv_cache_dtype"):  # the row's own column (a user's file)
+        kv, kv_named = (None if row["kv_cache_dtype"] == "auto" else row["kv_cache_dtype"]), True
+    for key in ROW_LIMITS:
         v = _int(row, key)
         if v == 0:
             raise Refused("bad value", f"{key} = {row[key]!r:.80}: must be >= 1 when given")
@@ -349,9 +357,23 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
         tp=tp, pp=_int(row, "pp_size", 1), ep=ep,
         attention_dp=adp, precision=row.get("precision"),
         mode=mode, concurrency=c, isl=isl, osl=_int(row, "osl"), latency=lat,
-        serving=serving, kv_cache_dtype=kv, pools=pools, assumed=assumed,
+        serving=serving, kv_cache_dtype=kv, kv_named=kv_named, pools=pools, assumed=assumed,
         client=dict(INFERENCEX_CLIENT if ix else AIPERF_CLIENT),
         requests=INFERENCEX_ROUNDS * c if ix and c else None, range_ratio=INFERENCEX_RANGE_RATIO if ix else 1.0)
+
+
+def _recipe(row: dict, engine: str | None, c: int | None, isl: int | None, adp: int) -> dict | None:
+    """What the InferenceX recipe behind an aggregated row of its export set (simcore.serving.recipes), or None.
+    TensorRT-LLM and SGLang rows with attention DP keep their reading: those recipes' per-rank limits are not
+    carried (vLLM's attention-DP rows ran one server: vllm_dp_layout)."""
+    osl = _int(row, "osl")
+    if not (engine and c and isl and osl) or (adp > 1 and engine != "vllm"):
+        return None
+    m = re.search(r"measured=(\d{4}-\d\d-\d\d)", row.get("silicon_data_source") or "")
+    d = recipes.Deployment(c=c, isl=isl, osl=osl, tp=_int(row, "tp_size", 1) or 1, ep=_int(row, "moe_ep_size", 1) or 1,
+                           version=row.get("backend_version") or "")
+    return recipes.recipe(row.get("system") or "", engine, row.get("model_path") or "",
+                          (row.get("precision") or "").lower(), m.group(1) if m else None, d)
 
 
 def campaign(source: str | None) -> str | None:
@@ -465,7 +487,7 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
     # a checkpoint run in its own format (gpt-oss's MXFP4, weights auto) keeps its own KV default: aiconfigurator
     # infers no fp8 KV cache for quant_algo mxfp4 (an NVFP4 checkpoint's fp8 KV is what it infers for nvfp4)
     auto = prec["precision"]["weights"] == "auto" and _checkpoint_dtype(model) != "nvfp4"
-    kv = rec.kv_cache_dtype if not auto else None
+    kv = rec.kv_cache_dtype if not auto or rec.kv_named else None
     return {
         "name": f"{rec.engine}-{model}-{gpu}-{layout(rec)}-{load}-{isl}x{osl}",
         "model": model,

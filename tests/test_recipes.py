@@ -1,0 +1,109 @@
+"""What InferenceX's recipes set on the engines behind its exports' rows (simcore.serving.recipes; docs/validation.md
+"InferenceX recipes"), and how silicon rows take it. Values are the recipes' own, computed by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from simcore.serving.engines.trtllm import capture_sizes
+from simcore.serving.recipes import Deployment, recipe
+from simcore.serving.silicon import experiment_for_row, measurement_from_row
+
+
+def _row(system, backend, model, precision, c, isl, osl, tp, measured, version="", **extra):
+    src = "source_file=2026-03-25.csv; model=X" + (f"; measured={measured}" if measured else "")
+    return {"system": system, "backend": backend, "backend_version": version, "model_path": model,
+            "precision": precision, "mode": "agg", "isl": str(isl), "osl": str(osl), "batch_size": str(c),
+            "tp_size": str(tp), "pp_size": "1", "silicon_data_source": src, **extra}
+
+
+def test_trtllm_graphs_follow_tensorrt_llms_generated_sizes():
+    # CudaGraphConfig._generate_cuda_graph_batch_sizes with padding: 1, 2, 4, 8..128, powers of 2, the max itself
+    assert capture_sizes(48) == (1, 2, 4, 8, 16, 24, 32, 40, 48)
+    assert capture_sizes(1024)[-4:] == (128, 256, 512, 1024)
+    assert capture_sizes(300)[-3:] == (128, 256, 300)
+    assert capture_sizes(100, padding=False) == tuple(range(1, 32)) + (32, 64, 100)
+
+
+def test_gpt_oss_on_tensorrt_llm_h200_and_b200():
+    h200 = measurement_from_row(_row("h200_sxm", "trtllm", "openai/gpt-oss-120b", "fp4", 48, 1024, 1024, 2,
+                                     "2025-12-15", "gpt-oss-dev"))
+    assert h200.serving == {"max_num_batched_tokens": 20000, "max_num_seqs": 48, "cuda_graph_padding": True,
+                            "cuda_graph_batch_sizes": list(capture_sizes(48))}
+    # kv_cache_config.dtype auto: the checkpoint's own (no override reaches the experiment)
+    assert h200.kv_cache_dtype is None and h200.kv_named
+    e = experiment_for_row(_row("b200_sxm", "trtllm", "openai/gpt-oss-120b", "fp4", 64, 1024, 1024, 2, "2026-02-05",
+                                "1.2.0rc2.post2"))
+    assert e["serving"]["max_num_seqs"] == 512 and e["serving"]["max_num_batched_tokens"] == 20000
+    # the B200 recipe's fp8 KV stands, though the MXFP4 checkpoint otherwise keeps its own KV default
+    assert e["inference"] == {"kvcache_precision": "fp8"}
+
+
+@pytest.mark.parametrize("isl, osl, tp, wait", [(1024, 1024, 4, (20, 0.9)), (1024, 1024, 8, None),
+                                                (8192, 1024, 4, None)])
+def test_llama_70b_on_tensorrt_llm_waits_for_batches_at_1k1k_below_tp8(isl, osl, tp, wait):
+    s = measurement_from_row(_row("h200_sxm", "trtllm", "meta-llama/Llama-3.1-70B", "fp8", 16, isl, osl, tp,
+                                  "2025-10-29")).serving
+    assert s["max_num_batched_tokens"] == 16384 and "max_num_seqs" not in s  # absent: the engine's 2048
+    assert s["cuda_graph_batch_sizes"][-1] == 1024
+    assert (s.get("batch_wait_iters"), s.get("batch_wait_tokens_ratio")) == (wait or (None, None))
+
+
+def test_deepseek_r1_on_tensorrt_llm_by_day_and_image():
+    dsr1 = ("h200_sxm", "trtllm", "deepseek-ai/DeepSeek-R1", "fp8")
+    s = measurement_from_row(_row(*dsr1, 16, 1024, 1024, 8, "2025-11-02")).serving
+    assert s["max_num_batched_tokens"] == 1152  # ceil64(16 + 1024 + 64)
+    assert s["cuda_graph_batch_sizes"][-1] == 128
+    # from 2026-01-14 an MTP recipe ran beside the plain one on the same image: not told, the reading it had
+    s = measurement_from_row(_row(*dsr1, 16, 1024, 1024, 8, "2026-01-14", "1.1.0rc2.post2")).serving
+    assert s["max_num_seqs"] == 16 and s["max_num_batched_tokens"] == 1568  # the generator's: 16 + 1024 + 500, 32-aligned
+    b200 = ("b200_sxm", "trtllm", "deepseek-ai/DeepSeek-R1", "fp8")
+    s = measurement_from_row(_row(*b200, 64, 1024, 1024, 8, "2026-01-29", "1.2.0rc6.post2")).serving
+    assert s["max_num_batched_tokens"] == 8192 and s["cuda_graph_batch_sizes"][-1] == 64
+    assert (s["batch_wait_iters"], s["batch_wait_tokens_ratio"]) == (40, 0.8)
+    # 1.2.0rc6.post3 was the MTP recipe's image
+    assert recipe("b200_sxm", "trtllm", "deepseek-ai/DeepSeek-R1", "fp8", "2026-02-05",
+                  Deployment(64, 1024, 1024, 8, version="1.2.0rc6.post3")) is None
+
+
+def test_without_a_day_a_recipe_applies_only_where_every_version_agrees():
+    d = Deployment(16, 1024, 1024, 4)
+    assert recipe("h200_sxm", "vllm", "meta-llama/Llama-3.1-70B", "fp8", None, d) == {
+        "serving": {"max_num_seqs": 16}, "kv_cache_dtype": "fp8"}
+    assert recipe("b200_sxm", "vllm", "openai/gpt-oss-120b", "fp4", None, d) is None  # kv auto, then fp8
+    assert recipe("b200_sxm", "vllm", "openai/gpt-oss-120b", "fp4", "2026-02-25", d)["kv_cache_dtype"] == "fp8"
+    assert recipe("h200_sxm", "sglang", "deepseek-ai/DeepSeek-R1", "fp8", None, d) is None  # known from a day on
+    assert recipe("h200_sxm", "sglang", "deepseek-ai/DeepSeek-R1", "fp8", "2026-03-25", d) == {
+        "serving": {"max_num_seqs": 512, "max_num_batched_tokens": 32768}}
+    assert recipe("h200_sxm", "sglang", "deepseek-ai/DeepSeek-R1", "fp8", "2026-02-01", d) is None  # before it
+    assert recipe("h100_sxm", "trtllm", "openai/gpt-oss-120b", "fp8", "2026-03-18", d) is None  # no recipe known
+
+
+def test_rows_of_other_campaigns_or_with_attention_dp_take_no_recipe():
+    gptoss = _row("h200_sxm", "trtllm", "openai/gpt-oss-120b", "fp4", 48, 1024, 1024, 2, "2025-12-15")
+    assert measurement_from_row({**gptoss, "attention_dp_size": "2"}).serving.get("max_num_batched_tokens") != 20000
+    aic = {**gptoss, "silicon_data_source": "source_file=/x/aic-auto-gap-analysis/data/h200.csv"}
+    assert measurement_from_row(aic).serving["max_num_batched_tokens"] != 20000
+
+
+def test_recipe_coverage_counts_rows_by_reading():
+    import sys
+    sys.path.insert(0, "benchmarks")
+    from recipe_coverage import coverage
+
+    rows = [_row("h200_sxm", "trtllm", "openai/gpt-oss-120b", "fp4", 48, 1024, 1024, 2, "2025-12-15"),
+            _row("h200_sxm", "trtllm", "openai/gpt-oss-120b", "fp4", 48, 1024, 1024, 2, "2025-12-15",
+                 attention_dp_size="2"),
+            _row("h200_sxm", "trtllm", "deepseek-ai/DeepSeek-R1", "fp8", 16, 1024, 1024, 8, "2026-01-14"),
+            {**_row("h200_sxm", "trtllm", "openai/gpt-oss-120b", "fp4", 48, 1024, 1024, 2, None),
+             "silicon_data_source": "source_file=/x/aic-auto-gap-analysis/data/a.csv"}]
+    assert coverage(rows) == {("h200_sxm", "trtllm", "gpt-oss-120b", "recipe"): 1,
+                              ("h200_sxm", "trtllm", "gpt-oss-120b", "attention DP"): 1,
+                              ("h200_sxm", "trtllm", "DeepSeek-R1", "unknown"): 1,
+                              ("h200_sxm", "trtllm", "", "not InferenceX"): 1}
+
+
+def test_limits_given_by_the_caller_replace_the_recipe():
+    row = _row("h200_sxm", "trtllm", "openai/gpt-oss-120b", "fp4", 48, 1024, 1024, 2, "2025-12-15")
+    assert measurement_from_row(row, limits="aiconfigurator").serving["max_num_batched_tokens"] == 1600  # 48+1024+500
+    assert measurement_from_row(row, limits="defaults").serving == {}
