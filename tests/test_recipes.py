@@ -37,6 +37,8 @@ def test_gpt_oss_on_tensorrt_llm_h200_and_b200():
     assert e["serving"]["max_num_seqs"] == 512 and e["serving"]["max_num_batched_tokens"] == 20000
     # the B200 recipe's fp8 KV stands, though the MXFP4 checkpoint otherwise keeps its own KV default
     assert e["inference"] == {"kvcache_precision": "fp8"}
+    # kv_cache_config.free_gpu_memory_fraction 0.85: the experiment's engine memory fraction
+    assert e["engine"] == {"gpu_memory_utilization": 0.85}
 
 
 @pytest.mark.parametrize("isl, osl, tp, wait", [(1024, 1024, 4, (20, 0.9)), (1024, 1024, 8, None),
@@ -74,7 +76,7 @@ def test_without_a_day_a_recipe_applies_only_where_every_version_agrees():
     assert recipe("b200_sxm", "vllm", "openai/gpt-oss-120b", "fp4", "2026-02-25", d)["kv_cache_dtype"] == "fp8"
     assert recipe("h200_sxm", "sglang", "deepseek-ai/DeepSeek-R1", "fp8", None, d) is None  # known from a day on
     assert recipe("h200_sxm", "sglang", "deepseek-ai/DeepSeek-R1", "fp8", "2026-03-25", d) == {
-        "serving": {"max_num_seqs": 512, "max_num_batched_tokens": 32768}}
+        "serving": {"max_num_seqs": 512, "max_num_batched_tokens": 32768}, "memory_fraction": 0.82}
     assert recipe("h200_sxm", "sglang", "deepseek-ai/DeepSeek-R1", "fp8", "2026-02-01", d) is None  # before it
     assert recipe("h100_sxm", "trtllm", "openai/gpt-oss-120b", "fp8", "2026-03-18", d) is None  # no recipe known
 
@@ -107,3 +109,14 @@ def test_limits_given_by_the_caller_replace_the_recipe():
     row = _row("h200_sxm", "trtllm", "openai/gpt-oss-120b", "fp4", 48, 1024, 1024, 2, "2025-12-15")
     assert measurement_from_row(row, limits="aiconfigurator").serving["max_num_batched_tokens"] == 1600  # 48+1024+500
     assert measurement_from_row(row, limits="defaults").serving == {}
+
+
+def test_a_recipes_memory_fraction_reaches_the_experiment():
+    kimi = experiment_for_row(_row("b200_sxm", "vllm", "moonshotai/Kimi-K2.5", "int4", 16, 1024, 1024, 8,
+                                   "2026-03-24", "v0.15.1"))
+    assert kimi["engine"] == {"gpu_memory_utilization": 0.95} and kimi["serving"]["max_num_seqs"] == 16
+    fp4 = experiment_for_row(_row("b200_sxm", "vllm", "moonshotai/Kimi-K2.5", "fp4", 16, 1024, 1024, 4,
+                                  "2026-03-11", "v0.17.0"))
+    assert "engine" not in fp4  # 0.90: vLLM's default, not written
+    glm = experiment_for_row(_row("h200_sxm", "sglang", "zhipuai/GLM-5", "fp8", 16, 1024, 1024, 8, "2026-03-19"))
+    assert glm["engine"] == {"gpu_memory_utilization": 0.85} and glm["serving"] == {"engine": "sglang"}

@@ -326,3 +326,27 @@ def test_first_tokens_wait_for_a_mixed_prefill_step_and_go_out_with_the_second(m
         m.itl_stats()
         assert m.itl_sum == pytest.approx(float(np.sum(m.finish - m.first_token)), rel=1e-9)
     assert out[True].summary["itl_s"]["mean"] < out[False].summary["itl_s"]["mean"]
+
+
+def test_an_explicit_memory_fraction_is_each_engines_own_flag():
+    """engine.gpu_memory_utilization, set, is SGLang's mem_fraction_static and TensorRT-LLM's
+    free_gpu_memory_fraction in a serving run (docs/experiments.md); unset, those engines keep their defaults."""
+    from simcore.memory.budget import replica_kv
+    from simcore.memory.engines import engine_memory
+
+    same = {"trtllm": {"max_num_tokens": 8192, "max_batch_size": 256, "tokens_per_block": 32},
+            "sglang": {"chunked_prefill_size": 8192, "page_size": 32}}
+    for engine, flag in (("trtllm", "free_gpu_memory_fraction"), ("sglang", "mem_fraction_static")):
+        unset = serving_run(ONE, {"engine": engine})
+        half = serving_run(ONE, {"engine": engine}, engine={"gpu_memory_utilization": 0.5})
+        _, b_unset = replica_kv(unset, 8192, 256, 32, engine)
+        _, b_half = replica_kv(half, 8192, 256, 32, engine)
+        assert b_half.stages[0].kv_capacity == pytest.approx(
+            engine_memory(half, engine, **same[engine], **{flag: 0.5}).stages[0].kv, rel=1e-12)
+        assert b_unset.stages[0].kv_capacity == pytest.approx(
+            engine_memory(unset, engine, **same[engine]).stages[0].kv, rel=1e-12)
+        assert b_half.stages[0].kv_capacity < b_unset.stages[0].kv_capacity
+    # TensorRT-LLM's fraction scales what is free after weights and the profile forward: 0.5 / 0.9 of the default
+    run = serving_run(ONE, {"engine": "trtllm"})
+    assert engine_memory(run, "trtllm", free_gpu_memory_fraction=0.5).stages[0].kv == pytest.approx(
+        engine_memory(run, "trtllm").stages[0].kv * 0.5 / 0.9, rel=1e-12)

@@ -265,11 +265,19 @@ def kv_budget(run: Run, max_num_batched_tokens: int = MAX_NUM_BATCHED_TOKENS, ma
     return KVBudget(run, mem.budget, mem.non_torch, stages, block_size, max_num_batched_tokens, max_num_seqs, mem)
 
 
+FRACTION_FLAG = {"sglang": "mem_fraction_static", "trtllm": "free_gpu_memory_fraction"}  # vLLM: kv_budget reads it
+
+
 def replica_kv(run: Run, max_num_batched_tokens: int, max_num_seqs: int, block_size: int,
                engine: str) -> tuple[int, KVBudget]:
     """(KV blocks of one serving replica, the budget of one of its attention-DP ranks). The engine's start-up
     profile runs per attention-DP rank with its share of the replica's limits; a drafter's weights and cache
-    share the budget (blocks_with_draft); each rank caches its own sequences."""
+    share the budget (blocks_with_draft); each rank caches its own sequences. engine.gpu_memory_utilization, where
+    the experiment sets it, is the engine's memory fraction: vLLM's flag of that name, SGLang's mem_fraction_static,
+    TensorRT-LLM's free_gpu_memory_fraction (unset, SGLang and TensorRT-LLM keep their own defaults)."""
     adp = run.par.attention_dp
-    budget = kv_budget(run, -(-max_num_batched_tokens // adp), -(-max_num_seqs // adp), block_size, engine)
+    flags = {}
+    if "gpu_memory_utilization" in run.experiment.engine.model_fields_set and engine in FRACTION_FLAG:
+        flags[FRACTION_FLAG[engine]] = run.experiment.engine.gpu_memory_utilization
+    budget = kv_budget(run, -(-max_num_batched_tokens // adp), -(-max_num_seqs // adp), block_size, engine, **flags)
     return blocks_with_draft(budget) * adp, budget

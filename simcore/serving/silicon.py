@@ -253,6 +253,7 @@ class Measurement:
     serving: dict = field(default_factory=dict)  # serving fields the deployment set (rows: the generator's limits)
     kv_cache_dtype: str | None = None  # the deployment's KV cache dtype when it set one (None: the engine default)
     kv_named: bool = False  # the row or its recipe names the KV dtype (not inferred from the precision)
+    memory_fraction: float | None = None  # the engine's memory fraction its recipe set (None: the engine's default)
     pools: dict | None = None  # mode disagg: {"prefill": Pool, "decode": Pool}
     client: dict = field(default_factory=dict)  # closed loop: the measuring tool's re-issue (workload.arrival keys)
     assumed: str | None = None  # what the builder had to assume because the record lacks it (reported apart)
@@ -358,6 +359,7 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
         attention_dp=adp, precision=row.get("precision"),
         mode=mode, concurrency=c, isl=isl, osl=_int(row, "osl"), latency=lat,
         serving=serving, kv_cache_dtype=kv, kv_named=kv_named, pools=pools, assumed=assumed,
+        memory_fraction=ran.get("memory_fraction") if ran else None,
         client=dict(INFERENCEX_CLIENT if ix else AIPERF_CLIENT),
         requests=INFERENCEX_ROUNDS * c if ix and c else None, range_ratio=INFERENCEX_RANGE_RATIO if ix else 1.0)
 
@@ -488,6 +490,11 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
     # infers no fp8 KV cache for quant_algo mxfp4 (an NVFP4 checkpoint's fp8 KV is what it infers for nvfp4)
     auto = prec["precision"]["weights"] == "auto" and _checkpoint_dtype(model) != "nvfp4"
     kv = rec.kv_cache_dtype if not auto or rec.kv_named else None
+    eng: dict = {}
+    if engine == "vllm" and ep > 1:  # vLLM's default EP backend gathers every DP rank's tokens (allgather_reducescatter)
+        eng["moe_dispatch"] = "all_gather"
+    if rec.memory_fraction is not None:  # the engine's own memory flag (docs/experiments.md)
+        eng["gpu_memory_utilization"] = rec.memory_fraction
     return {
         "name": f"{rec.engine}-{model}-{gpu}-{layout(rec)}-{load}-{isl}x{osl}",
         "model": model,
@@ -502,8 +509,7 @@ def experiment_for_record(rec: Measurement, requests: int | None = None, rounds:
             "output_tokens": _lengths(osl, rec.range_ratio),
         },
         "serving": serving,
-        # vLLM's default EP backend gathers every DP rank's tokens (--all2all-backend allgather_reducescatter)
-        **({"engine": {"moe_dispatch": "all_gather"}} if engine == "vllm" and ep > 1 else {}),
+        **({"engine": eng} if eng else {}),
     }
 
 
