@@ -8,7 +8,7 @@ aiconfigurator's public silicon_sample.csv (github.com/ai-dynamo/aiconfigurator 
 image, measured date). This script keeps, for each distinct configuration of each system (every column the shared
 file has except the measured latencies), that column's first field (the source, which names the campaign) and the day the configuration's rows were
 measured (`measured=YYYY-MM-DD`, when they share one: which generator or InferenceX recipe version configured the
-engine; simcore.serving.recipes holds the recipes). It reads configuration columns and `silicon_data_source` only,
+engine; simcore.serving.recipes holds the recipes; else `measured_from=` / `measured_to=`, the first and last day). It reads configuration columns and `silicon_data_source` only,
 never a measured latency. (A disaggregated row that records no load cannot get one here: rows that differ only in
 their concurrency share a configuration, so the configuration does not name a row's silicon_concurrency.) The H200
 and B200 rows are written too, configuration columns only, so that a rows file of those GPUs
@@ -62,6 +62,10 @@ def provenance(rows: list[dict], system: str) -> list[dict]:
             # the day every row of the configuration was measured: which generator wrote its engine's config
             # (simcore.serving.generator.graphs)
             entry["silicon_data_source"] += f"; measured={dates.pop()}"
+        elif dates and all(MEASURED.search(s) for s in sources):
+            # rows of several days: the first and the last, which bound the recipe versions that can have run
+            # (simcore.serving.recipes)
+            entry["silicon_data_source"] += f"; measured_from={min(dates)}; measured_to={max(dates)}"
         out.append(entry)
     return out
 
@@ -84,7 +88,7 @@ def main() -> None:
         sys.exit(2)
     entries = [e for system in a.system for e in provenance(rows, system)]
     about = (f"Per-configuration provenance of aiconfigurator's silicon rows (silicon_sample.csv @095f58a51, systems "
-             f"{', '.join(a.system)}): the source of silicon_data_source (its first field) with the day its rows were measured where they share one. Written by benchmarks/silicon_provenance.py; configuration columns only, no latencies.")
+             f"{', '.join(a.system)}): the source of silicon_data_source (its first field) with the day its rows were measured where they share one (else the first and last day). Written by benchmarks/silicon_provenance.py; configuration columns only, no latencies.")
     body = ",\n".join(json.dumps(e) for e in entries)  # one configuration a line
     a.out.write_text(f'{{"about": {json.dumps(about)},\n"key": {json.dumps(list(KEY))},\n"rows": [\n{body}\n]}}\n')
     counts: dict = {}

@@ -120,3 +120,27 @@ def test_a_recipes_memory_fraction_reaches_the_experiment():
     assert "engine" not in fp4  # 0.90: vLLM's default, not written
     glm = experiment_for_row(_row("h200_sxm", "sglang", "zhipuai/GLM-5", "fp8", 16, 1024, 1024, 8, "2026-03-19"))
     assert glm["engine"] == {"gpu_memory_utilization": 0.85} and glm["serving"] == {"engine": "sglang"}
+
+
+def test_a_recipe_that_ignored_the_rows_expert_split_sets_it():
+    """vLLM MiniMax-M2.5 on H200 ran --enable-expert-parallel from 2026-03-13 whatever EP_SIZE said; Kimi-K2.5 fp4 on
+    B200 ran pure TP though its rows say ep 4."""
+    mm = _row("h200_sxm", "vllm", "MiniMaxAI/MiniMax-M2.5", "fp8", 16, 1024, 1024, 8, "2026-03-27", "0.18.0")
+    rec = measurement_from_row(mm)
+    assert rec.ep == 8 and experiment_for_row(mm)["engine"] == {"gpu_memory_utilization": 0.95, "moe_dispatch": "all_gather"}
+    assert measurement_from_row({**mm, "silicon_data_source": "source_file=2026-03-25.csv; measured=2026-03-01"}).ep == 1
+    kimi = _row("b200_sxm", "vllm", "moonshotai/Kimi-K2.5", "fp4", 16, 1024, 1024, 4, "2026-03-11", "0.17.0",
+                moe_ep_size="4", moe_tp_size="1")
+    assert measurement_from_row(kimi).ep == 1
+    b200 = _row("b200_sxm", "vllm", "MiniMaxAI/MiniMax-M2.5", "fp8", 16, 1024, 1024, 4, "2026-03-11", "0.17.0")
+    assert measurement_from_row(b200).serving == {"block_size": 32} and measurement_from_row(b200).ep == 4
+
+
+def test_rows_of_several_days_take_the_recipe_only_when_one_version_spans_them():
+    d = Deployment(16, 1024, 1024, 8)
+    mm = ("h200_sxm", "vllm", "MiniMaxAI/MiniMax-M2.5", "fp8")
+    assert recipe(*mm, "2026-03-27", d, last="2026-03-28")["ep"] is not None  # both after 2026-03-13
+    assert recipe(*mm, "2026-03-01", d, last="2026-03-28") is None  # 0.95 without, then with expert parallel
+    row = _row(*mm, 16, 1024, 1024, 8, None, "0.18.0")
+    row["silicon_data_source"] += "; measured_from=2026-03-27; measured_to=2026-03-28"
+    assert measurement_from_row(row).ep == 8

@@ -9,7 +9,9 @@ recipe of a row's (system, engine, model) and day set on that row, in simcore's 
   up to its max_batch_size), serving.batch_wait_iters / batch_wait_tokens_ratio (TensorRT-LLM batch waiting),
 - the KV cache dtype (kv_cache_config.dtype, --kv-cache-dtype; "auto": the engine's default),
 - the engine's memory fraction (kv_cache_config.free_gpu_memory_fraction, --gpu-memory-utilization, SGLang
-  --mem-fraction-static), which the experiment carries as engine.gpu_memory_utilization.
+  --mem-fraction-static), which the experiment carries as engine.gpu_memory_utilization,
+- serving.block_size (vLLM --block-size), and the expert split where the recipe ignored the row's (`ep`: a number,
+  or `TP` for expert parallelism over the tensor-parallel GPUs; rows without attention DP only).
 
 A row whose recipe is not known here, or whose day falls where the recipe cannot be told (a speculative-decoding
 (MTP) variant ran beside the plain one with the same engine image, or no day is recorded and the versions differ),
@@ -59,11 +61,19 @@ def _trt(seqs: int | None, tokens: int, graph_max: int, kv: str, wait: tuple[int
     return {"serving": serving, "kv_cache_dtype": kv, **({"memory_fraction": free} if free else {})}
 
 
-def _serve(seqs: int | None = None, tokens: int | None = None, kv: str | None = None, mem: float | None = None) -> dict:
+def TP(tp: int) -> int:
+    """The expert split of `--enable-expert-parallel` / `--enable-ep-moe`: EP over the tensor-parallel GPUs."""
+    return tp
+
+
+def _serve(seqs: int | None = None, tokens: int | None = None, kv: str | None = None, mem: float | None = None,
+           block: int | None = None, ep: "int | Callable[[int], int] | None" = None) -> dict:
     """A vllm serve / SGLang launch_server recipe: only what it sets (None: the engine's default); mem: vLLM's
-    --gpu-memory-utilization or SGLang's --mem-fraction-static."""
-    serving = {k: v for k, v in (("max_num_seqs", seqs), ("max_num_batched_tokens", tokens)) if v is not None}
-    return {"serving": serving, **({"kv_cache_dtype": kv} if kv else {}), **({"memory_fraction": mem} if mem else {})}
+    --gpu-memory-utilization or SGLang's --mem-fraction-static; block: vLLM's --block-size; ep: the expert split."""
+    serving = {k: v for k, v in (("max_num_seqs", seqs), ("max_num_batched_tokens", tokens), ("block_size", block))
+               if v is not None}
+    return {"serving": serving, **({"kv_cache_dtype": kv} if kv else {}), **({"memory_fraction": mem} if mem else {}),
+            **({"ep": ep} if ep is not None else {})}
 
 
 # --- TensorRT-LLM -----------------------------------------------------------------------------------------------
@@ -113,7 +123,8 @@ def _trt_dsr1_fp4_b200_rc6(d: Deployment) -> dict | None:
 
 
 def _unknown(d: Deployment) -> None:
-    """From this day the MTP recipe ran beside the plain one on the same image (PR #392, 2026-01-14)."""
+    """A day whose recipe cannot be told from the row: from 2026-01-14 InferenceX's MTP recipes ran beside the plain
+    ones on the same image (PR #392); a day the recipe changed on."""
     return None
 
 
@@ -143,24 +154,41 @@ RECIPES: dict[tuple[str, str, str, str], list[tuple[str, Recipe]]] = {
     # MiniMax-M2.5 fp8 on H100: `vllm serve --max-num-seqs 256` at every day its rows were measured
     # (minimaxm2.5_fp8_h100.sh from ac0d2a853, 2026-03-02, through 51e31df4a, 2026-04-06)
     ("h100_sxm", "vllm", "MiniMaxAI/MiniMax-M2.5", ""): [("", lambda d: _serve(seqs=256))],
-    # on B200 from minimaxm2.5_fp{8,4}_b200.sh @bddbf4031 / 79bd988e9 (2026-04-03): kv fp8,
-    # --max-num-batched-tokens 2 x ISL
-    ("b200_sxm", "vllm", "MiniMaxAI/MiniMax-M2.5", ""): [("", lambda d: _serve()),
-                                                     ("2026-04-03", lambda d: _serve(tokens=2 * d.isl, kv="fp8"))],
+    # on H200 --gpu-memory-utilization 0.95 (minimaxm2.5_fp8_h200.sh @a36346339, 2026-03-01), and from 5e2c705d3
+    # (2026-03-13) `--enable-expert-parallel` whenever EP_SIZE >= 1, i.e. always: EP over the TP GPUs
+    ("h200_sxm", "vllm", "MiniMaxAI/MiniMax-M2.5", ""): [("2026-03-01", lambda d: _serve(mem=0.95)),
+                                                     ("2026-03-13", lambda d: _serve(mem=0.95, ep=TP))],
+    # on B200 fp8: minimaxm2.5_fp8_b200.sh @f342df18e (2026-03-11): 0.95, --block-size 32, expert parallel always;
+    # from @bddbf4031 (2026-04-03): 0.90, block 32, kv fp8, --max-num-batched-tokens 2 x ISL, EP only when EP_SIZE > 1
+    ("b200_sxm", "vllm", "MiniMaxAI/MiniMax-M2.5", "fp8"): [
+        ("2026-03-11", lambda d: _serve(mem=0.95, block=32, ep=TP)),
+        ("2026-04-03", lambda d: _serve(tokens=2 * d.isl, kv="fp8", block=32))],
+    # fp4: minimaxm2.5_fp4_b200.sh @08bcde8f1 (2026-04-02, the branch the 04-03 rows ran): 0.95, block 32, kv fp8;
+    # @79bd988e9 (2026-04-08): 0.90, kv fp8, 2 x ISL tokens
+    ("b200_sxm", "vllm", "MiniMaxAI/MiniMax-M2.5", "fp4"): [
+        ("2026-04-03", lambda d: _serve(kv="fp8", mem=0.95, block=32)),
+        ("2026-04-08", lambda d: _serve(tokens=2 * d.isl, kv="fp8"))],
     # Kimi-K2.5: --max-num-seqs $CONC in every kimik2.5_*.sh, --gpu-memory-utilization 0.95 for the int4 checkpoint
     # (kimik2.5_int4_{h200,b200}.sh @749096c4c, 79ea3651a), 0.90 for fp4 (kimik2.5_fp4_b200.sh @a58dedd5a)
     ("h200_sxm", "vllm", "moonshotai/Kimi-K2.5", ""): [("", lambda d: _serve(seqs=d.c, mem=0.95))],
     ("b200_sxm", "vllm", "moonshotai/Kimi-K2.5", "int4"): [("", lambda d: _serve(seqs=d.c, mem=0.95))],
-    ("b200_sxm", "vllm", "moonshotai/Kimi-K2.5", ""): [("", lambda d: _serve(seqs=d.c))],
+    # fp4 (kimik2.5_fp4_b200.sh @a58dedd5a, 79a42e20a): pure TP, the script never reads EP_SIZE; from @6c3acebfa
+    # (2026-04-20) also kv fp8 and 2 x ISL tokens
+    ("b200_sxm", "vllm", "moonshotai/Kimi-K2.5", ""): [
+        ("", lambda d: _serve(seqs=d.c, ep=1)),
+        ("2026-04-20", lambda d: _serve(seqs=d.c, tokens=2 * d.isl, kv="fp8", ep=1))],
     # --- SGLang: --max-running-requests, --chunked-prefill-size, --mem-fraction-static ---
     # dsr1_fp8_h200.sh @41aff0afc (2026-03-06): 512 running at 1k1k, else 256; chunks of 32768; kv auto; 0.82
     ("h200_sxm", "sglang", "deepseek-ai/DeepSeek-R1", ""): [
         ("2026-03-06", lambda d: _serve(seqs=512 if d.isl == 1024 and d.osl == 1024 else 256, tokens=32768,
                                         mem=0.82))],
     # dsr1_fp4_b200_docker.sh @4b860b78e and d8fe8f73e, single_node/dsr1_fp4_b200.sh @64c20b6b5: 256 running, chunks
-    # of 16384, kv fp8_e4m3, 0.85
+    # of 16384, kv fp8_e4m3, 0.85; until d8fe8f73e (2025-11-10, the day the config's EP changed: not told)
+    # --enable-ep-moe, EP over the TP GPUs
     ("b200_sxm", "sglang", "deepseek-ai/DeepSeek-R1", "fp4"): [
-        ("", lambda d: _serve(seqs=256, tokens=16384, kv="fp8", mem=0.85))],
+        ("", lambda d: _serve(seqs=256, tokens=16384, kv="fp8", mem=0.85, ep=TP)),
+        ("2025-11-10", _unknown),
+        ("2025-11-11", lambda d: _serve(seqs=256, tokens=16384, kv="fp8", mem=0.85))],
     # dsr1_fp8_b200_docker.sh @d8fe8f73e (2025-11-10): 128 running, chunks of 32768, kv fp8_e4m3, 0.82; from
     # single_node/dsr1_fp8_b200.sh @64c20b6b5 (2026-03-11) TP 4 runs 32 / 8192 / 0.95, and TP 8 cannot be told from
     # the MTP recipe that ran beside it on the same image
@@ -191,10 +219,12 @@ for _key in [k for k in RECIPES if k[2] == "deepseek-ai/DeepSeek-R1"]:  # no V3 
     RECIPES[(_key[0], _key[1], "deepseek-ai/DeepSeek-V3", _key[3])] = RECIPES[_key]
 
 
-def recipe(system: str, backend: str, model: str, precision: str, measured: str | None, d: Deployment) -> dict | None:
-    """{"serving": {...}, "kv_cache_dtype": ...} of the recipe that ran a row of (system, backend, model, precision)
-    measured on day `measured` (YYYY-MM-DD; None: not recorded), or None when no recipe is known or it cannot be
-    told which version ran (without a day: when the versions disagree for this deployment)."""
+def recipe(system: str, backend: str, model: str, precision: str, measured: str | None, d: Deployment,
+           last: str | None = None) -> dict | None:
+    """{"serving": {...}, "kv_cache_dtype": ..., ...} of the recipe that ran a row of (system, backend, model,
+    precision) measured on day `measured` (YYYY-MM-DD; with `last`, rows of several days from `measured` to `last`,
+    which must fall in one version; None: not recorded), or None when no recipe is known or it cannot be told which
+    version ran (without a day: when the versions disagree for this deployment)."""
     versions = RECIPES.get((system, backend, model, precision)) or RECIPES.get((system, backend, model, ""))
     if versions is None:
         return None
@@ -203,8 +233,15 @@ def recipe(system: str, backend: str, model: str, precision: str, measured: str 
             return None
         found = [v(d) for _, v in versions]
         return found[0] if all(f == found[0] for f in found) else None
+    chosen = _version(versions, measured)
+    if last is not None and _version(versions, last) is not chosen:
+        return None
+    return chosen(d) if chosen is not None else None
+
+
+def _version(versions: list[tuple[str, Recipe]], day: str) -> Recipe | None:
     chosen = None
     for since, v in versions:
-        if measured >= since:
+        if day >= since:
             chosen = v
-    return chosen(d) if chosen is not None else None
+    return chosen

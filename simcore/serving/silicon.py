@@ -341,6 +341,8 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
             tp, ep = vllm_dp_layout(tp, adp, moe_tp, ep)
     kv_named = False  # the deployment names its KV dtype ("auto": the engine's default), which then stands
     if ran is not None:
+        if "ep" in ran and adp == 1:  # the recipe split the experts otherwise than the row says
+            ep = ran["ep"](tp) if callable(ran["ep"]) else ran["ep"]
         serving.update(ran["serving"])
         if "kv_cache_dtype" in ran:
             kv, kv_named = (None if ran["kv_cache_dtype"] == "auto" else ran["kv_cache_dtype"]), True
@@ -371,11 +373,17 @@ def _recipe(row: dict, engine: str | None, c: int | None, isl: int | None, adp: 
     osl = _int(row, "osl")
     if not (engine and c and isl and osl) or (adp > 1 and engine != "vllm"):
         return None
-    m = re.search(r"measured=(\d{4}-\d\d-\d\d)", row.get("silicon_data_source") or "")
+    source = row.get("silicon_data_source") or ""
+    day = re.search(r"measured=(\d{4}-\d\d-\d\d)", source)
+    first, last = (re.search(rf"measured_{k}=(\d{{4}}-\d\d-\d\d)", source) for k in ("from", "to"))
     d = recipes.Deployment(c=c, isl=isl, osl=osl, tp=_int(row, "tp_size", 1) or 1, ep=_int(row, "moe_ep_size", 1) or 1,
                            version=row.get("backend_version") or "")
-    return recipes.recipe(row.get("system") or "", engine, row.get("model_path") or "",
-                          (row.get("precision") or "").lower(), m.group(1) if m else None, d)
+    key = (row.get("system") or "", engine, row.get("model_path") or "", (row.get("precision") or "").lower())
+    if day:
+        return recipes.recipe(*key, day.group(1), d)
+    if first and last:  # rows of several days: one recipe version must span them
+        return recipes.recipe(*key, first.group(1), d, last=last.group(1))
+    return recipes.recipe(*key, None, d)
 
 
 def campaign(source: str | None) -> str | None:
