@@ -29,8 +29,9 @@ from simcore.serving.engines.trtllm import capture_sizes as trt_graphs
 
 @dataclass(frozen=True)
 class Deployment:
-    """The shell variables a recipe computes its settings from (CONC, ISL, OSL, TP, EP_SIZE), with the engine version
-    the row records. Rows with attention DP (DP_ATTENTION) are not read here (simcore.serving.silicon)."""
+    """The shell variables a recipe computes its settings from (CONC: every client, ISL, OSL, TP, EP_SIZE), with the
+    engine version the row records. TensorRT-LLM and SGLang rows with attention DP (DP_ATTENTION) are not read here
+    (simcore.serving.silicon._recipe)."""
 
     c: int
     isl: int
