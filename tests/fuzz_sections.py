@@ -41,6 +41,7 @@ SECTION_PATHS = {
     "serving.engine_profile": ["p.yaml", "missing.yaml"], "serving.eager_layer_us": [0, 600.0, -1, 1e9, "x"],
     "serving.moe_prompt_layer_us": [0, 350.0, -1, 1e9, "x"],
     "serving.cuda_graph_batch_sizes": [[1, 2], [], [0]], "serving.cuda_graph_padding": [True, False, "x", 2],
+    "serving.batch_wait_iters": [0, 20, -1, 10**6, "x"], "serving.batch_wait_tokens_ratio": [0.0, 0.9, 1.5, -0.1, "x"],
     "serving.disaggregation.enabled": [True], "serving.disaggregation.prefill_replicas": [1, 2],
     "serving.disaggregation.decode_replicas": [1, 3], "serving.disaggregation.prefill_hardware": ["h200-sxm", "a100-80gb-sxm", "a100-80gb"],
     "serving.disaggregation.decode_hardware": ["h200-sxm", "l4", "b200"],
