@@ -141,8 +141,9 @@ RECIPES: dict[tuple[str, str, str, str], list[tuple[str, Recipe]]] = {
     ("b200_sxm", "trtllm", "openai/gpt-oss-120b", ""): [("", _trt_gptoss_b200)],
     ("h200_sxm", "trtllm", "meta-llama/Llama-3.1-70B", ""): [("", _trt_llama70b)],
     ("b200_sxm", "trtllm", "meta-llama/Llama-3.1-70B", ""): [("", _trt_llama70b)],
-    # Llama-3.1-70B fp8 on H100: `kv-cache-dtype: fp8` (70b_fp8_h100_slurm.sh and _docker.sh @9596d23d7)
-    ("h100_sxm", "vllm", "meta-llama/Llama-3.1-70B", ""): [("", lambda d: _serve(kv="fp8"))],
+    # Llama-3.1-70B fp8 on H100: `kv-cache-dtype: fp8`, --max-num-seqs=$CONC (70b_fp8_h100_slurm.sh and _docker.sh
+    # @9596d23d7; async-scheduling true, which the unversioned rows already get)
+    ("h100_sxm", "vllm", "meta-llama/Llama-3.1-70B", ""): [("", lambda d: _serve(seqs=d.c, kv="fp8"))],
     # on H200 --max-num-seqs $CONC (70b_fp8_h200_slurm.sh @9596d23d7), on B200 512 (70b_fp{4,8}_b200_docker.sh
     # @4b860b78e); kv fp8 on both
     ("h200_sxm", "vllm", "meta-llama/Llama-3.1-70B", ""): [("", lambda d: _serve(seqs=d.c, kv="fp8"))],
