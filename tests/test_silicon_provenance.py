@@ -43,8 +43,9 @@ def test_an_inferencex_row_gets_inferencex_client_lengths_rounds_and_the_engine_
     # benchmark_serving's random dataset: uniform in [int(0.8 x 1024), 1024] = [819, 1024], for both lengths
     assert w["prompt_tokens"] == w["output_tokens"] == {"dist": "uniform", "low": 819, "high": 1024}
     assert w["requests"] == 160 and w["arrival"] == {"process": "closed", "concurrency": 16, **INFERENCEX_CLIENT}
-    # InferenceX's recipe, not aiconfigurator's generator: the engine's own limits (8192 tokens a step)
-    assert e["serving"] == {"engine": "vllm", "engine_version": "0.18.0"} and "inference" not in e
+    # InferenceX's recipe, not aiconfigurator's generator: the engine's own limits (8192 tokens a step) and the
+    # recipe's --max-num-seqs=$CONC
+    assert e["serving"] == {"engine": "vllm", "engine_version": "0.18.0", "max_num_seqs": 16} and "inference" not in e
     # a recipe's KV cache dtype (simcore.serving.recipes): Llama-3.1-70B fp8 ran fp8 KV; a row's own column wins
     llama = {**ROW, "model_path": "meta-llama/Llama-3.1-70B", "precision": "fp8", "backend_version": ""}
     assert experiment_for_row({**llama, "silicon_data_source": IX})["inference"] == {"kvcache_precision": "fp8"}

@@ -148,8 +148,10 @@ RECIPES: dict[tuple[str, str, str, str], list[tuple[str, Recipe]]] = {
     # @4b860b78e); kv fp8 on both
     ("h200_sxm", "vllm", "meta-llama/Llama-3.1-70B", ""): [("", lambda d: _serve(seqs=d.c, kv="fp8"))],
     ("b200_sxm", "vllm", "meta-llama/Llama-3.1-70B", ""): [("", lambda d: _serve(seqs=512, kv="fp8"))],
-    # gpt-oss: --max-num-seqs $CONC on H200 (gptoss_fp4_h200*.sh @9596d23d7 ... cec542a9a), 512 on B200
+    # gpt-oss: --max-num-seqs=$CONC on H100 (gptoss_fp4_h100_{docker,slurm}.sh @7103d66, single_node/gptoss_fp4_h100.sh
+    # @79a42e20a) and H200 (gptoss_fp4_h200*.sh @9596d23d7 ... cec542a9a), 512 on B200
     # (gptoss_fp4_b200_docker.sh @4b860b78e), kv fp8 there from gptoss_fp4_b200.sh @d2c2acb19 (2026-02-25)
+    ("h100_sxm", "vllm", "openai/gpt-oss-120b", ""): [("", lambda d: _serve(seqs=d.c))],
     ("h200_sxm", "vllm", "openai/gpt-oss-120b", ""): [("", lambda d: _serve(seqs=d.c))],
     ("b200_sxm", "vllm", "openai/gpt-oss-120b", ""): [("", lambda d: _serve(seqs=512)),
                                                   ("2026-02-25", lambda d: _serve(seqs=512, kv="fp8"))],
