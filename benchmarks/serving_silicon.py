@@ -185,7 +185,8 @@ def main() -> None:
     add_row_args(ap)
     ap.add_argument("--every", type=int, default=1, help="run every Nth row only (quick looks while developing)")
     ap.add_argument("--limits", choices=("defaults", "aiconfigurator"),
-                    help="engine limits for every row (default: per engine, simcore.serving.silicon.LIMITS)")
+                    help="engine limits for every row, in place of the InferenceX recipes and simcore.serving.silicon.LIMITS "
+                         "(default: a row's recipe, else LIMITS per engine)")
     ap.add_argument("--no-cache", action="store_true", help="simulate every row again")
     ap.add_argument("--quiet", action="store_true", help="summary only, no per-row table")
     add_seeds_arg(ap)
