@@ -27,24 +27,12 @@ from simcore.validate.provenance import RowExtras  # noqa: E402
 
 
 def coverage(rows: list[dict]) -> collections.Counter:
+    """(system, backend, model, reading) -> rows; reading as silicon.recipe_reading ("" model: not InferenceX)."""
     out: collections.Counter = collections.Counter()
     for r in rows:
-        engine = silicon.ENGINES.get(r.get("backend") or "")
-        if r.get("mode", "agg") != "agg" or silicon.campaign(r.get("silicon_data_source")) != "inferencex":
-            out[(r.get("system"), r.get("backend"), "", "not InferenceX")] += 1
-            continue
-        model = (r.get("model_path") or "").split("/")[-1]
-        try:
-            c, isl = int(r["batch_size"]), int(r["isl"])
-            adp = int(r.get("attention_dp_size") or 1)
-        except (KeyError, TypeError, ValueError):
-            out[(r.get("system"), r.get("backend"), model, "unknown")] += 1
-            continue
-        if adp > 1 and engine != "vllm":
-            out[(r.get("system"), r.get("backend"), model, "attention DP")] += 1
-            continue
-        ran = silicon._recipe(r, engine, c * adp, isl, adp)
-        out[(r.get("system"), r.get("backend"), model, "recipe" if ran is not None else "unknown")] += 1
+        reading = silicon.recipe_reading(r)
+        model = "" if reading == "not InferenceX" else (r.get("model_path") or "").split("/")[-1]
+        out[(r.get("system"), r.get("backend"), model, reading)] += 1
     return out
 
 

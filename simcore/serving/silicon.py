@@ -180,8 +180,8 @@ def generator_graphs(source: str | None, max_batch: int) -> dict:
     """The serving fields for the CUDA graphs of a TensorRT-LLM engine that aiconfigurator's generator wrote for a
     row of its own aiperf sweep (generator.graphs, by the day `silicon_data_source` says it was measured); {} for a
     row of another campaign or without a day."""
-    m = re.search(r"measured=(\d{4}-\d\d-\d\d)", source or "")
-    return graphs(m.group(1), max_batch) if m and campaign(source) == "aiconfigurator" else {}
+    day = measured_days(source)[0]
+    return graphs(day, max_batch) if day and campaign(source) == "aiconfigurator" else {}
 
 
 @dataclass
@@ -305,8 +305,7 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
     # engine's defaults and what the recipe of its day set (simcore.serving.recipes); a TensorRT-LLM row whose recipe
     # is not known there keeps LIMITS (docs/validation.md, "Round 7" and "InferenceX recipes")
     ix = mode == "agg" and campaign(row.get("silicon_data_source")) == "inferencex"
-    # (limits given: the caller's reading of every row, no recipe); CONC counts every attention-DP rank's clients
-    ran = _recipe(row, engine, c * adp if c else c, isl, adp) if ix and not limits else None
+    ran = _recipe(row, engine, c, isl, adp) if ix and not limits else None  # limits given: the caller's, no recipe
     if ix and not limits and (engine == "vllm" or ran is not None):
         limits = "defaults"
     if mode == "disagg":
@@ -345,9 +344,9 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
             ep = ran["ep"](tp) if callable(ran["ep"]) else ran["ep"]
         serving.update(ran["serving"])
         if "kv_cache_dtype" in ran:
-            kv, kv_named = (None if ran["kv_cache_dtype"] == "auto" else ran["kv_cache_dtype"]), True
+            kv, kv_named = _kv_named(ran["kv_cache_dtype"]), True
     if row.get("kv_cache_dtype"):  # the row's own column (a user's file)
-        kv, kv_named = (None if row["kv_cache_dtype"] == "auto" else row["kv_cache_dtype"]), True
+        kv, kv_named = _kv_named(row["kv_cache_dtype"]), True
     for key in ROW_LIMITS:
         v = _int(row, key)
         if v == 0:
@@ -366,24 +365,56 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
         requests=INFERENCEX_ROUNDS * c if ix and c else None, range_ratio=INFERENCEX_RANGE_RATIO if ix else 1.0)
 
 
+def _kv_named(dtype: str) -> str | None:
+    """A KV dtype a deployment names: "auto" is the engine's default (None)."""
+    return None if dtype == "auto" else dtype
+
+
+def measured_days(source: str | None) -> tuple[str | None, str | None]:
+    """(first, last) day a configuration's rows were measured, from the provenance's `measured=` (one day: both) or
+    `measured_from=` / `measured_to=` (benchmarks/silicon_provenance.py); (None, None) when not recorded."""
+    one = re.search(r"measured=(\d{4}-\d\d-\d\d)", source or "")
+    if one:
+        return one.group(1), one.group(1)
+    first, last = (re.search(rf"measured_{k}=(\d{{4}}-\d\d-\d\d)", source or "") for k in ("from", "to"))
+    return (first.group(1), last.group(1)) if first and last else (None, None)
+
+
+def reads_recipe(engine: str | None, adp: int) -> bool:
+    """Whether an InferenceX row of this engine and attention DP takes its recipe: TensorRT-LLM and SGLang rows with
+    attention DP keep their reading (those recipes' per-rank limits are not carried; vLLM's attention-DP rows ran one
+    server: vllm_dp_layout)."""
+    return bool(engine) and (adp == 1 or engine == "vllm")
+
+
 def _recipe(row: dict, engine: str | None, c: int | None, isl: int | None, adp: int) -> dict | None:
     """What the InferenceX recipe behind an aggregated row of its export set (simcore.serving.recipes), or None.
-    TensorRT-LLM and SGLang rows with attention DP keep their reading: those recipes' per-rank limits are not
-    carried (vLLM's attention-DP rows ran one server: vllm_dp_layout)."""
+    c: the row's batch_size; the recipe's CONC counts every attention-DP rank's clients."""
     osl = _int(row, "osl")
-    if not (engine and c and isl and osl) or (adp > 1 and engine != "vllm"):
+    if not (c and isl and osl and reads_recipe(engine, adp)):
         return None
-    source = row.get("silicon_data_source") or ""
-    day = re.search(r"measured=(\d{4}-\d\d-\d\d)", source)
-    first, last = (re.search(rf"measured_{k}=(\d{{4}}-\d\d-\d\d)", source) for k in ("from", "to"))
-    d = recipes.Deployment(c=c, isl=isl, osl=osl, tp=_int(row, "tp_size", 1) or 1, ep=_int(row, "moe_ep_size", 1) or 1,
-                           version=row.get("backend_version") or "")
-    key = (row.get("system") or "", engine, row.get("model_path") or "", (row.get("precision") or "").lower())
-    if day:
-        return recipes.recipe(*key, day.group(1), d)
-    if first and last:  # rows of several days: one recipe version must span them
-        return recipes.recipe(*key, first.group(1), d, last=last.group(1))
-    return recipes.recipe(*key, None, d)
+    d = recipes.Deployment(c=c * adp, isl=isl, osl=osl, tp=_int(row, "tp_size", 1) or 1,
+                           ep=_int(row, "moe_ep_size", 1) or 1, version=row.get("backend_version") or "")
+    first, last = measured_days(row.get("silicon_data_source"))
+    # rows of several days take the version that spans them (recipe() checks both ends)
+    return recipes.recipe(row.get("system") or "", engine, row.get("model_path") or "",
+                          (row.get("precision") or "").lower(), first, d, last=last if last != first else None)
+
+
+def recipe_reading(row: dict) -> str:
+    """How an aggregated row of a silicon file reads its InferenceX recipe: "recipe" (known and applied), "unknown"
+    (none known, or the version cannot be told), "attention DP" (reads_recipe), or "not InferenceX"
+    (benchmarks/recipe_coverage.py). Configuration columns only."""
+    if row.get("mode", "agg") != "agg" or campaign(row.get("silicon_data_source")) != "inferencex":
+        return "not InferenceX"
+    engine = ENGINES.get(row.get("backend") or "")
+    try:
+        c, isl, adp = _int(row, "batch_size"), _int(row, "isl"), _int(row, "attention_dp_size", 1) or 1
+        if not reads_recipe(engine, adp):
+            return "attention DP" if engine else "unknown"
+        return "recipe" if _recipe(row, engine, c, isl, adp) is not None else "unknown"
+    except Refused:
+        return "unknown"
 
 
 def campaign(source: str | None) -> str | None:
