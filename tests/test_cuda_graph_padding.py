@@ -84,3 +84,19 @@ def test_an_aiconfigurator_trtllm_row_gets_its_dated_graphs():
     oss = [e for e in rows if e["system"] == "h100_sxm" and e["backend"] == "trtllm"
            and e["model_path"] == "openai/gpt-oss-120b"]
     assert len(oss) == 5 and all(e["silicon_data_source"].endswith("; measured=2026-03-18") for e in oss)
+
+
+@pytest.mark.parametrize("measured, isl, tokens", [
+    # before 1cc3526b4 (2026-04-01) every generator wrote max_num_tokens = batch + ISL + 1500, in 32-token blocks:
+    # 48 + 1024 + 1500 = 2572 -> 2592; from that day + 500: 1572 -> 1600; a row without a day: today's rule
+    ("2026-03-18", 1024, 2592), ("2026-04-01", 1024, 1600), (None, 1024, 1600),
+])
+def test_the_generator_token_budget_follows_the_date_it_ran(measured, isl, tokens):
+    row = {"system": "h100_sxm", "backend": "trtllm", "backend_version": "1.3.0rc1", "model_path": "openai/gpt-oss-120b",
+           "precision": "fp8", "mode": "agg", "isl": str(isl), "osl": "1000", "batch_size": "48", "tp_size": "4",
+           "silicon_data_source": AIC + (f"; measured={measured}" if measured else "")}
+    s = measurement_from_row(row).serving
+    assert s["max_num_seqs"] == 48 and s["max_num_batched_tokens"] == tokens
+    # another campaign's day is not the generator's
+    ix = {**row, "silicon_data_source": f"source_file=2026-03-25.csv; measured={measured or '2026-03-18'}"}
+    assert measurement_from_row(ix, limits="aiconfigurator").serving["max_num_batched_tokens"] == 1600

@@ -11,13 +11,20 @@ def trt_tokens(n: int) -> int:
     return -(-n // 32) * 32
 
 
-def deployment(engine: str, c: int, isl: int) -> dict:
+# TensorRT-LLM's agg max_num_tokens: batch + ISL + 1500 in every generator until 1cc3526b4 (2026-04-01) cut the
+# production rule's margin to 500 (rule_plugin/trtllm.rule; the Aug 2025 cli/backends/trtllm.py wrote + 1500 too)
+TRT_MARGIN_500_FROM = "2026-04-01"
+
+
+def deployment(engine: str, c: int, isl: int, day: str | None = None) -> dict:
     """The engine limits aiconfigurator's generator writes for an aggregated worker of `c` clients
-    (src/aiconfigurator/generator/rule_plugin/{trtllm,vllm,sglang}.rule @095f58a5). The generator also
-    passes the KV cache dtype of the configuration it searched (module_bridge.py: kvcache_quant_mode ->
-    kv_cache_dtype): fp8 for fp8 deployments, set by experiment_for_row."""
-    if engine == "trtllm":  # max_batch_size = batch_size; max_num_tokens = batch + ISL + 500, in 32-token blocks
-        return {"max_num_seqs": c, "max_num_batched_tokens": trt_tokens(c + isl + 500)}
+    (src/aiconfigurator/generator/rule_plugin/{trtllm,vllm,sglang}.rule @095f58a5; `day`, YYYY-MM-DD, the day
+    the row was measured where known: the generator of that day). The generator also passes the KV cache dtype
+    of the configuration it searched (module_bridge.py: kvcache_quant_mode -> kv_cache_dtype): fp8 for fp8
+    deployments, set by experiment_for_row."""
+    if engine == "trtllm":  # max_batch_size = batch_size; max_num_tokens = batch + ISL + margin, in 32-token blocks
+        margin = 1500 if day and day < TRT_MARGIN_500_FROM else 500
+        return {"max_num_seqs": c, "max_num_batched_tokens": trt_tokens(c + isl + margin)}
     if engine == "vllm":  # max_num_seqs 512 (2 x batch past 512); max_num_batched_tokens = batch + ISL + 1500
         return {"max_num_seqs": 512 if c < 512 else 2 * c, "max_num_batched_tokens": c + isl + 1500}
     # sglang: --enable-mixed-chunk (decodes ride in prefill batches: the vllm step) and

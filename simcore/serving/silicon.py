@@ -313,9 +313,11 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
         c, assumed = disagg_load(c, pools)
     elif engine and c and isl and (limits or LIMITS[engine]) == "aiconfigurator":
         # the generator's limits are per attention-DP rank (each runs its own scheduler): the replica's are adp x
-        serving = {k: v if k == "scheduler" else v * adp for k, v in deployment(engine, c, isl).items()}
+        ran_by = row.get("silicon_data_source")
+        day = measured_days(ran_by)[0] if campaign(ran_by) == "aiconfigurator" else None
+        serving = {k: v if k == "scheduler" else v * adp for k, v in deployment(engine, c, isl, day).items()}
         if engine == "trtllm":
-            serving.update(generator_graphs(row.get("silicon_data_source"), c))
+            serving.update(generator_graphs(ran_by, c))
     if mode == "agg" and not ix:
         serving["frontend_token_us"] = DYNAMO_TOKEN_US
     # the generator passes the searched KV cache on: fp8 for fp8 and nvfp4 deployments (aiconfigurator infers it
