@@ -1,7 +1,7 @@
 """Serving simulator vs measured vLLM / SGLang / TensorRT-LLM servers (issue 11).
 
 Usage: python benchmarks/serving_silicon.py [--rows ../shared/calibration/serving_h100.json]
-       [--disagg-rows simcore/validate/data/aiconfigurator_disagg_h100.json] [--every N]
+       [--disagg-rows FULL_DISAGG_ROWS.json] [--every N]
        [--only TEXT] [--jobs J] [--rounds R] [--limits defaults|aiconfigurator] [--no-cache] [--quiet]
 
 A thin wrapper over `simcore validate` (simcore/validate/): the rows are read, built into
@@ -143,8 +143,9 @@ def add_row_args(ap: argparse.ArgumentParser, jobs: int = os.cpu_count() or 1) -
     """The flags every script over measured rows shares: which rows, which of them, workers, rounds."""
     ap.add_argument("--rows", type=Path, default=DEFAULT_ROWS, help="a serving_*.json file of measured rows")
     ap.add_argument("--disagg-rows", type=Path, default=None,
-                    help="the rows file's disagg rows with their full columns, swapped in when they match "
-                         f"(default: simcore/validate/data/{DISAGG})")
+                    help="disagg rows with their full columns: a row of the rows file that is one of them (same "
+                         "system, engine, model, lengths and measured latencies) gets the columns it lacks "
+                         f"(default: simcore/validate/data/{DISAGG}, every published disagg row by digest)")
     ap.add_argument("--only", default="", help="only rows whose backend/model/precision text contains this")
     ap.add_argument("--jobs", type=int, default=jobs, help="worker processes")
     ap.add_argument("--rounds", type=int, default=MEASURED_ROUNDS, help="measured requests per client")

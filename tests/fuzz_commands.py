@@ -97,7 +97,7 @@ def validate_case(rng: random.Random) -> Case:
         body = "\n".join(json.dumps(r) for r in records)
     elif name == "silicon_rows.json":
         doc = json.loads(text)
-        doc["rows"] = doc["rows"][1:3]  # two quick rows (the disaggregated one is refused anyway)
+        doc["rows"] = doc["rows"][1:3]  # two quick aggregated rows (the disaggregated one is left out)
         _mutate_record(rng, rng.choice(doc["rows"]) if rng.random() < 0.9 else doc)
         body = json.dumps(doc)
     else:

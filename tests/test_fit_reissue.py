@@ -51,7 +51,8 @@ def test_fit_prints_each_candidate_and_the_best(tmp_path):
     lines = r.stdout.strip().splitlines()
     assert lines[0].startswith("mean delay   0.0 ms (none): TTFT median |error|")
     assert lines[1].startswith("mean delay  40.0 ms (exponential): TTFT median |error|")
-    assert "(3 records)" in lines[0] and lines[2].startswith("best: mean delay ")
+    # the three aggregated rows and the DeepSeek-V3 disagg row (its load and layout from silicon_disagg.json)
+    assert "(4 records)" in lines[0] and lines[2].startswith("best: mean delay ")
 
 
 def test_frontend_candidates_pair_with_each_delay(fr, tmp_path):
@@ -68,11 +69,12 @@ def test_frontend_candidates_pair_with_each_delay(fr, tmp_path):
 
 
 def test_client_keeps_the_rows_of_that_benchmark(tmp_path):
-    """The test rows carry no silicon_data_source: all three are aiperf rows, none InferenceX's."""
+    """Every test row runs aiperf's client: the three aggregated rows match no InferenceX configuration, and the
+    disagg row, an InferenceX export by its source (silicon_disagg.json), keeps aiperf as disagg exports do."""
     r = subprocess.run([sys.executable, str(SCRIPT), "--rows", str(ROWS), "--delays", "0", "--rounds", "2",
                         "--jobs", "1", "--client", "aiperf"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert r.returncode == 0, r.stderr
-    assert "(3 records)" in r.stdout
+    assert "(4 records)" in r.stdout
 
 
 @pytest.mark.parametrize("argv, text", [

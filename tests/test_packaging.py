@@ -21,5 +21,5 @@ def test_wheel_carries_the_catalogs(tmp_path):
         assert f"simcore/_data/hardware/{path.relative_to(ROOT / 'hardware')}" in names
     # what `simcore validate` merges into silicon rows (simcore/validate/provenance.py reads it as package data)
     data = {p.name for p in (ROOT / "simcore" / "validate" / "data").glob("*.json")}
-    assert data == {"silicon_provenance.json", "aiconfigurator_disagg_h100.json"}
+    assert data == {"silicon_provenance.json", "silicon_disagg.json"}
     assert {f"simcore/validate/data/{n}" for n in data} <= names

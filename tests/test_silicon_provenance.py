@@ -10,7 +10,8 @@ import pytest
 from simcore.serving.engines import get_profile
 from simcore.serving.silicon import (AIPERF_CLIENT, INFERENCEX_CLIENT, Refused, campaign, experiment_for_record,
                                      experiment_for_row, measurement_from_row)
-from simcore.validate.provenance import RowExtras, shipped
+from simcore.errors import SimcoreError
+from simcore.validate.provenance import RowExtras, measured_digest, shipped
 from simcore.validate.readers import read
 from tests.test_serving import run_checked, serving_run
 
@@ -93,19 +94,54 @@ def test_the_provenance_file_puts_the_columns_back_on_matching_rows(tmp_path):
     assert extras.with_provenance == 1 and extras.with_layouts == 0 and not extras.notes
 
 
-def test_disagg_rows_are_swapped_in_place_only_when_they_are_the_full_files_rows(tmp_path):
-    """The full file's rows replace the file's disagg rows where the two are the same rows (as multisets, on the
-    file's columns); row order and agg rows stay, so a record's source (file#row) names the user's row."""
-    d = {"system": "h100_sxm", "backend": "trtllm", "mode": "disagg", "prefill_tp_size": "1", "decode_tp_size": "4"}
-    full = [{**d, "prefill_attention_dp_size": "4", "id": "a"}, {**d, "id": "b", "decode_tp_size": "8"},
-            {**d, "prefill_attention_dp_size": "2", "id": "c"}]  # the first and third are equal on d's columns
+def test_disagg_rows_get_the_columns_of_the_full_row_with_their_identity(tmp_path):
+    """A disagg row is matched on its MATCH columns and its measured latencies (as numbers): rows that differ only
+    in their load (the same configuration) each get their own full row's columns; columns a row has stay; a row
+    that matches nothing is kept, with a note when the user named the file. Row order and agg rows stay."""
+    d = {"system": "h100_sxm", "backend": "trtllm", "model_path": "m", "mode": "disagg", "isl": "1024", "osl": "128",
+         "prefill_tp_size": "1", "decode_tp_size": "4"}
+    a, b = {**d, "silicon_ttft_ms": "100.5", "silicon_tpot_ms": "10"}, {**d, "silicon_ttft_ms": "90", "silicon_tpot_ms": "9"}
+    full = [{**a, "batch_size": "8", "prefill_attention_dp_size": "4", "silicon_ttft_ms": "100.50"},
+            {**b, "batch_size": "16", "decode_tp_size": "8"}]
     extras = RowExtras(disagg=_rows_file(tmp_path, full, "full.json"))
-    rows = [{**d, "decode_tp_size": "8"}, ROW, d, d]
-    assert extras.apply(rows, "mine.json") == [full[1], ROW, full[0], full[2]]
-    assert extras.with_layouts == 3
-    # one disagg row short: not the same rows, kept, with a note (the user named the file)
-    assert extras.apply(rows[:3], "mine.json") == rows[:3]
-    assert extras.notes == [f"the disagg rows of mine.json are not those of {tmp_path / 'full.json'}; kept as they are"]
+    rows = [b, ROW, a, {**a, "isl": "2048"}]
+    merged = extras.apply(rows, "mine.json")
+    assert merged[0] == {**b, "batch_size": "16"}  # its own decode_tp_size 4 stays
+    assert merged[1] == ROW and merged[3] == rows[3]
+    assert merged[2] == {**a, "batch_size": "8", "prefill_attention_dp_size": "4"}
+    assert extras.with_layouts == 2
+    assert extras.notes == [f"1 disagg row(s) of mine.json match no row of {tmp_path / 'full.json'} (on system, "
+                            f"backend, model_path, mode, isl, osl and the measured latencies); kept as they are"]
+    # a full row that names no measurement cannot be matched: one error line
+    with pytest.raises(SimcoreError, match=r"full.json: rows\[0\]: no measured_digest"):
+        RowExtras(disagg=_rows_file(tmp_path, [{**d, "silicon_ttft_ms": "nan"}], "full.json"))
+
+
+def test_the_shipped_disagg_file_names_rows_by_digest_and_holds_no_latency():
+    """simcore/validate/data/silicon_disagg.json: one entry per published disagg row (H100, H200, B200), no
+    measured value, and the shared file's 107 H100 disagg rows each find theirs (load, layout, source)."""
+    data = json.loads(shipped("silicon_disagg.json"))["rows"]
+    assert not any(k in e for e in data for k in ("silicon_ttft_ms", "silicon_tpot_ms"))
+    assert all(len(e["measured_digest"]) == 16 and e["mode"] == "disagg" for e in data)
+    assert {e["system"] for e in data} == {"h100_sxm", "h200_sxm", "b200_sxm"}
+    assert measured_digest({"silicon_ttft_ms": "12.50", "silicon_tpot_ms": 3}) == \
+        measured_digest({"silicon_ttft_ms": 12.5, "silicon_tpot_ms": "3.0"}) != \
+        measured_digest({"silicon_ttft_ms": 12.5, "silicon_tpot_ms": "3.01"})
+    # a disagg row of the shared H100 file as its extract holds it: the DeepSeek-V3 deployment gets its load (6
+    # clients), the prefill worker's attention DP 16 and the decode workers' 16-way expert split back
+    row = {"system": "h100_sxm", "backend": "trtllm", "backend_version": "0.8.1.post3",
+           "model_path": "deepseek-ai/DeepSeek-V3", "precision": "fp8", "mode": "disagg", "isl": "8192", "osl": "1024",
+           "gemm_quant_mode": "fp8", "moe_quant_mode": "fp8", "prefill_batch_size": "1", "prefill_num_workers": "1",
+           "prefill_tp_size": "1", "decode_batch_size": "2", "decode_num_workers": "3", "decode_tp_size": "16",
+           "silicon_ttft_ms": "13693.258112009305", "silicon_tpot_ms": "14.657867551218844"}
+    extras = RowExtras()
+    (merged,) = extras.apply([row])
+    assert extras.with_layouts == 1 and not extras.notes
+    assert merged == {**row, "batch_size": "6", "prefill_pp_size": "1", "prefill_attention_dp_size": "16",
+                      "prefill_moe_tp_size": "1", "prefill_moe_ep_size": "16", "decode_pp_size": "1",
+                      "decode_attention_dp_size": "1", "decode_moe_tp_size": "1", "decode_moe_ep_size": "16",
+                      "silicon_data_source": "db-dump/2026-04-27; measured=2026-02-08"}
+    assert measurement_from_row(merged).concurrency == 6
 
 
 def test_the_shipped_files_give_the_inferencex_rows_their_client_through_read(tmp_path):

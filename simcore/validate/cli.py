@@ -220,7 +220,7 @@ def _validate(args: argparse.Namespace) -> int:
                       highlight=False)
     if extras is not None and (extras.with_provenance or extras.with_layouts):
         console.print(f"Merged (--no-provenance: off): which benchmark measured the row, on {extras.with_provenance} "
-                      f"rows ({extras.provenance_from}); the full layout, on {extras.with_layouts} disagg rows "
+                      f"rows ({extras.provenance_from}); the load and layout, on {extras.with_layouts} disagg rows "
                       f"({extras.disagg_from})", soft_wrap=True, highlight=False)
     if fit is not None:
         consts = ", ".join(f"{k} {fit.start_us[k]:.4g} -> {fit.fitted_us[k]:.4g}" for k in fit.start_us)
@@ -269,11 +269,12 @@ def register(subparsers) -> None:
                    "(default: <engine>-host-profile.yaml in --out or here)")
     p.add_argument("--no-provenance", action="store_true",
                    help="silicon rows: merge nothing (default: put back the columns the shared extract dropped on "
-                        "rows that match: which benchmark measured them, the full layout of disagg rows)")
+                        "rows that match: which benchmark measured them, the load and layout of disagg rows)")
     p.add_argument("--provenance", metavar="FILE", help="silicon rows: the provenance file to merge (default: "
                    "the one shipped, written by benchmarks/silicon_provenance.py)")
     p.add_argument("--disagg-rows", metavar="FILE", help="silicon rows: the disagg rows with their full columns, "
-                   "swapped in when the file's disagg rows are these (default: the H100 ones shipped)")
+                   "put back on the file's disagg rows that are one of them: same system, engine, model, lengths and "
+                   "measured latencies (default: the published H100 / H200 / B200 rows' columns, shipped)")
     p.add_argument("--json", action="store_true", help="print the JSON report on stdout instead of tables")
     p.add_argument("--out", metavar="DIR", help="write validate.json and comparisons.csv here")
     p.set_defaults(func=_validate)
