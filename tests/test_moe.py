@@ -4,8 +4,10 @@ import pytest
 
 from simcore.ops.builder import StageBuilder
 from simcore.ops.passes import decode
-from simcore.ops.routing import busiest_rank_factor, expected_max_load
+from simcore.ops.routing import FITTED_ZIPF, busiest_rank_factor, expected_max_load, hit_fraction
 from tests.helpers import make_run
+
+UNIFORM = {"expert_popularity_zipf": 0}  # a uniform router: the hand computations below
 
 
 def test_expected_max_load_of_tiny_multinomials_by_hand():
@@ -35,7 +37,7 @@ def test_ep_prices_the_busiest_rank():
     # mixtral top-2 of 8 experts, ep 2 (4 experts per GPU), one decode token: 2 assignments on 2 ranks,
     # E[max] = 1.5 rows on the busiest rank; it behaves like an average rank seeing 1.5 tokens:
     # 4 x (1 - (1 - 2/8)^1.5) experts read
-    run = make_run("mixtral-8x7b", batch=1, prompt=8, output=2, parallelism={"tp": 2, "ep": 2})
+    run = make_run("mixtral-8x7b", batch=1, prompt=8, output=2, parallelism={"tp": 2, "ep": 2}, inference=UNIFORM)
     ops = {op.name: op for op in StageBuilder(run, 0).ops(decode(1, past=8)) if op.layer == 0}
     up = ops["experts_gate_up"]
     active = 4 * (1 - 0.75 ** 1.5)
@@ -110,7 +112,7 @@ def test_minimax_busiest_rank_reads_the_expected_distinct_experts_by_brute_force
 
     e_max = sum(max(Counter(p).values()) for p in itertools.product(range(4), repeat=8)) / 4 ** 8
     run = make_run("minimax-m2.5", batch=1, prompt=8, output=2, parallelism={"tp": 4, "ep": 4},
-                   precision={"weights": "fp8", "activations": "fp8"})
+                   precision={"weights": "fp8", "activations": "fp8"}, inference=UNIFORM)
     ops = {op.name: op for op in StageBuilder(run, 0).ops(decode(1, past=8)) if op.layer == 0}
     busy_tokens = e_max / 2  # the busiest rank behaves like an average rank (2 rows per token) of this many tokens
     active = 64 * (1 - (1 - 8 / 256) ** busy_tokens)  # distinct experts among them, each of 64 local ones
@@ -141,3 +143,39 @@ def test_per_layer_qk_norm_all_reduces_its_statistics_over_tp():
     names = {op.name for op in StageBuilder(qwen, 0).ops(decode(4, past=8))}
     assert "qk_norm" in names and "qk_norm_all_reduce" not in names
     assert norm_params(qwen.model) == 2 * 5120 + 2 * 128
+
+
+def test_hot_experts_leave_fewer_distinct_experts_by_hand():
+    # 4 experts, top-1, popularity ~ rank^-1: p = (12, 6, 4, 3) / 25; two tokens miss expert e w.p. (1 - p_e)^2
+    p = [12 / 25, 6 / 25, 4 / 25, 3 / 25]
+    assert hit_fraction(2, 1, 4, 1.0) == pytest.approx(sum(1 - (1 - x) ** 2 for x in p) / 4)
+    assert hit_fraction(2, 1, 4, 0.0) == pytest.approx(1 - 0.75 ** 2)  # uniform
+    # one token always reads k distinct experts, hot or not; many tokens read them all either way
+    assert hit_fraction(1, 4, 128, 0.9) == pytest.approx(4 / 128)
+    assert hit_fraction(1e6, 4, 128, 0.9) == pytest.approx(1.0)
+    # in between, the hotter the router the fewer: gpt-oss top-4 of 128, 64 tokens
+    assert hit_fraction(64, 4, 128, 0.0) > hit_fraction(64, 4, 128, 0.5) > hit_fraction(64, 4, 128, 0.9)
+    assert hit_fraction(0, 4, 128, 0.9) == 0.0
+
+
+def test_a_decode_step_reads_the_experts_its_router_touches():
+    """gpt-oss-120b, tp 4, 64 decodes: expert weight bytes scale with the distinct experts the 64 tokens touch,
+    fewer under the fitted (hot-expert) router than under a uniform one; the FLOPs (rows) do not change."""
+    def up(zipf):
+        run = make_run("gpt-oss-120b", batch=64, prompt=8, output=2, parallelism={"tp": 4},
+                       inference={"expert_popularity_zipf": zipf})
+        return {op.name: op for op in StageBuilder(run, 0).ops(decode(64, past=8)) if op.layer == 0}["experts_gate_up"]
+
+    uniform, hot, default = up(0), up(0.9), up(None)
+    ratio = hit_fraction(64, 4, 128, 0.9) / hit_fraction(64, 4, 128, 0.0)
+    assert hot.weight_bytes == pytest.approx(uniform.weight_bytes * ratio)
+    assert hot.flops == pytest.approx(uniform.flops)
+    assert default.weight_bytes == pytest.approx(up(FITTED_ZIPF).weight_bytes)
+
+
+def test_the_popularity_exponent_is_checked():
+    from simcore.errors import SimcoreError
+
+    for bad in (-0.5, 5, "hot"):
+        with pytest.raises(SimcoreError, match="inference.expert_popularity_zipf"):
+            make_run("gpt-oss-120b", inference={"expert_popularity_zipf": bad})

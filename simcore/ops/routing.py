@@ -1,6 +1,13 @@
-"""How a MoE router's token assignments fall on expert-parallel ranks.
+"""How a MoE router's token assignments fall on experts and on expert-parallel ranks.
 
-With T tokens each routed to k experts and the experts split evenly over `ranks` GPUs, a rank
+Which experts a step touches (hit_fraction): experts are not equally popular. Expert popularity is taken
+as Zipf-like, p_e proportional to rank_e^-s over the E experts, with one exponent s for every router
+(FITTED_ZIPF, fitted by benchmarks/fit_routing.py on the H100 MoE rows' mean TPOT; s = 0 is a uniform router).
+A token picks expert e with probability min(1, k p_e), so T tokens leave expert e untouched with probability
+(1 - min(1, k p_e))^T, and the step streams the weights of the mean 1 - that over the experts. Hot experts make
+a step touch fewer distinct experts than a uniform router at the same T k: fewer expert weights to read.
+
+The busiest rank (busiest_rank_factor): with T tokens each routed to k experts and the experts split evenly over `ranks` GPUs, a rank
 receives on average T k / ranks rows, but the step waits for the busiest rank. Assignments are
 taken as independent and uniform (a balanced router; hot experts only add to this), so the
 rows per rank are multinomial and the busiest rank's expected load is E[max] of the counts:
@@ -14,6 +21,8 @@ import math
 from functools import cache
 
 import numpy as np
+
+from simcore.ops.routing_fit import FITTED_ZIPF  # noqa: F401  (the default exponent; re-exported)
 
 EXACT_LIMIT = 64  # assignments up to which E[max] is computed exactly (beyond: normal, within ~1%)
 
@@ -69,3 +78,21 @@ def busiest_rank_factor(tokens: int, top_k: int, ranks: int) -> float:
     if ranks <= 1 or n == 0:
         return 1.0
     return expected_max_load(n, ranks) / (n / ranks)
+
+
+@cache
+def popularity(experts: int, zipf: float) -> np.ndarray:
+    """Each expert's share of the router's picks, rank^-zipf normalised (uniform at zipf 0)."""
+    w = np.arange(1, experts + 1, dtype=float) ** -zipf
+    return w / w.sum()
+
+
+def hit_fraction(tokens: float, top_k: int, experts: int, zipf: float) -> float:
+    """Expected share of the `experts` that at least one of `tokens` tokens (each routed to top_k of them)
+    picks: 1 - (1 - k/E)^T for a uniform router (zipf 0); fewer with hot experts (the module docstring)."""
+    if tokens <= 0 or experts <= 0:
+        return 0.0
+    if zipf <= 0:
+        return 1.0 - (1.0 - top_k / experts) ** tokens
+    pick = np.minimum(1.0, top_k * popularity(experts, zipf))
+    return float(np.mean(1.0 - (1.0 - pick) ** tokens))
