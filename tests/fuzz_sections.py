@@ -30,7 +30,7 @@ SECTION_PATHS = {
     "speculative.draft_model": ["llama-3.2-1b", "qwen2.5-7b", "nowhere/config.json"],
     "speculative.acceptance": [0.0, 0.7, 1.0, [0.9, 0.5], [0.8, 0.7, 0.6], {"accepted": [0.2, 0.3, 0.5]},
                                {"accepted": [1.0, 0.0]}, {"accepted": [0.5, 0.6]}],
-    "inference.expert_popularity_zipf": [0, 0.9, 4, None],
+    "inference.expert_popularity_sigma": [0, 1.2, 4, None],
     "inference.kv_retention.policy": ["full", "sliding_window", "sink_recent", "heavy_hitter", "lru"],
     "inference.kv_retention.window": [1, 16, 4096], "inference.kv_retention.sink": [1, 4],
     "inference.kv_retention.recent": [1, 64, 2044], "inference.kv_retention.heavy": [1, 64],

@@ -4,10 +4,10 @@ import pytest
 
 from simcore.ops.builder import StageBuilder
 from simcore.ops.passes import decode
-from simcore.ops.routing import FITTED_ZIPF, busiest_rank_factor, expected_max_load, hit_fraction
+from simcore.ops.routing import FITTED_SIGMA, busiest_rank_factor, expected_max_load, hit_fraction
 from tests.helpers import make_run
 
-UNIFORM = {"expert_popularity_zipf": 0}  # a uniform router: the hand computations below
+UNIFORM = {"expert_popularity_sigma": 0}  # a uniform router: the hand computations below
 
 
 def test_expected_max_load_of_tiny_multinomials_by_hand():
@@ -146,36 +146,41 @@ def test_per_layer_qk_norm_all_reduces_its_statistics_over_tp():
 
 
 def test_hot_experts_leave_fewer_distinct_experts_by_hand():
-    # 4 experts, top-1, popularity ~ rank^-1: p = (12, 6, 4, 3) / 25; two tokens miss expert e w.p. (1 - p_e)^2
-    p = [12 / 25, 6 / 25, 4 / 25, 3 / 25]
-    assert hit_fraction(2, 1, 4, 1.0) == pytest.approx(sum(1 - (1 - x) ** 2 for x in p) / 4)
+    # 2 experts, top-1, spread 1: their normal quantiles 1/4 and 3/4 are -/+0.67449, shares e^-0.67449 : e^0.67449
+    # = 0.2060 : 0.7940; two tokens miss expert e w.p. (1 - p_e)^2
+    import math
+
+    lo, hi = math.exp(-0.6744897501960817), math.exp(0.6744897501960817)
+    p = [lo / (lo + hi), hi / (lo + hi)]
+    assert hit_fraction(2, 1, 2, 1.0) == pytest.approx(sum(1 - (1 - x) ** 2 for x in p) / 2)
+    assert hit_fraction(2, 1, 2, 1.0) == pytest.approx(0.6636, abs=1e-4)
     assert hit_fraction(2, 1, 4, 0.0) == pytest.approx(1 - 0.75 ** 2)  # uniform
     # one token always reads k distinct experts, hot or not; many tokens read them all either way
-    assert hit_fraction(1, 4, 128, 0.9) == pytest.approx(4 / 128)
-    assert hit_fraction(1e6, 4, 128, 0.9) == pytest.approx(1.0)
+    assert hit_fraction(1, 4, 128, 1.2) == pytest.approx(4 / 128)
+    assert hit_fraction(1e6, 4, 128, 1.2) == pytest.approx(1.0)
     # in between, the hotter the router the fewer: gpt-oss top-4 of 128, 64 tokens
-    assert hit_fraction(64, 4, 128, 0.0) > hit_fraction(64, 4, 128, 0.5) > hit_fraction(64, 4, 128, 0.9)
-    assert hit_fraction(0, 4, 128, 0.9) == 0.0
+    assert hit_fraction(64, 4, 128, 0.0) > hit_fraction(64, 4, 128, 0.6) > hit_fraction(64, 4, 128, 1.2)
+    assert hit_fraction(0, 4, 128, 1.2) == 0.0
 
 
 def test_a_decode_step_reads_the_experts_its_router_touches():
     """gpt-oss-120b, tp 4, 64 decodes: expert weight bytes scale with the distinct experts the 64 tokens touch,
     fewer under the fitted (hot-expert) router than under a uniform one; the FLOPs (rows) do not change."""
-    def up(zipf):
+    def up(sigma):
         run = make_run("gpt-oss-120b", batch=64, prompt=8, output=2, parallelism={"tp": 4},
-                       inference={"expert_popularity_zipf": zipf})
+                       inference={"expert_popularity_sigma": sigma})
         return {op.name: op for op in StageBuilder(run, 0).ops(decode(64, past=8)) if op.layer == 0}["experts_gate_up"]
 
-    uniform, hot, default = up(0), up(0.9), up(None)
-    ratio = hit_fraction(64, 4, 128, 0.9) / hit_fraction(64, 4, 128, 0.0)
+    uniform, hot, default = up(0), up(1.2), up(None)
+    ratio = hit_fraction(64, 4, 128, 1.2) / hit_fraction(64, 4, 128, 0.0)
     assert hot.weight_bytes == pytest.approx(uniform.weight_bytes * ratio)
     assert hot.flops == pytest.approx(uniform.flops)
-    assert default.weight_bytes == pytest.approx(up(FITTED_ZIPF).weight_bytes)
+    assert default.weight_bytes == pytest.approx(up(FITTED_SIGMA).weight_bytes)
 
 
-def test_the_popularity_exponent_is_checked():
+def test_the_popularity_spread_is_checked():
     from simcore.errors import SimcoreError
 
     for bad in (-0.5, 5, "hot"):
-        with pytest.raises(SimcoreError, match="inference.expert_popularity_zipf"):
-            make_run("gpt-oss-120b", inference={"expert_popularity_zipf": bad})
+        with pytest.raises(SimcoreError, match="inference.expert_popularity_sigma"):
+            make_run("gpt-oss-120b", inference={"expert_popularity_sigma": bad})

@@ -56,9 +56,9 @@ class Inference(Strict):
     kvcache_fetch_overlap: bool = False
     kv_retention: KVRetention = KVRetention()  # long-decode KV eviction (docs/serving.md)
     kv_placement: KVPlacement = KVPlacement()  # KV over HBM, host and a third tier (docs/serving.md)
-    # MoE expert popularity, p ~ rank^-s: how many distinct experts a step's tokens touch (simcore.ops.routing);
-    # None: the exponent fitted on the H100 MoE rows (routing_fit.py); 0: a uniform router
-    expert_popularity_zipf: float | None = Field(default=None, ge=0, le=4)
+    # MoE expert popularity, lognormal of this spread: how many distinct experts a step's tokens touch
+    # (simcore.ops.routing); None: the spread fitted on the H100 MoE rows (routing_fit.py); 0: a uniform router
+    expert_popularity_sigma: float | None = Field(default=None, ge=0, le=4)
 
 
 class StaticWorkload(Strict):
