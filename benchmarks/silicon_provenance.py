@@ -18,7 +18,7 @@ and each pool's pp / attention-DP / expert split, which the extract dropped, wit
 the row's identity: a few configuration columns and a digest of its measured latencies
 (simcore.validate.provenance.measured_digest), which names the row without holding or reading out its values.
 simcore/validate/provenance.py puts the columns back on matching rows (`simcore validate`, serving_silicon.py);
-simcore.serving.silicon.campaign() reads which benchmark (and so which client) measured a row
+simcore.serving.sources.campaign() reads which benchmark (and so which client) measured a row
 (docs/validation.md, "Round 7").
 """
 
@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from simcore.serving.silicon import campaign  # noqa: E402
+from simcore.serving.sources import campaign  # noqa: E402
 from simcore.validate.provenance import DISAGG, MATCH, measured_digest, row_key  # noqa: E402
 
 DATA = ROOT / "simcore" / "validate" / "data"  # package data: simcore/validate/provenance.py

@@ -8,9 +8,10 @@ import json
 import pytest
 
 from simcore.serving.engines import get_profile
-from simcore.serving.silicon import (AIPERF_CLIENT, INFERENCEX_CLIENT, Refused, campaign, experiment_for_record,
-                                     experiment_for_row, measurement_from_row)
 from simcore.errors import SimcoreError
+from simcore.serving.silicon import (AIPERF_CLIENT, INFERENCEX_CLIENT, Refused, experiment_for_record,
+                                     experiment_for_row, measurement_from_row)
+from simcore.serving.sources import campaign
 from simcore.validate.provenance import RowExtras, measured_digest, shipped
 from simcore.validate.readers import read
 from tests.test_serving import run_checked, serving_run

@@ -71,3 +71,9 @@ def graphs(day: str, max_batch: int) -> dict:
     if day < GRAPHS_UNMAPPED[1]:
         return {"cuda_graph_batch_sizes": list(TEMPLATE_GRAPHS), "cuda_graph_padding": False}
     return {}
+
+
+def generator_graphs(day: str | None, max_batch: int) -> dict:
+    """graphs() for a row of aiconfigurator's own sweep measured on `day` (simcore.serving.sources.generator_day);
+    {} without a day."""
+    return graphs(day, max_batch) if day else {}

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from simcore.errors import SimcoreError, clip, close_matches
 from simcore.serving import recipes
-from simcore.serving.generator import deployment, graphs, pool_limits
+from simcore.serving.generator import deployment, generator_graphs, pool_limits
+from simcore.serving.sources import campaign, generator_day, measured_days
 
 # Hugging Face ids in the rows -> catalog names
 MODELS = {
@@ -80,7 +81,7 @@ MEASURED_ROUNDS = 20
 # aiperf --dist lognormal --cv ... --seeds 3`: 16.9% TTFT on the 674 aiperf rows against 17.3% exponential;
 # docs/validation.md "Round 16").
 AIPERF_CLIENT = {"reissue_delay_s": 0.04, "reissue_delay_dist": "lognormal", "reissue_delay_cv": 2.0}
-# InferenceX's client, for the rows its database exports hold (campaign() below; docs/validation.md, "Round 7"):
+# InferenceX's client, for the rows its database exports hold (sources.campaign; docs/validation.md, "Round 7"):
 # utils/bench_serving/benchmark_serving.py (SemiAnalysisAI/InferenceX; run by benchmarks/benchmark_lib.sh
 # run_benchmark_serving, and by the 2025 recipes such as benchmarks/70b_fp8_h100_slurm.sh @9596d23d7) with
 # --dataset-name random --random-range-ratio 0.8 --num-prompts 10c --max-concurrency c --request-rate inf
@@ -174,14 +175,6 @@ def _checkpoint_dtype(model: str) -> str | None:
 # better (docs/validation.md, "Validating against measured servers", gives both results): the limits
 # aiconfigurator's generator writes for vLLM and TensorRT-LLM; the engine's own defaults for SGLang.
 LIMITS = {"vllm": "aiconfigurator", "sglang": "defaults", "trtllm": "aiconfigurator"}
-
-
-def generator_graphs(source: str | None, max_batch: int) -> dict:
-    """The serving fields for the CUDA graphs of a TensorRT-LLM engine that aiconfigurator's generator wrote for a
-    row of its own aiperf sweep (generator.graphs, by the day `silicon_data_source` says it was measured); {} for a
-    row of another campaign or without a day."""
-    day = measured_days(source)[0]
-    return graphs(day, max_batch) if day and campaign(source) == "aiconfigurator" else {}
 
 
 @dataclass
@@ -314,10 +307,9 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
     elif engine and c and isl and (limits or LIMITS[engine]) == "aiconfigurator":
         # the generator's limits are per attention-DP rank (each runs its own scheduler): the replica's are adp x
         ran_by = row.get("silicon_data_source")
-        day = measured_days(ran_by)[0] if campaign(ran_by) == "aiconfigurator" else None
-        serving = {k: v if k == "scheduler" else v * adp for k, v in deployment(engine, c, isl, day).items()}
+        serving = {k: v if k == "scheduler" else v * adp for k, v in deployment(engine, c, isl, generator_day(ran_by)).items()}
         if engine == "trtllm":
-            serving.update(generator_graphs(ran_by, c))
+            serving.update(generator_graphs(generator_day(ran_by), c))
     if mode == "agg" and not ix:
         serving["frontend_token_us"] = DYNAMO_TOKEN_US
     # the generator passes the searched KV cache on: fp8 for fp8 and nvfp4 deployments (aiconfigurator infers it
@@ -372,16 +364,6 @@ def _kv_named(dtype: str) -> str | None:
     return None if dtype == "auto" else dtype
 
 
-def measured_days(source: str | None) -> tuple[str | None, str | None]:
-    """(first, last) day a configuration's rows were measured, from the provenance's `measured=` (one day: both) or
-    `measured_from=` / `measured_to=` (benchmarks/silicon_provenance.py); (None, None) when not recorded."""
-    one = re.search(r"measured=(\d{4}-\d\d-\d\d)", source or "")
-    if one:
-        return one.group(1), one.group(1)
-    first, last = (re.search(rf"measured_{k}=(\d{{4}}-\d\d-\d\d)", source or "") for k in ("from", "to"))
-    return (first.group(1), last.group(1)) if first and last else (None, None)
-
-
 def reads_recipe(engine: str | None, adp: int) -> bool:
     """Whether an InferenceX row of this engine and attention DP takes its recipe: TensorRT-LLM and SGLang rows with
     attention DP keep their reading (those recipes' per-rank limits are not carried; vLLM's attention-DP rows ran one
@@ -417,20 +399,6 @@ def recipe_reading(row: dict) -> str:
         return "recipe" if _recipe(row, engine, c, isl, adp) is not None else "unknown"
     except Refused:
         return "unknown"
-
-
-def campaign(source: str | None) -> str | None:
-    """The benchmark campaign a row's `silicon_data_source` (aiconfigurator's silicon_sample.csv) names:
-    "inferencex" for an InferenceX database export (`source_file=YYYY-MM-DD.csv`, `db-dump/YYYY-MM-DD`),
-    "aiconfigurator" for aiconfigurator's own aiperf sweep (`.../aic-auto-gap-analysis/data/...`), else None."""
-    if not source:
-        return None
-    head = source.split(";")[0].strip()
-    if re.fullmatch(r"source_file=\d{4}-\d\d-\d\d\.csv|db-dump/\d{4}-\d\d-\d\d", head):
-        return "inferencex"
-    if "aic-auto-gap-analysis/" in head:
-        return "aiconfigurator"
-    return None
 
 
 def disagg_load(c: int | None, pools: dict) -> tuple[int | None, str | None]:
