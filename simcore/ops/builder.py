@@ -31,7 +31,7 @@ from simcore.ops.op import (
     Op,
     nbytes,
 )
-from simcore.ops.routing import FITTED_SIGMA, busiest_rank_factor, hit_fraction
+from simcore.ops.routing import busiest_rank_factor, hit_fraction
 from simcore.ops.weight_format import int4_bytes_per_weight, marlin_moe
 from simcore.ops.passes import Batch, Group, Pass, as_batch, crosses_node, stage_layers
 
@@ -150,9 +150,8 @@ class StageBuilder:
         k, ep = self.m.experts_per_token, self.shard.ep
         busy = busiest_rank_factor(tokens, k, ep)
         rows = tokens * k / ep * busy
-        sigma = self.run.experiment.inference.expert_popularity_sigma
-        active = lin.experts * hit_fraction(tokens * busy, k, self.m.num_experts,
-                                            FITTED_SIGMA if sigma is None else sigma)
+        sigma = self.run.experiment.inference.expert_popularity_sigma  # None: the fitted spread
+        active = lin.experts * hit_fraction(tokens * busy, k, self.m.num_experts, sigma)
         return rows, min(active, rows)
 
     def elementwise(self, name: str, layer: int, nbytes_: float, kind: str = COMPUTE) -> Op:

@@ -26,7 +26,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from simcore.ops.routing_fit import FITTED_SIGMA  # noqa: F401  (the default spread; re-exported)
+from simcore.ops.routing_fit import FITTED_SIGMA
 
 EXACT_LIMIT = 64  # assignments up to which E[max] is computed exactly (beyond: normal, within ~1%)
 
@@ -93,9 +93,11 @@ def popularity(experts: int, sigma: float) -> np.ndarray:
     return w / w.sum()
 
 
-def hit_fraction(tokens: float, top_k: int, experts: int, sigma: float) -> float:
+def hit_fraction(tokens: float, top_k: int, experts: int, sigma: float | None = None) -> float:
     """Expected share of the `experts` that at least one of `tokens` tokens (each routed to top_k of them)
-    picks: 1 - (1 - k/E)^T for a uniform router (sigma 0); fewer with hot experts (the module docstring)."""
+    picks: 1 - (1 - k/E)^T for a uniform router (sigma 0); fewer with hot experts (the module docstring). sigma
+    None: the fitted spread (FITTED_SIGMA)."""
+    sigma = FITTED_SIGMA if sigma is None else sigma
     if tokens <= 0 or experts <= 0:
         return 0.0
     if sigma <= 0:

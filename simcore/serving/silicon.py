@@ -14,7 +14,6 @@ refusals by reason. docs/validation.md ("Validating against measured servers") g
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 from simcore.errors import SimcoreError, clip, close_matches
