@@ -10,10 +10,11 @@ a step touch fewer distinct experts than a uniform router at the same T k: fewer
 Zipf popularity, rank^-s, fits the same rows less well, rms 0.1437 against 0.1397, and makes the hottest of 256
 experts 32 times as popular as the mean: docs/validation.md "Round 18".)
 
-The busiest rank (busiest_rank_factor): with T tokens each routed to k experts and the experts split evenly over `ranks` GPUs, a rank
-receives on average T k / ranks rows, but the step waits for the busiest rank. Assignments are
-taken as independent and uniform (a balanced router; hot experts only add to this), so the
-rows per rank are multinomial and the busiest rank's expected load is E[max] of the counts:
+The busiest rank (busiest_rank_factor): with T tokens each routed to k experts and the experts split evenly over
+`ranks` GPUs, a rank receives on average T k / ranks rows, but the step waits for the busiest rank. Assignments are
+taken as independent and uniform over the ranks (hot experts spread over them; giving the busiest rank its share of
+the hot experts under a random placement moved the H100 MoE rows' TPOT by under a point: docs/validation.md
+"Round 18"), so the rows per rank are multinomial and the busiest rank's expected load is E[max] of the counts:
 exact for small counts, the normal approximation (mean + sd x expected max of `ranks`
 standard normals, + 1/2 for the discrete counts) beyond.
 """
