@@ -28,25 +28,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 
-from fit_serving import FIT_GPU, TPOT_SANE  # noqa: E402
+from fit_serving import TPOT_SANE, log_err, moe_rows  # noqa: E402
 from serving_silicon import DEFAULT_ROWS, DiskCache  # noqa: E402
-from simcore.config.model import load_model  # noqa: E402
-from simcore.serving.silicon import MEASURED_ROUNDS  # noqa: E402
 from simcore.validate.cli import progress_bar  # noqa: E402
-from simcore.validate.compare import Outcome, experiments, run  # noqa: E402
-from simcore.validate.provenance import RowExtras  # noqa: E402
-from simcore.validate.readers import read  # noqa: E402
+from simcore.validate.compare import Outcome, run  # noqa: E402
 
 SIGMA = tuple(round(0.1 * i, 1) for i in range(0, 21))  # candidate spreads
 OUT = ROOT / "simcore" / "ops" / "routing_fit.py"
-
-
-def moe_rows(rows: Path) -> list[Outcome]:
-    """The closed-loop aggregated H100 rows of MoE models (every engine) with a measured mean TPOT."""
-    records = [r for r in read(rows, extras=RowExtras()) if r.gpu == FIT_GPU and r.mode == "agg" and r.concurrency
-               and r.latency.get("tpot", {}).get("mean")]
-    return [o for o in experiments(records, rounds=MEASURED_ROUNDS)
-            if o.experiment is not None and not o.refused and any(load_model(o.experiment["model"]).moe_layers)]
 
 
 def trial(rows: list[Outcome], sigma: float, jobs: int, cache: DiskCache) -> list[Outcome]:
@@ -54,10 +42,6 @@ def trial(rows: list[Outcome], sigma: float, jobs: int, cache: DiskCache) -> lis
                                                               "expert_popularity_sigma": sigma}}, {}) for o in rows]
     with progress_bar(f"sigma = {sigma:g}") as update:
         return run(fresh, jobs, progress=update, cache=cache)
-
-
-def log_err(o: Outcome, metric: str) -> float:
-    return float(np.log(o.result["latency"][metric]["mean"] / o.record.latency[metric]["mean"]))
 
 
 def main() -> None:

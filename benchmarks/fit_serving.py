@@ -58,14 +58,19 @@ def with_serving(items: list[Outcome], **fields) -> list[Outcome]:
     return [Outcome(o.record, {**o.experiment, "serving": {**o.experiment["serving"], **fields}}, {}) for o in items]
 
 
-def moe_rows(rows: Path, engine: str) -> list[Outcome]:
-    """The engine's closed-loop aggregated H100 rows of models with MoE layers that measure a mean TTFT and TPOT,
-    built with the merged columns serving_silicon.py uses, at the rounds it simulates."""
-    records = [r for r in read(rows, extras=RowExtras()) if r.gpu == FIT_GPU and r.engine == engine
+def moe_rows(rows: Path, engine: str | None = None) -> list[Outcome]:
+    """The engine's (None: every engine's) closed-loop aggregated H100 rows of models with MoE layers that measure
+    a mean TTFT and TPOT, built with the merged columns serving_silicon.py uses, at the rounds it simulates."""
+    records = [r for r in read(rows, extras=RowExtras()) if r.gpu == FIT_GPU and engine in (None, r.engine)
                and r.mode == "agg" and r.concurrency and r.latency.get("ttft", {}).get("mean")
                and r.latency.get("tpot", {}).get("mean")]
     return [o for o in experiments(records, rounds=MEASURED_ROUNDS)
             if o.experiment is not None and not o.refused and any(load_model(o.experiment["model"]).moe_layers)]
+
+
+def log_err(o: Outcome, metric: str) -> float:
+    """log(simulated / measured) of an outcome's mean `metric`."""
+    return float(np.log(o.result["latency"][metric]["mean"] / o.record.latency[metric]["mean"]))
 
 
 def moe_prompt_scan(engine: str, rows: list[Outcome], host_us: dict, folder: Path, jobs: int, cache: DiskCache,
@@ -76,9 +81,6 @@ def moe_prompt_scan(engine: str, rows: list[Outcome], host_us: dict, folder: Pat
 
     def trial(x: float, items: list[Outcome]) -> list[Outcome]:
         return run(with_serving(items, engine_profile=str(profile), moe_prompt_layer_us=x), jobs, cache=cache)
-
-    def log_err(o: Outcome, m: str) -> float:
-        return float(np.log(o.result["latency"][m]["mean"] / o.record.latency[m]["mean"]))
 
     rows = [o for o, z in zip(rows, trial(0.0, rows)) if not z.refused and abs(log_err(z, "tpot")) <= np.log(TPOT_SANE)]
     scan = []

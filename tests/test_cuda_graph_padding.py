@@ -12,7 +12,7 @@ import pytest
 from simcore.errors import SimcoreError
 from simcore.serving.engines import resolve as resolve_engine
 from simcore.serving.generator import TEMPLATE_GRAPHS
-from simcore.serving.generator import generator_graphs
+from simcore.serving.generator import graphs
 from simcore.serving.silicon import measurement_from_row
 from simcore.serving.sources import generator_day
 from simcore.validate.provenance import shipped
@@ -69,9 +69,9 @@ def test_padding_needs_an_engine_and_a_bool():
 ])
 def test_the_generator_graphs_follow_the_date_it_ran(measured, expected):
     source = AIC + (f"; measured={measured}" if measured else "")
-    assert generator_graphs(generator_day(source), 6) == expected
+    assert graphs(generator_day(source), 6) == expected
     # another campaign's rows (InferenceX's recipes) are not the generator's
-    assert generator_graphs(generator_day(f"source_file=2026-03-25.csv; measured={measured}"), 6) == {}
+    assert graphs(generator_day(f"source_file=2026-03-25.csv; measured={measured}"), 6) == {}
 
 
 def test_an_aiconfigurator_trtllm_row_gets_its_dated_graphs():

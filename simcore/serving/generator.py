@@ -63,17 +63,14 @@ TEMPLATE_GRAPHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 GRAPHS_UNMAPPED = ("2026-03-04", "2026-05-12")  # [from, until) the generator left cuda_graph_config to the template
 
 
-def graphs(day: str, max_batch: int) -> dict:
+def graphs(day: str | None, max_batch: int) -> dict:
     """The serving fields for the CUDA graphs of a TensorRT-LLM engine of max batch `max_batch` that the generator
-    wrote on `day` (YYYY-MM-DD); {} where the engine profile's hold."""
+    wrote on `day` (YYYY-MM-DD: simcore.serving.sources.generator_day); {} where the engine profile's hold, and
+    for a row without a day."""
+    if not day:
+        return {}
     if day < GRAPHS_UNMAPPED[0]:
         return {"cuda_graph_batch_sizes": list(range(1, max_batch + 1)), "cuda_graph_padding": False}
     if day < GRAPHS_UNMAPPED[1]:
         return {"cuda_graph_batch_sizes": list(TEMPLATE_GRAPHS), "cuda_graph_padding": False}
     return {}
-
-
-def generator_graphs(day: str | None, max_batch: int) -> dict:
-    """graphs() for a row of aiconfigurator's own sweep measured on `day` (simcore.serving.sources.generator_day);
-    {} without a day."""
-    return graphs(day, max_batch) if day else {}

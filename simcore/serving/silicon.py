@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from simcore.errors import SimcoreError, clip, close_matches
 from simcore.serving import recipes
-from simcore.serving.generator import deployment, generator_graphs, pool_limits
+from simcore.serving.generator import deployment, graphs, pool_limits
 from simcore.serving.sources import campaign, generator_day, measured_days
 
 # Hugging Face ids in the rows -> catalog names
@@ -305,10 +305,10 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
         c, assumed = disagg_load(c, pools)
     elif engine and c and isl and (limits or LIMITS[engine]) == "aiconfigurator":
         # the generator's limits are per attention-DP rank (each runs its own scheduler): the replica's are adp x
-        ran_by = row.get("silicon_data_source")
-        serving = {k: v if k == "scheduler" else v * adp for k, v in deployment(engine, c, isl, generator_day(ran_by)).items()}
+        day = generator_day(row.get("silicon_data_source"))  # the generator of that day wrote the engine's config
+        serving = {k: v if k == "scheduler" else v * adp for k, v in deployment(engine, c, isl, day).items()}
         if engine == "trtllm":
-            serving.update(generator_graphs(generator_day(ran_by), c))
+            serving.update(graphs(day, c))
     if mode == "agg" and not ix:
         serving["frontend_token_us"] = DYNAMO_TOKEN_US
     # the generator passes the searched KV cache on: fp8 for fp8 and nvfp4 deployments (aiconfigurator infers it

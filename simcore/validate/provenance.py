@@ -5,8 +5,9 @@ Two files ship with simcore (simcore/validate/data/, package data):
 - silicon_provenance.json (written by benchmarks/silicon_provenance.py from aiconfigurator's public
   silicon_sample.csv): per configuration (its `key` columns, no latencies) the `silicon_data_source` that says
   which benchmark measured the row (InferenceX's export: InferenceX's client and recipe; aiconfigurator's aiperf
-  sweep: aiperf and the generator's limits; simcore.serving.sources.campaign) and, where the recipe sets them,
-  `kv_cache_dtype` and `max_num_seqs`. A row whose key columns equal an entry's gets the entry's other columns it lacks.
+  sweep: aiperf and the generator's limits; simcore.serving.sources.campaign) with the day or days it was measured
+  (which generator or InferenceX recipe configured the engine). A row whose key columns equal an entry's gets the
+  entry's other columns it lacks.
 - silicon_disagg.json (written by the same script): per disaggregated row of the sample, the columns the shared
   extract dropped (the offered load `batch_size` = silicon_concurrency, each pool's pp / attention-DP / expert
   split, the row's source and day), under the row's identity: a few configuration columns (MATCH) and a digest
