@@ -9,9 +9,9 @@ Runs every row as benchmarks/serving_silicon.py does (same experiments and disk 
 mean delay (a closed-loop client's next request reaches the engine that long after its previous request's
 last token; 0: at once) and prints, per candidate, the median |error| of mean TTFT and mean TPOT over the
 simulated rows, then the candidate with the smallest TTFT median |error|. silicon.AIPERF_CLIENT holds the
-result; docs/validation.md ("TTFT residuals") gives the per-group table. `--client` keeps only the rows measured
+result; docs/validation-log.md ("Round 5") gives the per-group table. `--client` keeps only the rows measured
 with that benchmark's client (the row builder picks it from the row's source: silicon.AIPERF_CLIENT or
-silicon.INFERENCEX_CLIENT, docs/validation.md "Round 7"), so each client's delay is fitted on its own rows.
+silicon.INFERENCEX_CLIENT, docs/validation-log.md "Round 7"), so each client's delay is fitted on its own rows.
 `--dist lognormal --cv LIST` scans the spread of the delays too (workload.arrival.reissue_delay_cv: std / mean), every
 pair of mean and cv.
 `--frontend-us` scans the frontend loop's time per streamed token (serving.frontend_token_us; docs/serving.md "The

@@ -13,7 +13,7 @@ every router, never per model, engine or GPU), each row simulated as benchmarks/
 (host constants and MoE prompt stall as stored), and keeps the sigma with the smallest rms log error of mean TPOT.
 Rows whose simulated TPOT at sigma = 0 is off by more than TPOT_SANE are left out: their decode step is not the
 deployment they measured (fit_serving.py leaves the same rows out). Run fit_serving.py after --write: its MoE
-prompt-step stall is fitted with the spread in place. docs/validation.md ("Round 18") gives the result.
+prompt-step stall is fitted with the spread in place. docs/validation-log.md ("Round 18") gives the result.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from simcore.validate.readers import read  # noqa: E402
 
 # TensorRT-LLM launches a prompt step op by op (no CUDA graph): its host floor per layer is chosen with the host
 # constants, as the candidate whose best host fit has the smallest rms log TPOT error (a prompt step stalls every
-# decode in it, so the floor shows in TPOT); docs/validation.md, "Round 13: the eager floor as a fitted host constant"
+# decode in it, so the floor shows in TPOT); docs/validation-log.md, "Round 13: the eager floor as a fitted host constant"
 EAGER_ENGINES = ("trtllm",)
 EAGER_US = (0.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0)
 # vLLM's stall per MoE layer of a step with prompt tokens (Profile.moe_prompt_layer_s; mechanism unknown, docs/validation.md
@@ -44,7 +44,7 @@ EAGER_US = (0.0, 200.0, 300.0, 400.0, 500.0, 600.0, 700.0, 800.0)
 # rows (closed loop, aggregated), run with the host constants fitted here. Least absolute deviations, not squares: the
 # rms curve is flat from 350 to 450 us, set by a few rows whose decode step is off too (TPOT -25..-43%). Rows whose
 # simulated mean TPOT without the stall is off by more than a factor TPOT_SANE are left out: their decode step is not the
-# deployment they measured (docs/validation.md "vLLM gpt-oss-120b, 512 clients"); a prompt-step constant must
+# deployment they measured (docs/validation-log.md "vLLM gpt-oss-120b, 512 clients"); a prompt-step constant must
 # not absorb that
 MOE_PROMPT_ENGINES = ("vllm",)
 MOE_PROMPT_US = tuple(float(x) for x in range(0, 601, 50))

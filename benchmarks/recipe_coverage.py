@@ -7,7 +7,7 @@ Each aggregated InferenceX row (after the shipped provenance puts its source and
 recipe of its day is known and applied), `unknown` (no recipe, or a day whose version cannot be told: MTP recipes on
 the same image, no day where versions differ) or `attention DP` (TensorRT-LLM and SGLang rows with attention DP keep
 their reading). Other rows (aiconfigurator's sweep, disaggregated rows) are counted as `not InferenceX`.
-(docs/validation.md, "Round 17").
+(docs/validation-log.md, "Round 17").
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ the row's identity: a few configuration columns and a digest of its measured lat
 (simcore.validate.provenance.measured_digest), which names the row without holding or reading out its values.
 simcore/validate/provenance.py puts the columns back on matching rows (`simcore validate`, serving_silicon.py);
 simcore.serving.sources.campaign() reads which benchmark (and so which client) measured a row
-(docs/validation.md, "Round 7").
+(docs/validation-log.md, "Round 7").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """serving.cuda_graph_padding (TensorRT-LLM cuda_graph_config.enable_padding) and the graphs aiconfigurator's generator
-wrote by date (docs/serving.md "CUDA-graph padding", docs/validation.md "Round 15"). Without padding a decode batch
+wrote by date (docs/serving.md "CUDA-graph padding", docs/validation-log.md "Round 15"). Without padding a decode batch
 replays a graph only when its own size was captured; any other size launches op by op (the eager floor), unpadded,
 and no padding request holds a slot. Hand-computed on a 3-layer model with the host terms zeroed."""
 

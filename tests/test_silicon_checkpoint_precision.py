@@ -1,5 +1,5 @@
 """A measured row's precision labels against the checkpoint the engine loads (simcore.serving.silicon):
-an MXFP4 checkpoint runs as published whatever a quantized row's labels say (docs/validation.md, round 12)."""
+an MXFP4 checkpoint runs as published whatever a quantized row's labels say (docs/validation-log.md, round 12)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""TensorRT-LLM step mechanics (issue 11, docs/validation.md "Round 7"): which decode batches are padded to a CUDA
+"""TensorRT-LLM step mechanics (issue 11, docs/validation-log.md "Round 7"): which decode batches are padded to a CUDA
 graph (and so whether the padding request holds a slot), the deployment's own graph sizes, and the host floor of a
 step with prefill tokens, which runs without a CUDA graph. Hand-computed values on small cases."""
 

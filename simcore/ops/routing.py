@@ -8,7 +8,7 @@ A token picks expert e with probability min(1, k p_e), so T tokens leave expert 
 (1 - min(1, k p_e))^T, and the step streams the weights of the mean 1 - that over the experts. Hot experts make
 a step touch fewer distinct experts than a uniform router at the same T k: fewer expert weights to read. (A
 Zipf popularity, rank^-s, fits the same rows less well, rms 0.1437 against 0.1397, and makes the hottest of 256
-experts 32 times as popular as the mean: docs/validation.md "Round 18".)
+experts 32 times as popular as the mean: docs/validation-log.md "Round 18".)
 
 The busiest rank (busiest_rank_factor): with T tokens each routed to k experts and the experts split evenly over
 `ranks` GPUs, a rank receives on average T k / ranks rows, but the step waits for the busiest rank. Assignments are

@@ -1,7 +1,7 @@
 """The engine settings aiconfigurator's generator writes for a deployment (src/aiconfigurator/generator/rule_plugin/
 {trtllm,vllm,sglang}.rule and backend_templates/, github.com/ai-dynamo/aiconfigurator): the limits of an aggregated
 worker or a disaggregated pool, and, by the day it ran, the CUDA graphs it gave a TensorRT-LLM engine. The silicon rows
-of aiconfigurator's own sweep ran under these (simcore.serving.silicon; docs/validation.md "Round 7", "Round 15")."""
+of aiconfigurator's own sweep ran under these (simcore.serving.silicon; docs/validation-log.md "Round 7", "Round 15")."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def pool_limits(engine: str, which: str, batch: int | None, isl: int) -> dict:
 # mapped the rules' cuda_graph_batch_sizes to cuda_graph_config.batch_sizes, and every rule then wrote 1..max_batch_size
 # and no padding (rule_plugin/trtllm.rule @612e5b10, benchmark/trtllm.rule @71bb3d00e); from then until 2e4053859
 # (2026-05-12) the mapping was null and nothing filled the nested dict, so every engine got the template's defaults
-# (docs/validation.md, "Round 15"). Other days keep the engine profile's graphs.
+# (docs/validation-log.md, "Round 15"). Other days keep the engine profile's graphs.
 TEMPLATE_GRAPHS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 GRAPHS_UNMAPPED = ("2026-03-04", "2026-05-12")  # [from, until) the generator left cuda_graph_config to the template
 

@@ -72,15 +72,15 @@ MEASURED_ROUNDS = 20
 # (a ZMQ round trip), formats it and sends it; the server then parses and tokenizes it): seconds from a
 # request's last token to the next request reaching the engine, exponential draws of this mean (the hops are
 # Python services on their own event loops, not a fixed latency). Fitted by benchmarks/fit_reissue.py on the
-# H100 rows (docs/validation.md, "TTFT residuals": with the delay a re-issued prompt misses the step that starts
+# H100 rows (docs/validation-log.md, "Round 5": with the delay a re-issued prompt misses the step that starts
 # as its predecessor ends and queues behind the prefill steps it lands in, so fixed-length clients stay clumped
 # as the rows show; without it every client gets a prefill step to itself). The draws are lognormal with a
 # coefficient of variation of 2: queueing in those services leaves most re-issues quick and a few long, and a few
 # long ones break up the waves of fixed-length clients; mean and spread fitted together (`fit_reissue.py --client
 # aiperf --dist lognormal --cv ... --seeds 3`: 16.9% TTFT on the 674 aiperf rows against 17.3% exponential;
-# docs/validation.md "Round 16").
+# docs/validation-log.md "Round 16").
 AIPERF_CLIENT = {"reissue_delay_s": 0.04, "reissue_delay_dist": "lognormal", "reissue_delay_cv": 2.0}
-# InferenceX's client, for the rows its database exports hold (sources.campaign; docs/validation.md, "Round 7"):
+# InferenceX's client, for the rows its database exports hold (sources.campaign; docs/validation-log.md, "Round 7"):
 # utils/bench_serving/benchmark_serving.py (SemiAnalysisAI/InferenceX; run by benchmarks/benchmark_lib.sh
 # run_benchmark_serving, and by the 2025 recipes such as benchmarks/70b_fp8_h100_slurm.sh @9596d23d7) with
 # --dataset-name random --random-range-ratio 0.8 --num-prompts 10c --max-concurrency c --request-rate inf
@@ -92,7 +92,7 @@ AIPERF_CLIENT = {"reissue_delay_s": 0.04, "reissue_delay_dist": "lognormal", "re
 INFERENCEX_CLIENT = {"reissue_delay_s": 0.01, "reissue_delay_dist": "exponential"}
 # The server behind aiperf in aiconfigurator's sweep is a Dynamo deployment: its Python engine worker forwards every
 # streamed token from the same asyncio loop that takes in new requests (docs/serving.md "The frontend loop";
-# docs/validation.md "Round 15"). Seconds of that loop per streamed token, fitted by benchmarks/fit_reissue.py
+# docs/validation-log.md "Round 15"). Seconds of that loop per streamed token, fitted by benchmarks/fit_reissue.py
 # --frontend-us on the aiperf rows; InferenceX's rows ran the engine's own server and get none.
 DYNAMO_TOKEN_US = 100.0
 INFERENCEX_RANGE_RATIO = 0.8
@@ -146,7 +146,7 @@ def _precision(row: dict, model: str) -> dict:
     if p in ("fp8", "fp4", "nvfp4", "mxfp4") and _checkpoint_dtype(model) == "mxfp4":
         # an MXFP4 checkpoint (gpt-oss: MXFP4 experts, bf16 elsewhere; H100 has no fp4 math) loads as published
         # whatever a quantized row's labels say: TensorRT-LLM reads its quant_method (model_config.py
-        # get_mxfp4_quant_algo: W4A16_MXFP4 below SM100) and has no fp8 path for it (docs/validation.md, round 12)
+        # get_mxfp4_quant_algo: W4A16_MXFP4 below SM100) and has no fp8 path for it (docs/validation-log.md, round 12)
         return {"precision": {"weights": "auto"}}
     if p == "fp8":
         # fp8 / fp8_block GEMMs: W8A8 with dynamic activation scales
@@ -295,7 +295,7 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
     serving, kv, pools, assumed = {}, None, None, None
     # an InferenceX export ran InferenceX's client and recipe, not aiconfigurator's benchmark and generator: the
     # engine's defaults and what the recipe of its day set (simcore.serving.recipes); a TensorRT-LLM row whose recipe
-    # is not known there keeps LIMITS (docs/validation.md, "Round 7" and "InferenceX recipes")
+    # is not known there keeps LIMITS (docs/validation-log.md, "Round 7" and "InferenceX recipes")
     ix = mode == "agg" and campaign(row.get("silicon_data_source")) == "inferencex"
     ran = _recipe(row, engine, c, isl, adp) if ix and not limits else None  # limits given: the caller's, no recipe
     if ix and not limits and (engine == "vllm" or ran is not None):

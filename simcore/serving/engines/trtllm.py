@@ -35,12 +35,12 @@ def profile(version: str | None) -> Profile:
         kv_dtype=kv_dtype,
         # overlap scheduler on: TensorRT-LLM's default (docs/source/features/overlap-scheduler.md) and what
         # aiconfigurator's generator writes for agg workers since Dec 2025 (rule_plugin/trtllm.rule @095f58a5);
-        # its Aug 2025 1.0.0rc3 template turned it off (docs/validation.md, "Round 6": tried, not adopted)
+        # its Aug 2025 1.0.0rc3 template turned it off (docs/validation-log.md, "Round 6": tried, not adopted)
         host=host_model("trtllm", overlap=True),
         padding_holds_seq=True,  # model_engine.py _get_padded_batch: kv_cache_manager.add_dummy_requests (1.0)
         # CUDA graphs only for generation-only batches (cuda_graph_runner.py: a batch with context requests has
         # can_run_cuda_graph false), so a step with a prompt is launched op by op from Python: its host floor per
-        # layer is fitted with the host constants by benchmarks/fit_serving.py (docs/validation.md, "Round 13: the
+        # layer is fitted with the host constants by benchmarks/fit_serving.py (docs/validation-log.md, "Round 13: the
         # eager floor as a fitted host constant"); aiconfigurator's 0.8 ms per layer is its vLLM backend's only
         eager_layer_s=fitted_s("trtllm", "eager_layer_us"),
         # the overlap loop launches step n+1 (_forward_step) before it returns step n's tokens

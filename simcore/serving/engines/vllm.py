@@ -34,7 +34,7 @@ def profile(version: str | None) -> Profile:
         # running one (vllm/v1/engine/core.py; 2 batches in flight, MultiprocExecutor.max_concurrent_batches)
         admit_lag=overlap,
         # a step with prompt tokens of an MoE model takes this much longer per MoE layer: fitted to the H100 vLLM
-        # MoE rows' mean TTFT (benchmarks/fit_serving.py); its mechanism is unknown (docs/validation.md "Round 13
+        # MoE rows' mean TTFT (benchmarks/fit_serving.py); its mechanism is unknown (docs/validation-log.md "Round 13
         # (branch vmoe)", "Round 14 (branch vmoe2)")
         moe_prompt_layer_s=fitted_s("vllm", "moe_prompt_layer_us"),
     )
