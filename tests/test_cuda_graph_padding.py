@@ -102,3 +102,31 @@ def test_the_generator_token_budget_follows_the_date_it_ran(measured, isl, token
     # another campaign's day is not the generator's
     ix = {**row, "silicon_data_source": f"source_file=2026-03-25.csv; measured={measured or '2026-03-18'}"}
     assert measurement_from_row(ix, limits="aiconfigurator").serving["max_num_batched_tokens"] == 1600
+
+
+ADP4 = {"parallelism": {"tp": 1, "attention_dp": 4, "ep": 4}}  # 4 attention-DP ranks sharing the experts
+
+
+def test_under_attention_dp_each_rank_pads_its_own_batch(tiny_moe, monkeypatch):  # noqa: F811
+    """TensorRT-LLM's attention-DP ranks allgather their batch sizes and all pad to the captured size of the largest
+    (model_engine.py _get_padded_batch): a replica of 12 decodes over 4 ranks is 3 a rank, padded to 4, so the step is
+    the replica's 16 rows, not the 16 the replica total would pad to past 8, nor an eager step."""
+    on = _cost(tiny_moe, {**FLOOR, "cuda_graph_batch_sizes": [1, 2, 4, 8]}, monkeypatch, **ADP4)
+    assert on.time(12, 100.0, 0, 0, 0.0) == pytest.approx(on.gpu_time(16, 100.0 * 12 / 16, 0, 0, 0.0), rel=1e-12)
+    assert on.time(12, 100.0, 0, 0, 0.0) < 15e-3  # 3 a rank has a graph: never the floor
+    # 36 decodes: 9 a rank, past the largest graph (8): op by op
+    assert on.time(36, 100.0, 0, 0, 0.0) == pytest.approx(15e-3, rel=1e-12)
+    # without padding a graph replays only where every rank holds the same captured size
+    off = _cost(tiny_moe, {**FLOOR, "cuda_graph_padding": False, "cuda_graph_batch_sizes": [1, 2, 4, 8]}, monkeypatch,
+                **ADP4)
+    assert off.time(16, 100.0, 0, 0, 0.0) == pytest.approx(off.gpu_time(16, 100.0, 0, 0, 0.0), rel=1e-12)
+    assert off.time(15, 100.0, 0, 0, 0.0) == pytest.approx(15e-3, rel=1e-12)  # ranks of 4, 4, 4 and 3
+
+
+def test_under_attention_dp_every_rank_holds_a_padding_slot(tiny_moe):  # noqa: F811
+    """max_num_seqs is the replica's: 4 ranks of 12 slots each pad (12 has no graph of its own) and each rank's padding
+    request holds one of its own slots; ranks of one slot each never pad, so none is held."""
+    for seqs, slots in ((48, 44), (4, 4)):
+        run = serving_run(ONE, {"engine": "trtllm", "max_num_seqs": seqs}, model=tiny_moe, **ADP4)
+        _, cfg, _ = resolve_engine(run, run.experiment.serving)
+        assert cfg.max_num_seqs == slots

@@ -79,6 +79,7 @@ class IterationCost:
         self.eager_floor = 0.0  # seconds: host floor of a step with prefill tokens (no CUDA graph)
         self.max_graph = 0  # the largest decode batch with a CUDA graph: a larger one launches eagerly
         self.exact = None  # the captured sizes when batches are not padded to them (None: padded)
+        self.ranks = 1  # attention-DP ranks whose graphs are captured per rank
         self.moe_prompt = 0.0  # seconds added once to a step with prefill tokens (the engine's MoE prompt-step stall)
         if profile is not None:
             host = profile.host
@@ -92,6 +93,10 @@ class IterationCost:
             # a decode-only step above the largest captured batch has no graph to replay (TensorRT-LLM
             # _maybe_get_cuda_graph returns none; engine.cuda_graphs false captures none), so it takes the same floor
             self.max_graph = max(self.sizes, default=0)
+            # under attention DP each rank replays its own graphs, all at the size of the busiest rank's batch: the
+            # ranks allgather their batch sizes and pad to the largest (TensorRT-LLM model_engine.py
+            # _get_padded_batch and cuda_graph_runner.py; vLLM pads its DP ranks to one size too)
+            self.ranks = run.par.attention_dp
             # without padding (TensorRT-LLM enable_padding false) only a batch of a captured size replays a graph
             self.exact = None if profile.padding else frozenset(self.sizes)
             # a fitted stall per MoE layer (dense layers of a mixed model do not count), once per prompt step: the
@@ -154,11 +159,15 @@ class IterationCost:
         without a graph; its grid)."""
         if self.host is None:
             return (dec, False, *grid(dec, STEPS["seqs"]))
-        if self.exact is not None:  # no padding: a size without a graph of its own runs op by op, as it is
-            return (dec, dec not in self.exact, *grid(dec, STEPS["seqs"]))
+        rank = -(-dec // self.ranks)  # the busiest attention-DP rank's decodes (the replica's with one rank)
+        if self.exact is not None:  # no padding: a size without a graph of its own runs op by op, as it is; under
+            # attention DP a graph replays only where every rank holds the same captured size
+            return (dec, rank not in self.exact or dec % self.ranks != 0, *grid(dec, STEPS["seqs"]))
         # a decode-only step replays the CUDA graph of the next captured batch size; above the largest, none
-        n = padded(dec, self.sizes)
-        return (n, n > self.max_graph, *grid(n, STEPS["seqs"]))
+        n = padded(rank, self.sizes)
+        if self.ranks > 1:  # every rank runs the busiest rank's padded batch
+            n = max(dec, n * self.ranks)
+        return (n, padded(rank, self.sizes) > self.max_graph, *grid(n, STEPS["seqs"]))
 
     def gpu_time(self, dec: int, dec_past: float, pre: int, pre_tokens: int, pre_past: float) -> float:
         """Seconds of one iteration's forward pass; dec_past/pre_past are means.

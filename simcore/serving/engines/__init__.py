@@ -224,9 +224,10 @@ def resolve(run, cfg):
             raise SimcoreError(f"serving.cuda_graph_batch_sizes: {cfg.cuda_graph_batch_sizes!s:.60}: set with "
                                f"engine.cuda_graphs false (no graphs); allowed: one of the two")
         prof = dataclasses.replace(prof, capture_sizes=())
-    if prof.padding_holds_seq and prof.padding and pads(cfg.max_num_seqs, prof.capture_sizes):
-        # a batch below the limit is padded: the padding request exists and holds a slot
-        cfg = cfg.model_copy(update={"max_num_seqs": cfg.max_num_seqs - 1})
+    ranks = run.par.attention_dp  # max_num_seqs is the replica's: each attention-DP rank schedules its share
+    if prof.padding_holds_seq and prof.padding and pads(cfg.max_num_seqs // ranks, prof.capture_sizes):
+        # a batch below the limit is padded: the padding request exists and holds a slot, one on every rank
+        cfg = cfg.model_copy(update={"max_num_seqs": cfg.max_num_seqs - ranks})
     kv = prof.kv_dtype(run) if run.experiment.inference.kvcache_precision == "auto" else run.kv_dtype
     # the run carries the resolved settings, so the summary shows what was simulated
     run = dataclasses.replace(run, kv_dtype=kv, experiment=run.experiment.model_copy(update={"serving": cfg}))
