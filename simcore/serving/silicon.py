@@ -13,13 +13,14 @@ refusals by reason. docs/validation.md ("Validating against measured servers") g
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
 from simcore.errors import SimcoreError, clip, close_matches
 from simcore.serving import recipes
 from simcore.serving.generator import deployment, graphs, pool_limits
-from simcore.serving.sources import campaign, generator_day, measured_days
+from simcore.serving.sources import campaign, export_layout, generator_day, measured_days
 
 # Hugging Face ids in the rows -> catalog names
 MODELS = {
@@ -260,6 +261,17 @@ def _row_ms(row: dict, key: str) -> float | None:
     return x
 
 
+@functools.lru_cache(maxsize=None)
+def _node(system: str | None) -> int | None:
+    """GPUs per node of a row's system (its GPU's default cluster); None when the system is not known."""
+    from simcore.config.hardware import load_system
+
+    try:
+        return load_system(GPUS.get(system or "", system or "")).cluster.gpus_per_node
+    except (SimcoreError, OSError, ValueError, TypeError):
+        return None
+
+
 def vllm_dp_layout(tp: int, adp: int, moe_tp: int, ep: int) -> tuple[int, int]:
     """(attention tp per rank, ep) of a vLLM attention-DP row. Such rows record the worker's GPUs as tp_size
     and the experts over tp_size x attention_dp_size (moe_tp x moe_ep), but they measure a tp_size-GPU
@@ -280,6 +292,7 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
         if not (v is None or isinstance(v, (str, int, float))) or isinstance(v, bool) or \
                 (key in TEXT_KEYS and not isinstance(v, (str, type(None)))):
             raise Refused("bad value", f"{key} = {v!r:.80}")
+    row = export_layout(row, _node(row.get("system")))
     c = _int(row, "batch_size")
     isl = _int(row, "isl")
     engine = ENGINES.get(row.get("backend", ""))
