@@ -207,7 +207,8 @@ def test_attention_dp_rows_carry_the_field():
 
 
 def test_vllm_attention_dp_rows_read_as_tp_size_gpus_and_other_layouts_as_recorded():
-    from simcore.serving.silicon import measurement_from_row, vllm_dp_layout
+    from simcore.serving.layouts import vllm_dp_layout
+    from simcore.serving.silicon import measurement_from_row
 
     assert vllm_dp_layout(4, 4, 1, 16) == (1, 4)  # moe_tp x moe_ep = tp x adp: the inflated record
     assert vllm_dp_layout(8, 2, 2, 8) == (4, 4)

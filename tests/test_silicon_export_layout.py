@@ -1,10 +1,10 @@
-"""InferenceX exports that write an ep = tp recipe as moe_tp = moe_ep = n and n x n GPUs (simcore.serving.sources
+"""InferenceX exports that write an ep = tp recipe as moe_tp = moe_ep = n and n x n GPUs (simcore.serving.layouts
 export_layout; docs/validation.md, "InferenceX exports of expert-parallel recipes")."""
 
 from __future__ import annotations
 
 from simcore.serving.silicon import measurement_from_row
-from simcore.serving.sources import export_layout
+from simcore.serving.layouts import export_layout
 
 IX = "source_file=2026-04-06.csv; measured=2026-03-04"  # an InferenceX export
 ROW = {"system": "h200_sxm", "backend": "trtllm", "backend_version": "1.1.0rc2.post2",

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from simcore.errors import SimcoreError, clip, close_matches
 from simcore.serving import recipes
 from simcore.serving.generator import deployment, graphs, pool_limits
-from simcore.serving.sources import campaign, export_layout, generator_day, measured_days
+from simcore.serving.layouts import export_layout, vllm_dp_layout
+from simcore.serving.sources import campaign, generator_day, measured_days
 
 # Hugging Face ids in the rows -> catalog names
 MODELS = {
@@ -270,19 +271,6 @@ def _node(system: str | None) -> int | None:
         return load_system(GPUS.get(system or "", system or "")).cluster.gpus_per_node
     except (SimcoreError, OSError, ValueError, TypeError):
         return None
-
-
-def vllm_dp_layout(tp: int, adp: int, moe_tp: int, ep: int) -> tuple[int, int]:
-    """(attention tp per rank, ep) of a vLLM attention-DP row. Such rows record the worker's GPUs as tp_size
-    and the experts over tp_size x attention_dp_size (moe_tp x moe_ep), but they measure a tp_size-GPU
-    server: the MiniMax-M2.5 rows "tp 4, attention_dp 4, ep 16" queue for KV blocks exactly as the 4-GPU
-    tp 4 / ep 4 rows do at the same total clients (20-32 s TTFT), which 16 GPUs (a quarter of the experts
-    each) cannot, and match their TPOT within 1-6% (docs/validation.md, silicon rows). So the ranks split the
-    tp_size GPUs (vLLM --data-parallel-size adp --tensor-parallel-size tp/adp) and the experts spread over
-    them. Fields that do not follow that pattern are kept as recorded."""
-    if adp > 1 and tp % adp == 0 and moe_tp * ep == tp * adp and ep % adp == 0:
-        return tp // adp, ep // adp
-    return tp, ep
 
 
 def measurement_from_row(row: dict, source: str = "row", limits: str | None = None) -> Measurement:

@@ -37,32 +37,3 @@ def generator_day(source: str | None) -> str | None:
     """The day a row of aiconfigurator's own sweep was measured (its generator of that day configured the engine);
     None for a row of another campaign or without a day."""
     return measured_days(source)[0] if campaign(source) == "aiconfigurator" else None
-
-
-def export_layout(row: dict, node: int | None = None) -> dict:
-    """The row with InferenceX's export of an expert-parallel recipe read back. InferenceX's recipes run tp GPUs with ep
-    1 or ep = tp (`.github/configs/nvidia-master.yaml` search spaces: `{tp: 8, ep: 8}`, `{tp: 8, ep: 8, dp-attn:
-    true}`), but some of its database exports write the recipe's tp as moe_tp_size, its ep as moe_ep_size and their
-    product as tp_size x attention_dp_size: `qwen3.5-fp8-h200-sglang` `{tp: 8, ep: 8}` (2026-03-04) became tp_size
-    64, moe 8 x 8, and `dsr1-fp8-h200-trt` `{tp: 8, ep: 8, dp-attn: true}` attention_dp_size 64 with batch_size =
-    clients / 64 (its id's silicon_concurrency = batch_size x 64 = the recipe's 64 clients). An ep = tp recipe read
-    as the rows' own aiconfigurator layout (moe_tp x moe_ep = the worker's GPUs) has moe_tp 1, so moe_tp = moe_ep = n
-    > 1 with tp_size x attention_dp_size = n x n is this export: n GPUs, ep n, attention DP over them where the row
-    has any, the clients kept (batch_size per rank rescaled). Applied to InferenceX's rows, and to rows of no recorded
-    campaign whose n x n GPUs exceed one node (`node`); other rows are returned as they are."""
-    def num(key: str) -> int:
-        try:
-            return int(float(row.get(key) or 1))
-        except (TypeError, ValueError):
-            return 0
-    n, ep, tp, adp = num("moe_tp_size"), num("moe_ep_size"), num("tp_size"), num("attention_dp_size")
-    source = campaign(row.get("silicon_data_source"))
-    if not (n == ep > 1 and tp * adp == n * n and row.get("mode", "agg") == "agg"):
-        return row
-    if source != "inferencex" and not (source is None and node and n * n > node):
-        return row
-    ranks = n if adp > 1 else 1
-    out = dict(row, tp_size=str(n // ranks), attention_dp_size=str(ranks), moe_tp_size="1", moe_ep_size=str(n))
-    if adp > 1 and row.get("batch_size"):
-        out["batch_size"] = str(num("batch_size") * adp // ranks)
-    return out
