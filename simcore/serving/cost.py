@@ -164,10 +164,9 @@ class IterationCost:
             # attention DP a graph replays only where every rank holds the same captured size
             return (dec, rank not in self.exact or dec % self.ranks != 0, *grid(dec, STEPS["seqs"]))
         # a decode-only step replays the CUDA graph of the next captured batch size; above the largest, none
-        n = padded(rank, self.sizes)
-        if self.ranks > 1:  # every rank runs the busiest rank's padded batch
-            n = max(dec, n * self.ranks)
-        return (n, padded(rank, self.sizes) > self.max_graph, *grid(n, STEPS["seqs"]))
+        graph = padded(rank, self.sizes)
+        n = max(dec, graph * self.ranks)  # every rank runs the busiest rank's padded batch
+        return (n, graph > self.max_graph, *grid(n, STEPS["seqs"]))
 
     def gpu_time(self, dec: int, dec_past: float, pre: int, pre_tokens: int, pre_past: float) -> float:
         """Seconds of one iteration's forward pass; dec_past/pre_past are means.
