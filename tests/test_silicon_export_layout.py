@@ -39,3 +39,9 @@ def test_rows_of_their_own_layout_are_kept():
     assert export_layout(bare, node=8)["tp_size"] == "8"
     small = dict(bare, tp_size="4", moe_tp_size="2", moe_ep_size="2")
     assert export_layout(small, node=8) is small and export_layout(bare) is bare
+
+
+def test_bad_layout_values_are_left_for_the_reader_to_refuse():
+    for bad in ("inf", "1e400", "nan", "abc", "-8"):
+        row = dict(ROW, moe_tp_size=bad, moe_ep_size=bad)
+        assert export_layout(row) is row  # no traceback here; measurement_from_row names the field

@@ -36,7 +36,7 @@ def export_layout(row: dict, node: int | None = None) -> dict:
     def num(key: str) -> int:
         try:
             return int(float(row.get(key) or 1))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # a bad value is refused later, as recorded
             return 0
     n, ep, tp, adp = num("moe_tp_size"), num("moe_ep_size"), num("tp_size"), num("attention_dp_size")
     source = campaign(row.get("silicon_data_source"))
