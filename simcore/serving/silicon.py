@@ -263,12 +263,12 @@ def _row_ms(row: dict, key: str) -> float | None:
 
 
 @functools.lru_cache(maxsize=None)
-def _node(system: str | None) -> int | None:
-    """GPUs per node of a row's system (its GPU's default cluster); None when the system is not known."""
+def _node(gpu: str) -> int | None:
+    """GPUs per node of a GPU (a row's system or a catalog name: its default cluster); None when it is not known."""
     from simcore.config.hardware import load_system
 
     try:
-        return load_system(GPUS.get(system or "", system or "")).cluster.gpus_per_node
+        return load_system(GPUS.get(gpu, gpu)).cluster.gpus_per_node
     except (SimcoreError, OSError, ValueError, TypeError):
         return None
 
@@ -280,7 +280,7 @@ def measurement_from_row(row: dict, source: str = "row", limits: str | None = No
         if not (v is None or isinstance(v, (str, int, float))) or isinstance(v, bool) or \
                 (key in TEXT_KEYS and not isinstance(v, (str, type(None)))):
             raise Refused("bad value", f"{key} = {v!r:.80}")
-    row = export_layout(row, _node(row.get("system")))
+    row = export_layout(row, _node(row.get("system") or ""))
     c = _int(row, "batch_size")
     isl = _int(row, "isl")
     engine = ENGINES.get(row.get("backend", ""))
@@ -541,15 +541,13 @@ def _place_unrecorded(rec: Measurement, model: str, gpu: str, engine: str, isl: 
     pp_size, attention_dp_size, moe_tp_size and moe_ep_size) and whose tp GPUs cannot hold the model: the
     generator's wide-expert layout, attention DP and experts over one node's GPUs (tp 1, attention_dp = moe_ep =
     gpus_per_node), said to be assumed. docs/validation.md, "Rows of other GPUs"."""
-    from simcore.config.hardware import load_system
-
     for which, p in rec.pools.items():
         if p.layout or p.attention_dp > 1 or p.pp > 1:
             continue
         limits = pool_limits(engine, which, p.batch, isl)
         if _pool_holds(model, gpu, engine, p, limits, rec.precision):
             continue
-        node = load_system(gpu).cluster.gpus_per_node
+        node = _node(gpu)
         wide = Pool(p.workers, p.batch, p.tp, attention_dp=node, ep=node, layout=False)
         scale = 1 if engine == "sglang" else node  # TensorRT-LLM's and vLLM's limits hold per rank: disaggregation()
         if p.tp == 1 and _pool_holds(model, gpu, engine, wide, {k: v * scale for k, v in limits.items()},
